@@ -1,0 +1,12 @@
+#!/bin/bash
+# mpirun (no Slurm) runs the same MPI check oversubscribed on this machine's cores.
+set -euo pipefail
+: "${abs_top_builddir:?run this test through make check}"
+: "${MPIRUN:?}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+out=$(timeout 120 "$MPIRUN" --oversubscribe -np 4 "$abs_top_builddir/tests/cluster/mpi_allreduce") ||
+    { echo "FAIL: mpirun exited $?: $out" >&2; exit 1; }
+echo "$out"
+[ "$(echo "$out" | grep -c ' of 4 on .*: allreduce of 4096 doubles ok$')" -eq 4 ] ||
+    { echo "FAIL: expected 4 ranks reporting a correct allreduce" >&2; exit 1; }
+echo "PASS"

@@ -1,0 +1,26 @@
+#!/bin/bash
+# srun --mpi=pmix runs one MPI job across three slurmd: each rank lands on its
+# own node, the allreduce is right on every rank, and a failing rank makes srun
+# fail.
+. "$(dirname "$0")/lib.sh"
+cluster_start 3
+
+prog=$abs_top_builddir/tests/cluster/mpi_allreduce
+out=$(timeout 120 srun --mpi=pmix -N3 -n3 "$prog") || fail "srun --mpi=pmix exited $?: $out"
+echo "$out"
+[ "$(echo "$out" | grep -c ': allreduce of 4096 doubles ok$')" -eq 3 ] ||
+    fail "expected 3 ranks reporting a correct allreduce"
+for r in 0 1 2; do
+    echo "$out" | grep -q "^rank $r of 3 on n$((r + 1)):" || fail "rank $r did not run on node n$((r + 1))"
+done
+
+# Two ranks per node over two nodes: shared memory within, the network between.
+out=$(timeout 120 srun --mpi=pmix -N2 -n4 "$prog") || fail "srun -N2 -n4 exited $?: $out"
+[ "$(echo "$out" | grep -c ' of 4 on n[12]: allreduce of 4096 doubles ok$')" -eq 4 ] ||
+    fail "expected 4 ranks on n1,n2 reporting a correct allreduce: $out"
+
+# A task that fails must fail the step, or users' job scripts cannot tell.
+if timeout 60 srun -N3 -n3 bash -c '[ "$SLURM_PROCID" != 1 ] || exit 7' 2>/dev/null; then
+    fail "srun returned 0 although task 1 exited 7"
+fi
+echo "PASS"
