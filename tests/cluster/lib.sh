@@ -34,14 +34,16 @@ require_slurm() {
 }
 
 # A base port with BASE..BASE+nodes free; random, so that tests run in
-# parallel by make -j do not collide.
+# parallel by make -j do not collide, and below the kernel's ephemeral range
+# (ip_local_port_range, 32768 up by default), where MPI's own connections
+# would otherwise take a port between this check and the daemons' bind.
 free_port_base() { # nodes
     local n=$1 base k ok tries
     for tries in $(seq 1 100); do
-        base=$((20000 + (RANDOM % 3000) * 10))
+        base=$((10000 + (RANDOM % 2000) * 10))
         ok=1
         for k in $(seq 0 "$n"); do
-            if ss -Hltn "sport = :$((base + k))" | grep -q .; then ok=0; break; fi
+            if ss -Hatn "sport = :$((base + k))" | grep -q .; then ok=0; break; fi
         done
         if [ $ok -eq 1 ]; then echo "$base"; return 0; fi
     done

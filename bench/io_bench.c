@@ -1,0 +1,261 @@
+/*
+ * io_bench: the loader against a raw sequential read of the same files, in
+ * one run, on the same ranks (issue: loader throughput >= 80% of raw for
+ * sequential epochs, >= 50% for fully shuffled; < 2% of a training step
+ * waiting for data with prefetch on).
+ *
+ *   io_bench DATASET [--epochs E] [--batch B] [--cold]
+ *
+ * Each rank reads: raw = its share of the shard files with pread() in 16 MiB
+ * blocks (the bytes the loader must deliver, and HDF5's few KiB of metadata);
+ * loader = one epoch of batches in each configuration. The raw read runs
+ * right before each loader measurement, so both see the same page cache and
+ * machine load. With --cold, the page cache is dropped before each (root).
+ * The step-wait measurement runs the reference model's forward and backward
+ * matrix products (784-512-256-10, batch 128) with cblas_sgemm between batches.
+ * Output: markdown table rows on rank 0.
+ */
+#include "config.h"
+
+#include "dml_io.h"
+
+#include <cblas.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static int rank, size, cold;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void drop_caches(void)
+{
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (cold && rank == 0) {
+        FILE *f;
+        sync();
+        f = fopen("/proc/sys/vm/drop_caches", "w");
+        if (f == NULL || fputs("3\n", f) < 0 || fclose(f) != 0) {
+            fprintf(stderr, "io_bench: cannot drop the page cache (needs root): cold runs are warm\n");
+            cold = 0;
+        }
+    }
+    MPI_Bcast(&cold, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
+/* Reads this rank's shard files sequentially; returns aggregate MB/s. */
+static double raw_read(const dml_dataset_t *ds, double *bytes_out)
+{
+    static char *buf;
+    double t0, t, bytes = 0, all;
+    uint32_t s;
+
+    if (buf == NULL)
+        buf = malloc(16 << 20);
+    drop_caches();
+    t0 = now();
+    for (s = (uint32_t)rank; s < dml_dataset_shards(ds); s += (uint32_t)size) {
+        char path[4096];
+        ssize_t n;
+        int fd;
+        snprintf(path, sizeof(path), "%s/%s", dml_dataset_dir(ds), dml_dataset_shard_name(ds, s));
+        fd = open(path, O_RDONLY);
+        if (fd < 0) {
+            perror(path);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        while ((n = read(fd, buf, 16 << 20)) > 0)
+            bytes += (double)n;
+        close(fd);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    t = now() - t0;
+    MPI_Allreduce(&bytes, &all, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    *bytes_out = all;
+    return all / t / 1e6;
+}
+
+typedef struct {
+    double sps, mbs, wait_frac, first_mbs;
+    int cached, threaded;
+} result_t;
+
+/* The reference model's per-step matrix work: forward and backward. */
+typedef struct {
+    float *w[3], *a[4], *g[4], *dw[3];
+    int dims[4];
+} mlp_t;
+
+static void mlp_init(mlp_t *m, int batch)
+{
+    int d[4] = {784, 512, 256, 10}, l;
+    memcpy(m->dims, d, sizeof(d));
+    for (l = 0; l < 4; l++) {
+        m->a[l] = calloc((size_t)batch * d[l], sizeof(float));
+        m->g[l] = calloc((size_t)batch * d[l], sizeof(float));
+    }
+    for (l = 0; l < 3; l++) {
+        m->w[l] = calloc((size_t)d[l] * d[l + 1], sizeof(float));
+        m->dw[l] = calloc((size_t)d[l] * d[l + 1], sizeof(float));
+    }
+}
+
+static void mlp_step(mlp_t *m, const float *x, int batch)
+{
+    int l, *d = m->dims;
+    memcpy(m->a[0], x, (size_t)batch * 784 * sizeof(float));
+    for (l = 0; l < 3; l++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, d[l + 1], d[l], 1.0f,
+                    m->a[l], d[l], m->w[l], d[l + 1], 0.0f, m->a[l + 1], d[l + 1]);
+    for (l = 2; l >= 0; l--) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d[l], d[l + 1], batch, 1.0f, m->a[l],
+                    d[l], m->g[l + 1], d[l + 1], 0.0f, m->dw[l], d[l + 1]);
+        if (l > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, d[l], d[l + 1], 1.0f,
+                        m->g[l + 1], d[l + 1], m->w[l], d[l + 1], 0.0f, m->g[l], d[l]);
+    }
+}
+
+static result_t run_loader(dml_dataset_t *ds, dml_shuffle_t shuffle, dml_cache_t cache,
+                           int prefetch, int batch, int epochs, mlp_t *mlp)
+{
+    dml_loader_config_t cfg;
+    dml_loader_t *ld;
+    const dml_batch_t *b;
+    const uint64_t F = dml_schema_features(dml_dataset_schema(ds));
+    const double row = (double)(F * dml_dtype_size(dml_dataset_schema(ds)->dtype) + 12);
+    double t0, t1 = 0, t, wait, n = 0, nfirst = 0, nlast;
+    result_t r;
+    int e = 0;
+
+    dml_loader_config_init(&cfg);
+    cfg.batch = (uint64_t)batch;
+    cfg.shuffle = shuffle;
+    cfg.cache = cache;
+    cfg.prefetch = prefetch;
+    cfg.verify = 0; /* a checksum pass is a full read: not part of an epoch */
+    cfg.seed = 1;
+    drop_caches();
+    t0 = now();
+    if (dml_loader_create(ds, MPI_COMM_WORLD, &cfg, &ld) != DML_OK) {
+        if (rank == 0)
+            fprintf(stderr, "io_bench: %s\n", dml_error_message());
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    while (e < epochs) {
+        if (dml_loader_next(ld, &b) != DML_OK) {
+            fprintf(stderr, "io_bench: %s\n", dml_error_message());
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        if (mlp != NULL && b->n == (uint64_t)batch && F == 784)
+            mlp_step(mlp, b->x, batch);
+        n += (double)b->global_n;
+        if (b->epoch_end) {
+            e++;
+            if (e == 1) {
+                t1 = now();
+                nfirst = n;
+            }
+        }
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    t = now() - t0;
+    nlast = n - nfirst;
+    wait = dml_loader_wait_seconds(ld);
+    r.cached = dml_loader_cached(ld);
+    r.threaded = dml_loader_threaded(ld);
+    dml_loader_destroy(ld);
+    MPI_Allreduce(MPI_IN_PLACE, &wait, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    /* n counts global samples once per step: the same on every rank. */
+    /* The first epoch includes opening the shards and filling the cache;
+     * later epochs are the steady state (epochs > 1). */
+    r.first_mbs = nfirst / (t1 - t0) * row / 1e6;
+    r.sps = epochs > 1 ? nlast / (t - (t1 - t0)) : nfirst / (t1 - t0);
+    r.mbs = r.sps * row / 1e6;
+    r.wait_frac = wait / t;
+    return r;
+}
+
+static const char *shuffle_name(dml_shuffle_t s)
+{
+    return s == DML_SHUFFLE_NONE ? "sequential" : s == DML_SHUFFLE_FULL ? "full shuffle" : "window shuffle";
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        dml_shuffle_t shuffle;
+        dml_cache_t cache;
+    } runs[] = {
+        {DML_SHUFFLE_NONE, DML_CACHE_OFF},
+        {DML_SHUFFLE_FULL, DML_CACHE_OFF},
+        {DML_SHUFFLE_WINDOW, DML_CACHE_OFF},
+        {DML_SHUFFLE_NONE, DML_CACHE_AUTO},
+        {DML_SHUFFLE_FULL, DML_CACHE_AUTO},
+    };
+    int provided, epochs = 2, batch = 128, i;
+    dml_dataset_t *ds;
+    const char *dir = NULL;
+    double bytes;
+    mlp_t mlp;
+
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--epochs") == 0 && i + 1 < argc)
+            epochs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc)
+            batch = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--cold") == 0)
+            cold = 1;
+        else
+            dir = argv[i];
+    }
+    if (dir == NULL || epochs < 1 || batch < 1 || dml_dataset_open(dir, &ds) != DML_OK) {
+        if (rank == 0)
+            fprintf(stderr, "usage: io_bench DATASET [--epochs E] [--batch B] [--cold]%s%s\n",
+                    dir ? ": " : "", dir ? dml_error_message() : "");
+        MPI_Finalize();
+        return 2;
+    }
+#ifdef HAVE_OPENBLAS_SET_NUM_THREADS
+    openblas_set_num_threads(1);
+#endif
+    for (i = 0; i < (int)(sizeof(runs) / sizeof(runs[0])); i++) {
+        double raw = raw_read(ds, &bytes);
+        result_t r = run_loader(ds, runs[i].shuffle, runs[i].cache, 4, batch, epochs, NULL);
+        if (rank == 0)
+            printf("| %s | %d | %s | %s%s | %.0f | %.0f | %.0f | %.0f%% | %.0f%% |\n",
+                   dml_dataset_dir(ds), size, shuffle_name(runs[i].shuffle),
+                   r.cached ? "node cache" : "HDF5 reads", cold ? ", cold" : "", raw, r.mbs,
+                   r.sps, 100.0 * r.first_mbs / raw, 100.0 * r.mbs / raw);
+        fflush(stdout);
+    }
+    /* Data wait during training steps: prefetch on, the reference model's
+     * matrix work per step. */
+    mlp_init(&mlp, batch);
+    for (i = 0; i < 2; i++) {
+        dml_cache_t c = i == 0 ? DML_CACHE_OFF : DML_CACHE_AUTO;
+        result_t r = run_loader(ds, DML_SHUFFLE_FULL, c, 4, batch, 1, &mlp);
+        if (rank == 0)
+            printf("| %s | %d | full shuffle, %s, 784-512-256-10 steps | wait %.2f%% of step time "
+                   "(%.0f samples/s) |\n",
+                   dml_dataset_dir(ds), size, r.cached ? "node cache" : "HDF5 reads",
+                   100.0 * r.wait_frac, r.sps);
+        fflush(stdout);
+    }
+    dml_dataset_close(ds);
+    MPI_Finalize();
+    return 0;
+}

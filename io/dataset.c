@@ -1,0 +1,570 @@
+/*
+ * dataset.c: opening a dataset's index and validating its shards against it.
+ *
+ * The index is the dataset's commit record: the writer writes it last, so a
+ * directory without a readable index is no dataset. Validation trusts nothing
+ * in a shard file: every dimension, type and byte is compared with the index.
+ */
+#include "config.h"
+
+#include "io_private.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+const char *dml_dtype_name(dml_dtype_t t)
+{
+    return t == DML_DTYPE_UINT8 ? "uint8" : t == DML_DTYPE_FLOAT32 ? "float32" : "?";
+}
+
+size_t dml_dtype_size(dml_dtype_t t)
+{
+    return t == DML_DTYPE_UINT8 ? 1 : 4;
+}
+
+uint64_t dml_schema_features(const dml_schema_t *s)
+{
+    uint64_t f = 1;
+    int d;
+
+    for (d = 0; d < s->rank; d++)
+        f *= s->shape[d];
+    return f;
+}
+
+int dml_stats_bin(const dml_stats_t *st, uint64_t f, double v)
+{
+    double lo = st->hist_lo[f], hi = st->hist_hi[f];
+    double b;
+
+    if (!(hi > lo))
+        return 0;
+    b = (v - lo) / (hi - lo) * DML_DATASET_HIST_BINS;
+    if (!(b >= 0)) /* also NaN */
+        return 0;
+    if (b >= DML_DATASET_HIST_BINS)
+        return DML_DATASET_HIST_BINS - 1;
+    return (int)b;
+}
+
+void dml__stats_free(dml_stats_t *st)
+{
+    free(st->mean);
+    free(st->std);
+    free(st->min);
+    free(st->max);
+    free(st->hist_lo);
+    free(st->hist_hi);
+    free(st->hist);
+    free(st->label_counts);
+    memset(st, 0, sizeof(*st));
+}
+
+void dml__schema_free(dml_schema_t *s)
+{
+    free(s->class_names);
+    s->class_names = NULL;
+}
+
+void dml_dataset_close(dml_dataset_t *ds)
+{
+    if (ds == NULL)
+        return;
+    dml__stats_free(&ds->stats);
+    dml__schema_free(&ds->schema);
+    free(ds->shard_names);
+    free(ds->shard_samples);
+    free(ds->shard_start);
+    free(ds->shard_crc);
+    free(ds->source);
+    free(ds->dir);
+    free(ds);
+}
+
+static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path)
+{
+    char buf[256], dtype[32];
+    uint32_t u32;
+    uint64_t shape[DML_DATASET_MAX_RANK], nf, i, nshards;
+    int32_t version, rank, bins;
+    hid_t strtype = -1, g = -1;
+    dml_stats_t *st = &ds->stats;
+    dml_status_t status = DML_ERR_FORMAT;
+
+    if (dml__h5_attr_read_str(f, "format", buf, sizeof(buf)) != 0 ||
+        strcmp(buf, DML_DATASET_FORMAT) != 0)
+        return dml_error_set(DML_ERR_FORMAT, "%s: not a slurm-dml dataset index (no format "
+                             "attribute \"%s\")", path, DML_DATASET_FORMAT);
+    if (dml__h5_attr_read(f, "version", H5T_NATIVE_INT32, 1, &version) != 0)
+        return dml_error_set(DML_ERR_FORMAT, "%s: no format version", path);
+    if (version != DML_DATASET_VERSION)
+        return dml_error_set(DML_ERR_FORMAT, "%s: format version %d, this build reads version %d",
+                             path, (int)version, DML_DATASET_VERSION);
+    if (dml__h5_attr_read_str(f, "dtype", dtype, sizeof(dtype)) != 0 ||
+        dml__h5_attr_read(f, "feature_rank", H5T_NATIVE_INT32, 1, &rank) != 0 || rank < 1 ||
+        rank > DML_DATASET_MAX_RANK ||
+        dml__h5_attr_read(f, "feature_shape", H5T_NATIVE_UINT64, (size_t)rank, shape) != 0 ||
+        dml__h5_attr_read(f, "num_classes", H5T_NATIVE_UINT32, 1, &u32) != 0 ||
+        dml__h5_attr_read(f, "samples", H5T_NATIVE_UINT64, 1, &ds->samples) != 0 ||
+        dml__h5_attr_read(f, "shards", H5T_NATIVE_UINT64, 1, &nshards) != 0 ||
+        dml__h5_attr_read(f, "hist_bins", H5T_NATIVE_INT32, 1, &bins) != 0 ||
+        dml__h5_attr_read_str(f, "content_hash", ds->content_hash, sizeof(ds->content_hash)) != 0)
+        return dml_error_set(DML_ERR_FORMAT, "%s: schema attributes missing or malformed "
+                             "(dtype, feature_rank, feature_shape, num_classes, samples, shards, "
+                             "hist_bins, content_hash)", path);
+    if (strcmp(dtype, "uint8") == 0)
+        ds->schema.dtype = DML_DTYPE_UINT8;
+    else if (strcmp(dtype, "float32") == 0)
+        ds->schema.dtype = DML_DTYPE_FLOAT32;
+    else
+        return dml_error_set(DML_ERR_FORMAT, "%s: feature dtype \"%s\" (expected uint8 or float32)",
+                             path, dtype);
+    if (bins != DML_DATASET_HIST_BINS)
+        return dml_error_set(DML_ERR_FORMAT, "%s: %d histogram bins, this build uses %d", path,
+                             (int)bins, DML_DATASET_HIST_BINS);
+    ds->schema.rank = rank;
+    memcpy(ds->schema.shape, shape, sizeof(uint64_t) * (size_t)rank);
+    ds->schema.num_classes = u32;
+    nf = dml_schema_features(&ds->schema);
+    if (nf == 0 || u32 == 0 || nshards == 0 || nshards > UINT32_MAX)
+        return dml_error_set(DML_ERR_FORMAT, "%s: empty schema (features %llu, classes %u, "
+                             "shards %llu)", path, (unsigned long long)nf, u32,
+                             (unsigned long long)nshards);
+    ds->shards = (uint32_t)nshards;
+    if (dml__h5_attr_read_str(f, "source", buf, sizeof(buf)) == 0)
+        ds->source = strdup(buf);
+    else
+        ds->source = strdup("");
+
+    ds->shard_names = calloc(ds->shards, DML_DATASET_NAME_MAX);
+    ds->shard_samples = calloc(ds->shards, sizeof(uint64_t));
+    ds->shard_start = calloc(ds->shards + 1, sizeof(uint64_t));
+    ds->shard_crc = calloc(ds->shards, sizeof(uint32_t));
+    ds->schema.class_names = calloc(u32, DML_DATASET_NAME_MAX);
+    st->features = nf;
+    st->mean = calloc(nf, sizeof(double));
+    st->std = calloc(nf, sizeof(double));
+    st->min = calloc(nf, sizeof(double));
+    st->max = calloc(nf, sizeof(double));
+    st->hist_lo = calloc(nf, sizeof(double));
+    st->hist_hi = calloc(nf, sizeof(double));
+    st->hist = calloc(nf * DML_DATASET_HIST_BINS, sizeof(uint64_t));
+    st->label_counts = calloc(u32, sizeof(uint64_t));
+    if (!ds->source || !ds->shard_names || !ds->shard_samples || !ds->shard_start ||
+        !ds->shard_crc || !ds->schema.class_names || !st->mean || !st->std || !st->min ||
+        !st->max || !st->hist_lo || !st->hist_hi || !st->hist || !st->label_counts)
+        return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for the index", path);
+
+    strtype = H5Tcopy(H5T_C_S1);
+    if (strtype < 0 || H5Tset_size(strtype, DML_DATASET_NAME_MAX) < 0)
+        goto out;
+    status = dml_error_set(DML_ERR_FORMAT, "%s: shard table (shard_names, shard_samples, "
+                           "shard_crc32) missing or not of %u entries", path, ds->shards);
+    if (dml__h5_read(f, "shard_names", strtype, ds->shards, 0, ds->shard_names) != 0 ||
+        dml__h5_read(f, "shard_samples", H5T_NATIVE_UINT64, ds->shards, 0, ds->shard_samples) != 0 ||
+        dml__h5_read(f, "shard_crc32", H5T_NATIVE_UINT32, ds->shards, 0, ds->shard_crc) != 0)
+        goto out;
+    status = dml_error_set(DML_ERR_FORMAT, "%s: class_names missing or not %u entries", path, u32);
+    if (dml__h5_read(f, "class_names", strtype, u32, 0, ds->schema.class_names) != 0)
+        goto out;
+    for (i = 0; i < u32; i++)
+        ds->schema.class_names[i][DML_DATASET_NAME_MAX - 1] = '\0';
+    for (i = 0; i < ds->shards; i++) {
+        ds->shard_names[i][DML_DATASET_NAME_MAX - 1] = '\0';
+        if (ds->shard_names[i][0] == '\0' || strchr(ds->shard_names[i], '/') != NULL) {
+            status = dml_error_set(DML_ERR_FORMAT, "%s: shard %llu has an invalid file name \"%s\"",
+                                   path, (unsigned long long)i, ds->shard_names[i]);
+            goto out;
+        }
+        ds->shard_start[i + 1] = ds->shard_start[i] + ds->shard_samples[i];
+    }
+    if (ds->shard_start[ds->shards] != ds->samples) {
+        status = dml_error_set(DML_ERR_FORMAT, "%s: shards hold %llu samples, the index says %llu",
+                               path, (unsigned long long)ds->shard_start[ds->shards],
+                               (unsigned long long)ds->samples);
+        goto out;
+    }
+
+    status = dml_error_set(DML_ERR_FORMAT, "%s: statistics (group stats) missing or not of %llu "
+                           "features", path, (unsigned long long)nf);
+    g = H5Gopen2(f, "stats", H5P_DEFAULT);
+    if (g < 0 || dml__h5_read(g, "mean", H5T_NATIVE_DOUBLE, nf, 0, st->mean) != 0 ||
+        dml__h5_read(g, "std", H5T_NATIVE_DOUBLE, nf, 0, st->std) != 0 ||
+        dml__h5_read(g, "min", H5T_NATIVE_DOUBLE, nf, 0, st->min) != 0 ||
+        dml__h5_read(g, "max", H5T_NATIVE_DOUBLE, nf, 0, st->max) != 0 ||
+        dml__h5_read(g, "hist_lo", H5T_NATIVE_DOUBLE, nf, 0, st->hist_lo) != 0 ||
+        dml__h5_read(g, "hist_hi", H5T_NATIVE_DOUBLE, nf, 0, st->hist_hi) != 0 ||
+        dml__h5_read(g, "hist", H5T_NATIVE_UINT64, nf, DML_DATASET_HIST_BINS, st->hist) != 0 ||
+        dml__h5_read(g, "label_counts", H5T_NATIVE_UINT64, u32, 0, st->label_counts) != 0 ||
+        dml__h5_attr_read(g, "global_mean", H5T_NATIVE_DOUBLE, 1, &st->global_mean) != 0 ||
+        dml__h5_attr_read(g, "global_std", H5T_NATIVE_DOUBLE, 1, &st->global_std) != 0)
+        goto out;
+    {
+        char expect[17];
+        dml__content_hash(&ds->schema, ds->shards, ds->shard_samples, ds->shard_crc, expect);
+        if (strcmp(expect, ds->content_hash) != 0) {
+            status = dml_error_set(DML_ERR_CHECKSUM, "%s: content hash %s does not match the "
+                                   "shard table (%s): the index was altered", path,
+                                   ds->content_hash, expect);
+            goto out;
+        }
+    }
+    status = DML_OK;
+    dml_error_clear();
+out:
+    if (g >= 0)
+        H5Gclose(g);
+    if (strtype >= 0)
+        H5Tclose(strtype);
+    return status;
+}
+
+dml_status_t dml_dataset_open(const char *dir, dml_dataset_t **ds_out)
+{
+    dml__h5_quiet_t q;
+    dml_dataset_t *ds;
+    struct stat sb;
+    char *path = NULL;
+    hid_t f = -1;
+    dml_status_t status;
+
+    if (dir == NULL || ds_out == NULL)
+        return dml_error_set(DML_ERR_INVALID_ARG, "dml_dataset_open: NULL argument");
+    if (stat(dir, &sb) != 0)
+        return dml_error_set_errno(errno, "%s: cannot open dataset directory", dir);
+    if (!S_ISDIR(sb.st_mode))
+        return dml_error_set(DML_ERR_FORMAT, "%s: not a directory (a dataset is a directory of "
+                             "shards with index.h5)", dir);
+    ds = calloc(1, sizeof(*ds));
+    if (ds == NULL || (ds->dir = strdup(dir)) == NULL ||
+        (path = dml__path_join(dir, "index.h5")) == NULL) {
+        status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", dir);
+        goto err;
+    }
+    if (stat(path, &sb) != 0) {
+        status = dml_error_set_errno(errno, "%s: no dataset index (was the conversion "
+                                     "interrupted?)", path);
+        goto err;
+    }
+    dml__h5_quiet_begin(&q);
+    f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        status = dml_error_set(DML_ERR_FORMAT, "%s: not a readable HDF5 file (truncated or "
+                               "corrupt)", path);
+    else
+        status = dml__index_read(ds, f, path);
+    if (f >= 0)
+        H5Fclose(f);
+    dml__h5_quiet_end(&q);
+    if (status != DML_OK)
+        goto err;
+    free(path);
+    *ds_out = ds;
+    return DML_OK;
+err:
+    free(path);
+    dml_dataset_close(ds);
+    return status;
+}
+
+const char *dml_dataset_dir(const dml_dataset_t *ds) { return ds->dir; }
+const dml_schema_t *dml_dataset_schema(const dml_dataset_t *ds) { return &ds->schema; }
+const dml_stats_t *dml_dataset_stats(const dml_dataset_t *ds) { return &ds->stats; }
+uint64_t dml_dataset_samples(const dml_dataset_t *ds) { return ds->samples; }
+uint32_t dml_dataset_shards(const dml_dataset_t *ds) { return ds->shards; }
+const char *dml_dataset_content_hash(const dml_dataset_t *ds) { return ds->content_hash; }
+const char *dml_dataset_source(const dml_dataset_t *ds) { return ds->source; }
+
+const char *dml_dataset_shard_name(const dml_dataset_t *ds, uint32_t i)
+{
+    return i < ds->shards ? ds->shard_names[i] : NULL;
+}
+
+uint64_t dml_dataset_shard_samples(const dml_dataset_t *ds, uint32_t i)
+{
+    return i < ds->shards ? ds->shard_samples[i] : 0;
+}
+
+uint32_t dml_dataset_shard_crc(const dml_dataset_t *ds, uint32_t i)
+{
+    return i < ds->shards ? ds->shard_crc[i] : 0;
+}
+
+static dml_status_t dml__problem(dml_problem_cb_t cb, void *arg, uint64_t *problems,
+                                 dml_status_t status, dml_status_t first, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+/* Records one problem; returns the status the caller should keep (the first). */
+static dml_status_t dml__problem(dml_problem_cb_t cb, void *arg, uint64_t *problems,
+                                 dml_status_t status, dml_status_t first, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (problems != NULL)
+        (*problems)++;
+    if (cb != NULL)
+        cb(arg, status, msg);
+    if (first == DML_OK) {
+        dml_error_set(status, "%s", msg);
+        return status;
+    }
+    return first;
+}
+
+/* Checks one dataset of a shard file: class, element size, signedness, dims. */
+static int dml__dset_matches(hid_t file, const char *name, H5T_class_t cls, size_t size, int sign,
+                             int rank, const hsize_t *dims, char *why, size_t whylen)
+{
+    hsize_t got[DML_DATASET_MAX_RANK + 1];
+    hid_t d = -1, t = -1, s = -1;
+    int nd, k, ok = 0;
+
+    if (H5Lexists(file, name, H5P_DEFAULT) <= 0 || (d = H5Dopen2(file, name, H5P_DEFAULT)) < 0) {
+        snprintf(why, whylen, "dataset \"%s\" is missing", name);
+        return 0;
+    }
+    t = H5Dget_type(d);
+    s = H5Dget_space(d);
+    if (t < 0 || s < 0) {
+        snprintf(why, whylen, "dataset \"%s\" is unreadable", name);
+        goto out;
+    }
+    if (H5Tget_class(t) != cls || H5Tget_size(t) != size ||
+        (cls == H5T_INTEGER && (int)H5Tget_sign(t) != sign)) {
+        snprintf(why, whylen, "dataset \"%s\" has element type of class %d, size %zu; the index "
+                 "expects class %d, size %zu", name, (int)H5Tget_class(t), H5Tget_size(t),
+                 (int)cls, size);
+        goto out;
+    }
+    nd = H5Sget_simple_extent_ndims(s);
+    if (nd != rank || H5Sget_simple_extent_dims(s, got, NULL) != nd) {
+        snprintf(why, whylen, "dataset \"%s\" has %d dimensions, the index expects %d", name, nd,
+                 rank);
+        goto out;
+    }
+    for (k = 0; k < rank; k++) {
+        if (got[k] != dims[k]) {
+            snprintf(why, whylen, "dataset \"%s\" dimension %d is %llu, the index expects %llu%s",
+                     name, k, (unsigned long long)got[k], (unsigned long long)dims[k],
+                     k == 0 ? " samples" : "");
+            goto out;
+        }
+    }
+    ok = 1;
+out:
+    if (s >= 0)
+        H5Sclose(s);
+    if (t >= 0)
+        H5Tclose(t);
+    H5Dclose(d);
+    return ok;
+}
+
+dml_status_t dml__shard_check(const dml_dataset_t *ds, uint32_t i, hid_t file, const char *path,
+                              dml_problem_cb_t cb, void *arg, uint64_t *problems)
+{
+    hsize_t dims[DML_DATASET_MAX_RANK + 1];
+    char why[512];
+    dml_status_t first = DML_OK;
+    int k;
+
+    dims[0] = ds->shard_samples[i];
+    for (k = 0; k < ds->schema.rank; k++)
+        dims[k + 1] = ds->schema.shape[k];
+    if (!dml__dset_matches(file, "x", ds->schema.dtype == DML_DTYPE_UINT8 ? H5T_INTEGER : H5T_FLOAT,
+                           dml_dtype_size(ds->schema.dtype), H5T_SGN_NONE, ds->schema.rank + 1,
+                           dims, why, sizeof(why)))
+        first = dml__problem(cb, arg, problems, DML_ERR_MISMATCH, first, "%s: %s", path, why);
+    if (!dml__dset_matches(file, "y", H5T_INTEGER, 4, H5T_SGN_2, 1, dims, why, sizeof(why)))
+        first = dml__problem(cb, arg, problems, DML_ERR_MISMATCH, first, "%s: %s", path, why);
+    if (!dml__dset_matches(file, "id", H5T_INTEGER, 8, H5T_SGN_NONE, 1, dims, why, sizeof(why)))
+        first = dml__problem(cb, arg, problems, DML_ERR_MISMATCH, first, "%s: %s", path, why);
+    return first;
+}
+
+/* Reads rows [r0, r0+n) of a 1-D or N-D dataset into buf. */
+static int dml__read_rows(hid_t file, const char *name, hid_t mtype, uint64_t r0, uint64_t n,
+                          uint64_t row_elems, void *buf)
+{
+    hsize_t start[DML_DATASET_MAX_RANK + 1] = {0}, count[DML_DATASET_MAX_RANK + 1];
+    hsize_t mdim[2] = {n, row_elems};
+    hid_t d, fs = -1, ms = -1;
+    int nd, k, rc = -1;
+
+    d = H5Dopen2(file, name, H5P_DEFAULT);
+    if (d < 0)
+        return -1;
+    fs = H5Dget_space(d);
+    nd = H5Sget_simple_extent_ndims(fs);
+    if (nd < 1 || H5Sget_simple_extent_dims(fs, count, NULL) != nd)
+        goto out;
+    start[0] = r0;
+    count[0] = n;
+    for (k = nd; k < DML_DATASET_MAX_RANK + 1; k++)
+        count[k] = 1;
+    ms = H5Screate_simple(2, mdim, NULL);
+    if (ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        H5Dread(d, mtype, ms, fs, H5P_DEFAULT, buf) < 0)
+        goto out;
+    rc = 0;
+out:
+    if (ms >= 0)
+        H5Sclose(ms);
+    if (fs >= 0)
+        H5Sclose(fs);
+    H5Dclose(d);
+    return rc;
+}
+
+/* Streams one shard through the checksum and the label/finiteness checks. */
+static dml_status_t dml__shard_scan(const dml_dataset_t *ds, uint32_t i, hid_t file,
+                                    const char *path, dml_problem_cb_t cb, void *arg,
+                                    uint64_t *problems)
+{
+    const uint64_t nf = dml_schema_features(&ds->schema);
+    const size_t xsz = (size_t)nf * dml_dtype_size(ds->schema.dtype);
+    const uint64_t n = ds->shard_samples[i];
+    uint64_t chunk = (64u << 20) / xsz + 1, r, k, bad_label = 0, nonfinite = 0, first_bad = 0;
+    uint64_t first_nf = 0;
+    int32_t bad_value = 0;
+    uLong crc_x = crc32(0L, Z_NULL, 0), crc_y = crc32(0L, Z_NULL, 0), crc_id = crc32(0L, Z_NULL, 0);
+    uLong crc;
+    void *x = NULL;
+    int32_t *y = NULL;
+    uint64_t *id = NULL;
+    dml_status_t first = DML_OK;
+
+    if (chunk > n)
+        chunk = n ? n : 1;
+    x = malloc(chunk * xsz);
+    y = malloc(chunk * sizeof(int32_t));
+    id = malloc(chunk * sizeof(uint64_t));
+    if (x == NULL || y == NULL || id == NULL) {
+        first = dml__problem(cb, arg, problems, DML_ERR_NO_MEMORY, first, "%s: no memory to scan",
+                             path);
+        goto out;
+    }
+    /* The checksum covers all of x, then all of y, then all of id: three
+     * running CRCs joined at the end with crc32_combine. */
+    for (r = 0; r < n; r += chunk) {
+        uint64_t m = n - r < chunk ? n - r : chunk;
+        if (dml__read_rows(file, "x", dml__h5_type(ds->schema.dtype), r, m, nf, x) != 0 ||
+            dml__read_rows(file, "y", H5T_NATIVE_INT32, r, m, 1, y) != 0 ||
+            dml__read_rows(file, "id", H5T_NATIVE_UINT64, r, m, 1, id) != 0) {
+            first = dml__problem(cb, arg, problems, DML_ERR_IO, first,
+                                 "%s: read of samples %llu..%llu failed (truncated or corrupt)",
+                                 path, (unsigned long long)r, (unsigned long long)(r + m - 1));
+            goto out;
+        }
+        crc_x = crc32_z(crc_x, x, m * xsz);
+        crc_y = crc32_z(crc_y, (const Bytef *)y, m * sizeof(int32_t));
+        crc_id = crc32_z(crc_id, (const Bytef *)id, m * sizeof(uint64_t));
+        for (k = 0; k < m; k++) {
+            if (y[k] < 0 || (uint32_t)y[k] >= ds->schema.num_classes) {
+                if (bad_label++ == 0) {
+                    first_bad = r + k;
+                    bad_value = y[k];
+                }
+            }
+        }
+        if (ds->schema.dtype == DML_DTYPE_FLOAT32) {
+            const float *xf = x;
+            for (k = 0; k < m * nf; k++) {
+                if (!isfinite(xf[k]) && nonfinite++ == 0)
+                    first_nf = r + k / nf;
+            }
+        }
+    }
+    if (bad_label)
+        first = dml__problem(cb, arg, problems, DML_ERR_FORMAT, first,
+                             "%s: %llu labels outside 0..%u (first: sample %llu has label %d)",
+                             path, (unsigned long long)bad_label, ds->schema.num_classes - 1,
+                             (unsigned long long)first_bad, (int)bad_value);
+    if (nonfinite)
+        first = dml__problem(cb, arg, problems, DML_ERR_NUMERIC, first,
+                             "%s: %llu feature values are NaN or Inf (first in sample %llu)", path,
+                             (unsigned long long)nonfinite, (unsigned long long)first_nf);
+    crc = crc32_combine(crc32_combine(crc_x, crc_y, (z_off_t)(n * sizeof(int32_t))), crc_id,
+                        (z_off_t)(n * sizeof(uint64_t)));
+    if ((uint32_t)crc != ds->shard_crc[i])
+        first = dml__problem(cb, arg, problems, DML_ERR_CHECKSUM, first,
+                             "%s: checksum mismatch: the index records crc32 %08x, the contents "
+                             "give %08x", path, ds->shard_crc[i], (unsigned)crc);
+out:
+    free(x);
+    free(y);
+    free(id);
+    return first;
+}
+
+dml_status_t dml_dataset_validate(const dml_dataset_t *ds, uint32_t first_shard, uint32_t count,
+                                  dml_problem_cb_t cb, void *arg, uint64_t *problems)
+{
+    dml__h5_quiet_t q;
+    dml_status_t first = DML_OK, st;
+    char first_msg[1024] = "";
+    uint32_t i;
+
+    if (problems != NULL)
+        *problems = 0;
+    if (first_shard > ds->shards || count > ds->shards - first_shard)
+        return dml_error_set(DML_ERR_INVALID_ARG, "%s: shards %u..%u requested, the dataset has %u",
+                             ds->dir, first_shard, first_shard + count - 1, ds->shards);
+    dml__h5_quiet_begin(&q);
+    for (i = first_shard; i < first_shard + count; i++) {
+        char *path;
+        struct stat sb;
+        hid_t f;
+
+        /* A problem recorded by the previous iteration is the first one. */
+        if (first != DML_OK && first_msg[0] == '\0')
+            snprintf(first_msg, sizeof(first_msg), "%s", dml_error_message());
+        path = dml__path_join(ds->dir, ds->shard_names[i]);
+
+        if (path == NULL) {
+            first = dml__problem(cb, arg, problems, DML_ERR_NO_MEMORY, first, "%s: no memory",
+                                 ds->dir);
+            break;
+        }
+        if (stat(path, &sb) != 0) {
+            first = dml__problem(cb, arg, problems, dml_status_from_errno(errno), first,
+                                 "%s: shard %u is missing: %s", path, i, strerror(errno));
+            free(path);
+            continue;
+        }
+        f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (f < 0) {
+            first = dml__problem(cb, arg, problems, DML_ERR_FORMAT, first,
+                                 "%s: not a readable HDF5 file (truncated or corrupt; %lld bytes)",
+                                 path, (long long)sb.st_size);
+            free(path);
+            continue;
+        }
+        st = dml__shard_check(ds, i, f, path, cb, arg, problems);
+        if (st == DML_OK)
+            st = dml__shard_scan(ds, i, f, path, cb, arg, problems);
+        if (st != DML_OK && first == DML_OK) {
+            first = st;
+            snprintf(first_msg, sizeof(first_msg), "%s", dml_error_message());
+        }
+        H5Fclose(f);
+        free(path);
+    }
+    if (first != DML_OK && first_msg[0] == '\0')
+        snprintf(first_msg, sizeof(first_msg), "%s", dml_error_message());
+    dml__h5_quiet_end(&q);
+    /* Each shard's checks record their own first problem; keep the first of all. */
+    if (first != DML_OK)
+        return dml_error_set(first, "%s", first_msg);
+    dml_error_clear();
+    return DML_OK;
+}

@@ -1,0 +1,275 @@
+/*
+ * dml_io.h: sharded HDF5 datasets and the parallel data loader.
+ *
+ * A dataset is a directory of HDF5 shard files plus index.h5, which names the
+ * shards with their sample counts and checksums and holds the schema, the
+ * normalisation statistics, per-feature histograms (for drift measurement in
+ * batch inference) and a content hash (docs/formats/dataset.md).
+ *
+ * Three parts:
+ *  - dml_dataset_*: open an index, read its schema and statistics, validate
+ *    shards against it.
+ *  - dml_dataset_writer_*: write shards (several MPI ranks, different shards)
+ *    and commit the index last, so an interrupted write never validates.
+ *  - dml_loader_*: every rank's batches of one seeded global permutation per
+ *    epoch, read through parallel HDF5 with prefetch, normalised to float;
+ *    its position is a small state that resumes exactly, on any world size.
+ *
+ * Errors are dml_status_t with a detail in dml_error_message(); nothing here
+ * prints. Functions marked "collective" must be called by every rank of the
+ * communicator; they agree on failure, so all ranks return the same status.
+ */
+#ifndef DML_IO_H
+#define DML_IO_H
+
+#include "dml_status.h"
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DML_DATASET_FORMAT "slurm-dml dataset"
+#define DML_DATASET_VERSION 1
+#define DML_DATASET_MAX_RANK 3     /* feature shape dimensions */
+#define DML_DATASET_HIST_BINS 32   /* histogram bins per feature */
+#define DML_DATASET_NAME_MAX 64    /* class and shard name bytes, with NUL */
+
+typedef enum { DML_DTYPE_UINT8 = 0, DML_DTYPE_FLOAT32 = 1 } dml_dtype_t;
+
+const char *dml_dtype_name(dml_dtype_t t);
+size_t dml_dtype_size(dml_dtype_t t);
+
+/* What a dataset holds. */
+typedef struct {
+    dml_dtype_t dtype;                      /* features as stored */
+    int rank;                               /* 1..DML_DATASET_MAX_RANK */
+    uint64_t shape[DML_DATASET_MAX_RANK];   /* one sample's feature shape */
+    uint32_t num_classes;
+    char (*class_names)[DML_DATASET_NAME_MAX]; /* num_classes names, or NULL */
+} dml_schema_t;
+
+/* Features per sample: the product of the shape. */
+uint64_t dml_schema_features(const dml_schema_t *s);
+
+/* Training statistics, per feature (arrays of dml_schema_features()). */
+typedef struct {
+    uint64_t features;
+    double *mean, *std, *min, *max;
+    double global_mean, global_std;   /* over all features and samples */
+    double *hist_lo, *hist_hi;        /* histogram range per feature */
+    uint64_t *hist;                   /* [features][DML_DATASET_HIST_BINS] */
+    uint64_t *label_counts;           /* [num_classes] */
+} dml_stats_t;
+
+/* The histogram bin of value v for feature f (values outside clamp). */
+int dml_stats_bin(const dml_stats_t *st, uint64_t f, double v);
+
+typedef struct dml_dataset dml_dataset_t;
+
+/*
+ * Opens dir/index.h5 and reads schema, shard table and statistics. Local (no
+ * MPI); cheap: shards are not opened. DML_ERR_NOT_FOUND if there is no index,
+ * DML_ERR_FORMAT if it is not a slurm-dml dataset of a known version.
+ */
+dml_status_t dml_dataset_open(const char *dir, dml_dataset_t **ds_out);
+void dml_dataset_close(dml_dataset_t *ds);
+
+const char *dml_dataset_dir(const dml_dataset_t *ds);
+const dml_schema_t *dml_dataset_schema(const dml_dataset_t *ds);
+const dml_stats_t *dml_dataset_stats(const dml_dataset_t *ds);
+uint64_t dml_dataset_samples(const dml_dataset_t *ds);
+uint32_t dml_dataset_shards(const dml_dataset_t *ds);
+/* Shard i's file name (relative to the directory), samples and checksum. */
+const char *dml_dataset_shard_name(const dml_dataset_t *ds, uint32_t i);
+uint64_t dml_dataset_shard_samples(const dml_dataset_t *ds, uint32_t i);
+uint32_t dml_dataset_shard_crc(const dml_dataset_t *ds, uint32_t i);
+/* 16 hex digits identifying the contents (schema, every shard's bytes). */
+const char *dml_dataset_content_hash(const dml_dataset_t *ds);
+/* Where the data came from, as the writer recorded it. */
+const char *dml_dataset_source(const dml_dataset_t *ds);
+
+/* Called once per problem that validation finds: "subject: cause". */
+typedef void (*dml_problem_cb_t)(void *arg, dml_status_t status, const char *problem);
+
+/*
+ * Checks shards [first, first + count) against the index: file present and
+ * readable as HDF5, datasets x/y/id present with the index's dtype, shape and
+ * sample count, checksum, labels in [0, num_classes), finite features. Reports
+ * every problem through cb (may be NULL) and returns DML_OK only if none was
+ * found, else the status of the first. Local; ranks split the shards.
+ */
+dml_status_t dml_dataset_validate(const dml_dataset_t *ds, uint32_t first, uint32_t count,
+                                  dml_problem_cb_t cb, void *arg, uint64_t *problems);
+
+/* ---- writing ---------------------------------------------------------- */
+
+typedef struct dml_dataset_writer dml_dataset_writer_t;
+
+/*
+ * Collective over comm. Starts a dataset at dir, written into "dir.partial"
+ * and renamed into place by dml_dataset_writer_commit. An existing dir is
+ * refused (DML_ERR_EXISTS) unless replace is set, and then is only replaced
+ * by the commit. class_names may be NULL (classes are then named by number).
+ */
+dml_status_t dml_dataset_writer_create(MPI_Comm comm, const char *dir, const dml_schema_t *schema,
+                                       uint32_t num_shards, int replace, const char *source,
+                                       dml_dataset_writer_t **w_out);
+
+/*
+ * Local: writes shard `shard` (any rank, each shard once): n samples of
+ * features x (n * features elements of the schema's dtype), labels y and
+ * sample ids. Checks labels and finiteness first.
+ */
+dml_status_t dml_dataset_writer_put(dml_dataset_writer_t *w, uint32_t shard, uint64_t n,
+                                    const void *x, const int32_t *y, const uint64_t *id);
+
+/*
+ * Collective: agrees that every rank wrote its shards, computes the statistics
+ * (float features need a second pass over the written shards for histogram
+ * ranges), writes index.h5 and moves the directory into place durably
+ * (fsync, rename, fsync of the parent). Frees w on every path.
+ */
+dml_status_t dml_dataset_writer_commit(dml_dataset_writer_t *w);
+
+/* Local: frees a writer that will not be committed; leaves "dir.partial". */
+void dml_dataset_writer_abort(dml_dataset_writer_t *w);
+
+/* ---- reading source formats ------------------------------------------- */
+
+/*
+ * Reads an IDX file (gzip-compressed or not), as Fashion-MNIST ships them:
+ * images (ubyte, 3 dimensions) or labels (ubyte, 1 dimension). *data is
+ * malloc'ed; dims gets up to 3 dimensions, *ndim their number.
+ */
+dml_status_t dml_idx_read(const char *path, uint8_t **data, uint64_t dims[3], int *ndim);
+
+/*
+ * Reads a CSV file with a header line; the column named label_column holds
+ * the labels (integers 0..C-1, or names, numbered in sorted order), every
+ * other column a float feature. Outputs are malloc'ed; *names (num_classes
+ * entries) only when labels were names, else NULL.
+ */
+dml_status_t dml_csv_read(const char *path, const char *label_column, float **x, int32_t **y,
+                          uint64_t *n, uint64_t *features, uint32_t *num_classes,
+                          char (**names)[DML_DATASET_NAME_MAX]);
+
+/* ---- the loader -------------------------------------------------------- */
+
+typedef enum {
+    DML_SHUFFLE_NONE = 0, /* sample order as stored: sequential reads */
+    DML_SHUFFLE_FULL,     /* a uniform random permutation per epoch */
+    DML_SHUFFLE_WINDOW    /* blocks in random order through a shuffle buffer:
+                             near-sequential reads for data beyond memory */
+} dml_shuffle_t;
+
+typedef enum { DML_CACHE_AUTO = 0, DML_CACHE_ON, DML_CACHE_OFF } dml_cache_t;
+
+typedef enum {
+    DML_NORM_GLOBAL = 0,  /* (x - global mean) / global std */
+    DML_NORM_FEATURE,     /* per-feature mean and std (std floored) */
+    DML_NORM_NONE         /* raw values as float */
+} dml_norm_t;
+
+typedef struct {
+    uint64_t batch;           /* samples per rank per step (> 0) */
+    uint64_t seed;
+    dml_shuffle_t shuffle;
+    uint64_t window;          /* DML_SHUFFLE_WINDOW: buffer samples [65536] */
+    uint64_t block;           /* DML_SHUFFLE_WINDOW: block samples [256] */
+    dml_cache_t cache;
+    uint64_t cache_budget;    /* bytes per node for AUTO; 0: half of free memory */
+    int prefetch;             /* batches read ahead by the I/O thread; 0: none */
+    int verify;               /* check shard checksums at create (ranks split) */
+    dml_norm_t norm;
+    /* Statistics to normalise with (a model's training statistics); NULL: the
+     * dataset's own. */
+    const dml_stats_t *norm_stats;
+} dml_loader_config_t;
+
+/* Defaults: batch 128, seed 0, full shuffle, cache auto, prefetch 4, verify. */
+void dml_loader_config_init(dml_loader_config_t *cfg);
+
+/* Where a loader is: enough to continue with exactly the same samples. The
+ * permutation of an epoch is a function of (seed, epoch) alone, so no other
+ * RNG state exists. cursor counts samples consumed globally in the epoch. */
+typedef struct {
+    uint64_t seed;
+    uint64_t epoch;
+    uint64_t cursor;
+} dml_loader_state_t;
+
+/* One rank's part of one global batch. Valid until the next call. */
+typedef struct {
+    uint64_t n;          /* samples on this rank (may be 0 in a short last step) */
+    uint64_t global_n;   /* samples in this global batch, all ranks */
+    uint64_t epoch;
+    uint64_t pos;        /* global position of this global batch in the epoch */
+    int epoch_end;       /* this global batch ends its epoch */
+    const float *x;      /* n * features, normalised */
+    const int32_t *y;    /* n labels */
+    const uint64_t *id;  /* n sample ids */
+} dml_batch_t;
+
+typedef struct dml_loader dml_loader_t;
+
+/*
+ * Collective over comm: opens the shards with the MPI-IO driver, checks each
+ * shard's datasets against the index (and the checksums, if cfg->verify),
+ * fills the node cache if chosen and starts the prefetch thread. The thread
+ * makes HDF5 calls: while a loader exists, other HDF5 use in the process must
+ * hold dml_io_hdf5_lock(). Prefetch needs MPI_THREAD_MULTIPLE (the MPI-IO
+ * driver calls MPI from the thread); with less, batches are read on demand.
+ */
+dml_status_t dml_loader_create(dml_dataset_t *ds, MPI_Comm comm, const dml_loader_config_t *cfg,
+                               dml_loader_t **ld_out);
+
+/* Collective: stops the thread, closes the shards. */
+void dml_loader_destroy(dml_loader_t *ld);
+
+/*
+ * Local: the rank's next batch. Epochs follow one another without end; the
+ * caller stops where it likes (batch->epoch_end marks each epoch's last step,
+ * which every rank reaches at the same call). A read error is this rank's
+ * only: agree on it (dml_mpi_agree) before the next collective.
+ */
+dml_status_t dml_loader_next(dml_loader_t *ld, const dml_batch_t **batch);
+
+/* Local: the position after the last batch returned. */
+void dml_loader_get_state(const dml_loader_t *ld, dml_loader_state_t *state);
+
+/*
+ * Collective: continue from state (saved at any world size). DML_ERR_MISMATCH
+ * if the seed differs from the loader's or the cursor is past the epoch.
+ */
+dml_status_t dml_loader_set_state(dml_loader_t *ld, const dml_loader_state_t *state);
+
+/* Global steps in one full epoch at this world size and batch. */
+uint64_t dml_loader_steps_per_epoch(const dml_loader_t *ld);
+
+/* Whether the node cache is in use, and whether prefetch runs in a thread. */
+int dml_loader_cached(const dml_loader_t *ld);
+int dml_loader_threaded(const dml_loader_t *ld);
+
+/* Seconds the caller spent waiting inside dml_loader_next so far. */
+double dml_loader_wait_seconds(const dml_loader_t *ld);
+
+/*
+ * The sample order of an epoch: perm[i] is the sample index (0..n-1, in shard
+ * order) at global position i. Exposed for tests and tools; n entries.
+ */
+dml_status_t dml_loader_permutation(dml_shuffle_t shuffle, uint64_t seed, uint64_t epoch,
+                                    uint64_t n, uint64_t window, uint64_t block, uint64_t *perm);
+
+/* Serialises HDF5 use between the loader's thread and the rest of a process
+ * (parallel HDF5 is not thread-safe). Not recursive. */
+void dml_io_hdf5_lock(void);
+void dml_io_hdf5_unlock(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DML_IO_H */

@@ -1,0 +1,249 @@
+/*
+ * h5util.c: small HDF5 and file-system helpers for io/ (and, through io's
+ * private header only, nothing else). They return -1 rather than print.
+ */
+#include "config.h"
+
+#include "io_private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void dml__h5_quiet_begin(dml__h5_quiet_t *q)
+{
+    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void dml__h5_quiet_end(const dml__h5_quiet_t *q)
+{
+    H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
+}
+
+hid_t dml__h5_type(dml_dtype_t t)
+{
+    return t == DML_DTYPE_UINT8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
+}
+
+int dml__h5_attr_write_str(hid_t obj, const char *name, const char *value)
+{
+    hid_t type = -1, space = -1, attr = -1;
+    int rc = -1;
+
+    type = H5Tcopy(H5T_C_S1);
+    if (type < 0 || H5Tset_size(type, strlen(value) + 1) < 0)
+        goto out;
+    space = H5Screate(H5S_SCALAR);
+    if (space < 0)
+        goto out;
+    attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (attr < 0 || H5Awrite(attr, type, value) < 0)
+        goto out;
+    rc = 0;
+out:
+    if (attr >= 0)
+        H5Aclose(attr);
+    if (space >= 0)
+        H5Sclose(space);
+    if (type >= 0)
+        H5Tclose(type);
+    return rc;
+}
+
+int dml__h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t len)
+{
+    hid_t attr = -1, type = -1, mtype = -1;
+    size_t sz;
+    char *tmp = NULL;
+    int rc = -1;
+
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    attr = H5Aopen(obj, name, H5P_DEFAULT);
+    if (attr < 0)
+        goto out;
+    type = H5Aget_type(attr);
+    if (type < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0)
+        goto out;
+    sz = H5Tget_size(type);
+    mtype = H5Tcopy(H5T_C_S1);
+    if (mtype < 0 || H5Tset_size(mtype, sz) < 0)
+        goto out;
+    tmp = calloc(1, sz + 1);
+    if (tmp == NULL || H5Aread(attr, mtype, tmp) < 0)
+        goto out;
+    snprintf(buf, len, "%s", tmp);
+    rc = 0;
+out:
+    free(tmp);
+    if (mtype >= 0)
+        H5Tclose(mtype);
+    if (type >= 0)
+        H5Tclose(type);
+    if (attr >= 0)
+        H5Aclose(attr);
+    return rc;
+}
+
+int dml__h5_attr_write(hid_t obj, const char *name, hid_t type, size_t n, const void *value)
+{
+    hsize_t dim = n;
+    hid_t space, attr = -1;
+    int rc = -1;
+
+    space = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
+    if (space < 0)
+        return -1;
+    attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (attr >= 0 && H5Awrite(attr, type, value) >= 0)
+        rc = 0;
+    if (attr >= 0)
+        H5Aclose(attr);
+    H5Sclose(space);
+    return rc;
+}
+
+int dml__h5_attr_read(hid_t obj, const char *name, hid_t type, size_t n, void *value)
+{
+    hid_t attr, space = -1;
+    hssize_t np;
+    int rc = -1;
+
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    attr = H5Aopen(obj, name, H5P_DEFAULT);
+    if (attr < 0)
+        return -1;
+    space = H5Aget_space(attr);
+    np = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    if (np == (hssize_t)n && H5Aread(attr, type, value) >= 0)
+        rc = 0;
+    if (space >= 0)
+        H5Sclose(space);
+    H5Aclose(attr);
+    return rc;
+}
+
+int dml__h5_write(hid_t loc, const char *name, hid_t type, const uint64_t dims[2], const void *buf)
+{
+    hsize_t d[2] = {dims[0], dims[1]};
+    hid_t space, dset = -1;
+    int rc = -1;
+
+    space = H5Screate_simple(dims[1] ? 2 : 1, d, NULL);
+    if (space < 0)
+        return -1;
+    dset = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (dset >= 0 && (dims[0] == 0 || H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0))
+        rc = 0;
+    if (dset >= 0)
+        H5Dclose(dset);
+    H5Sclose(space);
+    return rc;
+}
+
+int dml__h5_read(hid_t loc, const char *name, hid_t type, uint64_t expect0, uint64_t expect1,
+                 void *buf)
+{
+    hsize_t d[2] = {0, 0};
+    hid_t dset, space = -1;
+    int nd, rc = -1;
+
+    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0)
+        return -1;
+    dset = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (dset < 0)
+        return -1;
+    space = H5Dget_space(dset);
+    nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    if (nd == (expect1 ? 2 : 1) && H5Sget_simple_extent_dims(space, d, NULL) == nd &&
+        d[0] == expect0 && (nd == 1 || d[1] == expect1) &&
+        (expect0 == 0 || H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0))
+        rc = 0;
+    if (space >= 0)
+        H5Sclose(space);
+    H5Dclose(dset);
+    return rc;
+}
+
+char *dml__path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+
+    if (p != NULL)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+dml_status_t dml__fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return dml_error_set_errno(errno, "%s: cannot open to fsync", path);
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return dml_error_set_errno(e, "%s: fsync failed", path);
+    }
+    if (close(fd) != 0)
+        return dml_error_set_errno(errno, "%s: close after fsync failed", path);
+    return DML_OK;
+}
+
+static int dml__rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+int dml__rmtree(const char *path)
+{
+    if (access(path, F_OK) != 0)
+        return errno == ENOENT ? 0 : -1;
+    return nftw(path, dml__rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static uint64_t dml__fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+void dml__content_hash(const dml_schema_t *s, uint32_t shards, const uint64_t *samples,
+                       const uint32_t *crc, char out[17])
+{
+    uint64_t h = 0xcbf29ce484222325ULL, v;
+    uint32_t i;
+    int d;
+
+    h = dml__fnv(h, DML_DATASET_FORMAT, strlen(DML_DATASET_FORMAT));
+    v = DML_DATASET_VERSION;
+    h = dml__fnv(h, &v, sizeof(v));
+    v = (uint64_t)s->dtype;
+    h = dml__fnv(h, &v, sizeof(v));
+    for (d = 0; d < s->rank; d++)
+        h = dml__fnv(h, &s->shape[d], sizeof(s->shape[d]));
+    v = s->num_classes;
+    h = dml__fnv(h, &v, sizeof(v));
+    for (i = 0; i < shards; i++) {
+        h = dml__fnv(h, &samples[i], sizeof(samples[i]));
+        v = crc[i];
+        h = dml__fnv(h, &v, sizeof(v));
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}

@@ -1,0 +1,591 @@
+/*
+ * writer.c: writing a sharded dataset with several MPI ranks.
+ *
+ * Ranks write different shards into "<dir>.partial" (plain serial HDF5 files,
+ * contiguous layout), accumulating statistics as they go. The commit agrees
+ * that every shard was written exactly once, reduces the statistics, writes
+ * index.h5 (the dataset's commit record) and moves the directory into place:
+ * fsync of every file, rename (an atomic exchange when replacing), fsync of
+ * the parent. An interrupted conversion leaves only "<dir>.partial", which is
+ * no dataset, and an existing dataset is untouched until the exchange.
+ */
+#include "config.h"
+
+#include "dml_mpi.h"
+#include "io_private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+struct dml_dataset_writer {
+    MPI_Comm comm;
+    int rank, size;
+    char *dir, *partial, *source;
+    int replace;
+    dml_schema_t schema;
+    uint64_t nf;
+    size_t xsz;
+    uint32_t shards;
+    uint64_t *count;   /* samples of the shards this rank wrote, else 0 */
+    uint32_t *crc;
+    int *mine;         /* 1 for shards this rank wrote */
+    double *sum, *sumsq, *min, *max;
+    uint64_t *hist;    /* uint8 only: fixed bins over 0..255 */
+    uint64_t *labels;
+    dml_status_t failed; /* first failure of put, kept for the commit */
+    char failed_msg[1024];
+};
+
+static void dml__writer_free(dml_dataset_writer_t *w)
+{
+    if (w == NULL)
+        return;
+    if (w->comm != MPI_COMM_NULL)
+        MPI_Comm_free(&w->comm);
+    free(w->dir);
+    free(w->partial);
+    free(w->source);
+    dml__schema_free(&w->schema);
+    free(w->count);
+    free(w->crc);
+    free(w->mine);
+    free(w->sum);
+    free(w->sumsq);
+    free(w->min);
+    free(w->max);
+    free(w->hist);
+    free(w->labels);
+    free(w);
+}
+
+void dml_dataset_writer_abort(dml_dataset_writer_t *w)
+{
+    dml__writer_free(w);
+}
+
+static dml_status_t dml__schema_check(const dml_schema_t *s, uint32_t shards)
+{
+    int d;
+
+    if (s->dtype != DML_DTYPE_UINT8 && s->dtype != DML_DTYPE_FLOAT32)
+        return dml_error_set(DML_ERR_INVALID_ARG, "feature dtype %d is neither uint8 nor float32",
+                             (int)s->dtype);
+    if (s->rank < 1 || s->rank > DML_DATASET_MAX_RANK)
+        return dml_error_set(DML_ERR_INVALID_ARG, "feature shape has %d dimensions (1..%d)",
+                             s->rank, DML_DATASET_MAX_RANK);
+    for (d = 0; d < s->rank; d++)
+        if (s->shape[d] == 0)
+            return dml_error_set(DML_ERR_INVALID_ARG, "feature shape dimension %d is 0", d);
+    if (s->num_classes == 0)
+        return dml_error_set(DML_ERR_INVALID_ARG, "a dataset needs at least one class");
+    if (shards == 0)
+        return dml_error_set(DML_ERR_INVALID_ARG, "a dataset needs at least one shard");
+    return DML_OK;
+}
+
+dml_status_t dml_dataset_writer_create(MPI_Comm comm, const char *dir, const dml_schema_t *schema,
+                                       uint32_t num_shards, int replace, const char *source,
+                                       dml_dataset_writer_t **w_out)
+{
+    dml_dataset_writer_t *w;
+    dml_status_t status = DML_OK;
+    struct stat sb;
+    uint64_t f;
+    uint32_t c;
+    int rc;
+
+    w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return dml_mpi_agree(comm, dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", dir), NULL);
+    w->comm = MPI_COMM_NULL;
+    rc = MPI_Comm_dup(comm, &w->comm);
+    if (rc != MPI_SUCCESS) {
+        status = dml_mpi_error(rc, "MPI_Comm_dup for the dataset writer");
+        free(w);
+        return status;
+    }
+    MPI_Comm_rank(w->comm, &w->rank);
+    MPI_Comm_size(w->comm, &w->size);
+
+    status = dml__schema_check(schema, num_shards);
+    if (status != DML_OK)
+        goto agree;
+    w->schema = *schema;
+    w->schema.class_names = calloc(schema->num_classes, DML_DATASET_NAME_MAX);
+    w->nf = dml_schema_features(schema);
+    w->xsz = (size_t)w->nf * dml_dtype_size(schema->dtype);
+    w->shards = num_shards;
+    w->replace = replace;
+    w->dir = strdup(dir);
+    w->source = strdup(source ? source : "");
+    w->partial = malloc(strlen(dir) + sizeof(".partial"));
+    w->count = calloc(num_shards, sizeof(uint64_t));
+    w->crc = calloc(num_shards, sizeof(uint32_t));
+    w->mine = calloc(num_shards, sizeof(int));
+    w->sum = calloc(w->nf, sizeof(double));
+    w->sumsq = calloc(w->nf, sizeof(double));
+    w->min = malloc(w->nf * sizeof(double));
+    w->max = malloc(w->nf * sizeof(double));
+    w->hist = calloc(w->nf * DML_DATASET_HIST_BINS, sizeof(uint64_t));
+    w->labels = calloc(schema->num_classes, sizeof(uint64_t));
+    if (!w->schema.class_names || !w->dir || !w->source || !w->partial || !w->count || !w->crc ||
+        !w->mine || !w->sum || !w->sumsq || !w->min || !w->max || !w->hist || !w->labels) {
+        status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for the dataset writer", dir);
+        goto agree;
+    }
+    sprintf(w->partial, "%s.partial", dir);
+    for (c = 0; c < schema->num_classes; c++) {
+        if (schema->class_names != NULL)
+            snprintf(w->schema.class_names[c], DML_DATASET_NAME_MAX, "%s", schema->class_names[c]);
+        else
+            snprintf(w->schema.class_names[c], DML_DATASET_NAME_MAX, "%u", c);
+    }
+    for (f = 0; f < w->nf; f++) {
+        w->min[f] = INFINITY;
+        w->max[f] = -INFINITY;
+    }
+
+    if (w->rank == 0) {
+        if (stat(dir, &sb) == 0 && !replace) {
+            status = dml_error_set(DML_ERR_EXISTS, "%s: already exists; remove it or ask to "
+                                   "replace it (dml-data --force)", dir);
+        } else if (dml__rmtree(w->partial) != 0) {
+            status = dml_error_set_errno(errno, "%s: cannot remove the leftover of an earlier "
+                                         "interrupted write", w->partial);
+        } else if (mkdir(w->partial, 0755) != 0) {
+            status = dml_error_set_errno(errno, "%s: cannot create the directory", w->partial);
+        }
+    }
+agree:
+    status = dml_mpi_agree(w->comm, status, NULL);
+    if (status != DML_OK) {
+        dml__writer_free(w);
+        return status;
+    }
+    *w_out = w;
+    return DML_OK;
+}
+
+static dml_status_t dml__writer_fail(dml_dataset_writer_t *w, dml_status_t status)
+{
+    if (w->failed == DML_OK) {
+        w->failed = status;
+        snprintf(w->failed_msg, sizeof(w->failed_msg), "%s", dml_error_message());
+    }
+    return status;
+}
+
+/* Writes one shard file; the caller has checked the arguments. */
+static dml_status_t dml__shard_write(const dml_dataset_writer_t *w, const char *path, uint32_t shard,
+                                     uint64_t n, const void *x, const int32_t *y,
+                                     const uint64_t *id)
+{
+    hsize_t dims[DML_DATASET_MAX_RANK + 1];
+    hid_t f = -1, space = -1, d = -1;
+    uint64_t d1[2] = {n, 0}, s64 = shard;
+    dml__h5_quiet_t q;
+    dml_status_t status = DML_ERR_HDF5;
+    int k;
+
+    dml__h5_quiet_begin(&q);
+    f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        status = dml_error_set(DML_ERR_IO, "%s: cannot create the shard file", path);
+        goto out;
+    }
+    dims[0] = n;
+    for (k = 0; k < w->schema.rank; k++)
+        dims[k + 1] = w->schema.shape[k];
+    space = H5Screate_simple(w->schema.rank + 1, dims, NULL);
+    if (space < 0)
+        goto fail;
+    /* Contiguous: a row range maps straight to one file extent, so MPI-IO
+     * reads of sorted rows stay large and no chunk index is consulted. */
+    d = H5Dcreate2(f, "x", dml__h5_type(w->schema.dtype), space, H5P_DEFAULT, H5P_DEFAULT,
+                   H5P_DEFAULT);
+    if (d < 0 || H5Dwrite(d, dml__h5_type(w->schema.dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
+        goto fail;
+    if (dml__h5_write(f, "y", H5T_NATIVE_INT32, d1, y) != 0 ||
+        dml__h5_write(f, "id", H5T_NATIVE_UINT64, d1, id) != 0 ||
+        dml__h5_attr_write_str(f, "format", DML_DATASET_FORMAT " shard") != 0 ||
+        dml__h5_attr_write(f, "shard", H5T_NATIVE_UINT64, 1, &s64) != 0)
+        goto fail;
+    H5Dclose(d);
+    d = -1;
+    H5Sclose(space);
+    space = -1;
+    if (H5Fclose(f) < 0) {
+        f = -1;
+        goto fail;
+    }
+    f = -1;
+    status = dml__fsync_path(path);
+    goto out;
+fail:
+    /* HDF5 hides errno; a full disk is the usual cause of a failed write. */
+    status = dml_error_set(DML_ERR_IO, "%s: HDF5 write failed (disk full or file size limit?)",
+                           path);
+out:
+    if (d >= 0)
+        H5Dclose(d);
+    if (space >= 0)
+        H5Sclose(space);
+    if (f >= 0)
+        H5Fclose(f);
+    dml__h5_quiet_end(&q);
+    return status;
+}
+
+static inline double dml__xval(const dml_dataset_writer_t *w, const void *x, uint64_t i)
+{
+    return w->schema.dtype == DML_DTYPE_UINT8 ? (double)((const uint8_t *)x)[i]
+                                              : (double)((const float *)x)[i];
+}
+
+dml_status_t dml_dataset_writer_put(dml_dataset_writer_t *w, uint32_t shard, uint64_t n,
+                                    const void *x, const int32_t *y, const uint64_t *id)
+{
+    char name[DML_DATASET_NAME_MAX], *path;
+    uLong crc;
+    uint64_t i, f;
+    dml_status_t status;
+
+    if (shard >= w->shards)
+        return dml__writer_fail(w, dml_error_set(DML_ERR_INVALID_ARG, "%s: shard %u of %u",
+                                                 w->dir, shard, w->shards));
+    if (w->mine[shard])
+        return dml__writer_fail(w, dml_error_set(DML_ERR_INVALID_ARG, "%s: shard %u written twice",
+                                                 w->dir, shard));
+    if (n == 0 || x == NULL || y == NULL || id == NULL)
+        return dml__writer_fail(w, dml_error_set(DML_ERR_INVALID_ARG, "%s: shard %u is empty",
+                                                 w->dir, shard));
+    for (i = 0; i < n; i++)
+        if (y[i] < 0 || (uint32_t)y[i] >= w->schema.num_classes)
+            return dml__writer_fail(w, dml_error_set(DML_ERR_INVALID_ARG,
+                                                     "sample %llu has label %d, outside 0..%u",
+                                                     (unsigned long long)id[i], (int)y[i],
+                                                     w->schema.num_classes - 1));
+    if (w->schema.dtype == DML_DTYPE_FLOAT32) {
+        const float *xf = x;
+        for (i = 0; i < n * w->nf; i++)
+            if (!isfinite(xf[i]))
+                return dml__writer_fail(w, dml_error_set(DML_ERR_NUMERIC,
+                                                         "sample %llu feature %llu is %g",
+                                                         (unsigned long long)id[i / w->nf],
+                                                         (unsigned long long)(i % w->nf),
+                                                         (double)xf[i]));
+    }
+
+    snprintf(name, sizeof(name), "shard-%05u.h5", shard);
+    path = dml__path_join(w->partial, name);
+    if (path == NULL)
+        return dml__writer_fail(w, dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", w->dir));
+    status = dml__shard_write(w, path, shard, n, x, y, id);
+    free(path);
+    if (status != DML_OK)
+        return dml__writer_fail(w, status);
+
+    crc = crc32_z(crc32(0L, Z_NULL, 0), x, n * w->xsz);
+    crc = crc32_combine(crc, crc32_z(crc32(0L, Z_NULL, 0), (const Bytef *)y, n * sizeof(int32_t)),
+                        (z_off_t)(n * sizeof(int32_t)));
+    crc = crc32_combine(crc, crc32_z(crc32(0L, Z_NULL, 0), (const Bytef *)id, n * sizeof(uint64_t)),
+                        (z_off_t)(n * sizeof(uint64_t)));
+    w->crc[shard] = (uint32_t)crc;
+    w->count[shard] = n;
+    w->mine[shard] = 1;
+
+    for (i = 0; i < n; i++) {
+        const uint64_t base = i * w->nf;
+        w->labels[y[i]]++;
+        for (f = 0; f < w->nf; f++) {
+            double v = dml__xval(w, x, base + f);
+            w->sum[f] += v;
+            w->sumsq[f] += v * v;
+            if (v < w->min[f])
+                w->min[f] = v;
+            if (v > w->max[f])
+                w->max[f] = v;
+        }
+        if (w->schema.dtype == DML_DTYPE_UINT8) {
+            const uint8_t *xb = (const uint8_t *)x + base;
+            for (f = 0; f < w->nf; f++)
+                w->hist[f * DML_DATASET_HIST_BINS + (xb[f] >> 3)]++;
+        }
+    }
+    return DML_OK;
+}
+
+static int dml__read_all_x(hid_t f, float *x)
+{
+    hid_t d = H5Dopen2(f, "x", H5P_DEFAULT);
+    int rc = -1;
+
+    if (d >= 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0)
+        rc = 0;
+    if (d >= 0)
+        H5Dclose(d);
+    return rc;
+}
+
+/* Float features: bin the shards this rank wrote, now that ranges are known. */
+static dml_status_t dml__writer_float_hist(dml_dataset_writer_t *w, const dml_stats_t *st)
+{
+    dml__h5_quiet_t q;
+    dml_status_t status = DML_OK;
+    uint32_t s;
+
+    dml__h5_quiet_begin(&q);
+    for (s = 0; s < w->shards && status == DML_OK; s++) {
+        char name[DML_DATASET_NAME_MAX], *path;
+        uint64_t n = w->count[s], i;
+        float *x;
+        hid_t f;
+
+        if (!w->mine[s])
+            continue;
+        snprintf(name, sizeof(name), "shard-%05u.h5", s);
+        path = dml__path_join(w->partial, name);
+        x = malloc(n * w->xsz);
+        f = path ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+        if (x == NULL || f < 0)
+            status = dml_error_set(DML_ERR_IO, "%s: cannot reopen the shard for statistics",
+                                   path ? path : w->partial);
+        else if (dml__read_all_x(f, x) != 0)
+            status = dml_error_set(DML_ERR_IO, "%s: cannot read back the shard", path);
+        else
+            for (i = 0; i < n * w->nf; i++)
+                w->hist[(i % w->nf) * DML_DATASET_HIST_BINS + dml_stats_bin(st, i % w->nf, x[i])]++;
+        if (f >= 0)
+            H5Fclose(f);
+        free(x);
+        free(path);
+    }
+    dml__h5_quiet_end(&q);
+    return status;
+}
+
+/* Rank 0: index.h5 into the partial directory, then the directory into place. */
+static dml_status_t dml__writer_publish(dml_dataset_writer_t *w, const dml_stats_t *st,
+                                        const uint64_t *count, const uint32_t *crc)
+{
+    char (*names)[DML_DATASET_NAME_MAX] = NULL;
+    char hash[17], *index = NULL, *parent = NULL, *tmp;
+    uint64_t dims[2] = {0, 0}, total = 0, shards = w->shards;
+    int32_t version = DML_DATASET_VERSION, rank = w->schema.rank, bins = DML_DATASET_HIST_BINS;
+    hid_t f = -1, g = -1, strtype = -1;
+    dml__h5_quiet_t q;
+    dml_status_t status = DML_ERR_HDF5;
+    struct stat sb;
+    uint32_t s;
+
+    dml__h5_quiet_begin(&q);
+    names = calloc(w->shards, DML_DATASET_NAME_MAX);
+    index = dml__path_join(w->partial, "index.h5");
+    if (names == NULL || index == NULL) {
+        status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", w->dir);
+        goto out;
+    }
+    for (s = 0; s < w->shards; s++) {
+        snprintf(names[s], DML_DATASET_NAME_MAX, "shard-%05u.h5", s);
+        total += count[s];
+    }
+    dml__content_hash(&w->schema, w->shards, count, crc, hash);
+
+    f = H5Fcreate(index, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    strtype = H5Tcopy(H5T_C_S1);
+    if (f < 0 || strtype < 0 || H5Tset_size(strtype, DML_DATASET_NAME_MAX) < 0)
+        goto fail;
+    if (dml__h5_attr_write_str(f, "format", DML_DATASET_FORMAT) != 0 ||
+        dml__h5_attr_write(f, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
+        dml__h5_attr_write_str(f, "dtype", dml_dtype_name(w->schema.dtype)) != 0 ||
+        dml__h5_attr_write(f, "feature_rank", H5T_NATIVE_INT32, 1, &rank) != 0 ||
+        dml__h5_attr_write(f, "feature_shape", H5T_NATIVE_UINT64, (size_t)rank, w->schema.shape) != 0 ||
+        dml__h5_attr_write(f, "num_classes", H5T_NATIVE_UINT32, 1, &w->schema.num_classes) != 0 ||
+        dml__h5_attr_write(f, "samples", H5T_NATIVE_UINT64, 1, &total) != 0 ||
+        dml__h5_attr_write(f, "shards", H5T_NATIVE_UINT64, 1, &shards) != 0 ||
+        dml__h5_attr_write(f, "hist_bins", H5T_NATIVE_INT32, 1, &bins) != 0 ||
+        dml__h5_attr_write_str(f, "content_hash", hash) != 0 ||
+        dml__h5_attr_write_str(f, "source", w->source) != 0)
+        goto fail;
+    dims[0] = w->shards;
+    if (dml__h5_write(f, "shard_names", strtype, dims, names) != 0 ||
+        dml__h5_write(f, "shard_samples", H5T_NATIVE_UINT64, dims, count) != 0 ||
+        dml__h5_write(f, "shard_crc32", H5T_NATIVE_UINT32, dims, crc) != 0)
+        goto fail;
+    dims[0] = w->schema.num_classes;
+    if (dml__h5_write(f, "class_names", strtype, dims, w->schema.class_names) != 0)
+        goto fail;
+    g = H5Gcreate2(f, "stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        goto fail;
+    dims[0] = w->nf;
+    if (dml__h5_write(g, "mean", H5T_NATIVE_DOUBLE, dims, st->mean) != 0 ||
+        dml__h5_write(g, "std", H5T_NATIVE_DOUBLE, dims, st->std) != 0 ||
+        dml__h5_write(g, "min", H5T_NATIVE_DOUBLE, dims, st->min) != 0 ||
+        dml__h5_write(g, "max", H5T_NATIVE_DOUBLE, dims, st->max) != 0 ||
+        dml__h5_write(g, "hist_lo", H5T_NATIVE_DOUBLE, dims, st->hist_lo) != 0 ||
+        dml__h5_write(g, "hist_hi", H5T_NATIVE_DOUBLE, dims, st->hist_hi) != 0 ||
+        dml__h5_attr_write(g, "global_mean", H5T_NATIVE_DOUBLE, 1, &st->global_mean) != 0 ||
+        dml__h5_attr_write(g, "global_std", H5T_NATIVE_DOUBLE, 1, &st->global_std) != 0)
+        goto fail;
+    dims[1] = DML_DATASET_HIST_BINS;
+    if (dml__h5_write(g, "hist", H5T_NATIVE_UINT64, dims, st->hist) != 0)
+        goto fail;
+    dims[0] = w->schema.num_classes;
+    dims[1] = 0;
+    if (dml__h5_write(g, "label_counts", H5T_NATIVE_UINT64, dims, st->label_counts) != 0)
+        goto fail;
+    H5Gclose(g);
+    g = -1;
+    if (H5Fclose(f) < 0) {
+        f = -1;
+        goto fail;
+    }
+    f = -1;
+    if ((status = dml__fsync_path(index)) != DML_OK || (status = dml__fsync_path(w->partial)) != DML_OK)
+        goto out;
+
+    /* Into place. Replacing swaps the two directories atomically, so the old
+     * dataset stays whole until the new one is complete. */
+    if (stat(w->dir, &sb) == 0) {
+        if (renameat2(AT_FDCWD, w->partial, AT_FDCWD, w->dir, RENAME_EXCHANGE) != 0) {
+            status = dml_error_set_errno(errno, "%s: cannot exchange with %s", w->partial, w->dir);
+            goto out;
+        }
+        /* The old dataset now sits in the partial directory. */
+        if (dml__rmtree(w->partial) != 0) {
+            status = dml_error_set_errno(errno, "%s: cannot remove the replaced dataset",
+                                         w->partial);
+            goto out;
+        }
+    } else if (rename(w->partial, w->dir) != 0) {
+        status = dml_error_set_errno(errno, "%s: cannot rename to %s", w->partial, w->dir);
+        goto out;
+    }
+    tmp = strdup(w->dir);
+    if (tmp == NULL || (parent = strdup(dirname(tmp))) == NULL) {
+        free(tmp);
+        status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", w->dir);
+        goto out;
+    }
+    free(tmp);
+    status = dml__fsync_path(parent);
+    goto out;
+fail:
+    status = dml_error_set(DML_ERR_IO, "%s: cannot write the index (disk full or file size "
+                           "limit?)", index ? index : w->partial);
+out:
+    if (g >= 0)
+        H5Gclose(g);
+    if (f >= 0)
+        H5Fclose(f);
+    if (strtype >= 0)
+        H5Tclose(strtype);
+    dml__h5_quiet_end(&q);
+    free(parent);
+    free(index);
+    free(names);
+    return status;
+}
+
+dml_status_t dml_dataset_writer_commit(dml_dataset_writer_t *w)
+{
+    const uint64_t nf = w->nf, C = w->schema.num_classes;
+    uint64_t *count = NULL, total = 0, f;
+    uint32_t *crc = NULL, s;
+    int *writers = NULL;
+    double g[2] = {0, 0};
+    dml_stats_t st;
+    dml_status_t status;
+
+    memset(&st, 0, sizeof(st));
+    status = w->failed;
+    if (status != DML_OK)
+        dml_error_set(status, "%s", w->failed_msg);
+    status = dml_mpi_agree(w->comm, status, NULL);
+    if (status != DML_OK)
+        goto out;
+
+    count = calloc(w->shards, sizeof(uint64_t));
+    crc = calloc(w->shards, sizeof(uint32_t));
+    writers = calloc(w->shards, sizeof(int));
+    st.features = nf;
+    st.mean = calloc(nf, sizeof(double));
+    st.std = calloc(nf, sizeof(double));
+    st.min = calloc(nf, sizeof(double));
+    st.max = calloc(nf, sizeof(double));
+    st.hist_lo = calloc(nf, sizeof(double));
+    st.hist_hi = calloc(nf, sizeof(double));
+    st.hist = calloc(nf * DML_DATASET_HIST_BINS, sizeof(uint64_t));
+    st.label_counts = calloc(C, sizeof(uint64_t));
+    status = (!count || !crc || !writers || !st.mean || !st.std || !st.min || !st.max ||
+              !st.hist_lo || !st.hist_hi || !st.hist || !st.label_counts)
+                 ? dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for the statistics", w->dir)
+                 : DML_OK;
+    status = dml_mpi_agree(w->comm, status, NULL);
+    if (status != DML_OK)
+        goto out;
+
+    /* Each shard was written by one rank: sums carry its values to all. */
+    MPI_Allreduce(w->count, count, (int)w->shards, MPI_UINT64_T, MPI_SUM, w->comm);
+    MPI_Allreduce(w->crc, crc, (int)w->shards, MPI_UINT32_T, MPI_SUM, w->comm);
+    MPI_Allreduce(w->mine, writers, (int)w->shards, MPI_INT, MPI_SUM, w->comm);
+    for (s = 0; s < w->shards; s++) {
+        if (writers[s] != 1) {
+            status = dml_error_set(DML_ERR_INVALID_ARG, "%s: shard %u was written %d times "
+                                   "(each shard exactly once)", w->dir, s, writers[s]);
+            goto out;
+        }
+        total += count[s];
+    }
+    MPI_Allreduce(w->sum, st.mean, (int)nf, MPI_DOUBLE, MPI_SUM, w->comm);
+    MPI_Allreduce(w->sumsq, st.std, (int)nf, MPI_DOUBLE, MPI_SUM, w->comm);
+    MPI_Allreduce(w->min, st.min, (int)nf, MPI_DOUBLE, MPI_MIN, w->comm);
+    MPI_Allreduce(w->max, st.max, (int)nf, MPI_DOUBLE, MPI_MAX, w->comm);
+    MPI_Allreduce(w->labels, st.label_counts, (int)C, MPI_UINT64_T, MPI_SUM, w->comm);
+    for (f = 0; f < nf; f++) {
+        double m = st.mean[f] / (double)total, var = st.std[f] / (double)total - m * m;
+        g[0] += st.mean[f];
+        g[1] += st.std[f];
+        st.mean[f] = m;
+        st.std[f] = var > 0 ? sqrt(var) : 0;
+    }
+    st.global_mean = g[0] / ((double)total * (double)nf);
+    {
+        double var = g[1] / ((double)total * (double)nf) - st.global_mean * st.global_mean;
+        st.global_std = var > 0 ? sqrt(var) : 0;
+    }
+    for (f = 0; f < nf; f++) {
+        if (w->schema.dtype == DML_DTYPE_UINT8) {
+            st.hist_lo[f] = 0;
+            st.hist_hi[f] = 256;
+        } else {
+            st.hist_lo[f] = st.min[f];
+            st.hist_hi[f] = st.max[f];
+        }
+    }
+    status = w->schema.dtype == DML_DTYPE_FLOAT32 ? dml__writer_float_hist(w, &st) : DML_OK;
+    status = dml_mpi_agree(w->comm, status, NULL);
+    if (status != DML_OK)
+        goto out;
+    MPI_Allreduce(w->hist, st.hist, (int)(nf * DML_DATASET_HIST_BINS), MPI_UINT64_T, MPI_SUM,
+                  w->comm);
+
+    if (w->rank == 0)
+        status = dml__writer_publish(w, &st, count, crc);
+    status = dml_mpi_agree(w->comm, status, NULL);
+out:
+    free(count);
+    free(crc);
+    free(writers);
+    dml__stats_free(&st);
+    dml__writer_free(w);
+    return status;
+}

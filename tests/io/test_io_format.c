@@ -1,0 +1,441 @@
+/*
+ * test_io_format.c: the dataset format as users rely on it: what is written
+ * reads back, statistics are right, every kind of corruption is found and
+ * named, an interrupted write leaves no dataset, and the source readers
+ * (IDX, CSV) reject bad files with the file and cause named.
+ */
+#include "config.h"
+
+#include "dml_io.h"
+
+#include <CUnit/Basic.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static char tmpdir[256];
+
+#define NF 12 /* features: 3x4 */
+#define NC 5
+
+static char *path_in(const char *name)
+{
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof(buf[k]), "%s/%s", tmpdir, name);
+    return buf[k];
+}
+
+/* Sample i: x[f] = (7i + f) % 256, label i % NC. */
+static dml_status_t make_dataset(const char *dir, uint64_t n, uint32_t shards, int replace,
+                                 int commit)
+{
+    dml_schema_t s = {DML_DTYPE_UINT8, 2, {3, 4, 0}, NC, NULL};
+    dml_dataset_writer_t *w;
+    dml_status_t st;
+    uint32_t k;
+
+    st = dml_dataset_writer_create(MPI_COMM_WORLD, dir, &s, shards, replace, "test", &w);
+    if (st != DML_OK)
+        return st;
+    for (k = 0; k < shards; k++) {
+        uint64_t a = n * k / shards, b = n * (k + 1) / shards, i, f;
+        uint8_t *x = malloc((b - a) * NF);
+        int32_t *y = malloc((b - a) * sizeof(int32_t));
+        uint64_t *id = malloc((b - a) * sizeof(uint64_t));
+        for (i = a; i < b; i++) {
+            for (f = 0; f < NF; f++)
+                x[(i - a) * NF + f] = (uint8_t)((7 * i + f) % 256);
+            y[i - a] = (int32_t)(i % NC);
+            id[i - a] = i;
+        }
+        st = dml_dataset_writer_put(w, k, b - a, x, y, id);
+        free(x);
+        free(y);
+        free(id);
+        if (st != DML_OK)
+            break;
+    }
+    if (!commit) {
+        dml_dataset_writer_abort(w);
+        return DML_OK;
+    }
+    return dml_dataset_writer_commit(w);
+}
+
+static void test_round_trip(void)
+{
+    char dir[512];
+    dml_dataset_t *ds = NULL;
+    const dml_stats_t *st;
+    uint64_t problems = 99, i, f;
+    double mean0 = 0;
+
+    snprintf(dir, sizeof(dir), "%s", path_in("rt"));
+    CU_ASSERT_EQUAL_FATAL(make_dataset(dir, 1000, 3, 0, 1), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(dml_dataset_open(dir, &ds), DML_OK);
+    CU_ASSERT_EQUAL(dml_dataset_samples(ds), 1000);
+    CU_ASSERT_EQUAL(dml_dataset_shards(ds), 3);
+    CU_ASSERT_EQUAL(dml_dataset_shard_samples(ds, 0), 333);
+    CU_ASSERT_EQUAL(dml_dataset_shard_samples(ds, 2), 334);
+    CU_ASSERT_STRING_EQUAL(dml_dataset_shard_name(ds, 1), "shard-00001.h5");
+    CU_ASSERT_EQUAL(dml_dataset_schema(ds)->rank, 2);
+    CU_ASSERT_EQUAL(dml_dataset_schema(ds)->shape[1], 4);
+    CU_ASSERT_EQUAL(dml_dataset_schema(ds)->dtype, DML_DTYPE_UINT8);
+    CU_ASSERT_STRING_EQUAL(dml_dataset_schema(ds)->class_names[3], "3");
+    CU_ASSERT_EQUAL(strlen(dml_dataset_content_hash(ds)), 16);
+    st = dml_dataset_stats(ds);
+    for (i = 0; i < 1000; i++)
+        mean0 += (double)((7 * i) % 256);
+    CU_ASSERT_DOUBLE_EQUAL(st->mean[0], mean0 / 1000, 1e-9);
+    for (f = 0; f < NC; f++)
+        CU_ASSERT_EQUAL(st->label_counts[f], 200);
+    {
+        uint64_t h = 0;
+        for (i = 0; i < DML_DATASET_HIST_BINS; i++)
+            h += st->hist[5 * DML_DATASET_HIST_BINS + i];
+        CU_ASSERT_EQUAL(h, 1000); /* every sample binned once per feature */
+    }
+    CU_ASSERT_EQUAL(dml_dataset_validate(ds, 0, 3, NULL, NULL, &problems), DML_OK);
+    CU_ASSERT_EQUAL(problems, 0);
+    dml_dataset_close(ds);
+
+    /* The same data gives the same content hash; other data another. */
+    {
+        dml_dataset_t *a, *b;
+        CU_ASSERT_EQUAL_FATAL(make_dataset(path_in("rt2"), 1000, 3, 0, 1), DML_OK);
+        CU_ASSERT_EQUAL_FATAL(make_dataset(path_in("rt3"), 999, 3, 0, 1), DML_OK);
+        CU_ASSERT_EQUAL_FATAL(dml_dataset_open(path_in("rt2"), &a), DML_OK);
+        CU_ASSERT_EQUAL_FATAL(dml_dataset_open(path_in("rt3"), &b), DML_OK);
+        CU_ASSERT_EQUAL_FATAL(dml_dataset_open(dir, &ds), DML_OK);
+        CU_ASSERT_STRING_EQUAL(dml_dataset_content_hash(a), dml_dataset_content_hash(ds));
+        CU_ASSERT_STRING_NOT_EQUAL(dml_dataset_content_hash(b), dml_dataset_content_hash(ds));
+        dml_dataset_close(a);
+        dml_dataset_close(b);
+        dml_dataset_close(ds);
+    }
+}
+
+static void test_existing_and_interrupted(void)
+{
+    char dir[512];
+    dml_dataset_t *ds = NULL;
+    struct stat sb;
+
+    snprintf(dir, sizeof(dir), "%s", path_in("ex"));
+    CU_ASSERT_EQUAL_FATAL(make_dataset(dir, 100, 2, 0, 1), DML_OK);
+    /* An existing dataset is not overwritten unless asked. */
+    CU_ASSERT_EQUAL(make_dataset(dir, 50, 1, 0, 1), DML_ERR_EXISTS);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), dir));
+    CU_ASSERT_EQUAL_FATAL(dml_dataset_open(dir, &ds), DML_OK);
+    CU_ASSERT_EQUAL(dml_dataset_samples(ds), 100);
+    dml_dataset_close(ds);
+    /* An interrupted replacement leaves the old dataset whole. */
+    CU_ASSERT_EQUAL(make_dataset(dir, 50, 1, 1, 0), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(dml_dataset_open(dir, &ds), DML_OK);
+    CU_ASSERT_EQUAL(dml_dataset_samples(ds), 100);
+    CU_ASSERT_EQUAL(dml_dataset_validate(ds, 0, 2, NULL, NULL, NULL), DML_OK);
+    dml_dataset_close(ds);
+    /* A completed replacement swaps it. */
+    CU_ASSERT_EQUAL(make_dataset(dir, 50, 1, 1, 1), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(dml_dataset_open(dir, &ds), DML_OK);
+    CU_ASSERT_EQUAL(dml_dataset_samples(ds), 50);
+    dml_dataset_close(ds);
+    CU_ASSERT_NOT_EQUAL(stat(path_in("ex.partial"), &sb), 0);
+
+    /* An interrupted first write leaves no dataset that opens. */
+    CU_ASSERT_EQUAL(make_dataset(path_in("int"), 100, 2, 0, 0), DML_OK);
+    CU_ASSERT_NOT_EQUAL(dml_dataset_open(path_in("int"), &ds), DML_OK);
+    CU_ASSERT_NOT_EQUAL(dml_dataset_open(path_in("int.partial"), &ds), DML_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "index.h5"));
+}
+
+static void test_writer_rejects(void)
+{
+    dml_schema_t s = {DML_DTYPE_FLOAT32, 1, {3, 0, 0}, 2, NULL};
+    dml_dataset_writer_t *w;
+    float x[6] = {1, 2, 3, 4, NAN, 6};
+    int32_t y[2] = {0, 1}, ybad[2] = {0, 2};
+    uint64_t id[2] = {0, 1};
+    struct stat sb;
+
+    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_create(MPI_COMM_WORLD, path_in("rej"), &s, 1, 0, "t", &w),
+                          DML_OK);
+    CU_ASSERT_EQUAL(dml_dataset_writer_put(w, 0, 2, x, y, id), DML_ERR_NUMERIC);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "sample 1 feature 1"));
+    CU_ASSERT_EQUAL(dml_dataset_writer_put(w, 0, 2, x, ybad, id), DML_ERR_INVALID_ARG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "label 2, outside 0..1"));
+    /* The commit fails with the first problem, and no dataset appears. */
+    CU_ASSERT_EQUAL(dml_dataset_writer_commit(w), DML_ERR_NUMERIC);
+    CU_ASSERT_NOT_EQUAL(stat(path_in("rej"), &sb), 0);
+
+    s.rank = 0;
+    CU_ASSERT_EQUAL(dml_dataset_writer_create(MPI_COMM_WORLD, path_in("rej2"), &s, 1, 0, "t", &w),
+                    DML_ERR_INVALID_ARG);
+}
+
+/* Collects validation problems into one string. */
+static void collect(void *arg, dml_status_t st, const char *problem)
+{
+    (void)st;
+    strncat((char *)arg, problem, 8191 - strlen((char *)arg));
+    strncat((char *)arg, "\n", 8191 - strlen((char *)arg));
+}
+
+static int copy_dataset(const char *from, const char *to)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -r '%s' '%s'", to, from, to);
+    return system(cmd);
+}
+
+static dml_status_t validate_all(const char *dir, char *problems, uint64_t *n)
+{
+    dml_dataset_t *ds;
+    dml_status_t st;
+
+    problems[0] = '\0';
+    st = dml_dataset_open(dir, &ds);
+    if (st != DML_OK)
+        return st;
+    st = dml_dataset_validate(ds, 0, dml_dataset_shards(ds), collect, problems, n);
+    dml_dataset_close(ds);
+    return st;
+}
+
+/* Rewrites one shard file with the given datasets (for schema corruption). */
+static void write_shard(const char *path, hid_t xtype, const hsize_t *xdims, int xrank,
+                        const void *x, const int32_t *y, const uint64_t *id, hsize_t n)
+{
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), s, d;
+
+    s = H5Screate_simple(xrank, xdims, NULL);
+    d = H5Dcreate2(f, "x", xtype, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(d, xtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+    H5Dclose(d);
+    H5Sclose(s);
+    s = H5Screate_simple(1, &n, NULL);
+    d = H5Dcreate2(f, "y", H5T_NATIVE_INT32, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y);
+    H5Dclose(d);
+    d = H5Dcreate2(f, "id", H5T_NATIVE_UINT64, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, id);
+    H5Dclose(d);
+    H5Sclose(s);
+    H5Fclose(f);
+}
+
+static void test_corruptions(void)
+{
+    char good[512], bad[512], problems[8192];
+    char shard[600];
+    uint64_t n = 0;
+    FILE *fp;
+
+    snprintf(good, sizeof(good), "%s", path_in("good"));
+    snprintf(bad, sizeof(bad), "%s", path_in("bad"));
+    CU_ASSERT_EQUAL_FATAL(make_dataset(good, 300, 3, 0, 1), DML_OK);
+    snprintf(shard, sizeof(shard), "%s/shard-00001.h5", bad);
+
+    /* Missing shard */
+    CU_ASSERT_EQUAL_FATAL(copy_dataset(good, bad), 0);
+    unlink(shard);
+    CU_ASSERT_EQUAL(validate_all(bad, problems, &n), DML_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL(n, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(problems, "shard-00001.h5: shard 1 is missing"));
+
+    /* Truncated shard */
+    CU_ASSERT_EQUAL_FATAL(copy_dataset(good, bad), 0);
+    CU_ASSERT_EQUAL(truncate(shard, 1500), 0);
+    CU_ASSERT_NOT_EQUAL(validate_all(bad, problems, &n), DML_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(problems, "shard-00001.h5"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(problems, "truncated"));
+
+    /* One flipped byte in the sample data: the checksum catches it. */
+    CU_ASSERT_EQUAL_FATAL(copy_dataset(good, bad), 0);
+    fp = fopen(shard, "r+b");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+    fseek(fp, -100, SEEK_END); /* contiguous data sits at the end */
+    fputc(fgetc(fp) ^ 0x40, fp);
+    fclose(fp);
+    CU_ASSERT_EQUAL(validate_all(bad, problems, &n), DML_ERR_CHECKSUM);
+    CU_ASSERT_EQUAL(n, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(problems, "shard-00001.h5: checksum mismatch"));
+
+    /* Schema mismatch: a shard with samples of another shape, and one with
+     * another dtype; labels outside the classes. */
+    {
+        static uint8_t x8[100 * 13];
+        static float xf[100 * 12];
+        int32_t y[100];
+        uint64_t id[100];
+        hsize_t d13[2] = {100, 13}, d34[3] = {100, 3, 4};
+        int i;
+        for (i = 0; i < 100; i++) {
+            y[i] = i == 42 ? 9 : i % NC;
+            id[i] = (uint64_t)i + 100;
+        }
+        CU_ASSERT_EQUAL_FATAL(copy_dataset(good, bad), 0);
+        write_shard(shard, H5T_NATIVE_UINT8, d13, 2, x8, y, id, 100);
+        CU_ASSERT_EQUAL(validate_all(bad, problems, &n), DML_ERR_MISMATCH);
+        CU_ASSERT_PTR_NOT_NULL(strstr(problems, "dataset \"x\" has 2 dimensions, the index expects 3"));
+
+        CU_ASSERT_EQUAL_FATAL(copy_dataset(good, bad), 0);
+        write_shard(shard, H5T_NATIVE_FLOAT, d34, 3, xf, y, id, 100);
+        CU_ASSERT_EQUAL(validate_all(bad, problems, &n), DML_ERR_MISMATCH);
+        CU_ASSERT_PTR_NOT_NULL(strstr(problems, "dataset \"x\" has element type"));
+
+        CU_ASSERT_EQUAL_FATAL(copy_dataset(good, bad), 0);
+        write_shard(shard, H5T_NATIVE_UINT8, d34, 3, x8, y, id, 100);
+        CU_ASSERT_NOT_EQUAL(validate_all(bad, problems, &n), DML_OK);
+        CU_ASSERT_PTR_NOT_NULL(strstr(problems, "1 labels outside 0..4 (first: sample 42 has label 9)"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(problems, "checksum mismatch"));
+    }
+
+    /* A damaged index: not HDF5, or a shard table that does not match the
+     * content hash. */
+    CU_ASSERT_EQUAL_FATAL(copy_dataset(good, bad), 0);
+    snprintf(shard, sizeof(shard), "%s/index.h5", bad);
+    CU_ASSERT_EQUAL(truncate(shard, 200), 0);
+    CU_ASSERT_EQUAL(validate_all(bad, problems, &n), DML_ERR_FORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "index.h5: not a readable HDF5 file"));
+}
+
+static void test_float_nan_detected(void)
+{
+    char dir[512], shard[600], problems[8192];
+    dml_schema_t s = {DML_DTYPE_FLOAT32, 1, {2, 0, 0}, 2, NULL};
+    dml_dataset_writer_t *w;
+    float x[4] = {1, 2, 3, 4};
+    int32_t y[2] = {0, 1};
+    uint64_t id[2] = {0, 1}, n;
+    hsize_t d[2] = {2, 2};
+
+    snprintf(dir, sizeof(dir), "%s", path_in("nan"));
+    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_create(MPI_COMM_WORLD, dir, &s, 1, 0, "t", &w), DML_OK);
+    CU_ASSERT_EQUAL(dml_dataset_writer_put(w, 0, 2, x, y, id), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_commit(w), DML_OK);
+    x[3] = INFINITY;
+    snprintf(shard, sizeof(shard), "%s/shard-00000.h5", dir);
+    write_shard(shard, H5T_NATIVE_FLOAT, d, 2, x, y, id, 2);
+    CU_ASSERT_NOT_EQUAL(validate_all(dir, problems, &n), DML_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(problems, "1 feature values are NaN or Inf (first in sample 1)"));
+}
+
+static void test_idx_reader(void)
+{
+    const char *img = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+    uint8_t *data = NULL;
+    uint64_t dims[3];
+    int nd = 0;
+    gzFile gz;
+    unsigned char raw[784 + 16];
+
+    if (access(img, R_OK) == 0) {
+        CU_ASSERT_EQUAL_FATAL(dml_idx_read(img, &data, dims, &nd), DML_OK);
+        CU_ASSERT_EQUAL(nd, 3);
+        CU_ASSERT_EQUAL(dims[0], 10000);
+        CU_ASSERT_EQUAL(dims[1], 28);
+        gz = gzopen(img, "rb");
+        CU_ASSERT_EQUAL(gzread(gz, raw, sizeof(raw)), (int)sizeof(raw));
+        gzclose(gz);
+        CU_ASSERT_EQUAL(memcmp(data, raw + 16, 784), 0);
+        free(data);
+    } else if (getenv("CI") != NULL) {
+        CU_FAIL("Fashion-MNIST is not installed (package dataset-fashion-mnist)");
+    }
+
+    /* A truncated IDX file is named, with how much was there. */
+    {
+        char *p = path_in("trunc.idx");
+        unsigned char hdr[16] = {0, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28};
+        FILE *fp = fopen(p, "wb");
+        fwrite(hdr, 1, 16, fp);
+        fwrite(raw, 1, 500, fp);
+        fclose(fp);
+        CU_ASSERT_EQUAL(dml_idx_read(p, &data, dims, &nd), DML_ERR_FORMAT);
+        CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "truncated: 500 of 7840 data bytes"));
+        fp = fopen(p, "wb");
+        fputs("hello world, not idx", fp);
+        fclose(fp);
+        CU_ASSERT_EQUAL(dml_idx_read(p, &data, dims, &nd), DML_ERR_FORMAT);
+        CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "not an IDX file"));
+        CU_ASSERT_EQUAL(dml_idx_read(path_in("none.idx"), &data, dims, &nd), DML_ERR_NOT_FOUND);
+    }
+}
+
+static void test_csv_reader(void)
+{
+    char *p = path_in("d.csv");
+    float *x;
+    int32_t *y;
+    uint64_t n, nf;
+    uint32_t nc;
+    char (*names)[DML_DATASET_NAME_MAX];
+    FILE *fp = fopen(p, "w");
+
+    fputs("a,species,b\n1.5,virginica,2\n3,setosa,4\n\n5,virginica,6e1\n", fp);
+    fclose(fp);
+    CU_ASSERT_EQUAL_FATAL(dml_csv_read(p, "species", &x, &y, &n, &nf, &nc, &names), DML_OK);
+    CU_ASSERT_EQUAL(n, 3);
+    CU_ASSERT_EQUAL(nf, 2);
+    CU_ASSERT_EQUAL(nc, 2);
+    CU_ASSERT_STRING_EQUAL(names[0], "setosa"); /* sorted, not first-seen */
+    CU_ASSERT_EQUAL(y[0], 1);
+    CU_ASSERT_EQUAL(y[1], 0);
+    CU_ASSERT_DOUBLE_EQUAL(x[0], 1.5, 0);
+    CU_ASSERT_DOUBLE_EQUAL(x[5], 60, 0);
+    free(x);
+    free(y);
+    free(names);
+
+    fp = fopen(p, "w");
+    fputs("label,v\n0,1\n2,x7\n", fp);
+    fclose(fp);
+    CU_ASSERT_EQUAL(dml_csv_read(p, "label", &x, &y, &n, &nf, &nc, &names), DML_ERR_FORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "d.csv:3: column \"v\": \"x7\" is not a finite number"));
+    CU_ASSERT_EQUAL(dml_csv_read(p, "class", &x, &y, &n, &nf, &nc, &names), DML_ERR_NOT_FOUND);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "no column named \"class\""));
+    fp = fopen(p, "w");
+    fputs("label,v\n0,1\n2\n", fp);
+    fclose(fp);
+    CU_ASSERT_EQUAL(dml_csv_read(p, "label", &x, &y, &n, &nf, &nc, &names), DML_ERR_FORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "d.csv:3: 1 fields, the header has 2"));
+}
+
+int main(int argc, char **argv)
+{
+    CU_pSuite s;
+    unsigned int failures;
+    char cmd[300];
+
+    MPI_Init(&argc, &argv);
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/dml-io-test.XXXXXX");
+    if (mkdtemp(tmpdir) == NULL)
+        return 99;
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 99;
+    s = CU_add_suite("io format", NULL, NULL);
+    CU_add_test(s, "round trip and statistics", test_round_trip);
+    CU_add_test(s, "existing and interrupted writes", test_existing_and_interrupted);
+    CU_add_test(s, "writer rejects bad samples", test_writer_rejects);
+    CU_add_test(s, "every corruption is found", test_corruptions);
+    CU_add_test(s, "non-finite floats are found", test_float_nan_detected);
+    CU_add_test(s, "IDX reader", test_idx_reader);
+    CU_add_test(s, "CSV reader", test_csv_reader);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        failures++;
+    MPI_Finalize();
+    return failures == 0 ? 0 : 1;
+}
