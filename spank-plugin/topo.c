@@ -1,0 +1,618 @@
+/*
+ * topo.c: the task mapping over hwloc (see dml_topo.h for the rules).
+ * Everything here is computed from the topology object tree; nothing is bound
+ * or set: the caller applies the answer.
+ */
+#include "config.h"
+
+#include "dml_topo.h"
+
+#include <hwloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    hwloc_obj_t pci;        /* the GPU's PCI device */
+    char uuid[96];          /* GPU-... from NVML, or "" */
+} dml__gpu_t;
+
+typedef struct {
+    hwloc_obj_t pci;
+    char name[64];          /* mlx5_0 */
+    int port;               /* first active port */
+    char netdev[64];        /* its IPoIB device (ib0), or "" */
+} dml__hca_t;
+
+struct dml_topo {
+    hwloc_topology_t t;
+    int ngpus, nhcas, neths;
+    dml__gpu_t gpus[DML_TOPO_MAX_GPUS];
+    dml__hca_t hcas[DML_TOPO_MAX_HCAS];
+    hwloc_obj_t eths[DML_TOPO_MAX_HCAS]; /* Ethernet Net OS devices */
+};
+
+const char *dml_net_name(dml_net_t net)
+{
+    switch (net) {
+    case DML_NET_IB: return "ib";
+    case DML_NET_TCP: return "tcp";
+    case DML_NET_SHM: return "shm";
+    case DML_NET_AUTO: break;
+    }
+    return "auto";
+}
+
+static int dml__pci_cmp(const void *a, const void *b)
+{
+    const struct hwloc_pcidev_attr_s *x = &((const dml__gpu_t *)a)->pci->attr->pcidev;
+    const struct hwloc_pcidev_attr_s *y = &((const dml__gpu_t *)b)->pci->attr->pcidev;
+
+    if (x->domain != y->domain)
+        return x->domain < y->domain ? -1 : 1;
+    if (x->bus != y->bus)
+        return x->bus < y->bus ? -1 : 1;
+    if (x->dev != y->dev)
+        return x->dev < y->dev ? -1 : 1;
+    return (int)x->func - (int)y->func;
+}
+
+/* An OS device's PCI device, or NULL. */
+static hwloc_obj_t dml__pci_of(hwloc_obj_t os)
+{
+    hwloc_obj_t p = os->parent;
+    return p != NULL && p->type == HWLOC_OBJ_PCI_DEVICE ? p : NULL;
+}
+
+static void dml__discover(dml_topo_t *tp)
+{
+    hwloc_obj_t o = NULL;
+
+    /* GPUs: NVIDIA display/3D controllers (class 0x03xx, vendor 0x10de). If
+     * hwloc saw CUDA or NVML devices, only the controllers that have one
+     * count (the others are not driven, so CUDA does not number them);
+     * without those hwloc plugins, every NVIDIA controller counts. */
+    {
+        int pass, with_osdev = 0;
+        for (pass = 0; pass < 2; pass++) {
+            o = NULL;
+            while ((o = hwloc_get_next_pcidev(tp->t, o)) != NULL) {
+                hwloc_obj_t c;
+                int has = 0;
+                const char *uuid = NULL;
+                if (o->attr->pcidev.vendor_id != 0x10de || (o->attr->pcidev.class_id >> 8) != 0x03)
+                    continue;
+                for (c = o->io_first_child; c != NULL; c = c->next_sibling) {
+                    if (c->type == HWLOC_OBJ_OS_DEVICE &&
+                        (c->attr->osdev.type == HWLOC_OBJ_OSDEV_COPROC ||
+                         c->attr->osdev.type == HWLOC_OBJ_OSDEV_GPU) &&
+                        c->name != NULL && (strncmp(c->name, "cuda", 4) == 0 || strncmp(c->name, "nvml", 4) == 0))
+                        has = 1;
+                    if (hwloc_obj_get_info_by_name(c, "NVIDIAUUID") != NULL)
+                        uuid = hwloc_obj_get_info_by_name(c, "NVIDIAUUID");
+                }
+                if (pass == 0) {
+                    with_osdev |= has;
+                    continue;
+                }
+                if ((with_osdev && !has) || tp->ngpus >= DML_TOPO_MAX_GPUS)
+                    continue;
+                tp->gpus[tp->ngpus].pci = o;
+                snprintf(tp->gpus[tp->ngpus].uuid, sizeof(tp->gpus[0].uuid), "%s", uuid ? uuid : "");
+                tp->ngpus++;
+            }
+        }
+    }
+    qsort(tp->gpus, (size_t)tp->ngpus, sizeof(dml__gpu_t), dml__pci_cmp);
+
+    /* HCAs: OpenFabrics devices on InfiniBand controllers (class 0x0207) with
+     * an active port (PortNState 4). Ethernet: network devices on Ethernet
+     * controllers (class 0x0200). */
+    o = NULL;
+    while ((o = hwloc_get_next_osdev(tp->t, o)) != NULL) {
+        hwloc_obj_t pci = dml__pci_of(o);
+        if (pci == NULL)
+            continue;
+        if (o->attr->osdev.type == HWLOC_OBJ_OSDEV_OPENFABRICS && pci->attr->pcidev.class_id == 0x0207 &&
+            tp->nhcas < DML_TOPO_MAX_HCAS) {
+            int port;
+            for (port = 1; port <= 8; port++) {
+                char key[32];
+                const char *st;
+                snprintf(key, sizeof(key), "Port%dState", port);
+                st = hwloc_obj_get_info_by_name(o, key);
+                if (st != NULL && strcmp(st, "4") == 0)
+                    break;
+            }
+            if (port <= 8) {
+                dml__hca_t *h = &tp->hcas[tp->nhcas++];
+                hwloc_obj_t c;
+                h->pci = pci;
+                h->port = port;
+                snprintf(h->name, sizeof(h->name), "%s", o->name ? o->name : "?");
+                h->netdev[0] = '\0';
+                for (c = pci->io_first_child; c != NULL; c = c->next_sibling)
+                    if (c->type == HWLOC_OBJ_OS_DEVICE && c->attr->osdev.type == HWLOC_OBJ_OSDEV_NETWORK &&
+                        c->name != NULL)
+                        snprintf(h->netdev, sizeof(h->netdev), "%s", c->name);
+            }
+        } else if (o->attr->osdev.type == HWLOC_OBJ_OSDEV_NETWORK && (pci->attr->pcidev.class_id >> 8) == 0x02 &&
+                   pci->attr->pcidev.class_id != 0x0207 && o->name != NULL && tp->neths < DML_TOPO_MAX_HCAS) {
+            tp->eths[tp->neths++] = o;
+        }
+    }
+}
+
+dml_status_t dml_topo_load(const char *xml_path, dml_topo_t **topo_out)
+{
+    dml_topo_t *tp = calloc(1, sizeof(*tp));
+
+    if (tp == NULL)
+        return dml_error_set(DML_ERR_NO_MEMORY, "no memory for a topology");
+    if (hwloc_topology_init(&tp->t) != 0) {
+        free(tp);
+        return dml_error_set(DML_ERR_NO_MEMORY, "hwloc_topology_init failed");
+    }
+    hwloc_topology_set_io_types_filter(tp->t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+    if (xml_path != NULL && hwloc_topology_set_xml(tp->t, xml_path) != 0) {
+        hwloc_topology_destroy(tp->t);
+        free(tp);
+        return dml_error_set(DML_ERR_FORMAT, "%s: cannot read as an hwloc XML topology", xml_path);
+    }
+    if (hwloc_topology_load(tp->t) != 0) {
+        hwloc_topology_destroy(tp->t);
+        free(tp);
+        return dml_error_set(DML_ERR_FORMAT, "%s: hwloc cannot load this topology",
+                             xml_path ? xml_path : "this machine");
+    }
+    dml__discover(tp);
+    *topo_out = tp;
+    return DML_OK;
+}
+
+void dml_topo_free(dml_topo_t *topo)
+{
+    if (topo == NULL)
+        return;
+    hwloc_topology_destroy(topo->t);
+    free(topo);
+}
+
+int dml_topo_gpus(const dml_topo_t *topo) { return topo->ngpus; }
+int dml_topo_hcas(const dml_topo_t *topo) { return topo->nhcas; }
+
+/* ---- the step's GPU list ------------------------------------------------ */
+
+typedef struct {
+    char token[96];   /* as the task must name it */
+    int node_gpu;     /* index into the node's GPUs, -1 if unknown (MIG) */
+} dml__sgpu_t;
+
+static int dml__find_uuid(const dml_topo_t *tp, const char *uuid, size_t len)
+{
+    int i;
+
+    for (i = 0; i < tp->ngpus; i++)
+        if (strlen(tp->gpus[i].uuid) == len && strncmp(tp->gpus[i].uuid, uuid, len) == 0)
+            return i;
+    return -1;
+}
+
+/* Splits a comma list into at most max tokens; returns the count or -1. */
+static int dml__split(const char *s, char tok[][96], int max)
+{
+    int n = 0;
+    const char *p = s;
+
+    while (*p != '\0') {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (n == max || len == 0 || len >= 96)
+            return -1;
+        memcpy(tok[n], p, len);
+        tok[n][len] = '\0';
+        n++;
+        if (e == NULL)
+            break;
+        p = e + 1;
+    }
+    return n;
+}
+
+static dml_status_t dml__step_gpus(const dml_topo_t *tp, const dml_topo_request_t *req,
+                                   dml__sgpu_t *sg, int *nsg)
+{
+    char loc[DML_TOPO_MAX_GPUS][96], vis[DML_TOPO_MAX_GPUS][96];
+    int n, nv, i;
+
+    if (req->gpus == NULL) {
+        for (i = 0; i < tp->ngpus; i++) {
+            snprintf(sg[i].token, sizeof(sg[i].token), "%d", i);
+            sg[i].node_gpu = i;
+        }
+        *nsg = tp->ngpus;
+        return DML_OK;
+    }
+    n = dml__split(req->gpus, loc, DML_TOPO_MAX_GPUS);
+    if (n < 0)
+        return dml_error_set(DML_ERR_INVALID_ARG, "GPU list \"%s\": expected comma-separated "
+                             "indices, GPU- or MIG- identifiers (at most %d)", req->gpus,
+                             DML_TOPO_MAX_GPUS);
+    nv = n;
+    if (req->visible != NULL) {
+        nv = dml__split(req->visible, vis, DML_TOPO_MAX_GPUS);
+        if (nv != n)
+            return dml_error_set(DML_ERR_INVALID_ARG, "CUDA_VISIBLE_DEVICES \"%s\" names %d GPUs, "
+                                 "the step has %d (\"%s\")", req->visible, nv, n, req->gpus);
+    }
+    for (i = 0; i < n; i++) {
+        const char *t = loc[i];
+        char *end;
+        long v;
+
+        memcpy(sg[i].token, req->visible ? vis[i] : t, sizeof(sg[i].token));
+        sg[i].node_gpu = -1;
+        if (strncmp(t, "GPU-", 4) == 0) {
+            sg[i].node_gpu = dml__find_uuid(tp, t, strlen(t));
+        } else if (strncmp(t, "MIG-GPU-", 8) == 0) {
+            /* MIG-GPU-<uuid>/<gi>/<ci>: a slice of GPU-<uuid>, local to it. */
+            const char *slash = strchr(t + 4, '/');
+            sg[i].node_gpu = dml__find_uuid(tp, t + 4, slash ? (size_t)(slash - t - 4) : strlen(t + 4));
+        } else if (strncmp(t, "MIG-", 4) == 0) {
+            sg[i].node_gpu = -1; /* MIG-<uuid>: its parent is not named; no locality */
+        } else {
+            v = strtol(t, &end, 10);
+            if (*end != '\0' || v < 0 || v >= tp->ngpus)
+                return dml_error_set(DML_ERR_INVALID_ARG, "GPU \"%s\": not a GPU of this node (it "
+                                     "has %d: indices 0..%d, GPU-..., MIG-...)", t, tp->ngpus,
+                                     tp->ngpus - 1);
+            sg[i].node_gpu = (int)v;
+        }
+    }
+    *nsg = n;
+    return DML_OK;
+}
+
+/* ---- distances ----------------------------------------------------------- */
+
+static int dml__depth(hwloc_obj_t o)
+{
+    int d = 0;
+    while (o->parent != NULL) {
+        o = o->parent;
+        d++;
+    }
+    return d;
+}
+
+/* Deeper common ancestor = nearer. Walks parent links: hwloc's own helper
+ * compares depths, which I/O objects do not have. */
+static int dml__nearness(hwloc_topology_t t, hwloc_obj_t a, hwloc_obj_t b)
+{
+    hwloc_obj_t x, y;
+
+    (void)t;
+    for (x = a; x != NULL; x = x->parent)
+        for (y = b; y != NULL; y = y->parent)
+            if (x == y)
+                return dml__depth(x);
+    return 0;
+}
+
+static int dml__same_numa(hwloc_topology_t t, hwloc_obj_t a, hwloc_obj_t b)
+{
+    hwloc_obj_t x = hwloc_get_non_io_ancestor_obj(t, a), y = hwloc_get_non_io_ancestor_obj(t, b);
+    return x && y && hwloc_bitmap_intersects(x->nodeset, y->nodeset);
+}
+
+static int dml__excluded(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    const char *p = list;
+
+    while (p != NULL && *p != '\0') {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return 1;
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
+}
+
+/* ---- the mapping --------------------------------------------------------- */
+
+typedef struct {
+    unsigned task;
+    hwloc_obj_t from;   /* the GPU's PCI device, or NULL (use the task's CPUs) */
+    int best[DML_TOPO_MAX_HCAS], nbest;
+} dml__pick_t;
+
+static int dml__pick_cmp(const void *a, const void *b)
+{
+    const dml__pick_t *x = a, *y = b;
+    if (x->nbest != y->nbest)
+        return x->nbest - y->nbest;
+    return (int)x->task - (int)y->task;
+}
+
+static void dml__append(char *buf, size_t len, const char *item)
+{
+    size_t l = strlen(buf);
+    snprintf(buf + l, len - l, "%s%s", l ? "," : "", item);
+}
+
+dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, dml_task_map_t *maps)
+{
+    hwloc_topology_t t = tp->t;
+    dml__sgpu_t sg[DML_TOPO_MAX_GPUS];
+    hwloc_bitmap_t allowed = NULL, *dom = NULL, cs = NULL;
+    dml__pick_t *picks = NULL;
+    int load[DML_TOPO_MAX_HCAS] = {0}, usable[DML_TOPO_MAX_HCAS], nusable = 0;
+    int nsg = 0, per, npicks = 0, nnuma, i, j;
+    unsigned T = req->ntasks, k;
+    dml_status_t status = DML_OK;
+
+    if (T == 0)
+        return dml_error_set(DML_ERR_INVALID_ARG, "no tasks to map");
+    status = dml__step_gpus(tp, req, sg, &nsg);
+    if (status != DML_OK)
+        return status;
+    memset(maps, 0, sizeof(*maps) * T);
+
+    allowed = hwloc_bitmap_dup(hwloc_topology_get_allowed_cpuset(t));
+    cs = hwloc_bitmap_alloc();
+    dom = calloc(T, sizeof(*dom));
+    picks = calloc((size_t)T * (DML_TOPO_MAX_GPUS + 1), sizeof(*picks));
+    if (allowed == NULL || cs == NULL || dom == NULL || picks == NULL) {
+        status = dml_error_set(DML_ERR_NO_MEMORY, "no memory for the task mapping");
+        goto out;
+    }
+    if (req->cpus != NULL) {
+        hwloc_bitmap_t want = hwloc_bitmap_alloc();
+        if (want == NULL || hwloc_bitmap_list_sscanf(want, req->cpus) != 0) {
+            hwloc_bitmap_free(want);
+            status = dml_error_set(DML_ERR_INVALID_ARG, "CPU list \"%s\": expected a list such as "
+                                   "0-7,16", req->cpus);
+            goto out;
+        }
+        hwloc_bitmap_and(allowed, allowed, want);
+        hwloc_bitmap_free(want);
+    }
+    if (hwloc_bitmap_iszero(allowed)) {
+        status = dml_error_set(DML_ERR_INVALID_ARG, "CPU list \"%s\": none of these CPUs exists on "
+                               "this node", req->cpus ? req->cpus : "");
+        goto out;
+    }
+
+    /* GPUs for each task. */
+    per = 0;
+    if (req->gpus_per_task > 0) {
+        per = req->gpus_per_task;
+        if ((long)per * T > nsg) {
+            status = dml_error_set(DML_ERR_INVALID_ARG, "%d GPUs per task for %u tasks needs %ld "
+                                   "GPUs; the step has %d", per, T, (long)per * T, nsg);
+            goto out;
+        }
+    } else if (req->gpus_per_task == 0 && nsg >= (int)T) {
+        per = nsg / (int)T;
+    }
+    for (k = 0; k < T; k++) {
+        dml_task_map_t *m = &maps[k];
+        int n = req->gpus_per_task < 0 || nsg == 0 ? 0 : per > 0 ? per : 1;
+        for (j = 0; j < n; j++) {
+            int g = per > 0 ? (int)k * per + j : (int)((uint64_t)k * (unsigned)nsg / T);
+            m->gpu[m->ngpus++] = g;
+            dml__append(m->visible, sizeof(m->visible), sg[g].token);
+        }
+        m->numa = -1;
+    }
+
+    /* Each task's locality domain: its first GPU's, else NUMA nodes in turn. */
+    nnuma = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_NUMANODE);
+    for (k = 0; k < T; k++) {
+        hwloc_obj_t anc = NULL;
+        dom[k] = hwloc_bitmap_alloc();
+        if (dom[k] == NULL) {
+            status = dml_error_set(DML_ERR_NO_MEMORY, "no memory for the task mapping");
+            goto out;
+        }
+        /* The NUMA node(s) the task's GPUs are attached to. */
+        for (j = 0; j < maps[k].ngpus; j++) {
+            if (sg[maps[k].gpu[j]].node_gpu < 0)
+                continue;
+            anc = hwloc_get_non_io_ancestor_obj(t, tp->gpus[sg[maps[k].gpu[j]].node_gpu].pci);
+            if (anc != NULL) {
+                hwloc_cpuset_from_nodeset(t, cs, anc->nodeset);
+                hwloc_bitmap_or(dom[k], dom[k], cs);
+            }
+        }
+        if (anc != NULL) {
+            hwloc_bitmap_and(dom[k], dom[k], allowed);
+            maps[k].gpu_local = !hwloc_bitmap_iszero(dom[k]);
+        }
+    }
+    /* Tasks without GPU locality: if no task has any (CPU-only steps), in
+     * blocks over the NUMA nodes with allowed CPUs, neighbours together;
+     * otherwise each to the NUMA node with the fewest tasks so far. */
+    {
+        hwloc_obj_t nodes[256];
+        int nn = 0, count[256] = {0}, located = 0;
+        for (i = 0; i < nnuma && nn < 256; i++) {
+            hwloc_obj_t nd = hwloc_get_obj_by_type(t, HWLOC_OBJ_NUMANODE, (unsigned)i);
+            if (hwloc_bitmap_intersects(nd->cpuset, allowed))
+                nodes[nn++] = nd;
+        }
+        for (k = 0; k < T; k++) {
+            if (hwloc_bitmap_iszero(dom[k]))
+                continue;
+            located = 1;
+            for (i = 0; i < nn; i++)
+                if (hwloc_bitmap_intersects(nodes[i]->cpuset, dom[k]))
+                    count[i]++;
+        }
+        for (k = 0; k < T; k++) {
+            int best = 0;
+            if (!hwloc_bitmap_iszero(dom[k]))
+                continue;
+            if (nn == 0) {
+                hwloc_bitmap_copy(dom[k], allowed);
+                continue;
+            }
+            if (!located)
+                best = (int)((uint64_t)k * (unsigned)nn / T);
+            else
+                for (i = 1; i < nn; i++)
+                    if (count[i] < count[best])
+                        best = i;
+            count[best]++;
+            hwloc_bitmap_and(dom[k], nodes[best]->cpuset, allowed);
+        }
+    }
+
+    /* Cores: each domain's allowed cores split among the tasks sharing it. */
+    for (k = 0; k < T; k++) {
+        unsigned idx = 0, cnt = 0, ncores = 0, c0, c1, c;
+        hwloc_obj_t core = NULL;
+        hwloc_obj_t cores[4096];
+        hwloc_obj_type_t unit = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_CORE) > 0 ? HWLOC_OBJ_CORE : HWLOC_OBJ_PU;
+
+        for (j = 0; j < (int)T; j++) {
+            if (hwloc_bitmap_isequal(dom[j], dom[k])) {
+                if ((unsigned)j < k)
+                    idx++;
+                cnt++;
+            }
+        }
+        while ((core = hwloc_get_next_obj_by_type(t, unit, core)) != NULL && ncores < 4096)
+            if (hwloc_bitmap_intersects(core->cpuset, dom[k]))
+                cores[ncores++] = core;
+        hwloc_bitmap_zero(cs);
+        if (ncores >= cnt) {
+            c0 = idx * ncores / cnt;
+            c1 = (idx + 1) * ncores / cnt;
+        } else {
+            c0 = idx % ncores;
+            c1 = c0 + 1;
+        }
+        for (c = c0; c < c1; c++)
+            hwloc_bitmap_or(cs, cs, cores[c]->cpuset);
+        hwloc_bitmap_and(cs, cs, allowed);
+        maps[k].ncores = c1 - c0;
+        hwloc_bitmap_list_snprintf(maps[k].cpus, sizeof(maps[k].cpus), cs);
+        {
+            hwloc_bitmap_t ns = hwloc_bitmap_alloc();
+            if (ns != NULL) {
+                hwloc_cpuset_to_nodeset(t, cs, ns);
+                maps[k].numa = hwloc_bitmap_first(ns);
+                hwloc_bitmap_free(ns);
+            }
+        }
+    }
+
+    /* Network. */
+    for (i = 0; i < tp->nhcas; i++)
+        if (!dml__excluded(req->hca_exclude, tp->hcas[i].name))
+            usable[nusable++] = i;
+    if (req->net == DML_NET_IB && nusable == 0) {
+        status = dml_error_set(DML_ERR_INVALID_ARG, "--dml-net=ib: no active InfiniBand port on "
+                               "this node%s", tp->nhcas ? " (all excluded by the site)" : "");
+        goto out;
+    }
+    if (nusable > 0 && (req->net == DML_NET_AUTO || req->net == DML_NET_IB)) {
+        /* One pick per GPU of a task (one per task without GPUs); each pick's
+         * nearest ports first, the picks with the fewest choices placed first
+         * so that a port nobody else is near is not taken by a task that
+         * had alternatives. */
+        for (k = 0; k < T; k++) {
+            int n = maps[k].ngpus > 0 ? maps[k].ngpus : 1;
+            for (j = 0; j < n; j++) {
+                dml__pick_t *p = &picks[npicks++];
+                int bestnear = -1, bestnuma = -1;
+                p->task = k;
+                p->from = maps[k].ngpus > 0 && sg[maps[k].gpu[j]].node_gpu >= 0
+                              ? tp->gpus[sg[maps[k].gpu[j]].node_gpu].pci
+                              : NULL;
+                for (i = 0; i < nusable; i++) {
+                    const dml__hca_t *h = &tp->hcas[usable[i]];
+                    int near, numa;
+                    if (p->from != NULL) {
+                        near = dml__nearness(t, p->from, h->pci);
+                        numa = dml__same_numa(t, p->from, h->pci);
+                    } else {
+                        hwloc_obj_t anc = hwloc_get_non_io_ancestor_obj(t, h->pci);
+                        near = 0;
+                        numa = anc && hwloc_bitmap_intersects(anc->cpuset, dom[k]);
+                    }
+                    if (near > bestnear || (near == bestnear && numa > bestnuma)) {
+                        bestnear = near;
+                        bestnuma = numa;
+                        p->nbest = 0;
+                    }
+                    if (near == bestnear && numa == bestnuma)
+                        p->best[p->nbest++] = usable[i];
+                }
+            }
+        }
+        qsort(picks, (size_t)npicks, sizeof(*picks), dml__pick_cmp);
+        for (i = 0; i < npicks; i++) {
+            dml__pick_t *p = &picks[i];
+            dml_task_map_t *m = &maps[p->task];
+            int b = p->best[0], l;
+            char item[96];
+            for (l = 1; l < p->nbest; l++)
+                if (load[p->best[l]] < load[b])
+                    b = p->best[l];
+            load[b]++;
+            snprintf(item, sizeof(item), "%s:%d", tp->hcas[b].name, tp->hcas[b].port);
+            if (strstr(m->hcas, item) == NULL)
+                dml__append(m->hcas, sizeof(m->hcas), item);
+            if (m->netdev[0] == '\0')
+                snprintf(m->netdev, sizeof(m->netdev), "%s", tp->hcas[b].netdev);
+            m->net = DML_NET_IB;
+        }
+        /* Keep each task's HCAs in the order of its GPUs' picks: sorting
+         * above reordered them; the first is the one UCX uses. */
+    }
+    for (k = 0; k < T; k++) {
+        dml_task_map_t *m = &maps[k];
+        if (m->net == DML_NET_IB)
+            continue;
+        m->net = req->net == DML_NET_SHM ? DML_NET_SHM : DML_NET_TCP;
+        if (req->netdev != NULL) {
+            snprintf(m->netdev, sizeof(m->netdev), "%s", req->netdev);
+        } else if (m->net == DML_NET_SHM) {
+            snprintf(m->netdev, sizeof(m->netdev), "lo");
+        } else if (tp->neths > 0) {
+            /* The Ethernet device nearest the first GPU, else local to the
+             * task's CPUs, else the first. */
+            hwloc_obj_t best = tp->eths[0], from = NULL;
+            int bestnear = -1;
+            if (m->ngpus > 0 && sg[m->gpu[0]].node_gpu >= 0)
+                from = tp->gpus[sg[m->gpu[0]].node_gpu].pci;
+            for (i = 0; i < tp->neths; i++) {
+                int near;
+                if (from != NULL) {
+                    near = dml__nearness(t, from, tp->eths[i]);
+                } else {
+                    hwloc_obj_t anc = hwloc_get_non_io_ancestor_obj(t, tp->eths[i]);
+                    near = anc && hwloc_bitmap_intersects(anc->cpuset, dom[k]);
+                }
+                if (near > bestnear) {
+                    bestnear = near;
+                    best = tp->eths[i];
+                }
+            }
+            snprintf(m->netdev, sizeof(m->netdev), "%s", best->name);
+        }
+    }
+out:
+    if (dom != NULL)
+        for (k = 0; k < T; k++)
+            hwloc_bitmap_free(dom[k]);
+    free(dom);
+    free(picks);
+    hwloc_bitmap_free(cs);
+    hwloc_bitmap_free(allowed);
+    return status;
+}

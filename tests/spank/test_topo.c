@@ -1,0 +1,280 @@
+/*
+ * test_topo.c: the task mapping on recorded and hand-written node topologies
+ * (topo-xml/README.md), compared line by line with the expected mapping, as
+ * mpibind's test suite does. Each line is what dml-topo prints for a task.
+ */
+#include "config.h"
+
+#include "dml_topo.h"
+
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef TOPO_DIR
+#error TOPO_DIR must name tests/spank/topo-xml
+#endif
+
+static dml_status_t map_lines(const char *xml, dml_topo_request_t *req, char lines[][512])
+{
+    char path[1024];
+    dml_topo_t *t;
+    dml_task_map_t maps[64];
+    dml_status_t st;
+    unsigned k;
+
+    snprintf(path, sizeof(path), "%s/%s", TOPO_DIR, xml);
+    st = dml_topo_load(path, &t);
+    if (st != DML_OK)
+        return st;
+    st = dml_topo_map(t, req, maps);
+    for (k = 0; st == DML_OK && k < req->ntasks; k++)
+        snprintf(lines[k], 512, "gpus=%s cpus=%s cores=%u numa=%d net=%s hca=%s netdev=%s",
+                 maps[k].ngpus ? maps[k].visible : "-", maps[k].cpus, maps[k].ncores, maps[k].numa,
+                 dml_net_name(maps[k].net), maps[k].hcas[0] ? maps[k].hcas : "-",
+                 maps[k].netdev[0] ? maps[k].netdev : "-");
+    dml_topo_free(t);
+    return st;
+}
+
+static void expect(const char *xml, dml_topo_request_t *req, const char *const *want)
+{
+    char lines[64][512];
+    unsigned k;
+
+    CU_ASSERT_EQUAL_FATAL(map_lines(xml, req, lines), DML_OK);
+    for (k = 0; k < req->ntasks; k++) {
+        if (strcmp(lines[k], want[k]) != 0)
+            fprintf(stderr, "\n%s task %u:\n  got  %s\n  want %s\n", xml, k, lines[k], want[k]);
+        CU_ASSERT_STRING_EQUAL(lines[k], want[k]);
+    }
+}
+
+static dml_topo_request_t req_n(unsigned n)
+{
+    dml_topo_request_t r;
+    memset(&r, 0, sizeof(r));
+    r.ntasks = n;
+    return r;
+}
+
+/* DGX H100 class: one compute HCA per GPU behind the same switch. */
+static void test_dgx_1_2_4_8(void)
+{
+    dml_topo_request_t r;
+    static const char *const one[] = {
+        "gpus=0,1,2,3,4,5,6,7 cpus=0-223 cores=112 numa=0 net=ib hca=mlx5_0:1,mlx5_1:1,mlx5_2:1,"
+        "mlx5_3:1,mlx5_4:1,mlx5_5:1,mlx5_6:1,mlx5_7:1 netdev=ib0"};
+    static const char *const two[] = {
+        "gpus=0,1,2,3 cpus=0-55,112-167 cores=56 numa=0 net=ib hca=mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1 netdev=ib0",
+        "gpus=4,5,6,7 cpus=56-111,168-223 cores=56 numa=1 net=ib hca=mlx5_4:1,mlx5_5:1,mlx5_6:1,mlx5_7:1 netdev=ib4"};
+    static const char *const four[] = {
+        "gpus=0,1 cpus=0-27,112-139 cores=28 numa=0 net=ib hca=mlx5_0:1,mlx5_1:1 netdev=ib0",
+        "gpus=2,3 cpus=28-55,140-167 cores=28 numa=0 net=ib hca=mlx5_2:1,mlx5_3:1 netdev=ib2",
+        "gpus=4,5 cpus=56-83,168-195 cores=28 numa=1 net=ib hca=mlx5_4:1,mlx5_5:1 netdev=ib4",
+        "gpus=6,7 cpus=84-111,196-223 cores=28 numa=1 net=ib hca=mlx5_6:1,mlx5_7:1 netdev=ib6"};
+    static const char *const eight[] = {
+        "gpus=0 cpus=0-13,112-125 cores=14 numa=0 net=ib hca=mlx5_0:1 netdev=ib0",
+        "gpus=1 cpus=14-27,126-139 cores=14 numa=0 net=ib hca=mlx5_1:1 netdev=ib1",
+        "gpus=2 cpus=28-41,140-153 cores=14 numa=0 net=ib hca=mlx5_2:1 netdev=ib2",
+        "gpus=3 cpus=42-55,154-167 cores=14 numa=0 net=ib hca=mlx5_3:1 netdev=ib3",
+        "gpus=4 cpus=56-69,168-181 cores=14 numa=1 net=ib hca=mlx5_4:1 netdev=ib4",
+        "gpus=5 cpus=70-83,182-195 cores=14 numa=1 net=ib hca=mlx5_5:1 netdev=ib5",
+        "gpus=6 cpus=84-97,196-209 cores=14 numa=1 net=ib hca=mlx5_6:1 netdev=ib6",
+        "gpus=7 cpus=98-111,210-223 cores=14 numa=1 net=ib hca=mlx5_7:1 netdev=ib7"};
+
+    r = req_n(1);
+    expect("dgx-h100.xml", &r, one);
+    r = req_n(2);
+    expect("dgx-h100.xml", &r, two);
+    r = req_n(4);
+    expect("dgx-h100.xml", &r, four);
+    r = req_n(8);
+    expect("dgx-h100.xml", &r, eight);
+}
+
+/* More tasks than GPUs: neighbours share a GPU, its HCA, and split its cores. */
+static void test_dgx_fewer_gpus_than_tasks(void)
+{
+    dml_topo_request_t r = req_n(16);
+    char lines[64][512];
+
+    CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100.xml", &r, lines), DML_OK);
+    CU_ASSERT_STRING_EQUAL(lines[0], "gpus=0 cpus=0-6,112-118 cores=7 numa=0 net=ib hca=mlx5_0:1 netdev=ib0");
+    CU_ASSERT_STRING_EQUAL(lines[1], "gpus=0 cpus=7-13,119-125 cores=7 numa=0 net=ib hca=mlx5_0:1 netdev=ib0");
+    CU_ASSERT_STRING_EQUAL(lines[15], "gpus=7 cpus=105-111,217-223 cores=7 numa=1 net=ib hca=mlx5_7:1 netdev=ib7");
+}
+
+/* Slurm gave the step GPUs 2 and 3, renumbered 0 and 1 (ConstrainDevices). */
+static void test_dgx_restricted_gpus(void)
+{
+    dml_topo_request_t r = req_n(2);
+    static const char *const want[] = {
+        "gpus=0 cpus=0-27,112-139 cores=28 numa=0 net=ib hca=mlx5_2:1 netdev=ib2",
+        "gpus=1 cpus=28-55,140-167 cores=28 numa=0 net=ib hca=mlx5_3:1 netdev=ib3"};
+    r.gpus = "2,3";
+    r.visible = "0,1";
+    expect("dgx-h100.xml", &r, want);
+}
+
+/* MIG slices of GPU 5 are local to GPU 5; a MIG id without its parent is not
+ * local to anything and the task goes to the NUMA nodes in turn. */
+static void test_dgx_mig(void)
+{
+    dml_topo_request_t r = req_n(3);
+    static const char *const want[] = {
+        "gpus=MIG-GPU-00000000-0000-4000-8000-000000000005/1/0 cpus=56-83,168-195 cores=28 numa=1 net=ib hca=mlx5_5:1 netdev=ib5",
+        "gpus=MIG-GPU-00000000-0000-4000-8000-000000000005/2/0 cpus=84-111,196-223 cores=28 numa=1 net=ib hca=mlx5_5:1 netdev=ib5",
+        "gpus=MIG-0e1a2b3c-0000-5000-8000-000000000000 cpus=0-55,112-167 cores=56 numa=0 net=ib hca=mlx5_0:1 netdev=ib0"};
+    r.gpus = "MIG-GPU-00000000-0000-4000-8000-000000000005/1/0,"
+             "MIG-GPU-00000000-0000-4000-8000-000000000005/2/0,"
+             "MIG-0e1a2b3c-0000-5000-8000-000000000000";
+    expect("dgx-h100.xml", &r, want);
+}
+
+/* A compute port is down: its GPU's task takes the idle port nearest to it
+ * (the socket's storage HCA), and no other task loses its own. */
+static void test_dgx_port_down(void)
+{
+    dml_topo_request_t r = req_n(8);
+    char lines[64][512];
+    int k;
+
+    CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100-port-down.xml", &r, lines), DML_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(lines[2], "hca=mlx5_8:1 netdev=ib8"));
+    for (k = 0; k < 8; k++) {
+        char own[32];
+        snprintf(own, sizeof(own), "hca=mlx5_%d:1 ", k);
+        if (k != 2)
+            CU_ASSERT_PTR_NOT_NULL(strstr(lines[k], own));
+        CU_ASSERT_PTR_NULL(strstr(lines[k], "mlx5_2:"));
+    }
+    /* The site excludes the storage HCAs: an equally near compute port is
+     * shared instead. */
+    r.hca_exclude = "mlx5_8,mlx5_9";
+    CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100-port-down.xml", &r, lines), DML_OK);
+    CU_ASSERT_PTR_NULL(strstr(lines[2], "mlx5_8"));
+    CU_ASSERT_PTR_NULL(strstr(lines[2], "mlx5_2:"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(lines[2], "net=ib hca=mlx5_"));
+}
+
+/* CPUs restricted by Slurm to socket 0: tasks whose GPUs sit on socket 1
+ * still get allowed cores only. */
+static void test_dgx_restricted_cpus(void)
+{
+    dml_topo_request_t r = req_n(2);
+    static const char *const want[] = {
+        "gpus=0,1,2,3 cpus=0-13 cores=14 numa=0 net=ib hca=mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1 netdev=ib0",
+        "gpus=4,5,6,7 cpus=14-27 cores=14 numa=0 net=ib hca=mlx5_4:1,mlx5_5:1,mlx5_6:1,mlx5_7:1 netdev=ib4"};
+    r.cpus = "0-27";
+    expect("dgx-h100.xml", &r, want);
+}
+
+/* Lassen: GPUs paired with the ports of the HCA on their socket. */
+static void test_lassen(void)
+{
+    dml_topo_request_t r = req_n(4);
+    static const char *const want[] = {
+        "gpus=0 cpus=8-47 cores=10 numa=0 net=ib hca=mlx5_0:1 netdev=hsi0",
+        "gpus=1 cpus=48-87 cores=10 numa=0 net=ib hca=mlx5_1:1 netdev=hsi1",
+        "gpus=2 cpus=96-135 cores=10 numa=8 net=ib hca=mlx5_2:1 netdev=hsi2",
+        "gpus=3 cpus=136-175 cores=10 numa=8 net=ib hca=mlx5_3:1 netdev=hsi3"};
+    expect("coral-lassen.xml", &r, want);
+}
+
+/* Pascal: two GPUs, one HCA shared; the hwloc fixture: one driven GPU. */
+static void test_pascal_and_hwloc_fixture(void)
+{
+    dml_topo_request_t r = req_n(2);
+    static const char *const pascal[] = {
+        "gpus=0 cpus=0-8,36-44 cores=9 numa=0 net=ib hca=mlx5_0:1 netdev=hsi0",
+        "gpus=1 cpus=9-17,45-53 cores=9 numa=0 net=ib hca=mlx5_0:1 netdev=hsi0"};
+    static const char *const hw[] = {
+        "gpus=0 cpus=8-11,24-27 cores=4 numa=1 net=ib hca=mlx5_0:1 netdev=ib0",
+        "gpus=0 cpus=12-15,28-31 cores=4 numa=1 net=ib hca=mlx5_0:1 netdev=ib0"};
+    expect("cts1-pascal.xml", &r, pascal);
+    expect("32em64t-2n8c2t-pci-normalio.xml", &r, hw);
+}
+
+/* No InfiniBand (g4dn: EFA is not IB): TCP over the Ethernet device; IB asked
+ * for is refused with the reason; shared memory on request. */
+static void test_no_infiniband(void)
+{
+    dml_topo_request_t r = req_n(4);
+    char lines[64][512];
+    static const char *const want[] = {
+        "gpus=0,1 cpus=0-11,48-59 cores=12 numa=0 net=tcp hca=- netdev=eth0",
+        "gpus=2,3 cpus=12-23,60-71 cores=12 numa=0 net=tcp hca=- netdev=eth0",
+        "gpus=4,5 cpus=24-35,72-83 cores=12 numa=1 net=tcp hca=- netdev=eth0",
+        "gpus=6,7 cpus=36-47,84-95 cores=12 numa=1 net=tcp hca=- netdev=eth0"};
+    expect("g4dnmetal.xml", &r, want);
+    r.net = DML_NET_IB;
+    CU_ASSERT_EQUAL(map_lines("g4dnmetal.xml", &r, lines), DML_ERR_INVALID_ARG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "no active InfiniBand port"));
+    r.net = DML_NET_SHM;
+    CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100.xml", &r, lines), DML_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(lines[0], "net=shm hca=- netdev=lo"));
+    r.net = DML_NET_TCP;
+    r.netdev = "lo";
+    CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100.xml", &r, lines), DML_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(lines[3], "net=tcp hca=- netdev=lo"));
+}
+
+static void test_bad_requests(void)
+{
+    dml_topo_request_t r = req_n(2);
+    char lines[64][512];
+
+    r.gpus = "0,9";
+    CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "GPU \"9\": not a GPU of this node (it has 8"));
+    r.gpus = NULL;
+    r.gpus_per_task = 5;
+    CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "5 GPUs per task for 2 tasks needs 10"));
+    r.gpus_per_task = 0;
+    r.cpus = "500-600";
+    CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
+    r.cpus = "zero";
+    CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
+    r.cpus = NULL;
+    r.gpus = "0,1";
+    r.visible = "0";
+    CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
+    r.visible = NULL;
+    r.gpus_per_task = -1;
+    CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100.xml", &r, lines), DML_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(lines[0], "gpus=- cpus=0-55,112-167"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(lines[1], "gpus=- cpus=56-111,168-223"));
+    {
+        dml_topo_t *t;
+        CU_ASSERT_EQUAL(dml_topo_load("/nonexistent.xml", &t), DML_ERR_FORMAT);
+        CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "/nonexistent.xml"));
+    }
+}
+
+int main(void)
+{
+    CU_pSuite s;
+    unsigned int failures;
+
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 99;
+    s = CU_add_suite("task mapping", NULL, NULL);
+    CU_add_test(s, "DGX H100: 1, 2, 4, 8 tasks", test_dgx_1_2_4_8);
+    CU_add_test(s, "DGX H100: fewer GPUs than tasks", test_dgx_fewer_gpus_than_tasks);
+    CU_add_test(s, "DGX H100: GPUs restricted by Slurm", test_dgx_restricted_gpus);
+    CU_add_test(s, "DGX H100: MIG identifiers", test_dgx_mig);
+    CU_add_test(s, "DGX H100: inactive port", test_dgx_port_down);
+    CU_add_test(s, "DGX H100: CPUs restricted by Slurm", test_dgx_restricted_cpus);
+    CU_add_test(s, "Lassen: GPU/HCA pairs", test_lassen);
+    CU_add_test(s, "Pascal and hwloc fixture: shared HCA", test_pascal_and_hwloc_fixture);
+    CU_add_test(s, "no InfiniBand: TCP, refused IB, shm", test_no_infiniband);
+    CU_add_test(s, "bad requests are named", test_bad_requests);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    return failures == 0 ? 0 : 1;
+}
