@@ -41,6 +41,10 @@ typedef struct dml_topo dml_topo_t;
 dml_status_t dml_topo_load(const char *xml_path, dml_topo_t **topo_out);
 void dml_topo_free(dml_topo_t *topo);
 
+/* Writes the topology as hwloc XML to path, atomically (a temporary file
+ * renamed into place), so that later loads skip the PCI scan. */
+dml_status_t dml_topo_export(const dml_topo_t *topo, const char *path);
+
 /* What the node has: GPUs (NVIDIA, in PCI bus order, as CUDA with
  * CUDA_DEVICE_ORDER=PCI_BUS_ID and NVML number them) and active IB ports. */
 int dml_topo_gpus(const dml_topo_t *topo);

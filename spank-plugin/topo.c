@@ -7,10 +7,12 @@
 
 #include "dml_topo.h"
 
+#include <errno.h>
 #include <hwloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     hwloc_obj_t pci;        /* the GPU's PCI device */
@@ -167,6 +169,25 @@ dml_status_t dml_topo_load(const char *xml_path, dml_topo_t **topo_out)
     }
     dml__discover(tp);
     *topo_out = tp;
+    return DML_OK;
+}
+
+dml_status_t dml_topo_export(const dml_topo_t *topo, const char *path)
+{
+    char tmp[4096];
+
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
+        return dml_error_set(DML_ERR_INVALID_ARG, "%s: path too long", path);
+    if (hwloc_topology_export_xml(topo->t, tmp, 0) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return dml_error_set_errno(e, "%s: cannot write the topology", tmp);
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return dml_error_set_errno(e, "%s: cannot rename to %s", tmp, path);
+    }
     return DML_OK;
 }
 

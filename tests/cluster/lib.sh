@@ -43,7 +43,7 @@ free_port_base() { # nodes
         base=$((10000 + (RANDOM % 2000) * 10))
         ok=1
         for k in $(seq 0 "$n"); do
-            if ss -Hatn "sport = :$((base + k))" | grep -q .; then ok=0; break; fi
+            if ss -Hatn exclude time-wait "sport = :$((base + k))" | grep -q .; then ok=0; break; fi
         done
         if [ $ok -eq 1 ]; then echo "$base"; return 0; fi
     done

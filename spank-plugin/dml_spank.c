@@ -1,0 +1,439 @@
+/*
+ * dml_spank.c: the SPANK plugin. srun --dml-gpus maps each task to its GPU(s),
+ * the cores and NUMA node near them and the nearest InfiniBand port (dml_topo.h),
+ * binds the task there and sets up UCX, NCCL and Open MPI for that network.
+ *
+ * Contexts (Slurm 22.05):
+ *  - init in slurmd (as root, once at its start): discover this node's
+ *    topology (a PCI scan, ~10 ms) and keep it as XML in the cache directory,
+ *    so that each step loads it in ~2 ms instead;
+ *  - init (every job context): parse plugstack.conf arguments, register the
+ *    options (so srun, sbatch and salloc all accept them);
+ *  - option callbacks (srun/sbatch/salloc, and again in slurmstepd): check
+ *    the values, so that srun refuses bad ones before anything is launched;
+ *  - user_init (slurmstepd, once per node and step): compute the node's
+ *    mapping; an error here would only reach slurmd's log, so it is kept
+ *  - task_init (each task, just before exec): report a kept error (the user
+ *    sees it and the task fails), else bind and set the environment.
+ * Batch and extern steps are left alone.
+ */
+#include "config.h"
+
+#include "args.h"
+#include "dml_topo.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <slurm/slurm.h>
+#include <slurm/spank.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+SPANK_PLUGIN(dml, 1);
+
+#define MPOL_PREFERRED 1
+
+static dml_spank_config_t g_cfg;
+static int g_requested;            /* a --dml-* option was given */
+static int g_per_task;             /* --dml-gpus value */
+static int g_net_explicit;
+static dml_net_t g_net = DML_NET_AUTO;
+static int g_verbose;
+static int g_ipc = -1;             /* --dml-gpu-ipc, else the site default */
+static int g_skip = 1;
+static dml_task_map_t *g_maps;
+static unsigned g_ntasks;
+static char g_error[1024];
+static char g_step_visible[DML_TOPO_STR]; /* all step GPUs, for --dml-gpu-ipc */
+
+static int opt_gpus(int val, const char *optarg, int remote)
+{
+    char err[256];
+
+    (void)val;
+    (void)remote;
+    if (dml_spank_parse_gpus(optarg, &g_per_task, err, sizeof(err)) != 0) {
+        slurm_error("dml: %s", err);
+        return -1;
+    }
+    g_requested = 1;
+    return 0;
+}
+
+static int opt_net(int val, const char *optarg, int remote)
+{
+    char err[256];
+
+    (void)val;
+    (void)remote;
+    if (dml_spank_parse_net(optarg, &g_net, err, sizeof(err)) != 0) {
+        slurm_error("dml: %s", err);
+        return -1;
+    }
+    g_net_explicit = g_net != DML_NET_AUTO;
+    g_requested = 1;
+    return 0;
+}
+
+static int opt_verbose(int val, const char *optarg, int remote)
+{
+    (void)val;
+    (void)optarg;
+    (void)remote;
+    g_verbose = 1;
+    return 0;
+}
+
+static int opt_ipc(int val, const char *optarg, int remote)
+{
+    (void)val;
+    (void)optarg;
+    (void)remote;
+    g_ipc = 1;
+    return 0;
+}
+
+static struct spank_option g_options[] = {
+    {"dml-gpus", "[auto|N|none]",
+     "Map each task to its GPU(s) and the cores, memory and InfiniBand port near them "
+     "(auto: spread the step's GPUs; N: GPUs per task; none: cores and network only)",
+     2, 0, opt_gpus},
+    {"dml-net", "auto|ib|tcp|shm",
+     "Set up UCX, NCCL and Open MPI for this network (auto: InfiniBand where a port is "
+     "active, else TCP; shm: one node only)",
+     1, 0, opt_net},
+    {"dml-verbose", NULL, "Print each task's mapping and the variables set", 0, 0, opt_verbose},
+    {"dml-gpu-ipc", NULL,
+     "Each task sees all of the step's GPUs, its own first (keeps CUDA IPC between local ranks)",
+     0, 0, opt_ipc},
+    SPANK_OPTIONS_TABLE_END};
+
+static void cache_path(char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/topology.xml", g_cfg.cache);
+}
+
+/* slurmd's init: keep this node's topology where the steps will find it. */
+static int slurmd_cache_topology(void)
+{
+    char path[600];
+    dml_topo_t *topo = NULL;
+
+    if (g_cfg.topology[0] != '\0' || strcmp(g_cfg.cache, "none") == 0)
+        return 0;
+    /* A cache that cannot be written only costs time: log it and go on. */
+    if (mkdir(g_cfg.cache, 0755) != 0 && errno != EEXIST) {
+        slurm_info("dml: %s: cannot create the topology cache (%s); steps will discover it",
+                   g_cfg.cache, strerror(errno));
+        return 0;
+    }
+    cache_path(path, sizeof(path));
+    if (dml_topo_load(NULL, &topo) != DML_OK || dml_topo_export(topo, path) != DML_OK)
+        slurm_info("dml: topology cache: %s; steps will discover it", dml_error_message());
+    dml_topo_free(topo);
+    return 0;
+}
+
+int slurm_spank_init(spank_t sp, int ac, char **av)
+{
+    spank_context_t ctx = spank_context();
+    char err[512];
+    int i;
+
+    if (dml_spank_parse_config(ac, av, &g_cfg, err, sizeof(err)) != 0) {
+        slurm_error("dml: %s", err);
+        return -1;
+    }
+    if (ctx == S_CTX_SLURMD)
+        return slurmd_cache_topology();
+    if (ctx != S_CTX_LOCAL && ctx != S_CTX_REMOTE && ctx != S_CTX_ALLOCATOR)
+        return 0;
+    for (i = 0; g_options[i].name != NULL; i++) {
+        if (spank_option_register(sp, &g_options[i]) != ESPANK_SUCCESS) {
+            slurm_error("dml: cannot register --%s", g_options[i].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int get_env(spank_t sp, const char *name, char *buf, int len)
+{
+    return spank_getenv(sp, name, buf, len) == ESPANK_SUCCESS && buf[0] != '\0';
+}
+
+/* This process's CPUs as a list ("0-3,8"): Slurm's and cgroups' limits. */
+static int allowed_cpus(char *out, size_t len)
+{
+    cpu_set_t set;
+    size_t used = 0;
+    int c, start = -1;
+
+    if (sched_getaffinity(0, sizeof(set), &set) != 0)
+        return -1;
+    out[0] = '\0';
+    for (c = 0; c <= CPU_SETSIZE; c++) {
+        int in = c < CPU_SETSIZE && CPU_ISSET(c, &set);
+        if (in && start < 0)
+            start = c;
+        if (!in && start >= 0) {
+            int n = start == c - 1 ? snprintf(out + used, len - used, "%s%d", used ? "," : "", start)
+                                   : snprintf(out + used, len - used, "%s%d-%d", used ? "," : "",
+                                              start, c - 1);
+            if (n < 0 || (size_t)n >= len - used)
+                return -1;
+            used += (size_t)n;
+            start = -1;
+        }
+    }
+    return 0;
+}
+
+int slurm_spank_user_init(spank_t sp, int ac, char **av)
+{
+    char gpus[DML_TOPO_STR], visible[DML_TOPO_STR], cpus[DML_TOPO_STR];
+    dml_topo_request_t req;
+    dml_topo_t *topo = NULL;
+    uint32_t stepid = 0, ntasks = 0;
+    int have_gpus, have_visible;
+
+    (void)ac;
+    (void)av;
+    g_skip = 1;
+    if (spank_get_item(sp, S_JOB_STEPID, &stepid) != ESPANK_SUCCESS || stepid >= SLURM_BATCH_SCRIPT)
+        return 0;
+    if (!g_requested && !g_cfg.enabled_by_default)
+        return 0;
+    g_skip = 0;
+    if (spank_get_item(sp, S_JOB_LOCAL_TASK_COUNT, &ntasks) != ESPANK_SUCCESS || ntasks == 0) {
+        snprintf(g_error, sizeof(g_error), "cannot get the number of local tasks");
+        return 0;
+    }
+
+    memset(&req, 0, sizeof(req));
+    req.ntasks = ntasks;
+    req.gpus_per_task = g_per_task;
+    req.net = g_net;
+    req.hca_exclude = g_cfg.hca_exclude[0] ? g_cfg.hca_exclude : NULL;
+    req.netdev = g_cfg.netdev[0] ? g_cfg.netdev : NULL;
+    /* SLURM_STEP_GPUS names the node's GPUs (locality); CUDA_VISIBLE_DEVICES
+     * names them as the tasks must (renumbered under ConstrainDevices). */
+    have_gpus = get_env(sp, "SLURM_STEP_GPUS", gpus, sizeof(gpus)) ||
+                get_env(sp, "SLURM_JOB_GPUS", gpus, sizeof(gpus));
+    have_visible = get_env(sp, "CUDA_VISIBLE_DEVICES", visible, sizeof(visible));
+    if (have_gpus) {
+        req.gpus = gpus;
+        req.visible = have_visible ? visible : NULL;
+    } else if (have_visible) {
+        req.gpus = visible;
+    }
+    /* A recorded topology is another machine's: its CPUs are not ours. */
+    if (g_cfg.topology[0] == '\0' && allowed_cpus(cpus, sizeof(cpus)) == 0)
+        req.cpus = cpus;
+
+    g_maps = calloc(ntasks, sizeof(*g_maps));
+    if (g_maps == NULL) {
+        snprintf(g_error, sizeof(g_error), "no memory for %u task mappings", ntasks);
+        return 0;
+    }
+    {
+        /* The site's topology file, else slurmd's cache, else discovery. */
+        char path[600];
+        const char *xml = NULL;
+        cache_path(path, sizeof(path));
+        if (g_cfg.topology[0] != '\0')
+            xml = g_cfg.topology;
+        else if (strcmp(g_cfg.cache, "none") != 0 && access(path, R_OK) == 0)
+            xml = path;
+        if (dml_topo_load(xml, &topo) != DML_OK && xml == path)
+            (void)dml_topo_load(NULL, &topo); /* a damaged cache: discover */
+    }
+    if (topo == NULL || dml_topo_map(topo, &req, g_maps) != DML_OK) {
+        snprintf(g_error, sizeof(g_error), "%s", dml_error_message());
+    } else {
+        g_ntasks = ntasks;
+        snprintf(g_step_visible, sizeof(g_step_visible), "%s",
+                 have_visible ? visible : have_gpus ? gpus : "");
+    }
+    dml_topo_free(topo);
+    return 0;
+}
+
+/* Sets name=value for the task unless the user set it (or the site says
+ * override). Returns 1 if set. */
+static int set_var(spank_t sp, const char *name, const char *value, int force, char *log,
+                   size_t loglen)
+{
+    char cur[16];
+    size_t l = strlen(log);
+    spank_err_t rc = spank_getenv(sp, name, cur, sizeof(cur));
+
+    /* NOSPACE: it exists, longer than cur. */
+    if (!force && !g_cfg.override && (rc == ESPANK_SUCCESS || rc == ESPANK_NOSPACE)) {
+        snprintf(log + l, loglen - l, " %s(kept)", name);
+        return 0;
+    }
+    if (spank_setenv(sp, name, value, 1) != ESPANK_SUCCESS)
+        return 0;
+    snprintf(log + l, loglen - l, " %s=%s", name, value);
+    return 1;
+}
+
+static int apply_binding(const dml_task_map_t *m)
+{
+    cpu_set_t set;
+    const char *p = m->cpus;
+
+    CPU_ZERO(&set);
+    while (*p) {
+        char *end;
+        long a = strtol(p, &end, 10), b = a;
+        if (*end == '-')
+            b = strtol(end + 1, &end, 10);
+        for (; a <= b && a < CPU_SETSIZE; a++)
+            CPU_SET((int)a, &set);
+        p = *end == ',' ? end + 1 : end;
+        if (*end != ',' && *end != '\0')
+            return -1;
+    }
+    if (sched_setaffinity(0, sizeof(set), &set) != 0)
+        return -1;
+    /* Preferred, not strict: memory comes from the task's NUMA node while
+     * it has room, and from elsewhere rather than an OOM kill when not. */
+    if (m->numa >= 0 && m->numa < 1024) {
+        unsigned long mask[1024 / (8 * sizeof(unsigned long))] = {0};
+        mask[m->numa / (8 * sizeof(unsigned long))] |= 1UL << (m->numa % (8 * sizeof(unsigned long)));
+        syscall(SYS_set_mempolicy, MPOL_PREFERRED, mask, (unsigned long)1024);
+    }
+    return 0;
+}
+
+int slurm_spank_task_init(spank_t sp, int ac, char **av)
+{
+    char log[4096] = "", num[32], host[256] = "?", visible[DML_TOPO_STR];
+    const dml_task_map_t *m;
+    uint32_t global = 0, total = 0;
+    int taskid = -1, bound = 0, ipc;
+
+    (void)ac;
+    (void)av;
+    if (g_skip)
+        return 0;
+    if (g_error[0] != '\0') {
+        slurm_error("dml: %s", g_error);
+        return -1;
+    }
+    if (spank_get_item(sp, S_TASK_ID, &taskid) != ESPANK_SUCCESS || taskid < 0 ||
+        (unsigned)taskid >= g_ntasks) {
+        slurm_error("dml: local task id %d outside the %u mapped tasks", taskid, g_ntasks);
+        return -1;
+    }
+    m = &g_maps[taskid];
+    spank_get_item(sp, S_TASK_GLOBAL_ID, &global);
+    spank_get_item(sp, S_JOB_TOTAL_TASK_COUNT, &total);
+
+    if (g_cfg.bind && g_cfg.topology[0] == '\0') {
+        if (apply_binding(m) != 0) {
+            slurm_error("dml: cannot bind task %d to CPUs %s", taskid, m->cpus);
+            return -1;
+        }
+        bound = 1;
+    }
+
+    /* The GPUs are what --dml-gpus is for: always set. */
+    ipc = g_ipc >= 0 ? g_ipc : g_cfg.gpu_ipc;
+    if (m->ngpus > 0) {
+        if (ipc && g_step_visible[0] != '\0') {
+            /* Its own GPU(s) first, then the step's others, in order. */
+            char tok[DML_TOPO_STR], *save = NULL, *t;
+            snprintf(visible, sizeof(visible), "%s", m->visible);
+            snprintf(tok, sizeof(tok), "%s", g_step_visible);
+            for (t = strtok_r(tok, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                char pat[128], own[DML_TOPO_STR + 2];
+                snprintf(pat, sizeof(pat), ",%s,", t);
+                snprintf(own, sizeof(own), ",%s,", m->visible);
+                if (strstr(own, pat) == NULL && strlen(visible) + strlen(t) + 2 < sizeof(visible)) {
+                    strcat(visible, ",");
+                    strcat(visible, t);
+                }
+            }
+        } else {
+            snprintf(visible, sizeof(visible), "%s", m->visible);
+        }
+        set_var(sp, "CUDA_VISIBLE_DEVICES", visible, 1, log, sizeof(log));
+    }
+
+    switch (m->net) {
+    case DML_NET_IB: {
+        char first[64];
+        snprintf(first, sizeof(first), "%.*s", (int)strcspn(m->hcas, ","), m->hcas);
+        set_var(sp, "OMPI_MCA_pml", "ucx", 0, log, sizeof(log));
+        set_var(sp, "UCX_NET_DEVICES", first, 0, log, sizeof(log));
+        set_var(sp, "UCX_TLS", m->ngpus > 0 ? "rc,sm,cuda_copy,cuda_ipc,self" : "rc,sm,self", 0, log,
+                sizeof(log));
+        set_var(sp, "NCCL_IB_HCA", m->hcas, 0, log, sizeof(log));
+        if (m->netdev[0])
+            set_var(sp, "NCCL_SOCKET_IFNAME", m->netdev, 0, log, sizeof(log));
+        break;
+    }
+    case DML_NET_TCP:
+    case DML_NET_SHM:
+        /* Open MPI's UCX layer refuses to start without RDMA devices unless
+         * told that any transport will do. */
+        set_var(sp, "OMPI_MCA_pml", "ucx", 0, log, sizeof(log));
+        set_var(sp, "OMPI_MCA_pml_ucx_tls", "any", 0, log, sizeof(log));
+        set_var(sp, "OMPI_MCA_pml_ucx_devices", "any", 0, log, sizeof(log));
+        if (m->net == DML_NET_SHM)
+            set_var(sp, "UCX_TLS", "sm,self", 0, log, sizeof(log));
+        else
+            /* Asked for TCP: TCP only; chosen for want of InfiniBand: TCP
+             * between nodes, shared memory within one. */
+            set_var(sp, "UCX_TLS", g_net_explicit ? "tcp,self" : "tcp,sm,self", 0, log, sizeof(log));
+        if (m->net == DML_NET_TCP && m->netdev[0])
+            set_var(sp, "UCX_NET_DEVICES", m->netdev, 0, log, sizeof(log));
+        set_var(sp, "NCCL_IB_DISABLE", "1", 0, log, sizeof(log));
+        if (m->netdev[0])
+            set_var(sp, "NCCL_SOCKET_IFNAME", m->netdev, 0, log, sizeof(log));
+        break;
+    case DML_NET_AUTO:
+        break;
+    }
+
+    snprintf(num, sizeof(num), "%u", m->ncores ? m->ncores : 1);
+    set_var(sp, "OMP_NUM_THREADS", num, 0, log, sizeof(log));
+    set_var(sp, "OPENBLAS_NUM_THREADS", num, 0, log, sizeof(log));
+    snprintf(num, sizeof(num), "%u", global);
+    set_var(sp, "RANK", num, 0, log, sizeof(log));
+    snprintf(num, sizeof(num), "%d", taskid);
+    set_var(sp, "LOCAL_RANK", num, 0, log, sizeof(log));
+    snprintf(num, sizeof(num), "%u", total);
+    set_var(sp, "WORLD_SIZE", num, 0, log, sizeof(log));
+    snprintf(num, sizeof(num), "%u", g_ntasks);
+    set_var(sp, "LOCAL_WORLD_SIZE", num, 0, log, sizeof(log));
+
+    if (g_verbose) {
+        char node[256];
+        if (spank_getenv(sp, "SLURMD_NODENAME", node, sizeof(node)) == ESPANK_SUCCESS)
+            snprintf(host, sizeof(host), "%s", node);
+        fprintf(stderr, "dml: rank %u (local %d) on %s: gpu %s, cpus %s%s, numa %d, net %s, hca %s;%s\n",
+                global, taskid, host, m->ngpus ? m->visible : "-", m->cpus,
+                bound ? " (bound)" : " (not bound)", m->numa, dml_net_name(m->net),
+                m->hcas[0] ? m->hcas : "-", log);
+        fflush(stderr);
+    }
+    return 0;
+}
+
+int slurm_spank_exit(spank_t sp, int ac, char **av)
+{
+    (void)sp;
+    (void)ac;
+    (void)av;
+    free(g_maps);
+    g_maps = NULL;
+    return 0;
+}

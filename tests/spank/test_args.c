@@ -1,0 +1,114 @@
+/*
+ * test_args.c: the --dml-* option values and plugstack.conf arguments, as
+ * srun and admins rely on them: accepted values parse, everything else is
+ * refused with a message that says what is accepted.
+ */
+#include "config.h"
+
+#include "args.h"
+
+#include <CUnit/Basic.h>
+#include <string.h>
+
+static void test_gpus(void)
+{
+    char err[256];
+    int n = 99;
+
+    CU_ASSERT_EQUAL(dml_spank_parse_gpus(NULL, &n, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(dml_spank_parse_gpus("(null)", &n, err, sizeof(err)), 0); /* from sbatch */
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(dml_spank_parse_gpus("none", &n, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(n, -1);
+    CU_ASSERT_EQUAL(dml_spank_parse_gpus("4", &n, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(n, 4);
+    CU_ASSERT_EQUAL(dml_spank_parse_gpus("64", &n, err, sizeof(err)), 0);
+    n = 7;
+    CU_ASSERT_EQUAL(dml_spank_parse_gpus("0", &n, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(n, 7);
+    CU_ASSERT_EQUAL(dml_spank_parse_gpus("65", &n, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(dml_spank_parse_gpus("-1", &n, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(dml_spank_parse_gpus("+2", &n, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(dml_spank_parse_gpus("2x", &n, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(dml_spank_parse_gpus("lots", &n, err, sizeof(err)), -1);
+    CU_ASSERT_STRING_EQUAL(err, "--dml-gpus=lots: expected auto, none, or GPUs per task (1-64)");
+    CU_ASSERT_EQUAL(n, 7);
+}
+
+static void test_net(void)
+{
+    char err[256];
+    dml_net_t net = DML_NET_SHM;
+
+    CU_ASSERT_EQUAL(dml_spank_parse_net("auto", &net, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(net, DML_NET_AUTO);
+    CU_ASSERT_EQUAL(dml_spank_parse_net("ib", &net, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(net, DML_NET_IB);
+    CU_ASSERT_EQUAL(dml_spank_parse_net("tcp", &net, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(net, DML_NET_TCP);
+    CU_ASSERT_EQUAL(dml_spank_parse_net("shm", &net, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(net, DML_NET_SHM);
+    CU_ASSERT_EQUAL(dml_spank_parse_net("IB", &net, err, sizeof(err)), -1);
+    CU_ASSERT_STRING_EQUAL(err, "--dml-net=IB: expected auto, ib, tcp or shm");
+    CU_ASSERT_EQUAL(net, DML_NET_SHM);
+}
+
+static void test_config(void)
+{
+    char err[256];
+    dml_spank_config_t c;
+    char *ok[] = {"default=on", "bind=no", "override=yes", "gpu_ipc=true",
+                  "topology=/etc/slurm/node.xml", "hca_exclude=mlx5_8,mlx5_9", "netdev=eno1"};
+    char *unknown[] = {"bind=no", "bnd=yes"};
+    char *noeq[] = {"verbose"};
+    char *badbool[] = {"bind=maybe"};
+    char *empty[] = {"topology="};
+    char *cache[] = {"cache=none"};
+    char *relcache[] = {"cache=run/x"};
+
+    CU_ASSERT_EQUAL(dml_spank_parse_config(0, NULL, &c, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(c.enabled_by_default, 0); /* defaults: opt-in, bind, keep user values */
+    CU_ASSERT_EQUAL(c.bind, 1);
+    CU_ASSERT_EQUAL(c.override, 0);
+    CU_ASSERT_EQUAL(dml_spank_parse_config(7, ok, &c, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(c.enabled_by_default, 1);
+    CU_ASSERT_EQUAL(c.bind, 0);
+    CU_ASSERT_EQUAL(c.override, 1);
+    CU_ASSERT_EQUAL(c.gpu_ipc, 1);
+    CU_ASSERT_STRING_EQUAL(c.topology, "/etc/slurm/node.xml");
+    CU_ASSERT_STRING_EQUAL(c.hca_exclude, "mlx5_8,mlx5_9");
+    CU_ASSERT_STRING_EQUAL(c.netdev, "eno1");
+    CU_ASSERT_EQUAL(dml_spank_parse_config(2, unknown, &c, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "unknown argument 'bnd'"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "keys: default, bind"));
+    CU_ASSERT_EQUAL(dml_spank_parse_config(1, noeq, &c, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "'verbose': expected key=value"));
+    CU_ASSERT_EQUAL(dml_spank_parse_config(1, badbool, &c, err, sizeof(err)), -1);
+    CU_ASSERT_STRING_EQUAL(err, "plugstack.conf: bind=maybe: expected yes or no");
+    CU_ASSERT_EQUAL(dml_spank_parse_config(1, empty, &c, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(dml_spank_parse_config(0, NULL, &c, err, sizeof(err)), 0);
+    CU_ASSERT_STRING_EQUAL(c.cache, "/run/slurm-dml");
+    CU_ASSERT_EQUAL(dml_spank_parse_config(1, cache, &c, err, sizeof(err)), 0);
+    CU_ASSERT_STRING_EQUAL(c.cache, "none");
+    CU_ASSERT_EQUAL(dml_spank_parse_config(1, relcache, &c, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cache=run/x: expected an absolute directory"));
+}
+
+int main(void)
+{
+    CU_pSuite s;
+    unsigned int failures;
+
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 99;
+    s = CU_add_suite("spank arguments", NULL, NULL);
+    CU_add_test(s, "--dml-gpus values", test_gpus);
+    CU_add_test(s, "--dml-net values", test_net);
+    CU_add_test(s, "plugstack.conf arguments", test_config);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    return failures == 0 ? 0 : 1;
+}
