@@ -1,0 +1,131 @@
+/*
+ * dml_train.h: the data-parallel trainer's compute core: a feed-forward
+ * network (MLP, ReLU, optional dropout, softmax cross-entropy) on BLAS, its
+ * gradients in one flat buffer, and the optimisers and learning-rate
+ * schedules that update it.
+ *
+ * The parameters and gradients are each one contiguous float array laid out
+ * layer by layer (W0, b0, W1, b1, ...). Backward runs from the last layer to
+ * the first and reports each layer's gradient range as soon as it is final,
+ * so the caller can start reducing it across ranks (non-blocking allreduce of
+ * buckets) while the earlier layers are still being computed.
+ *
+ * Nothing here knows about MPI; nothing here prints.
+ */
+#ifndef DML_TRAIN_H
+#define DML_TRAIN_H
+
+#include "dml_status.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DML_MODEL_MAX_LAYERS 16
+
+/* "mlp:784-512-256-10" or "mlp:784-512-256-10:dropout=0.2" */
+typedef struct {
+    int nlayers;                         /* weight layers: dims has nlayers + 1 */
+    int dims[DML_MODEL_MAX_LAYERS + 1];
+    float dropout;                       /* on hidden activations, training only */
+} dml_model_spec_t;
+
+dml_status_t dml_model_spec_parse(const char *text, dml_model_spec_t *spec);
+
+/* The spec back in text form (what model files and checkpoints record). */
+void dml_model_spec_format(const dml_model_spec_t *spec, char *buf, size_t len);
+
+typedef struct dml_model dml_model_t;
+
+/* He-initialised weights (normal, std sqrt(2/fan_in)), zero biases, from the
+ * seed alone: every rank gets the same model. max_batch sizes the
+ * activation buffers. */
+dml_status_t dml_model_create(const dml_model_spec_t *spec, uint64_t seed, int max_batch,
+                              dml_model_t **model_out);
+void dml_model_free(dml_model_t *m);
+
+const dml_model_spec_t *dml_model_spec(const dml_model_t *m);
+size_t dml_model_nparams(const dml_model_t *m);
+float *dml_model_params(dml_model_t *m);
+float *dml_model_grads(dml_model_t *m);
+/* Layer l's parameters: [offset, offset + count) of the flat arrays. */
+void dml_model_layer_range(const dml_model_t *m, int l, size_t *offset, size_t *count);
+
+/* Called during backward when layer l's gradient is final. */
+typedef void (*dml_grad_ready_cb_t)(void *arg, int layer, size_t offset, size_t count);
+
+/*
+ * One forward and backward pass over n samples (x: n x dims[0], y: labels).
+ * Gradients are ADDED to the flat gradient array (zero it with
+ * dml_model_zero_grads; accumulating over micro-batches needs nothing else),
+ * scaled by `scale` (1/global batch, so that summing over ranks gives the
+ * global mean). *loss_sum gets the summed cross-entropy of the n samples,
+ * *correct the number predicted right. dropout_seed makes dropout masks
+ * reproducible (any value when dropout is 0). DML_ERR_INVALID_ARG for a
+ * label outside the output layer, naming it.
+ */
+dml_status_t dml_model_train_step(dml_model_t *m, const float *x, const int32_t *y, int n,
+                                  float scale, uint64_t dropout_seed, double *loss_sum,
+                                  int *correct, dml_grad_ready_cb_t cb, void *cb_arg);
+
+/* Forward only (evaluation: no dropout): probabilities n x classes into
+ * probs (may be NULL), summed loss and correct count (if y != NULL). */
+dml_status_t dml_model_eval(dml_model_t *m, const float *x, const int32_t *y, int n, float *probs,
+                            double *loss_sum, int *correct);
+
+void dml_model_zero_grads(dml_model_t *m);
+
+/* ---- optimisers ------------------------------------------------------- */
+
+typedef enum { DML_OPT_SGD = 0, DML_OPT_ADAMW } dml_opt_type_t;
+
+typedef struct {
+    dml_opt_type_t type;
+    float momentum;       /* SGD */
+    int nesterov;         /* SGD */
+    float beta1, beta2, eps; /* AdamW */
+    float weight_decay;   /* SGD: L2 added to the gradient; AdamW: decoupled */
+} dml_opt_config_t;
+
+void dml_opt_config_init(dml_opt_config_t *c, dml_opt_type_t type);
+
+typedef struct dml_opt dml_opt_t;
+
+dml_status_t dml_opt_create(const dml_opt_config_t *c, size_t nparams, dml_opt_t **opt_out);
+void dml_opt_free(dml_opt_t *o);
+
+/* One update of params from grads at learning rate lr. */
+void dml_opt_step(dml_opt_t *o, float *params, const float *grads, float lr);
+
+/* The optimiser's state (momentum, or Adam's moments and step count), for
+ * checkpoints: nbufs float arrays of nparams each, and the step count. */
+int dml_opt_nbufs(const dml_opt_t *o);
+float *dml_opt_buf(dml_opt_t *o, int i);
+uint64_t *dml_opt_steps(dml_opt_t *o);
+
+/* ---- learning rate and clipping ---------------------------------------- */
+
+typedef enum { DML_LR_CONSTANT = 0, DML_LR_STEP, DML_LR_COSINE } dml_lr_kind_t;
+
+typedef struct {
+    dml_lr_kind_t kind;
+    float base;           /* peak learning rate */
+    uint64_t warmup;      /* steps of linear warm-up from 0 */
+    uint64_t step_every;  /* DML_LR_STEP: multiply by gamma every so many steps */
+    float gamma;
+    uint64_t total;       /* DML_LR_COSINE: steps to decay over (to 0) */
+} dml_lr_schedule_t;
+
+float dml_lr_at(const dml_lr_schedule_t *s, uint64_t step);
+
+/* Scales g (n floats) so that its L2 norm is at most max_norm; returns the
+ * norm before clipping. Call after the gradients are summed across ranks. */
+double dml_clip_grad_norm(float *g, size_t n, double max_norm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DML_TRAIN_H */
