@@ -705,9 +705,8 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
-    dml_log_init("dml-data", g_size > 1 ? g_rank : -2);
-    if (g_size == 1)
-        dml_log_set_rank(-1);
+    dml_log_init("dml-data", -1);
+    dml_log_set_rank(g_size > 1 ? g_rank : -1); /* no rank in a plain run */
 
     if (cmd == NULL) {
         if (g_rank == 0)

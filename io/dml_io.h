@@ -163,7 +163,8 @@ typedef enum {
     DML_SHUFFLE_NONE = 0, /* sample order as stored: sequential reads */
     DML_SHUFFLE_FULL,     /* a uniform random permutation per epoch */
     DML_SHUFFLE_WINDOW    /* blocks in random order through a shuffle buffer:
-                             near-sequential reads for data beyond memory */
+                             bounded mixing for data beyond memory (rows are
+                             still read one run at a time) */
 } dml_shuffle_t;
 
 typedef enum { DML_CACHE_AUTO = 0, DML_CACHE_ON, DML_CACHE_OFF } dml_cache_t;

@@ -135,7 +135,9 @@ dml_status_t dml_loader_permutation(dml_shuffle_t shuffle, uint64_t seed, uint64
     case DML_SHUFFLE_WINDOW: {
         /* Blocks of consecutive samples in random order, streamed through a
          * buffer of `window` samples from which each output is drawn at
-         * random. Reads stay near-sequential; mixing reaches across blocks. */
+         * random: a batch's samples come from the blocks in the window, and
+         * mixing reaches across blocks without a permutation of everything
+         * having to be read at random. */
         uint64_t nb, b, w, *border, *buf, out = 0, filled = 0;
 
         if (block == 0 || window == 0)
