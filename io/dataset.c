@@ -391,40 +391,6 @@ dml_status_t dml__shard_check(const dml_dataset_t *ds, uint32_t i, hid_t file, c
     return first;
 }
 
-/* Reads rows [r0, r0+n) of a 1-D or N-D dataset into buf. */
-static int dml__read_rows(hid_t file, const char *name, hid_t mtype, uint64_t r0, uint64_t n,
-                          uint64_t row_elems, void *buf)
-{
-    hsize_t start[DML_DATASET_MAX_RANK + 1] = {0}, count[DML_DATASET_MAX_RANK + 1];
-    hsize_t mdim[2] = {n, row_elems};
-    hid_t d, fs = -1, ms = -1;
-    int nd, k, rc = -1;
-
-    d = H5Dopen2(file, name, H5P_DEFAULT);
-    if (d < 0)
-        return -1;
-    fs = H5Dget_space(d);
-    nd = H5Sget_simple_extent_ndims(fs);
-    if (nd < 1 || H5Sget_simple_extent_dims(fs, count, NULL) != nd)
-        goto out;
-    start[0] = r0;
-    count[0] = n;
-    for (k = nd; k < DML_DATASET_MAX_RANK + 1; k++)
-        count[k] = 1;
-    ms = H5Screate_simple(2, mdim, NULL);
-    if (ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-        H5Dread(d, mtype, ms, fs, H5P_DEFAULT, buf) < 0)
-        goto out;
-    rc = 0;
-out:
-    if (ms >= 0)
-        H5Sclose(ms);
-    if (fs >= 0)
-        H5Sclose(fs);
-    H5Dclose(d);
-    return rc;
-}
-
 /* Streams one shard through the checksum and the label/finiteness checks. */
 static dml_status_t dml__shard_scan(const dml_dataset_t *ds, uint32_t i, hid_t file,
                                     const char *path, dml_problem_cb_t cb, void *arg,
@@ -457,9 +423,9 @@ static dml_status_t dml__shard_scan(const dml_dataset_t *ds, uint32_t i, hid_t f
      * running CRCs joined at the end with crc32_combine. */
     for (r = 0; r < n; r += chunk) {
         uint64_t m = n - r < chunk ? n - r : chunk;
-        if (dml__read_rows(file, "x", dml__h5_type(ds->schema.dtype), r, m, nf, x) != 0 ||
-            dml__read_rows(file, "y", H5T_NATIVE_INT32, r, m, 1, y) != 0 ||
-            dml__read_rows(file, "id", H5T_NATIVE_UINT64, r, m, 1, id) != 0) {
+        if (dml__h5_read_named_rows(file, "x", dml__h5_type(ds->schema.dtype), r, m, x) != 0 ||
+            dml__h5_read_named_rows(file, "y", H5T_NATIVE_INT32, r, m, y) != 0 ||
+            dml__h5_read_named_rows(file, "id", H5T_NATIVE_UINT64, r, m, id) != 0) {
             first = dml__problem(cb, arg, problems, DML_ERR_IO, first,
                                  "%s: read of samples %llu..%llu failed (truncated or corrupt)",
                                  path, (unsigned long long)r, (unsigned long long)(r + m - 1));

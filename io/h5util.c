@@ -171,6 +171,47 @@ int dml__h5_read(hid_t loc, const char *name, hid_t type, uint64_t expect0, uint
     return rc;
 }
 
+int dml__h5_read_rows(hid_t dset, hid_t fspace, hid_t mtype, uint64_t r0, uint64_t n, void *buf)
+{
+    hsize_t start[8] = {0}, count[8], elems;
+    hid_t fs = fspace >= 0 ? fspace : H5Dget_space(dset), ms = -1;
+    int nd, k, rc = -1;
+
+    if (fs < 0)
+        return -1;
+    nd = H5Sget_simple_extent_ndims(fs);
+    if (nd < 1 || nd > 8 || H5Sget_simple_extent_dims(fs, count, NULL) != nd)
+        goto out;
+    start[0] = r0;
+    count[0] = n;
+    for (elems = 1, k = 0; k < nd; k++)
+        elems *= count[k];
+    /* The memory side only needs the same number of elements. */
+    ms = H5Screate_simple(1, &elems, NULL);
+    if (ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
+        H5Dread(dset, mtype, ms, fs, H5P_DEFAULT, buf) >= 0)
+        rc = 0;
+out:
+    if (ms >= 0)
+        H5Sclose(ms);
+    if (fspace < 0)
+        H5Sclose(fs);
+    return rc;
+}
+
+int dml__h5_read_named_rows(hid_t file, const char *name, hid_t mtype, uint64_t r0, uint64_t n,
+                            void *buf)
+{
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+    int rc;
+
+    if (d < 0)
+        return -1;
+    rc = dml__h5_read_rows(d, -1, mtype, r0, n, buf);
+    H5Dclose(d);
+    return rc;
+}
+
 char *dml__path_join(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;

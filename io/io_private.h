@@ -44,6 +44,15 @@ int dml__h5_write(hid_t loc, const char *name, hid_t type, const uint64_t dims[2
 int dml__h5_read(hid_t loc, const char *name, hid_t type, uint64_t expect0, uint64_t expect1,
                  void *buf);
 
+/* Reads rows [r0, r0 + n) (along the first dimension) of an open dataset into
+ * buf, contiguous, as mtype. fspace: the dataset's file space to select on
+ * (kept open by the caller), or -1 to get and release one here. 0 or -1. */
+int dml__h5_read_rows(hid_t dset, hid_t fspace, hid_t mtype, uint64_t r0, uint64_t n, void *buf);
+
+/* The same, for the dataset called name in file. */
+int dml__h5_read_named_rows(hid_t file, const char *name, hid_t mtype, uint64_t r0, uint64_t n,
+                            void *buf);
+
 /* The HDF5 memory type for a dtype. */
 hid_t dml__h5_type(dml_dtype_t t);
 

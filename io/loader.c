@@ -657,41 +657,20 @@ static void dml__close_shards(dml_loader_t *ld)
     ld->opened = 0;
 }
 
-/* Reads rows [a, b) of shard s, all three datasets or features only, into
- * x (and y, id). */
+/* Reads rows [a, b) of shard s: features into x and/or labels and ids into
+ * y and id (NULL: skip). */
 static int dml__read_range(dml_loader_t *ld, uint32_t s, uint64_t a, uint64_t b, uint8_t *x,
                            int32_t *y, uint64_t *id)
 {
-    hsize_t st[DML_DATASET_MAX_RANK + 1] = {0}, cnt[DML_DATASET_MAX_RANK + 1], m = b - a;
-    hid_t ms = -1, ms1 = -1;
-    int d, ok = 0;
+    const uint64_t r0 = a - ld->start[s], n = b - a;
 
-    st[0] = a - ld->start[s];
-    cnt[0] = m;
-    for (d = 0; d < ld->ds->schema.rank; d++)
-        cnt[d + 1] = ld->ds->schema.shape[d];
-    ms = H5Screate_simple(ld->ds->schema.rank + 1, cnt, NULL);
-    ms1 = H5Screate_simple(1, &m, NULL);
-    if (ms < 0 || ms1 < 0)
-        goto out;
     if (x != NULL &&
-        (H5Sselect_hyperslab(ld->fsx[s], H5S_SELECT_SET, st, NULL, cnt, NULL) < 0 ||
-         H5Dread(ld->dx[s], dml__h5_type(ld->ds->schema.dtype), ms, ld->fsx[s], H5P_DEFAULT,
-                 x) < 0))
-        goto out;
-    if (y != NULL &&
-        (H5Sselect_hyperslab(ld->fsy[s], H5S_SELECT_SET, st, NULL, cnt, NULL) < 0 ||
-         H5Dread(ld->dy[s], H5T_NATIVE_INT32, ms1, ld->fsy[s], H5P_DEFAULT, y) < 0 ||
-         H5Sselect_hyperslab(ld->fsid[s], H5S_SELECT_SET, st, NULL, cnt, NULL) < 0 ||
-         H5Dread(ld->did[s], H5T_NATIVE_UINT64, ms1, ld->fsid[s], H5P_DEFAULT, id) < 0))
-        goto out;
-    ok = 1;
-out:
-    if (ms >= 0)
-        H5Sclose(ms);
-    if (ms1 >= 0)
-        H5Sclose(ms1);
-    return ok ? 0 : -1;
+        dml__h5_read_rows(ld->dx[s], ld->fsx[s], dml__h5_type(ld->ds->schema.dtype), r0, n, x) != 0)
+        return -1;
+    if (y != NULL && (dml__h5_read_rows(ld->dy[s], ld->fsy[s], H5T_NATIVE_INT32, r0, n, y) != 0 ||
+                      dml__h5_read_rows(ld->did[s], ld->fsid[s], H5T_NATIVE_UINT64, r0, n, id) != 0))
+        return -1;
+    return 0;
 }
 
 /* Every rank reads all labels and ids (independent reads). */

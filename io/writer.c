@@ -322,18 +322,6 @@ dml_status_t dml_dataset_writer_put(dml_dataset_writer_t *w, uint32_t shard, uin
     return DML_OK;
 }
 
-static int dml__read_all_x(hid_t f, float *x)
-{
-    hid_t d = H5Dopen2(f, "x", H5P_DEFAULT);
-    int rc = -1;
-
-    if (d >= 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0)
-        rc = 0;
-    if (d >= 0)
-        H5Dclose(d);
-    return rc;
-}
-
 /* Float features: bin the shards this rank wrote, now that ranges are known. */
 static dml_status_t dml__writer_float_hist(dml_dataset_writer_t *w, const dml_stats_t *st)
 {
@@ -357,7 +345,7 @@ static dml_status_t dml__writer_float_hist(dml_dataset_writer_t *w, const dml_st
         if (x == NULL || f < 0)
             status = dml_error_set(DML_ERR_IO, "%s: cannot reopen the shard for statistics",
                                    path ? path : w->partial);
-        else if (dml__read_all_x(f, x) != 0)
+        else if (dml__h5_read_named_rows(f, "x", H5T_NATIVE_FLOAT, 0, n, x) != 0)
             status = dml_error_set(DML_ERR_IO, "%s: cannot read back the shard", path);
         else
             for (i = 0; i < n * w->nf; i++)
