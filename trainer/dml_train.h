@@ -49,6 +49,7 @@ void dml_model_free(dml_model_t *m);
 
 const dml_model_spec_t *dml_model_spec(const dml_model_t *m);
 size_t dml_model_nparams(const dml_model_t *m);
+int dml_model_max_batch(const dml_model_t *m);
 float *dml_model_params(dml_model_t *m);
 float *dml_model_grads(dml_model_t *m);
 /* Layer l's parameters: [offset, offset + count) of the flat arrays. */

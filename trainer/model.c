@@ -182,6 +182,7 @@ dml_status_t dml_model_create(const dml_model_spec_t *spec, uint64_t seed, int m
 
 const dml_model_spec_t *dml_model_spec(const dml_model_t *m) { return &m->spec; }
 size_t dml_model_nparams(const dml_model_t *m) { return m->np; }
+int dml_model_max_batch(const dml_model_t *m) { return m->max_batch; }
 float *dml_model_params(dml_model_t *m) { return m->params; }
 float *dml_model_grads(dml_model_t *m) { return m->grads; }
 
