@@ -1,5 +1,5 @@
 /*
- * dp.c: bucketed, overlapped gradient reduction (see dml_dp.h).
+ * dp.c: bucketed, overlapped gradient reduction (see dml_train.h).
  *
  * The model announces each layer's gradient as final, last layer first. A
  * bucket covers whole layers; once its lowest layer is announced, its
@@ -9,7 +9,7 @@
  */
 #include "config.h"
 
-#include "dml_dp.h"
+#include "dml_train.h"
 #include "dml_mpi.h"
 
 #include <stdlib.h>

@@ -9,7 +9,7 @@
  */
 #include "config.h"
 
-#include "dml_dp.h"
+#include "dml_train.h"
 #include "dml_mpi.h"
 
 #include <math.h>
