@@ -65,6 +65,12 @@ typedef struct {
     uint64_t *label_counts;           /* [num_classes] */
 } dml_stats_t;
 
+/* Writes the statistics into an open HDF5 group (an hid_t): datasets mean,
+ * std, min, max, hist_lo, hist_hi, hist, label_counts (num_classes) and the
+ * attributes global_mean, global_std, as in a dataset's index. For model
+ * files, which carry their training data's statistics. */
+dml_status_t dml_stats_write_h5(int64_t group, const dml_stats_t *st, uint32_t num_classes);
+
 /* The histogram bin of value v for feature f (values outside clamp). */
 int dml_stats_bin(const dml_stats_t *st, uint64_t f, double v);
 

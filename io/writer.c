@@ -359,6 +359,30 @@ static dml_status_t dml__writer_float_hist(dml_dataset_writer_t *w, const dml_st
     return status;
 }
 
+dml_status_t dml_stats_write_h5(int64_t group, const dml_stats_t *st, uint32_t num_classes)
+{
+    uint64_t dims[2] = {st->features, 0};
+    hid_t g = (hid_t)group;
+
+    if (dml__h5_write(g, "mean", H5T_NATIVE_DOUBLE, dims, st->mean) != 0 ||
+        dml__h5_write(g, "std", H5T_NATIVE_DOUBLE, dims, st->std) != 0 ||
+        dml__h5_write(g, "min", H5T_NATIVE_DOUBLE, dims, st->min) != 0 ||
+        dml__h5_write(g, "max", H5T_NATIVE_DOUBLE, dims, st->max) != 0 ||
+        dml__h5_write(g, "hist_lo", H5T_NATIVE_DOUBLE, dims, st->hist_lo) != 0 ||
+        dml__h5_write(g, "hist_hi", H5T_NATIVE_DOUBLE, dims, st->hist_hi) != 0 ||
+        dml__h5_attr_write(g, "global_mean", H5T_NATIVE_DOUBLE, 1, &st->global_mean) != 0 ||
+        dml__h5_attr_write(g, "global_std", H5T_NATIVE_DOUBLE, 1, &st->global_std) != 0)
+        return dml_error_set(DML_ERR_HDF5, "cannot write the statistics");
+    dims[1] = DML_DATASET_HIST_BINS;
+    if (dml__h5_write(g, "hist", H5T_NATIVE_UINT64, dims, st->hist) != 0)
+        return dml_error_set(DML_ERR_HDF5, "cannot write the histograms");
+    dims[0] = num_classes;
+    dims[1] = 0;
+    if (dml__h5_write(g, "label_counts", H5T_NATIVE_UINT64, dims, st->label_counts) != 0)
+        return dml_error_set(DML_ERR_HDF5, "cannot write the label counts");
+    return DML_OK;
+}
+
 /* Rank 0: index.h5 into the partial directory, then the directory into place. */
 static dml_status_t dml__writer_publish(dml_dataset_writer_t *w, const dml_stats_t *st,
                                         const uint64_t *count, const uint32_t *crc)
@@ -411,24 +435,7 @@ static dml_status_t dml__writer_publish(dml_dataset_writer_t *w, const dml_stats
     if (dml__h5_write(f, "class_names", strtype, dims, w->schema.class_names) != 0)
         goto fail;
     g = H5Gcreate2(f, "stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0)
-        goto fail;
-    dims[0] = w->nf;
-    if (dml__h5_write(g, "mean", H5T_NATIVE_DOUBLE, dims, st->mean) != 0 ||
-        dml__h5_write(g, "std", H5T_NATIVE_DOUBLE, dims, st->std) != 0 ||
-        dml__h5_write(g, "min", H5T_NATIVE_DOUBLE, dims, st->min) != 0 ||
-        dml__h5_write(g, "max", H5T_NATIVE_DOUBLE, dims, st->max) != 0 ||
-        dml__h5_write(g, "hist_lo", H5T_NATIVE_DOUBLE, dims, st->hist_lo) != 0 ||
-        dml__h5_write(g, "hist_hi", H5T_NATIVE_DOUBLE, dims, st->hist_hi) != 0 ||
-        dml__h5_attr_write(g, "global_mean", H5T_NATIVE_DOUBLE, 1, &st->global_mean) != 0 ||
-        dml__h5_attr_write(g, "global_std", H5T_NATIVE_DOUBLE, 1, &st->global_std) != 0)
-        goto fail;
-    dims[1] = DML_DATASET_HIST_BINS;
-    if (dml__h5_write(g, "hist", H5T_NATIVE_UINT64, dims, st->hist) != 0)
-        goto fail;
-    dims[0] = w->schema.num_classes;
-    dims[1] = 0;
-    if (dml__h5_write(g, "label_counts", H5T_NATIVE_UINT64, dims, st->label_counts) != 0)
+    if (g < 0 || dml_stats_write_h5(g, st, w->schema.num_classes) != DML_OK)
         goto fail;
     H5Gclose(g);
     g = -1;

@@ -16,6 +16,7 @@
 #ifndef DML_TRAIN_H
 #define DML_TRAIN_H
 
+#include "dml_io.h"
 #include "dml_status.h"
 
 #include <mpi.h>
@@ -165,6 +166,67 @@ dml_status_t dml_dp_step(dml_dp_t *dp, const float *x, const int32_t *y, int n, 
 
 /* Seconds spent inside MPI waiting for the last buckets, so far. */
 double dml_dp_wait_seconds(const dml_dp_t *dp);
+
+/* ---- the training loop ----------------------------------------------------
+ *
+ * dml_trainer_* runs epochs of data-parallel training over a dataset (io/),
+ * evaluates on a held-out dataset after each epoch, and reports progress
+ * through a callback (the library prints nothing). All of the training state
+ * lives in the trainer: model, optimiser, step and epoch, loader position.
+ */
+
+typedef struct {
+    const char *train_dir;       /* required */
+    const char *test_dir;        /* NULL: no evaluation */
+    dml_model_spec_t spec;
+    uint64_t seed;               /* weights, sample order, dropout */
+    int batch;                   /* samples per rank per micro-batch */
+    int accum;                   /* micro-batches per optimiser step (>= 1) */
+    int epochs;
+    dml_opt_config_t opt;
+    dml_lr_schedule_t lr;        /* cosine with total 0: decays over all epochs */
+    double clip;                 /* max global gradient norm; 0: none */
+    dml_shuffle_t shuffle;
+    dml_cache_t cache;
+    int prefetch;
+    size_t bucket_bytes;         /* 0: 1 MiB */
+    int log_every;               /* steps between step reports; 0: epochs only */
+} dml_trainer_config_t;
+
+void dml_trainer_config_init(dml_trainer_config_t *c);
+
+typedef struct {
+    int is_epoch;                /* 0: a step report, 1: the end of an epoch */
+    uint64_t epoch, step;        /* step: optimiser steps so far */
+    double loss, accuracy;       /* training, over the steps since the last report */
+    double lr, samples_per_s;
+    double compute, comm, data;  /* shares of the time since the last report */
+    int has_test;
+    double test_loss, test_accuracy;
+} dml_progress_t;
+
+typedef void (*dml_progress_cb_t)(void *arg, const dml_progress_t *p);
+
+typedef struct dml_trainer dml_trainer_t;
+
+/* Collective: opens the datasets, checks that the model fits them (input
+ * size, classes), creates model, optimiser and loaders. Every rank returns
+ * the same status. */
+dml_status_t dml_trainer_create(MPI_Comm comm, const dml_trainer_config_t *cfg,
+                                dml_trainer_t **tr_out);
+void dml_trainer_free(dml_trainer_t *tr);
+
+/* Collective: trains cfg->epochs epochs. DML_ERR_NUMERIC (on every rank) if
+ * the loss stops being finite; the message names the step and the last
+ * good metrics. */
+dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg);
+
+/* Rank 0 writes the model file (HDF5: weights, spec, the training data's
+ * normalisation statistics and content hash), to a temporary name renamed
+ * into place; other ranks only agree. Collective. */
+dml_status_t dml_trainer_save_model(dml_trainer_t *tr, const char *path);
+
+dml_model_t *dml_trainer_model(dml_trainer_t *tr);
 
 #ifdef __cplusplus
 }

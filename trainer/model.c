@@ -267,8 +267,13 @@ static void dml__loss(const dml_model_t *m, const int32_t *y, int n, double *los
             if (r[j] > r[best])
                 best = j;
         ok += best == y[i];
-        /* probabilities of 0 would give inf: floor at the smallest normal */
-        loss -= log(r[y[i]] > 1.17549435e-38f ? (double)r[y[i]] : 1.17549435e-38);
+        /* A probability of 0 would give inf: floor it at the smallest normal
+         * float. NaN (weights that overflowed) must come through, so that
+         * training stops on it. */
+        if (r[y[i]] != r[y[i]])
+            loss = NAN;
+        else
+            loss -= log(r[y[i]] > 1.17549435e-38f ? (double)r[y[i]] : 1.17549435e-38);
     }
     if (loss_sum)
         *loss_sum = loss;

@@ -172,6 +172,11 @@ static void test_accumulation_and_labels(void)
                                                        "layer's 2 classes"));
     CU_ASSERT_EQUAL(dml_model_train_step(m, x, y, 9, 1, 0, &loss, NULL, NULL, NULL),
                     DML_ERR_INVALID_ARG);
+    /* Overflowed weights make the loss NaN, not the floor's finite value. */
+    dml_model_params(m)[0] = INFINITY;
+    dml_model_params(m)[1] = -INFINITY;
+    CU_ASSERT_EQUAL(dml_model_eval(m, x, y, 8, NULL, &loss, NULL), DML_OK);
+    CU_ASSERT(isnan(loss));
     dml_model_free(m);
 }
 

@@ -1,0 +1,72 @@
+#!/bin/bash
+# dml-train end to end under mpirun (oversubscribed):
+#  - a short run on a learnable synthetic dataset reaches 90% test accuracy,
+#    writes metrics as JSON lines and a model file;
+#  - the same seed and world size give bit-identical weights;
+#  - 2 ranks x batch 32 train the same model as 1 rank x batch 64;
+#  - bad input is refused before training, on every rank, naming the cause;
+#  - a loss that becomes NaN stops training with the step number and leaves
+#    an earlier model file untouched.
+set -euo pipefail
+: "${abs_top_builddir:?run through make check}" "${MPIRUN:?}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+train=$abs_top_builddir/trainer/dml-train
+data=$abs_top_builddir/io/dml-data
+work=$(mktemp -d /tmp/dml-train-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+run() { local n=$1; shift; timeout 300 "$MPIRUN" --oversubscribe -np "$n" "$train" "$@"; }
+
+"$data" synth --out "$work/ds" --samples 4000 --shape 20 --classes 4 --noise 0.6 --seed 1 \
+    --dtype float32 --shards 3 >/dev/null
+common=(--train "$work/ds" --test "$work/ds" --model mlp:20-32-4 --batch 32 --lr 0.05 --seed 5)
+
+# Learns, reports, writes the model.
+run 2 "${common[@]}" --epochs 3 --metrics "$work/m.jsonl" --output "$work/a.h5" --log-every 20 \
+    >"$work/out.txt" 2>&1 || fail "training failed: $(cat "$work/out.txt")"
+cat "$work/out.txt"
+grep -q '"type": "step"' "$work/m.jsonl" || fail "no step lines in the metrics"
+[ "$(grep -c '"type": "epoch"' "$work/m.jsonl")" -eq 3 ] || fail "expected 3 epoch lines in the metrics"
+acc=$(grep '"type": "epoch"' "$work/m.jsonl" | tail -n 1 | sed 's/.*"test_accuracy": \([0-9.e-]*\).*/\1/')
+awk -v a="$acc" 'BEGIN { exit !(a >= 0.90) }' || fail "test accuracy $acc after 3 epochs, expected >= 0.90"
+h5dump -a format "$work/a.h5" | grep -q '"slurm-dml model"' || fail "no model file format attribute"
+h5dump -a model "$work/a.h5" | grep -q '"mlp:20-32-4"' || fail "the model file does not record the spec"
+h5dump -H "$work/a.h5" | grep -q 'DATASET "weights"' || fail "no weights in the model file"
+
+# Same seed, same world size: the same weights, bit for bit.
+run 2 "${common[@]}" --epochs 3 --output "$work/b.h5" --log-every 0 >/dev/null 2>&1 || fail "rerun failed"
+h5diff "$work/a.h5" "$work/b.h5" /weights /weights >/dev/null || fail "two runs with the same seed differ"
+
+# Data parallel: 2 ranks x 32 = 1 rank x 64, up to float rounding.
+run 1 --train "$work/ds" --model mlp:20-32-4 --batch 64 --lr 0.05 --seed 5 --epochs 2 \
+    --output "$work/one.h5" --log-every 0 >/dev/null 2>&1 || fail "1-rank run failed"
+run 2 --train "$work/ds" --model mlp:20-32-4 --batch 32 --lr 0.05 --seed 5 --epochs 2 \
+    --output "$work/two.h5" --log-every 0 >/dev/null 2>&1 || fail "2-rank run failed"
+h5diff -d 1e-4 "$work/one.h5" "$work/two.h5" /weights /weights >/dev/null ||
+    fail "2 ranks x batch 32 trained other weights than 1 rank x batch 64: $(h5diff -d 1e-4 "$work/one.h5" "$work/two.h5" /weights /weights | tail -n 2)"
+
+# Bad input: refused before training, by every rank with one message.
+expect_refusal() { # what... -- args
+    local want=$1 out
+    shift
+    if out=$(run 2 "$@" 2>&1); then fail "accepted: $*"; fi
+    grep -q -- "$want" <<<"$out" || fail "unclear refusal of '$*': $out"
+    [ "$(grep -c -- "$want" <<<"$out")" -eq 1 ] || fail "message printed more than once: $out"
+}
+expect_refusal "samples have 20 features, the model's input layer has 19" --train "$work/ds" --model mlp:19-8-4
+expect_refusal "labels go up to 3 (4 classes), outside the model's output layer of 3" \
+    --train "$work/ds" --model mlp:20-8-3
+expect_refusal "--batch '0': expected a number from 1" --train "$work/ds" --model mlp:20-8-4 --batch 0
+expect_refusal "--lr '-1': expected a number" --train "$work/ds" --model mlp:20-8-4 --lr -1
+expect_refusal "--model: model \"mlp:20\"" --train "$work/ds" --model mlp:20
+expect_refusal "$work/none: cannot open dataset directory" --train "$work/none" --model mlp:20-8-4
+
+# A loss that becomes NaN stops training; the earlier model file survives.
+echo "an earlier model" >"$work/keep.h5"
+if out=$(run 2 --train "$work/ds" --model mlp:20-32-4 --lr 1e30 --epochs 2 --output "$work/keep.h5" 2>&1); then
+    fail "training with lr 1e30 did not stop"
+fi
+grep -q "the training loss became .* at step [0-9]* (epoch 1); last good: step" <<<"$out" ||
+    fail "no clear NaN message: $out"
+[ "$(cat "$work/keep.h5")" = "an earlier model" ] || fail "the earlier model file was overwritten"
+echo PASS

@@ -1,0 +1,268 @@
+/*
+ * dml-train: data-parallel training of a feed-forward network on a sharded
+ * dataset. Launch it with srun --mpi=pmix or mpirun; every rank reads its part
+ * of each global batch, gradients are summed across ranks. The work is in
+ * dml_train.h; this file parses the command line and prints.
+ */
+#include "config.h"
+
+#include "dml_log.h"
+#include "dml_mpi.h"
+#include "dml_train.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef HAVE_OPENBLAS_SET_NUM_THREADS
+void openblas_set_num_threads(int);
+#endif
+
+static int g_rank, g_size;
+static FILE *g_metrics;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: srun --mpi=pmix dml-train --train DIR --model SPEC [OPTIONS]\n"
+            "       mpirun -np N dml-train ...\n\n"
+            "  --train DIR            training dataset (dml-data)\n"
+            "  --test DIR             held-out dataset, evaluated after every epoch\n"
+            "  --model SPEC           e.g. mlp:784-512-256-10 or mlp:784-256-10:dropout=0.2\n"
+            "  --epochs N             [10]\n"
+            "  --batch N              samples per rank per step [128]; global batch = N x ranks x accum\n"
+            "  --accum K              micro-batches per optimiser step [1]\n"
+            "  --optimizer sgd|adamw  [sgd]\n"
+            "  --lr F                 peak learning rate [0.05]\n"
+            "  --momentum F           SGD momentum [0.9]\n"
+            "  --nesterov             Nesterov momentum\n"
+            "  --weight-decay F       [0 for SGD, 0.01 for AdamW]\n"
+            "  --schedule constant|step|cosine   [constant]\n"
+            "  --warmup N             steps of linear warm-up [0]\n"
+            "  --step-every N, --gamma F   step schedule: lr x gamma every N steps [gamma 0.1]\n"
+            "  --clip F               clip gradients to this global norm [off]\n"
+            "  --seed N               weights, sample order, dropout [0]\n"
+            "  --shuffle full|window|none   [full]\n"
+            "  --cache auto|on|off    keep the dataset in node memory [auto]\n"
+            "  --prefetch N           batches read ahead [4]\n"
+            "  --blas-threads N       BLAS threads per rank [1: one rank per core]\n"
+            "  --bucket-kb N          gradient bucket size for the allreduce [1024]\n"
+            "  --log-every N          steps between progress lines [100; 0: epochs only]\n"
+            "  --metrics FILE         progress as JSON lines (pandas.read_json(lines=True))\n"
+            "  --output FILE          the trained model (HDF5), written only if training succeeds\n");
+}
+
+static int bad(const char *opt, const char *val, const char *want)
+{
+    if (g_rank == 0)
+        dml_error("%s '%s': expected %s", opt, val, want);
+    return 2;
+}
+
+static int num(const char *opt, const char *val, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtod(val, &end);
+    if (*val == '\0' || *end != '\0' || errno != 0 || !(*out >= lo && *out <= hi)) {
+        char want[96];
+        snprintf(want, sizeof(want), "a number from %g to %g", lo, hi);
+        return bad(opt, val, want);
+    }
+    return 0;
+}
+
+static void report(void *arg, const dml_progress_t *p)
+{
+    (void)arg;
+    if (g_rank != 0)
+        return;
+    if (p->is_epoch)
+        dml_info("epoch %llu step %llu: loss %.4f acc %.4f%s%.4f%s%.4f, %.0f samples/s, "
+                 "compute %.0f%% comm %.0f%% data %.0f%%",
+                 (unsigned long long)p->epoch, (unsigned long long)p->step, p->loss, p->accuracy,
+                 p->has_test ? ", test loss " : "", p->has_test ? p->test_loss : 0,
+                 p->has_test ? " acc " : "", p->has_test ? p->test_accuracy : 0, p->samples_per_s,
+                 100 * p->compute, 100 * p->comm, 100 * p->data);
+    else
+        dml_info("epoch %llu step %llu: loss %.4f acc %.4f lr %.4g, %.0f samples/s, compute %.0f%% "
+                 "comm %.0f%% data %.0f%%",
+                 (unsigned long long)p->epoch, (unsigned long long)p->step, p->loss, p->accuracy,
+                 p->lr, p->samples_per_s, 100 * p->compute, 100 * p->comm, 100 * p->data);
+    if (g_metrics != NULL) {
+        fprintf(g_metrics,
+                "{\"type\": \"%s\", \"epoch\": %llu, \"step\": %llu, \"loss\": %.6g, \"accuracy\": "
+                "%.6g, \"lr\": %.6g, \"samples_per_s\": %.6g, \"compute\": %.4f, \"comm\": %.4f, "
+                "\"data\": %.4f",
+                p->is_epoch ? "epoch" : "step", (unsigned long long)p->epoch,
+                (unsigned long long)p->step, p->loss, p->accuracy, p->lr, p->samples_per_s,
+                p->compute, p->comm, p->data);
+        if (p->has_test)
+            fprintf(g_metrics, ", \"test_loss\": %.6g, \"test_accuracy\": %.6g", p->test_loss,
+                    p->test_accuracy);
+        fputs("}\n", g_metrics);
+        fflush(g_metrics);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"train", required_argument, 0, 'T'},     {"test", required_argument, 0, 't'},
+        {"model", required_argument, 0, 'm'},     {"epochs", required_argument, 0, 'e'},
+        {"batch", required_argument, 0, 'b'},     {"accum", required_argument, 0, 'a'},
+        {"optimizer", required_argument, 0, 'o'}, {"lr", required_argument, 0, 'l'},
+        {"momentum", required_argument, 0, 'M'},  {"nesterov", no_argument, 0, 'n'},
+        {"weight-decay", required_argument, 0, 'w'}, {"schedule", required_argument, 0, 's'},
+        {"warmup", required_argument, 0, 'W'},    {"step-every", required_argument, 0, 'E'},
+        {"gamma", required_argument, 0, 'g'},     {"clip", required_argument, 0, 'c'},
+        {"seed", required_argument, 0, 'S'},      {"shuffle", required_argument, 0, 'h' + 256},
+        {"cache", required_argument, 0, 'C'},     {"prefetch", required_argument, 0, 'p'},
+        {"blas-threads", required_argument, 0, 'B'}, {"bucket-kb", required_argument, 0, 'K'},
+        {"log-every", required_argument, 0, 'L'}, {"metrics", required_argument, 0, 'j'},
+        {"output", required_argument, 0, 'O'},    {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    dml_trainer_config_t cfg;
+    dml_trainer_t *tr = NULL;
+    const char *model = NULL, *metrics = NULL, *output = NULL;
+    double v, momentum = -1, wd = -1;
+    int provided, c, rc = 0, threads = 1, nesterov = 0, opt_type = DML_OPT_SGD;
+    dml_status_t st;
+
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    dml_log_init("dml-train", -1);
+    dml_log_set_rank(g_size > 1 ? g_rank : -1);
+    dml_trainer_config_init(&cfg);
+
+    /* Every rank parses the same arguments: all refuse alike, none waits. */
+    while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'T': cfg.train_dir = optarg; break;
+        case 't': cfg.test_dir = optarg; break;
+        case 'm': model = optarg; break;
+        case 'e': rc = num("--epochs", optarg, 1, 1e6, &v); cfg.epochs = (int)v; break;
+        case 'b': rc = num("--batch", optarg, 1, 1 << 20, &v); cfg.batch = (int)v; break;
+        case 'a': rc = num("--accum", optarg, 1, 1 << 16, &v); cfg.accum = (int)v; break;
+        case 'o':
+            if (strcmp(optarg, "sgd") == 0) opt_type = DML_OPT_SGD;
+            else if (strcmp(optarg, "adamw") == 0) opt_type = DML_OPT_ADAMW;
+            else rc = bad("--optimizer", optarg, "sgd or adamw");
+            break;
+        case 'l': rc = num("--lr", optarg, 1e-30, 1e30, &v); cfg.lr.base = (float)v; break;
+        case 'M': rc = num("--momentum", optarg, 0, 0.999999, &momentum); break;
+        case 'n': nesterov = 1; break;
+        case 'w': rc = num("--weight-decay", optarg, 0, 1e3, &wd); break;
+        case 's':
+            if (strcmp(optarg, "constant") == 0) cfg.lr.kind = DML_LR_CONSTANT;
+            else if (strcmp(optarg, "step") == 0) cfg.lr.kind = DML_LR_STEP;
+            else if (strcmp(optarg, "cosine") == 0) cfg.lr.kind = DML_LR_COSINE;
+            else rc = bad("--schedule", optarg, "constant, step or cosine");
+            break;
+        case 'W': rc = num("--warmup", optarg, 0, 1e12, &v); cfg.lr.warmup = (uint64_t)v; break;
+        case 'E': rc = num("--step-every", optarg, 1, 1e12, &v); cfg.lr.step_every = (uint64_t)v; break;
+        case 'g': rc = num("--gamma", optarg, 0, 1, &v); cfg.lr.gamma = (float)v; break;
+        case 'c': rc = num("--clip", optarg, 0, 1e12, &cfg.clip); break;
+        case 'S': rc = num("--seed", optarg, 0, 1e18, &v); cfg.seed = (uint64_t)v; break;
+        case 'h' + 256:
+            if (strcmp(optarg, "full") == 0) cfg.shuffle = DML_SHUFFLE_FULL;
+            else if (strcmp(optarg, "window") == 0) cfg.shuffle = DML_SHUFFLE_WINDOW;
+            else if (strcmp(optarg, "none") == 0) cfg.shuffle = DML_SHUFFLE_NONE;
+            else rc = bad("--shuffle", optarg, "full, window or none");
+            break;
+        case 'C':
+            if (strcmp(optarg, "auto") == 0) cfg.cache = DML_CACHE_AUTO;
+            else if (strcmp(optarg, "on") == 0) cfg.cache = DML_CACHE_ON;
+            else if (strcmp(optarg, "off") == 0) cfg.cache = DML_CACHE_OFF;
+            else rc = bad("--cache", optarg, "auto, on or off");
+            break;
+        case 'p': rc = num("--prefetch", optarg, 0, 1024, &v); cfg.prefetch = (int)v; break;
+        case 'B': rc = num("--blas-threads", optarg, 1, 1024, &v); threads = (int)v; break;
+        case 'K': rc = num("--bucket-kb", optarg, 1, 1 << 22, &v); cfg.bucket_bytes = (size_t)v * 1024; break;
+        case 'L': rc = num("--log-every", optarg, 0, 1e12, &v); cfg.log_every = (int)v; break;
+        case 'j': metrics = optarg; break;
+        case 'O': output = optarg; break;
+        case 'h':
+            if (g_rank == 0)
+                usage(stdout);
+            MPI_Finalize();
+            return 0;
+        default: rc = 2; break;
+        }
+    }
+    if (rc == 0 && (cfg.train_dir == NULL || model == NULL || optind != argc)) {
+        if (g_rank == 0)
+            dml_error("--train and --model are required (see --help)");
+        rc = 2;
+    }
+    if (rc == 0 && dml_model_spec_parse(model, &cfg.spec) != DML_OK) {
+        if (g_rank == 0)
+            dml_error("--model: %s", dml_error_message());
+        rc = 2;
+    }
+    if (rc != 0) {
+        MPI_Finalize();
+        return rc;
+    }
+    dml_opt_config_init(&cfg.opt, (dml_opt_type_t)opt_type);
+    if (momentum >= 0)
+        cfg.opt.momentum = (float)momentum;
+    if (wd >= 0)
+        cfg.opt.weight_decay = (float)wd;
+    cfg.opt.nesterov = nesterov;
+#ifdef HAVE_OPENBLAS_SET_NUM_THREADS
+    openblas_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+
+    st = dml_trainer_create(MPI_COMM_WORLD, &cfg, &tr);
+    if (st == DML_OK && metrics != NULL && g_rank == 0 && (g_metrics = fopen(metrics, "w")) == NULL)
+        st = dml_error_set_errno(errno, "%s: cannot open the metrics file", metrics);
+    st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL);
+    if (st != DML_OK) {
+        if (g_rank == 0)
+            dml_error("%s", dml_error_message());
+        dml_trainer_free(tr);
+        if (g_metrics)
+            fclose(g_metrics);
+        MPI_Finalize();
+        return 1;
+    }
+    if (g_rank == 0) {
+        char spec[256];
+        dml_model_spec_format(&cfg.spec, spec, sizeof(spec));
+        dml_info("training %s on %s%s%s: %d ranks x batch %d x accum %d = global batch %d, %d epochs, "
+                 "%s lr %g (%s, warm-up %llu), momentum %g%s, weight decay %g, clip %g, seed %llu, "
+                 "%llu parameters",
+                 spec, cfg.train_dir, cfg.test_dir ? ", testing on " : "",
+                 cfg.test_dir ? cfg.test_dir : "", g_size, cfg.batch, cfg.accum,
+                 g_size * cfg.batch * cfg.accum, cfg.epochs,
+                 opt_type == DML_OPT_SGD ? "SGD" : "AdamW", (double)cfg.lr.base,
+                 cfg.lr.kind == DML_LR_CONSTANT ? "constant" : cfg.lr.kind == DML_LR_STEP ? "step" : "cosine",
+                 (unsigned long long)cfg.lr.warmup, (double)cfg.opt.momentum,
+                 nesterov ? " (Nesterov)" : "", (double)cfg.opt.weight_decay, cfg.clip,
+                 (unsigned long long)cfg.seed,
+                 (unsigned long long)dml_model_nparams(dml_trainer_model(tr)));
+    }
+    st = dml_trainer_run(tr, report, NULL);
+    if (st == DML_OK && output != NULL)
+        st = dml_trainer_save_model(tr, output);
+    if (st != DML_OK) {
+        if (g_rank == 0)
+            dml_error("%s%s", dml_error_message(),
+                      output && st == DML_ERR_NUMERIC ? " (no model written)" : "");
+        rc = 1;
+    } else if (output != NULL && g_rank == 0) {
+        dml_info("model written to %s", output);
+    }
+    if (g_metrics)
+        fclose(g_metrics);
+    dml_trainer_free(tr);
+    MPI_Finalize();
+    return rc;
+}
