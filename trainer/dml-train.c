@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <ini.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +53,10 @@ static void usage(FILE *out)
             "  --bucket-kb N          gradient bucket size for the allreduce [1024]\n"
             "  --log-every N          steps between progress lines [100; 0: epochs only]\n"
             "  --metrics FILE         progress as JSON lines (pandas.read_json(lines=True))\n"
-            "  --output FILE          the trained model (HDF5), written only if training succeeds\n");
+            "  --output FILE          the trained model (HDF5), written only if training succeeds\n"
+            "  --config FILE          settings from an INI file: any option above as\n"
+            "                         key = value (without --), optionally under [train];\n"
+            "                         options on the command line win\n");
 }
 
 static int bad(const char *opt, const char *val, const char *want)
@@ -75,18 +79,121 @@ static int num(const char *opt, const char *val, double lo, double hi, double *o
     return 0;
 }
 
+/* ---- the configuration file ---------------------------------------------- */
+
+typedef struct {
+    const struct option *opts;
+    char **args;
+    int n;
+    char why[256];
+} ini_args_t;
+
+/* Each key becomes "--key=value" (or "--flag"), checked against the options
+ * here so that the file's line can be named. Returning 0 makes ini_parse
+ * report this line. */
+static int ini_entry(void *user, const char *section, const char *name, const char *value)
+{
+    ini_args_t *a = user;
+    const struct option *o;
+    char *arg;
+
+    if (section[0] != '\0' && strcmp(section, "train") != 0) {
+        snprintf(a->why, sizeof(a->why), "section [%s]: only [train] is read", section);
+        return 0;
+    }
+    for (o = a->opts; o->name != NULL; o++)
+        if (strcmp(o->name, name) == 0)
+            break;
+    if (o->name == NULL || strcmp(name, "config") == 0 || strcmp(name, "help") == 0) {
+        snprintf(a->why, sizeof(a->why), "unknown key '%s' (keys are dml-train's options without "
+                 "the leading --; see --help)", name);
+        return 0;
+    }
+    if (o->has_arg == no_argument) {
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0) {
+            value = NULL;
+        } else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 || strcmp(value, "0") == 0) {
+            return 1;
+        } else {
+            snprintf(a->why, sizeof(a->why), "%s = %s: expected true or false", name, value);
+            return 0;
+        }
+    }
+    arg = malloc(strlen(name) + (value ? strlen(value) : 0) + 4);
+    if (arg == NULL) {
+        snprintf(a->why, sizeof(a->why), "no memory");
+        return 0;
+    }
+    sprintf(arg, value ? "--%s=%s" : "--%s", name, value ? value : "");
+    a->args[a->n++] = arg;
+    return a->n < 1000;
+}
+
+/* Finds --config FILE in argv and returns a new argv with the file's settings
+ * before the command line's (getopt takes the last value: flags win). NULL
+ * with rc set on an error, which every rank finds alike. */
+static char **with_config(int *argc, char **argv, const struct option *opts, int *rc)
+{
+    static char *args[1000];
+    ini_args_t a = {opts, args, 0, ""};
+    const char *file = NULL;
+    char **out;
+    int i, j, k, line;
+
+    for (i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < *argc)
+            file = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            file = argv[i] + 9;
+    }
+    if (file == NULL)
+        return argv;
+    line = ini_parse(file, ini_entry, &a);
+    if (line != 0) {
+        if (g_rank == 0) {
+            if (line == -1)
+                dml_error("--config %s: cannot open: %s", file, strerror(errno));
+            else
+                dml_error("%s:%d: %s", file, line, a.why[0] ? a.why : "not an INI line (key = value)");
+        }
+        *rc = 2;
+        return NULL;
+    }
+    out = calloc((size_t)*argc + (size_t)a.n + 1, sizeof(char *));
+    if (out == NULL) {
+        *rc = 2;
+        return NULL;
+    }
+    out[0] = argv[0];
+    for (k = 1, j = 0; j < a.n; j++)
+        out[k++] = args[j];
+    for (i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(argv[i], "--config=", 9) == 0)
+            continue;
+        out[k++] = argv[i];
+    }
+    *argc = k;
+    return out;
+}
+
 static void report(void *arg, const dml_progress_t *p)
 {
     (void)arg;
     if (g_rank != 0)
         return;
-    if (p->is_epoch)
-        dml_info("epoch %llu step %llu: loss %.4f acc %.4f%s%.4f%s%.4f, %.0f samples/s, "
-                 "compute %.0f%% comm %.0f%% data %.0f%%",
+    if (p->is_epoch) {
+        char test[96] = "";
+        if (p->has_test)
+            snprintf(test, sizeof(test), ", test loss %.4f acc %.4f", p->test_loss, p->test_accuracy);
+        dml_info("epoch %llu step %llu: loss %.4f acc %.4f%s, %.0f samples/s, compute %.0f%% "
+                 "comm %.0f%% data %.0f%%",
                  (unsigned long long)p->epoch, (unsigned long long)p->step, p->loss, p->accuracy,
-                 p->has_test ? ", test loss " : "", p->has_test ? p->test_loss : 0,
-                 p->has_test ? " acc " : "", p->has_test ? p->test_accuracy : 0, p->samples_per_s,
-                 100 * p->compute, 100 * p->comm, 100 * p->data);
+                 test, p->samples_per_s, 100 * p->compute, 100 * p->comm, 100 * p->data);
+    }
     else
         dml_info("epoch %llu step %llu: loss %.4f acc %.4f lr %.4g, %.0f samples/s, compute %.0f%% "
                  "comm %.0f%% data %.0f%%",
@@ -124,7 +231,7 @@ int main(int argc, char **argv)
         {"blas-threads", required_argument, 0, 'B'}, {"bucket-kb", required_argument, 0, 'K'},
         {"log-every", required_argument, 0, 'L'}, {"metrics", required_argument, 0, 'j'},
         {"output", required_argument, 0, 'O'},    {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"config", required_argument, 0, 'F'},    {0, 0, 0, 0}};
     dml_trainer_config_t cfg;
     dml_trainer_t *tr = NULL;
     const char *model = NULL, *metrics = NULL, *output = NULL;
@@ -138,6 +245,11 @@ int main(int argc, char **argv)
     dml_log_init("dml-train", -1);
     dml_log_set_rank(g_size > 1 ? g_rank : -1);
     dml_trainer_config_init(&cfg);
+    argv = with_config(&argc, argv, opts, &rc);
+    if (argv == NULL) {
+        MPI_Finalize();
+        return rc;
+    }
 
     /* Every rank parses the same arguments: all refuse alike, none waits. */
     while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -186,6 +298,7 @@ int main(int argc, char **argv)
         case 'L': rc = num("--log-every", optarg, 0, 1e12, &v); cfg.log_every = (int)v; break;
         case 'j': metrics = optarg; break;
         case 'O': output = optarg; break;
+        case 'F': break; /* read by with_config */
         case 'h':
             if (g_rank == 0)
                 usage(stdout);

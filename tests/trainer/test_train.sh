@@ -61,6 +61,17 @@ expect_refusal "--lr '-1': expected a number" --train "$work/ds" --model mlp:20-
 expect_refusal "--model: model \"mlp:20\"" --train "$work/ds" --model mlp:20
 expect_refusal "$work/none: cannot open dataset directory" --train "$work/none" --model mlp:20-8-4
 
+# A configuration file (INI), with the command line winning.
+printf '# dml-train settings\n[train]\nmodel = mlp:20-32-4\nepochs = 3\nbatch = 32\nlr = 0.05\nnesterov = true\n' >"$work/c.ini"
+run 2 --config "$work/c.ini" --train "$work/ds" --epochs 1 --metrics "$work/c.jsonl" --log-every 0 \
+    >"$work/c.out" 2>&1 || fail "training from a config file failed: $(cat "$work/c.out")"
+grep -q "training mlp:20-32-4 on .* 2 ranks x batch 32 .* 1 epochs, SGD lr 0.05 .*(Nesterov)" "$work/c.out" ||
+    fail "the config file's settings were not used: $(cat "$work/c.out")"
+[ "$(grep -c '"type": "epoch"' "$work/c.jsonl")" -eq 1 ] || fail "--epochs 1 did not win over the file's 3"
+printf 'model = mlp:20-32-4\nepoch = 1\n' >"$work/bad.ini"
+if out=$(run 2 --config "$work/bad.ini" --train "$work/ds" 2>&1); then fail "an unknown config key was accepted"; fi
+grep -q "$work/bad.ini:2: unknown key 'epoch'" <<<"$out" || fail "unclear config error: $out"
+
 # A loss that becomes NaN stops training; the earlier model file survives.
 echo "an earlier model" >"$work/keep.h5"
 if out=$(run 2 --train "$work/ds" --model mlp:20-32-4 --lr 1e30 --epochs 2 --output "$work/keep.h5" 2>&1); then
