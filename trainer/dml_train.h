@@ -154,11 +154,12 @@ int dml_dp_buckets(const dml_dp_t *dp);
 void dml_dp_bucket_range(const dml_dp_t *dp, int b, size_t *offset, size_t *count);
 
 /*
- * Collective. Adds this rank's n samples' gradients (scaled 1/global_n) to
- * the model's gradient array and, if reduce is set, sums the array across
- * ranks. With gradient accumulation, call with reduce = 0 for all but the
- * last micro-batch. A bad label on any rank is agreed on first: every rank
- * returns the same error and no rank is left in a reduction. loss_sum and
+ * Collective (also with reduce = 0). Adds this rank's n samples' gradients
+ * (scaled 1/global_n) to the model's gradient array and, if reduce is set,
+ * sums the array across ranks. With gradient accumulation, call with
+ * reduce = 0 for all but the last micro-batch. A bad label on any rank is
+ * agreed on first: every rank returns the same error and none is left
+ * waiting in a collective. loss_sum and
  * correct are this rank's (sum them across ranks for metrics).
  */
 dml_status_t dml_dp_step(dml_dp_t *dp, const float *x, const int32_t *y, int n, uint64_t global_n,

@@ -135,8 +135,10 @@ dml_status_t dml_dp_step(dml_dp_t *dp, const float *x, const int32_t *y, int n, 
                                "layer's %d classes", (int)y[i], i, C);
     if (global_n == 0 && st == DML_OK)
         st = dml_error_set(DML_ERR_INVALID_ARG, "a global batch of 0 samples");
-    if (reduce)
-        st = dml_mpi_agree(dp->comm, st, NULL);
+    /* Agreed on every micro-batch, not only the reducing one: a rank that
+     * returned early from an accumulating step would leave the others
+     * waiting in the next collective. */
+    st = dml_mpi_agree(dp->comm, st, NULL);
     if (st != DML_OK)
         return st;
 

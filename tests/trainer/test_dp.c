@@ -187,6 +187,9 @@ int main(int argc, char **argv)
         CHECK(strstr(msg, "label 9 of sample 1") != NULL, "unclear message: %s", msg);
         if (rank == 0)
             printf("bad label on rank %d: every rank stopped with: %s\n", size - 1, msg);
+        /* The same in an accumulating (not reducing) micro-batch. */
+        st = dml_dp_step(dp, x + rank * B * IN, y + rank * B, B, G, 0, 0, &loss, NULL);
+        CHECK(st == DML_ERR_INVALID_ARG, "accumulating step: status %d here", st);
         dml_dp_free(dp);
         dml_model_free(m);
     }
