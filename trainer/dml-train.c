@@ -150,17 +150,19 @@ static char **with_config(int *argc, char **argv, const struct option *opts, int
         return argv;
     line = ini_parse(file, ini_entry, &a);
     if (line != 0) {
-        if (g_rank == 0) {
-            if (line == -1)
-                dml_error("--config %s: cannot open: %s", file, strerror(errno));
-            else
-                dml_error("%s:%d: %s", file, line, a.why[0] ? a.why : "not an INI line (key = value)");
-        }
+        /* Recorded, not printed: main agrees on it across ranks (the file
+         * may be missing on one node only) and rank 0 prints it once. */
+        if (line == -1)
+            dml_error_set_errno(errno, "--config %s: cannot open", file);
+        else
+            dml_error_set(DML_ERR_INVALID_ARG, "%s:%d: %s", file, line,
+                          a.why[0] ? a.why : "not an INI line (key = value)");
         *rc = 2;
         return NULL;
     }
     out = calloc((size_t)*argc + (size_t)a.n + 1, sizeof(char *));
     if (out == NULL) {
+        dml_error_set(DML_ERR_NO_MEMORY, "--config %s: no memory", file);
         *rc = 2;
         return NULL;
     }
@@ -246,9 +248,11 @@ int main(int argc, char **argv)
     dml_log_set_rank(g_size > 1 ? g_rank : -1);
     dml_trainer_config_init(&cfg);
     argv = with_config(&argc, argv, opts, &rc);
-    if (argv == NULL) {
+    if (dml_mpi_agree(MPI_COMM_WORLD, argv == NULL ? DML_ERR_INVALID_ARG : DML_OK, NULL) != DML_OK) {
+        if (g_rank == 0)
+            dml_error("%s", dml_error_message());
         MPI_Finalize();
-        return rc;
+        return 2;
     }
 
     /* Every rank parses the same arguments: all refuse alike, none waits. */

@@ -71,6 +71,11 @@ grep -q "training mlp:20-32-4 on .* 2 ranks x batch 32 .* 1 epochs, SGD lr 0.05 
 printf 'model = mlp:20-32-4\nepoch = 1\n' >"$work/bad.ini"
 if out=$(run 2 --config "$work/bad.ini" --train "$work/ds" 2>&1); then fail "an unknown config key was accepted"; fi
 grep -q "$work/bad.ini:2: unknown key 'epoch'" <<<"$out" || fail "unclear config error: $out"
+[ "$(grep -c "unknown key 'epoch'" <<<"$out")" -eq 1 ] || fail "config error printed more than once: $out"
+if out=$(run 2 --config "$work/none.ini" --train "$work/ds" --model mlp:20-8-4 2>&1); then
+    fail "a missing config file was accepted"
+fi
+grep -q -- "--config $work/none.ini: cannot open: No such file" <<<"$out" || fail "unclear: $out"
 
 # A loss that becomes NaN stops training; the earlier model file survives.
 echo "an earlier model" >"$work/keep.h5"
