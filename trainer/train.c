@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include "dml_h5util.h"
 #include "dml_mpi.h"
 #include "dml_train.h"
 
@@ -308,98 +309,88 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
     return DML_OK;
 }
 
-dml_status_t dml_trainer_save_model(dml_trainer_t *tr, const char *path)
+/* Rank 0 writes the model file: a temporary name, fsync, rename (the
+ * durable-write idiom), so that a crash never leaves a half-written model
+ * under the real name. */
+static dml_status_t dml__write_model(dml_trainer_t *tr, const char *path)
 {
+    const dml_schema_t *s = dml_dataset_schema(tr->train);
+    char tmp[4096], spec[256];
+    uint64_t dims[2] = {dml_model_nparams(tr->m), 0}, steps = tr->step, epochs = tr->epoch;
+    int32_t version = 1, rank = s->rank;
+    hid_t f = -1, g = -1, str = -1;
+    dml__h5_quiet_t q;
     dml_status_t st = DML_OK;
 
-    if (tr->rank == 0) {
-        const dml_schema_t *s = dml_dataset_schema(tr->train);
-        char tmp[4096], spec[256];
-        hsize_t n = dml_model_nparams(tr->m), cdims = s->num_classes;
-        int32_t version = 1, rank = s->rank;
-        uint64_t steps = tr->step, epochs = tr->epoch;
-        hid_t f = -1, sp = -1, d = -1, g = -1, str = -1, a = -1, as = -1;
-        H5E_auto2_t ef;
-        void *ed;
-
-        dml_model_spec_format(&tr->cfg.spec, spec, sizeof(spec));
-        snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-        /* The loader's prefetch thread reads HDF5 too: one caller at a time. */
-        dml_io_hdf5_lock();
-        H5Eget_auto2(H5E_DEFAULT, &ef, &ed);
-        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-        f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-        if (f < 0) {
-            st = dml_error_set(DML_ERR_IO, "%s: cannot create the model file", tmp);
-            goto out;
-        }
-        as = H5Screate(H5S_SCALAR);
-        str = H5Tcopy(H5T_C_S1);
-#define ATTR_STR(name, value)                                                          \
-        (H5Tset_size(str, strlen(value) + 1) >= 0 &&                                   \
-         (a = H5Acreate2(f, name, str, as, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&           \
-         H5Awrite(a, str, value) >= 0 && H5Aclose(a) >= 0)
-#define ATTR(name, type, ptr)                                                          \
-        ((a = H5Acreate2(f, name, type, as, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&          \
-         H5Awrite(a, type, ptr) >= 0 && H5Aclose(a) >= 0)
-        if (!ATTR_STR("format", "slurm-dml model") || !ATTR("version", H5T_NATIVE_INT32, &version) ||
-            !ATTR_STR("model", spec) || !ATTR_STR("dataset", tr->cfg.train_dir) ||
-            !ATTR_STR("dataset_hash", dml_dataset_content_hash(tr->train)) ||
-            !ATTR_STR("normalisation", "global") || !ATTR("feature_rank", H5T_NATIVE_INT32, &rank) ||
-            !ATTR("steps", H5T_NATIVE_UINT64, &steps) || !ATTR("epochs", H5T_NATIVE_UINT64, &epochs))
-            goto fail;
-        sp = H5Screate_simple(1, &n, NULL);
-        d = H5Dcreate2(f, "weights", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                              dml_model_params(tr->m)) < 0)
-            goto fail;
-        H5Dclose(d);
-        H5Sclose(sp);
-        sp = H5Screate_simple(1, &cdims, NULL);
-        H5Tset_size(str, DML_DATASET_NAME_MAX);
-        d = H5Dcreate2(f, "class_names", str, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (d < 0 || H5Dwrite(d, str, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->class_names) < 0)
-            goto fail;
-        g = H5Gcreate2(f, "stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (g < 0 || dml_stats_write_h5(g, dml_dataset_stats(tr->train), s->num_classes) != DML_OK)
-            goto fail;
-        H5Gclose(g);
-        g = -1;
-        H5Dclose(d);
-        d = -1;
-        if (H5Fclose(f) < 0) {
-            f = -1;
-            goto fail;
-        }
-        f = -1;
-        if (rename(tmp, path) != 0) {
-            st = dml_error_set_errno(errno, "%s: cannot rename to %s", tmp, path);
-            unlink(tmp);
-        }
+    dml_model_spec_format(&tr->cfg.spec, spec, sizeof(spec));
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    /* The loader's prefetch thread reads HDF5 too: one caller at a time. */
+    dml_io_hdf5_lock();
+    dml__h5_quiet_begin(&q);
+    f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        st = dml_error_set(DML_ERR_IO, "%s: cannot create the model file", tmp);
         goto out;
-fail:
-        st = dml_error_set(DML_ERR_IO, "%s: cannot write the model file (disk full?)", tmp);
-        if (f >= 0)
-            H5Fclose(f);
-        f = -1;
-        unlink(tmp);
-out:
-        if (g >= 0)
-            H5Gclose(g);
-        if (d >= 0)
-            H5Dclose(d);
-        if (sp >= 0)
-            H5Sclose(sp);
-        if (as >= 0)
-            H5Sclose(as);
-        if (str >= 0)
-            H5Tclose(str);
-        if (f >= 0)
-            H5Fclose(f);
-        H5Eset_auto2(H5E_DEFAULT, ef, ed);
-        dml_io_hdf5_unlock();
-#undef ATTR
-#undef ATTR_STR
     }
+    str = H5Tcopy(H5T_C_S1);
+    if (str < 0 || H5Tset_size(str, DML_DATASET_NAME_MAX) < 0 ||
+        dml__h5_attr_write_str(f, "format", "slurm-dml model") != 0 ||
+        dml__h5_attr_write(f, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
+        dml__h5_attr_write_str(f, "model", spec) != 0 ||
+        dml__h5_attr_write_str(f, "dataset", tr->cfg.train_dir) != 0 ||
+        dml__h5_attr_write_str(f, "dataset_hash", dml_dataset_content_hash(tr->train)) != 0 ||
+        dml__h5_attr_write_str(f, "normalisation", "global") != 0 ||
+        dml__h5_attr_write(f, "feature_rank", H5T_NATIVE_INT32, 1, &rank) != 0 ||
+        dml__h5_attr_write(f, "steps", H5T_NATIVE_UINT64, 1, &steps) != 0 ||
+        dml__h5_attr_write(f, "epochs", H5T_NATIVE_UINT64, 1, &epochs) != 0 ||
+        dml__h5_write(f, "weights", H5T_NATIVE_FLOAT, dims, dml_model_params(tr->m)) != 0)
+        goto fail;
+    dims[0] = s->num_classes;
+    if (dml__h5_write(f, "class_names", str, dims, s->class_names) != 0)
+        goto fail;
+    g = H5Gcreate2(f, "stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0 || dml_stats_write_h5(g, dml_dataset_stats(tr->train), s->num_classes) != DML_OK)
+        goto fail;
+    H5Gclose(g);
+    g = -1;
+    if (H5Fclose(f) < 0) {
+        f = -1;
+        goto fail;
+    }
+    f = -1;
+    if ((st = dml__fsync_path(tmp)) != DML_OK) {
+        unlink(tmp);
+        goto out;
+    }
+    if (rename(tmp, path) != 0) {
+        st = dml_error_set_errno(errno, "%s: cannot rename to %s", tmp, path);
+        unlink(tmp);
+    }
+    goto out;
+fail:
+    st = dml_error_set(DML_ERR_IO, "%s: cannot write the model file (disk full?)", tmp);
+    if (g >= 0)
+        H5Gclose(g);
+    g = -1;
+    if (f >= 0)
+        H5Fclose(f);
+    f = -1;
+    unlink(tmp);
+out:
+    if (g >= 0)
+        H5Gclose(g);
+    if (f >= 0)
+        H5Fclose(f);
+    if (str >= 0)
+        H5Tclose(str);
+    dml__h5_quiet_end(&q);
+    dml_io_hdf5_unlock();
+    return st;
+}
+
+dml_status_t dml_trainer_save_model(dml_trainer_t *tr, const char *path)
+{
+    dml_status_t st = tr->rank == 0 ? dml__write_model(tr, path) : DML_OK;
+
     return dml_mpi_agree(tr->comm, st, NULL);
 }

@@ -1,0 +1,53 @@
+/*
+ * dml_h5util.h: small HDF5 and file helpers shared inside the source tree
+ * (io/ and trainer/, both of which write HDF5 files): quiet HDF5 calls,
+ * attributes and whole datasets, row-range reads, and the fsync the durable
+ * write idiom needs. Implemented in io/h5util.c and exported by libdml_io;
+ * not installed: not part of any component's public interface.
+ */
+#ifndef DML_H5UTIL_H
+#define DML_H5UTIL_H
+
+#include "dml_status.h"
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* HDF5 prints its error stack by default; a library must not. Every io/
+ * entry point that calls HDF5 brackets the calls with these. */
+typedef struct {
+    H5E_auto2_t func;
+    void *data;
+} dml__h5_quiet_t;
+void dml__h5_quiet_begin(dml__h5_quiet_t *q);
+void dml__h5_quiet_end(const dml__h5_quiet_t *q);
+
+/* Attribute helpers on an object (file or group); 0 on success, -1 if absent
+ * or of the wrong kind. */
+int dml__h5_attr_write_str(hid_t obj, const char *name, const char *value);
+int dml__h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t len);
+int dml__h5_attr_write(hid_t obj, const char *name, hid_t type, size_t n, const void *value);
+int dml__h5_attr_read(hid_t obj, const char *name, hid_t type, size_t n, void *value);
+
+/* 1-D or 2-D dataset helpers (contiguous); dims[1] == 0 means 1-D. */
+int dml__h5_write(hid_t loc, const char *name, hid_t type, const uint64_t dims[2], const void *buf);
+int dml__h5_read(hid_t loc, const char *name, hid_t type, uint64_t expect0, uint64_t expect1,
+                 void *buf);
+
+/* Reads rows [r0, r0 + n) (along the first dimension) of an open dataset into
+ * buf, contiguous, as mtype. fspace: the dataset's file space to select on
+ * (kept open by the caller), or -1 to get and release one here. 0 or -1. */
+int dml__h5_read_rows(hid_t dset, hid_t fspace, hid_t mtype, uint64_t r0, uint64_t n, void *buf);
+
+/* The same, for the dataset called name in file. */
+int dml__h5_read_named_rows(hid_t file, const char *name, hid_t mtype, uint64_t r0, uint64_t n,
+                            void *buf);
+
+/* "dir/name" in a malloc'ed string, or NULL. */
+char *dml__path_join(const char *dir, const char *name);
+
+/* fsync of a file or directory by path; errno-style status with detail. */
+dml_status_t dml__fsync_path(const char *path);
+
+#endif /* DML_H5UTIL_H */
