@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include "dml_ckpt.h"
 #include "dml_log.h"
 #include "dml_mpi.h"
 #include "dml_train.h"
@@ -14,9 +15,11 @@
 #include <getopt.h>
 #include <ini.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
 void openblas_set_num_threads(int);
@@ -24,6 +27,7 @@ void openblas_set_num_threads(int);
 
 static int g_rank, g_size;
 static FILE *g_metrics;
+static volatile sig_atomic_t g_stop;
 
 static void usage(FILE *out)
 {
@@ -54,6 +58,18 @@ static void usage(FILE *out)
             "  --log-every N          steps between progress lines [100; 0: epochs only]\n"
             "  --metrics FILE         progress as JSON lines (pandas.read_json(lines=True))\n"
             "  --output FILE          the trained model (HDF5), written only if training succeeds\n"
+            "\nCheckpoints (see docs/checkpoints.md):\n"
+            "  --checkpoint-dir DIR   write checkpoints here (a shared file system); with it,\n"
+            "                         training resumes from DIR and stops cleanly on signals\n"
+            "  --checkpoint-every N   every N optimiser steps [0: off]\n"
+            "  --checkpoint-seconds T every T seconds [0: off]; also one at the end\n"
+            "  --keep K               newest checkpoints kept [3; 0: all]\n"
+            "  --resume auto|never|PATH  auto: from the newest checkpoint in the directory\n"
+            "                         that loads [auto]; PATH: that file or directory\n"
+            "  --signals LIST         checkpoint and stop on these [USR1,USR2,TERM]; none\n"
+            "  --time-margin S        in a Slurm job, checkpoint and stop S seconds before\n"
+            "                         its end time (asked of slurmctld) [60]\n"
+            "  Exit status 75 means: checkpointed and stopped on request; requeue the job.\n"
             "  --config FILE          settings from an INI file: any option above as\n"
             "                         key = value (without --), optionally under [train];\n"
             "                         options on the command line win\n");
@@ -182,11 +198,29 @@ static char **with_config(int *argc, char **argv, const struct option *opts, int
     return out;
 }
 
+static void skipped(void *arg, const char *why)
+{
+    (void)arg;
+    if (g_rank == 0)
+        dml_warn("passing over checkpoint %s", why);
+}
+
 static void report(void *arg, const dml_progress_t *p)
 {
     (void)arg;
     if (g_rank != 0)
         return;
+    if (p->checkpoint != NULL) {
+        dml_info("checkpoint at step %llu (%s): %s in %.3f s", (unsigned long long)p->step,
+                 p->checkpoint_reason, p->checkpoint, p->checkpoint_seconds);
+        if (g_metrics != NULL) {
+            fprintf(g_metrics, "{\"type\": \"checkpoint\", \"epoch\": %llu, \"step\": %llu, "
+                    "\"seconds\": %.6f, \"reason\": \"%s\"}\n", (unsigned long long)p->epoch,
+                    (unsigned long long)p->step, p->checkpoint_seconds, p->checkpoint_reason);
+            fflush(g_metrics);
+        }
+        return;
+    }
     if (p->is_epoch) {
         char test[96] = "";
         if (p->has_test)
@@ -233,10 +267,18 @@ int main(int argc, char **argv)
         {"blas-threads", required_argument, 0, 'B'}, {"bucket-kb", required_argument, 0, 'K'},
         {"log-every", required_argument, 0, 'L'}, {"metrics", required_argument, 0, 'j'},
         {"output", required_argument, 0, 'O'},    {"help", no_argument, 0, 'h'},
-        {"config", required_argument, 0, 'F'},    {0, 0, 0, 0}};
+        {"config", required_argument, 0, 'F'},
+        {"checkpoint-dir", required_argument, 0, 'D' + 256},
+        {"checkpoint-every", required_argument, 0, 'N' + 256},
+        {"checkpoint-seconds", required_argument, 0, 'Z' + 256},
+        {"keep", required_argument, 0, 'k' + 256}, {"resume", required_argument, 0, 'r' + 256},
+        {"signals", required_argument, 0, 'x' + 256},
+        {"time-margin", required_argument, 0, 'y' + 256}, {0, 0, 0, 0}};
     dml_trainer_config_t cfg;
     dml_trainer_t *tr = NULL;
-    const char *model = NULL, *metrics = NULL, *output = NULL;
+    const char *model = NULL, *metrics = NULL, *output = NULL, *resume = "auto";
+    const char *signals = "USR1,USR2,TERM";
+    dml_resume_info_t ri;
     double v, momentum = -1, wd = -1;
     int provided, c, rc = 0, threads = 1, nesterov = 0, opt_type = DML_OPT_SGD;
     dml_status_t st;
@@ -303,6 +345,13 @@ int main(int argc, char **argv)
         case 'j': metrics = optarg; break;
         case 'O': output = optarg; break;
         case 'F': break; /* read by with_config */
+        case 'D' + 256: cfg.ckpt_dir = optarg; break;
+        case 'N' + 256: rc = num("--checkpoint-every", optarg, 0, 1e15, &v); cfg.ckpt_every = (uint64_t)v; break;
+        case 'Z' + 256: rc = num("--checkpoint-seconds", optarg, 0, 1e9, &cfg.ckpt_seconds); break;
+        case 'k' + 256: rc = num("--keep", optarg, 0, 1e6, &v); cfg.ckpt_keep = (int)v; break;
+        case 'r' + 256: resume = optarg; break;
+        case 'x' + 256: signals = optarg; break;
+        case 'y' + 256: rc = num("--time-margin", optarg, 0, 1e9, &cfg.deadline_margin); break;
         case 'h':
             if (g_rank == 0)
                 usage(stdout);
@@ -321,9 +370,32 @@ int main(int argc, char **argv)
             dml_error("--model: %s", dml_error_message());
         rc = 2;
     }
+    if (rc == 0 && cfg.ckpt_dir != NULL && dml_ckpt_signals_install(signals, &g_stop) != DML_OK) {
+        if (g_rank == 0)
+            dml_error("--signals: %s", dml_error_message());
+        rc = 2;
+    }
     if (rc != 0) {
         MPI_Finalize();
         return rc;
+    }
+    if (cfg.ckpt_dir != NULL) {
+        cfg.stop = &g_stop;
+        /* A write past a file size limit must fail with EFBIG and be
+         * reported, not kill the process half-way through a checkpoint. */
+        signal(SIGXFSZ, SIG_IGN);
+        /* Rank 0 asks slurmctld once; the loop compares on rank 0 only. */
+        if (g_rank == 0 && getenv("SLURM_JOB_ID") != NULL) {
+            time_t end;
+            if (dml_ckpt_slurm_end_time(&end) == DML_OK) {
+                cfg.deadline = (double)end;
+                if (end != 0)
+                    dml_info("job %s ends in %.0f s: checkpoint and stop %.0f s before",
+                             getenv("SLURM_JOB_ID"), difftime(end, time(NULL)), cfg.deadline_margin);
+            } else {
+                dml_warn("%s; only signals stop training early", dml_error_message());
+            }
+        }
     }
     dml_opt_config_init(&cfg.opt, (dml_opt_type_t)opt_type);
     if (momentum >= 0)
@@ -338,6 +410,8 @@ int main(int argc, char **argv)
 #endif
 
     st = dml_trainer_create(MPI_COMM_WORLD, &cfg, &tr);
+    if (st == DML_OK && cfg.ckpt_dir != NULL && g_rank == 0)
+        st = dml_ckpt_dir_prepare(cfg.ckpt_dir);
     if (st == DML_OK && metrics != NULL && g_rank == 0 && (g_metrics = fopen(metrics, "w")) == NULL)
         st = dml_error_set_errno(errno, "%s: cannot open the metrics file", metrics);
     st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL);
@@ -350,6 +424,12 @@ int main(int argc, char **argv)
         MPI_Finalize();
         return 1;
     }
+    if (g_rank == 0 && getenv("SLURM_JOB_ID") != NULL)
+        dml_info("Slurm job %s%s%s, restart %s, nodes %s", getenv("SLURM_JOB_ID"),
+                 getenv("SLURM_ARRAY_TASK_ID") ? " array task " : "",
+                 getenv("SLURM_ARRAY_TASK_ID") ? getenv("SLURM_ARRAY_TASK_ID") : "",
+                 getenv("SLURM_RESTART_COUNT") ? getenv("SLURM_RESTART_COUNT") : "0",
+                 getenv("SLURM_JOB_NODELIST") ? getenv("SLURM_JOB_NODELIST") : "?");
     if (g_rank == 0) {
         char spec[256];
         dml_model_spec_format(&cfg.spec, spec, sizeof(spec));
@@ -366,10 +446,32 @@ int main(int argc, char **argv)
                  (unsigned long long)cfg.seed,
                  (unsigned long long)dml_model_nparams(dml_trainer_model(tr)));
     }
+    if (strcmp(resume, "never") != 0 && (cfg.ckpt_dir != NULL || strcmp(resume, "auto") != 0)) {
+        st = dml_trainer_resume(tr, strcmp(resume, "auto") == 0 ? cfg.ckpt_dir : resume, skipped,
+                                NULL, &ri);
+        if (st != DML_OK) {
+            if (g_rank == 0)
+                dml_error("%s", dml_error_message());
+            dml_trainer_free(tr);
+            if (g_metrics)
+                fclose(g_metrics);
+            MPI_Finalize();
+            return 1;
+        }
+        if (g_rank == 0 && ri.resumed)
+            dml_info("resumed from %s: step %llu, epoch %llu, saved by %d rank%s, now %d",
+                     ri.path, (unsigned long long)ri.step, (unsigned long long)ri.epoch,
+                     ri.world_size, ri.world_size == 1 ? "" : "s", g_size);
+    }
     st = dml_trainer_run(tr, report, NULL);
     if (st == DML_OK && output != NULL)
         st = dml_trainer_save_model(tr, output);
-    if (st != DML_OK) {
+    if (st == DML_ERR_INTERRUPTED) {
+        if (g_rank == 0)
+            dml_info("%s; exit %d: requeue the job to continue", dml_error_message(),
+                     DML_CKPT_EXIT_REQUEUE);
+        rc = DML_CKPT_EXIT_REQUEUE;
+    } else if (st != DML_OK) {
         if (g_rank == 0)
             dml_error("%s%s", dml_error_message(),
                       output && st == DML_ERR_NUMERIC ? " (no model written)" : "");

@@ -20,6 +20,7 @@
 #include "dml_status.h"
 
 #include <mpi.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -192,6 +193,19 @@ typedef struct {
     int prefetch;
     size_t bucket_bytes;         /* 0: 1 MiB */
     int log_every;               /* steps between step reports; 0: epochs only */
+
+    /* Checkpoints (ckpt/, docs/formats/checkpoint.md); ckpt_dir NULL: none. */
+    const char *ckpt_dir;
+    uint64_t ckpt_every;         /* optimiser steps between checkpoints; 0: not by steps */
+    double ckpt_seconds;         /* seconds between checkpoints; 0: not by time */
+    int ckpt_keep;               /* newest checkpoints kept [3]; 0: all */
+    /* Set (by a signal handler, on any rank) to checkpoint at the next step
+     * boundary and stop with DML_ERR_INTERRUPTED. May be NULL. */
+    volatile sig_atomic_t *stop;
+    /* The job's end (seconds since the epoch; 0: none): checkpoint and stop
+     * once it is closer than deadline_margin seconds. Rank 0's clock rules. */
+    double deadline;
+    double deadline_margin;
 } dml_trainer_config_t;
 
 void dml_trainer_config_init(dml_trainer_config_t *c);
@@ -204,6 +218,10 @@ typedef struct {
     double compute, comm, data;  /* shares of the time since the last report */
     int has_test;
     double test_loss, test_accuracy;
+    /* A checkpoint report (is_epoch 0): its path, what made it, its cost. */
+    const char *checkpoint;
+    const char *checkpoint_reason;
+    double checkpoint_seconds;
 } dml_progress_t;
 
 typedef void (*dml_progress_cb_t)(void *arg, const dml_progress_t *p);
@@ -217,9 +235,11 @@ dml_status_t dml_trainer_create(MPI_Comm comm, const dml_trainer_config_t *cfg,
                                 dml_trainer_t **tr_out);
 void dml_trainer_free(dml_trainer_t *tr);
 
-/* Collective: trains cfg->epochs epochs. DML_ERR_NUMERIC (on every rank) if
- * the loss stops being finite; the message names the step and the last
- * good metrics. */
+/* Collective: trains cfg->epochs epochs (the rest of them, after a resume).
+ * DML_ERR_NUMERIC (on every rank) if the loss stops being finite; the message
+ * names the step and the last good metrics. DML_ERR_INTERRUPTED after a
+ * checkpoint taken on cfg->stop or before cfg->deadline: the caller exits
+ * with DML_CKPT_EXIT_REQUEUE. */
 dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg);
 
 /* Rank 0 writes the model file (HDF5: weights, spec, the training data's
@@ -228,6 +248,38 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
 dml_status_t dml_trainer_save_model(dml_trainer_t *tr, const char *path);
 
 dml_model_t *dml_trainer_model(dml_trainer_t *tr);
+
+/* Steps and epochs done so far. */
+void dml_trainer_progress(const dml_trainer_t *tr, uint64_t *step, uint64_t *epoch);
+
+/* Collective: a checkpoint of the whole training state now, in
+ * cfg->ckpt_dir (see docs/formats/checkpoint.md). path_out may be NULL. */
+dml_status_t dml_trainer_checkpoint(dml_trainer_t *tr, char *path_out, size_t len);
+
+/* Called on every rank for each checkpoint passed over while resuming, with
+ * the reason (the checkpoint's path and the cause). */
+typedef void (*dml_skip_cb_t)(void *arg, const char *why);
+
+typedef struct {
+    int resumed;                 /* 0: nothing to resume from */
+    char path[4096];
+    uint64_t step, epoch;
+    int world_size;              /* of the run that saved it */
+} dml_resume_info_t;
+
+/*
+ * Collective: continues from the newest checkpoint that loads, in `from` (a
+ * checkpoint directory, or one checkpoint file). Each one that does not load
+ * (damaged, incomplete, or from another model, dataset or seed) is reported
+ * through skip and passed over for the next older. The saving run's world
+ * size may differ from this one's: the loader continues with the same global
+ * sample sequence. DML_OK with info->resumed 0 if `from` holds no
+ * checkpoint; DML_ERR_NOT_FOUND, naming every one passed over, if it holds
+ * some and none loads (so that a damaged directory is never silently
+ * trained over).
+ */
+dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb_t skip,
+                                void *arg, dml_resume_info_t *info);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include "dml_ckpt.h"
 #include "dml_h5util.h"
 #include "dml_mpi.h"
 #include "dml_train.h"
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,9 +32,17 @@ struct dml_trainer {
     dml_opt_t *opt;
     dml_dp_t *dp;
     uint64_t step, epoch;
+    double ep[3];                 /* this epoch so far: loss sum, correct, samples */
+    double *history;              /* per finished epoch: DML__HIST_COLS values */
+    uint64_t nhistory;
     double sync_seconds;          /* in the per-step metrics allreduce */
     double data_reported, comm_reported; /* totals at the last report */
+    double last_ckpt;             /* when the last checkpoint was taken (monotonic) */
 };
+
+/* A row of the metrics history: epoch, step, loss, accuracy, test loss, test
+ * accuracy (NaN without a test set), samples per second. */
+#define DML__HIST_COLS 7
 
 void dml_trainer_config_init(dml_trainer_config_t *c)
 {
@@ -48,6 +58,8 @@ void dml_trainer_config_init(dml_trainer_config_t *c)
     c->cache = DML_CACHE_AUTO;
     c->prefetch = 4;
     c->log_every = 100;
+    c->ckpt_keep = 3;
+    c->deadline_margin = 60;
 }
 
 static double dml__now(void)
@@ -68,12 +80,19 @@ void dml_trainer_free(dml_trainer_t *tr)
     dml_model_free(tr->m);
     dml_dataset_close(tr->test);
     dml_dataset_close(tr->train);
+    free(tr->history);
     if (tr->comm != MPI_COMM_NULL)
         MPI_Comm_free(&tr->comm);
     free(tr);
 }
 
 dml_model_t *dml_trainer_model(dml_trainer_t *tr) { return tr->m; }
+
+void dml_trainer_progress(const dml_trainer_t *tr, uint64_t *step, uint64_t *epoch)
+{
+    *step = tr->step;
+    *epoch = tr->epoch;
+}
 
 /* Local checks of the configuration against the datasets. */
 static dml_status_t dml__check(const dml_trainer_t *tr)
@@ -200,17 +219,61 @@ static dml_status_t dml__evaluate(dml_trainer_t *tr, double *loss, double *acc)
     return DML_OK;
 }
 
+static dml_status_t dml__history_add(dml_trainer_t *tr, const dml_progress_t *p)
+{
+    double *h = realloc(tr->history, sizeof(double) * DML__HIST_COLS * (tr->nhistory + 1)), *r;
+
+    if (h == NULL)
+        return dml_error_set(DML_ERR_NO_MEMORY, "no memory for the metrics history");
+    tr->history = h;
+    r = h + DML__HIST_COLS * tr->nhistory++;
+    r[0] = (double)p->epoch;
+    r[1] = (double)p->step;
+    r[2] = p->loss;
+    r[3] = p->accuracy;
+    r[4] = p->has_test ? p->test_loss : NAN;
+    r[5] = p->has_test ? p->test_accuracy : NAN;
+    r[6] = p->samples_per_s;
+    return DML_OK;
+}
+
+/* A checkpoint, reported through the progress callback. */
+static dml_status_t dml__checkpoint_now(dml_trainer_t *tr, const char *reason, dml_progress_cb_t cb,
+                                        void *arg)
+{
+    char path[4096];
+    double t0 = dml__now();
+    dml_status_t st = dml_trainer_checkpoint(tr, path, sizeof(path));
+
+    tr->last_ckpt = dml__now();
+    if (st == DML_OK && cb != NULL) {
+        dml_progress_t p;
+        memset(&p, 0, sizeof(p));
+        p.epoch = tr->epoch;
+        p.step = tr->step;
+        p.checkpoint = path;
+        p.checkpoint_reason = reason;
+        p.checkpoint_seconds = tr->last_ckpt - t0;
+        cb(arg, &p);
+    }
+    return st;
+}
+
 dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
 {
     const dml_trainer_config_t *c = &tr->cfg;
-    double win[3] = {0, 0, 0}, ep[3] = {0, 0, 0}; /* loss sum, correct, samples */
+    double win[3] = {0, 0, 0};  /* loss sum, correct, samples since the last report */
     double t_win = dml__now(), t_ep = t_win, good_loss = 0, good_acc = 0;
     uint64_t good_step = 0;
     dml_status_t st = DML_OK;
 
+    tr->last_ckpt = t_win;
     while (tr->epoch < (uint64_t)c->epochs) {
         const dml_batch_t *b = NULL;
-        double local[3] = {0, 0, 0}, global[3], t0;
+        /* loss sum, correct, samples, then the requests to stop: a signal
+         * seen on any rank, a checkpoint due by time, the deadline near (the
+         * last two by rank 0's clock, so that every rank decides alike) */
+        double local[6] = {0, 0, 0, 0, 0, 0}, global[6], t0;
         int micro = 0, last = 0;
         float lr;
 
@@ -245,9 +308,18 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
         dml_opt_step(tr->opt, dml_model_params(tr->m), dml_model_grads(tr->m), lr);
         tr->step++;
 
-        /* Every rank learns the step's loss: metrics, and a common stop. */
+        /* Every rank learns the step's loss (metrics, and a common stop on
+         * NaN) and whether anyone asked to stop. */
         t0 = dml__now();
-        MPI_Allreduce(local, global, 3, MPI_DOUBLE, MPI_SUM, tr->comm);
+        if (c->stop != NULL && *c->stop != 0)
+            local[3] = 1;
+        if (tr->rank == 0 && c->ckpt_dir != NULL && c->ckpt_seconds > 0 &&
+            t0 - tr->last_ckpt >= c->ckpt_seconds)
+            local[4] = 1;
+        if (tr->rank == 0 && c->ckpt_dir != NULL && c->deadline > 0 &&
+            (double)time(NULL) + c->deadline_margin >= c->deadline)
+            local[5] = 1;
+        MPI_Allreduce(local, global, 6, MPI_DOUBLE, MPI_SUM, tr->comm);
         tr->sync_seconds += dml__now() - t0;
         if (!isfinite(global[0]))
             return dml_error_set(DML_ERR_NUMERIC, "the training loss became %g at step %llu (epoch "
@@ -261,9 +333,9 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
         win[0] += global[0];
         win[1] += global[1];
         win[2] += global[2];
-        ep[0] += global[0];
-        ep[1] += global[1];
-        ep[2] += global[2];
+        tr->ep[0] += global[0];
+        tr->ep[1] += global[1];
+        tr->ep[2] += global[2];
 
         if (b->epoch_end || (c->log_every > 0 && tr->step % (uint64_t)c->log_every == 0)) {
             dml_progress_t p;
@@ -277,15 +349,17 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
             if (b->epoch_end) {
                 tr->epoch++;
                 p.is_epoch = 1;
-                p.loss = ep[0] / ep[2];
-                p.accuracy = ep[1] / ep[2];
-                p.samples_per_s = ep[2] / (now - t_ep);
+                p.loss = tr->ep[0] / tr->ep[2];
+                p.accuracy = tr->ep[1] / tr->ep[2];
+                p.samples_per_s = tr->ep[2] / (now - t_ep);
                 if (tr->eval_ld != NULL) {
                     st = dml__evaluate(tr, &p.test_loss, &p.test_accuracy);
                     if (st != DML_OK)
                         return st;
                     p.has_test = 1;
                 }
+                if ((st = dml__history_add(tr, &p)) != DML_OK)
+                    return st;
             } else {
                 p.loss = win[0] / win[2];
                 p.accuracy = win[1] / win[2];
@@ -301,12 +375,65 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
             memset(win, 0, sizeof(win));
             t_win = dml__now();
             if (b->epoch_end) {
-                memset(ep, 0, sizeof(ep));
+                memset(tr->ep, 0, sizeof(tr->ep));
                 t_ep = t_win;
             }
         }
+
+        if (c->ckpt_dir == NULL)
+            continue;
+        if (global[3] > 0 || global[5] > 0) {
+            const char *why = global[3] > 0 ? "stop requested (signal)" : "time limit near";
+            st = dml__checkpoint_now(tr, why, cb, arg);
+            if (st != DML_OK)
+                return st;
+            return dml_error_set(DML_ERR_INTERRUPTED, "%s: stopped at step %llu (epoch %llu) after "
+                                 "a checkpoint in %s", why, (unsigned long long)tr->step,
+                                 (unsigned long long)tr->epoch + 1, c->ckpt_dir);
+        }
+        if (tr->epoch == (uint64_t)c->epochs) {
+            st = dml__checkpoint_now(tr, "end of training", cb, arg);
+        } else if (c->ckpt_every > 0 && tr->step % c->ckpt_every == 0) {
+            st = dml__checkpoint_now(tr, "every N steps", cb, arg);
+        } else if (global[4] > 0) {
+            st = dml__checkpoint_now(tr, "every T seconds", cb, arg);
+        }
+        if (st != DML_OK)
+            return st;
     }
     return DML_OK;
+}
+
+/* What a model file holds besides the weights and class names, at loc (a
+ * file's root, or a checkpoint's "model" group, where every rank makes the
+ * same calls): the model's description and the training data's statistics,
+ * which batch inference normalises with and measures drift against. */
+static int dml__model_meta(dml_trainer_t *tr, hid_t loc)
+{
+    const dml_schema_t *s = dml_dataset_schema(tr->train);
+    char spec[256];
+    uint64_t steps = tr->step, epochs = tr->epoch;
+    int32_t version = 1, rank = s->rank;
+    hid_t g;
+    int rc;
+
+    dml_model_spec_format(&tr->cfg.spec, spec, sizeof(spec));
+    if (dml__h5_attr_write_str(loc, "format", "slurm-dml model") != 0 ||
+        dml__h5_attr_write(loc, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
+        dml__h5_attr_write_str(loc, "model", spec) != 0 ||
+        dml__h5_attr_write_str(loc, "dataset", tr->cfg.train_dir) != 0 ||
+        dml__h5_attr_write_str(loc, "dataset_hash", dml_dataset_content_hash(tr->train)) != 0 ||
+        dml__h5_attr_write_str(loc, "normalisation", "global") != 0 ||
+        dml__h5_attr_write(loc, "feature_rank", H5T_NATIVE_INT32, 1, &rank) != 0 ||
+        dml__h5_attr_write(loc, "steps", H5T_NATIVE_UINT64, 1, &steps) != 0 ||
+        dml__h5_attr_write(loc, "epochs", H5T_NATIVE_UINT64, 1, &epochs) != 0)
+        return -1;
+    g = H5Gcreate2(loc, "stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        return -1;
+    rc = dml_stats_write_h5(g, dml_dataset_stats(tr->train), s->num_classes) == DML_OK ? 0 : -1;
+    H5Gclose(g);
+    return rc;
 }
 
 /* Rank 0 writes the model file: a temporary name, fsync, rename (the
@@ -315,14 +442,12 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
 static dml_status_t dml__write_model(dml_trainer_t *tr, const char *path)
 {
     const dml_schema_t *s = dml_dataset_schema(tr->train);
-    char tmp[4096], spec[256];
-    uint64_t dims[2] = {dml_model_nparams(tr->m), 0}, steps = tr->step, epochs = tr->epoch;
-    int32_t version = 1, rank = s->rank;
-    hid_t f = -1, g = -1, str = -1;
+    char tmp[4096];
+    uint64_t dims[2] = {dml_model_nparams(tr->m), 0};
+    hid_t f = -1, str = -1;
     dml__h5_quiet_t q;
     dml_status_t st = DML_OK;
 
-    dml_model_spec_format(&tr->cfg.spec, spec, sizeof(spec));
     snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
     /* The loader's prefetch thread reads HDF5 too: one caller at a time. */
     dml_io_hdf5_lock();
@@ -333,26 +458,12 @@ static dml_status_t dml__write_model(dml_trainer_t *tr, const char *path)
         goto out;
     }
     str = H5Tcopy(H5T_C_S1);
-    if (str < 0 || H5Tset_size(str, DML_DATASET_NAME_MAX) < 0 ||
-        dml__h5_attr_write_str(f, "format", "slurm-dml model") != 0 ||
-        dml__h5_attr_write(f, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
-        dml__h5_attr_write_str(f, "model", spec) != 0 ||
-        dml__h5_attr_write_str(f, "dataset", tr->cfg.train_dir) != 0 ||
-        dml__h5_attr_write_str(f, "dataset_hash", dml_dataset_content_hash(tr->train)) != 0 ||
-        dml__h5_attr_write_str(f, "normalisation", "global") != 0 ||
-        dml__h5_attr_write(f, "feature_rank", H5T_NATIVE_INT32, 1, &rank) != 0 ||
-        dml__h5_attr_write(f, "steps", H5T_NATIVE_UINT64, 1, &steps) != 0 ||
-        dml__h5_attr_write(f, "epochs", H5T_NATIVE_UINT64, 1, &epochs) != 0 ||
+    if (str < 0 || H5Tset_size(str, DML_DATASET_NAME_MAX) < 0 || dml__model_meta(tr, f) != 0 ||
         dml__h5_write(f, "weights", H5T_NATIVE_FLOAT, dims, dml_model_params(tr->m)) != 0)
         goto fail;
     dims[0] = s->num_classes;
     if (dml__h5_write(f, "class_names", str, dims, s->class_names) != 0)
         goto fail;
-    g = H5Gcreate2(f, "stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0 || dml_stats_write_h5(g, dml_dataset_stats(tr->train), s->num_classes) != DML_OK)
-        goto fail;
-    H5Gclose(g);
-    g = -1;
     if (H5Fclose(f) < 0) {
         f = -1;
         goto fail;
@@ -369,16 +480,11 @@ static dml_status_t dml__write_model(dml_trainer_t *tr, const char *path)
     goto out;
 fail:
     st = dml_error_set(DML_ERR_IO, "%s: cannot write the model file (disk full?)", tmp);
-    if (g >= 0)
-        H5Gclose(g);
-    g = -1;
     if (f >= 0)
         H5Fclose(f);
     f = -1;
     unlink(tmp);
 out:
-    if (g >= 0)
-        H5Gclose(g);
     if (f >= 0)
         H5Fclose(f);
     if (str >= 0)
@@ -393,4 +499,327 @@ dml_status_t dml_trainer_save_model(dml_trainer_t *tr, const char *path)
     dml_status_t st = tr->rank == 0 ? dml__write_model(tr, path) : DML_OK;
 
     return dml_mpi_agree(tr->comm, st, NULL);
+}
+
+/* ---- checkpoints --------------------------------------------------------- */
+
+static const char *dml__opt_name(dml_opt_type_t t) { return t == DML_OPT_SGD ? "sgd" : "adamw"; }
+
+/* The effective configuration as text, for people reading a checkpoint. */
+static void dml__config_text(const dml_trainer_t *tr, char *buf, size_t len)
+{
+    const dml_trainer_config_t *c = &tr->cfg;
+    char spec[256];
+
+    dml_model_spec_format(&c->spec, spec, sizeof(spec));
+    snprintf(buf, len,
+             "model=%s\ntrain=%s\ntest=%s\nepochs=%d\nbatch=%d\naccum=%d\nranks=%d\n"
+             "optimizer=%s\nlr=%g\nmomentum=%g\nnesterov=%d\nweight_decay=%g\nbeta1=%g\n"
+             "beta2=%g\neps=%g\nschedule=%s\nwarmup=%llu\nstep_every=%llu\ngamma=%g\n"
+             "cosine_total=%llu\nclip=%g\nseed=%llu\nshuffle=%s\n",
+             spec, c->train_dir, c->test_dir ? c->test_dir : "", c->epochs, c->batch, c->accum,
+             tr->size, dml__opt_name(c->opt.type), (double)c->lr.base, (double)c->opt.momentum,
+             c->opt.nesterov, (double)c->opt.weight_decay, (double)c->opt.beta1,
+             (double)c->opt.beta2, (double)c->opt.eps,
+             c->lr.kind == DML_LR_CONSTANT ? "constant" : c->lr.kind == DML_LR_STEP ? "step" : "cosine",
+             (unsigned long long)c->lr.warmup, (unsigned long long)c->lr.step_every,
+             (double)c->lr.gamma, (unsigned long long)c->lr.total, c->clip,
+             (unsigned long long)c->seed,
+             c->shuffle == DML_SHUFFLE_FULL ? "full" : c->shuffle == DML_SHUFFLE_WINDOW ? "window" : "none");
+}
+
+/* Every rank's part of writing the state into an open checkpoint. */
+static dml_status_t dml__ckpt_fill(dml_trainer_t *tr, dml_ckpt_writer_t *w)
+{
+    const dml_schema_t *s = dml_dataset_schema(tr->train);
+    hid_t f = dml_ckpt_file(w), g = -1, str = -1;
+    dml_loader_state_t ls;
+    char spec[256], text[2048], name[32];
+    uint64_t dims[2] = {dml_model_nparams(tr->m), 0}, seed = tr->cfg.seed;
+    int32_t batch = tr->cfg.batch, accum = tr->cfg.accum;
+    dml_status_t st = DML_OK;
+    int i, meta = 0;
+
+    dml_loader_get_state(tr->ld, &ls);
+    dml_model_spec_format(&tr->cfg.spec, spec, sizeof(spec));
+    dml__config_text(tr, text, sizeof(text));
+    /* Attributes and groups are collective: every rank, same values. */
+    if (dml__h5_attr_write_str(f, "model", spec) != 0 ||
+        dml__h5_attr_write_str(f, "dataset", tr->cfg.train_dir) != 0 ||
+        dml__h5_attr_write_str(f, "dataset_hash", dml_dataset_content_hash(tr->train)) != 0 ||
+        dml__h5_attr_write_str(f, "config", text) != 0 ||
+        dml__h5_attr_write(f, "seed", H5T_NATIVE_UINT64, 1, &seed) != 0 ||
+        dml__h5_attr_write(f, "epoch", H5T_NATIVE_UINT64, 1, &tr->epoch) != 0 ||
+        dml__h5_attr_write(f, "batch", H5T_NATIVE_INT32, 1, &batch) != 0 ||
+        dml__h5_attr_write(f, "accum", H5T_NATIVE_INT32, 1, &accum) != 0 ||
+        dml__h5_attr_write(f, "loader_epoch", H5T_NATIVE_UINT64, 1, &ls.epoch) != 0 ||
+        dml__h5_attr_write(f, "loader_cursor", H5T_NATIVE_UINT64, 1, &ls.cursor) != 0 ||
+        dml__h5_attr_write(f, "epoch_sums", H5T_NATIVE_DOUBLE, 3, tr->ep) != 0 ||
+        dml__h5_attr_write_str(f, "optimizer", dml__opt_name(tr->cfg.opt.type)) != 0 ||
+        dml__h5_attr_write(f, "optimizer_steps", H5T_NATIVE_UINT64, 1, dml_opt_steps(tr->opt)) != 0)
+        meta = -1;
+    if (meta == 0) {
+        g = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        meta = g < 0 ? -1 : dml__model_meta(tr, g);
+    }
+    st = dml_mpi_agree(tr->comm, meta == 0 ? DML_OK : dml_error_set(DML_ERR_IO, "%s: cannot write "
+                       "the checkpoint's attributes", tr->cfg.ckpt_dir), NULL);
+    if (st == DML_OK)
+        st = dml_ckpt_put(w, g, "weights", H5T_NATIVE_FLOAT, dims, dml_model_params(tr->m));
+    if (st == DML_OK) {
+        uint64_t cd[2] = {s->num_classes, 0};
+        str = H5Tcopy(H5T_C_S1);
+        H5Tset_size(str, DML_DATASET_NAME_MAX);
+        st = dml_ckpt_put(w, g, "class_names", str, cd, s->class_names);
+    }
+    if (g >= 0)
+        H5Gclose(g);
+    g = -1;
+    if (st == DML_OK) {
+        g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        st = dml_mpi_agree(tr->comm, g < 0 ? dml_error_set(DML_ERR_IO, "%s: cannot write the "
+                           "checkpoint", tr->cfg.ckpt_dir) : DML_OK, NULL);
+    }
+    for (i = 0; st == DML_OK && i < dml_opt_nbufs(tr->opt); i++) {
+        snprintf(name, sizeof(name), "state%d", i);
+        st = dml_ckpt_put(w, g, name, H5T_NATIVE_FLOAT, dims, dml_opt_buf(tr->opt, i));
+    }
+    if (st == DML_OK) {
+        uint64_t hd[2] = {tr->nhistory, DML__HIST_COLS};
+        st = dml_ckpt_put(w, f, "metrics", H5T_NATIVE_DOUBLE, hd, tr->history);
+    }
+    if (g >= 0)
+        H5Gclose(g);
+    if (str >= 0)
+        H5Tclose(str);
+    return st;
+}
+
+dml_status_t dml_trainer_checkpoint(dml_trainer_t *tr, char *path_out, size_t len)
+{
+    dml_ckpt_writer_t *w = NULL;
+    dml_status_t st;
+
+    if (tr->cfg.ckpt_dir == NULL)
+        return dml_error_set(DML_ERR_INVALID_ARG, "no checkpoint directory configured");
+    /* The loader's prefetch thread reads HDF5 too. Its reads are
+     * independent (no other rank waits on them), so holding the lock over
+     * the checkpoint's collectives cannot deadlock across ranks. */
+    dml_io_hdf5_lock();
+    st = dml_ckpt_begin(tr->comm, tr->cfg.ckpt_dir, tr->step,
+                        dml_model_nparams(tr->m) * sizeof(float) * (1 + (uint64_t)dml_opt_nbufs(tr->opt)) +
+                            tr->nhistory * DML__HIST_COLS * sizeof(double),
+                        &w);
+    if (st == DML_OK) {
+        st = dml__ckpt_fill(tr, w);
+        if (st == DML_OK)
+            st = dml_ckpt_commit(w, tr->cfg.ckpt_keep, path_out, len);
+        else
+            dml_ckpt_abort(w);
+    }
+    dml_io_hdf5_unlock();
+    return st;
+}
+
+/* One rank's attempt at one checkpoint; nothing of tr changes unless it all
+ * loads and fits. */
+typedef struct {
+    float *params, **opt;
+    double *history;
+    uint64_t nhistory, step, epoch, opt_steps, seed;
+    dml_loader_state_t ls;
+    double ep[3];
+    int world;
+} dml__loaded_t;
+
+static void dml__loaded_free(dml__loaded_t *l, int nbufs)
+{
+    int i;
+    free(l->params);
+    for (i = 0; l->opt && i < nbufs; i++)
+        free(l->opt[i]);
+    free(l->opt);
+    free(l->history);
+    memset(l, 0, sizeof(*l));
+}
+
+static dml_status_t dml__load_one(dml_trainer_t *tr, const char *path, dml__loaded_t *l)
+{
+    const size_t n = dml_model_nparams(tr->m);
+    const int nb = dml_opt_nbufs(tr->opt);
+    char spec[256], want[256], hash[128] = "", opt[16] = "", name[32];
+    hid_t f = -1, space, d;
+    hsize_t hd[2] = {0, 0};
+    dml_status_t st;
+    int i;
+
+    memset(l, 0, sizeof(*l));
+    dml_model_spec_format(&tr->cfg.spec, want, sizeof(want));
+    if ((st = dml_ckpt_open(path, &f)) != DML_OK)
+        return st;
+    if (dml__h5_attr_read_str(f, "model", spec, sizeof(spec)) != 0 ||
+        dml__h5_attr_read_str(f, "dataset_hash", hash, sizeof(hash)) != 0 ||
+        dml__h5_attr_read_str(f, "optimizer", opt, sizeof(opt)) != 0 ||
+        dml__h5_attr_read(f, "step", H5T_NATIVE_UINT64, 1, &l->step) != 0 ||
+        dml__h5_attr_read(f, "epoch", H5T_NATIVE_UINT64, 1, &l->epoch) != 0 ||
+        dml__h5_attr_read(f, "seed", H5T_NATIVE_UINT64, 1, &l->seed) != 0 ||
+        dml__h5_attr_read(f, "world_size", H5T_NATIVE_INT32, 1, &l->world) != 0 ||
+        dml__h5_attr_read(f, "loader_epoch", H5T_NATIVE_UINT64, 1, &l->ls.epoch) != 0 ||
+        dml__h5_attr_read(f, "loader_cursor", H5T_NATIVE_UINT64, 1, &l->ls.cursor) != 0 ||
+        dml__h5_attr_read(f, "epoch_sums", H5T_NATIVE_DOUBLE, 3, l->ep) != 0 ||
+        dml__h5_attr_read(f, "optimizer_steps", H5T_NATIVE_UINT64, 1, &l->opt_steps) != 0) {
+        st = dml_error_set(DML_ERR_FORMAT, "%s: a training state attribute is missing", path);
+        goto out;
+    }
+    if (strcmp(spec, want) != 0) {
+        st = dml_error_set(DML_ERR_MISMATCH, "%s: saved for model %s, this run trains %s", path,
+                           spec, want);
+        goto out;
+    }
+    if (strcmp(hash, dml_dataset_content_hash(tr->train)) != 0) {
+        st = dml_error_set(DML_ERR_MISMATCH, "%s: saved for another training dataset (content "
+                           "hash %.16s..., %s has %.16s...)", path, hash, tr->cfg.train_dir,
+                           dml_dataset_content_hash(tr->train));
+        goto out;
+    }
+    if (l->seed != tr->cfg.seed || strcmp(opt, dml__opt_name(tr->cfg.opt.type)) != 0) {
+        st = dml_error_set(DML_ERR_MISMATCH, "%s: saved with seed %llu and optimizer %s, this run "
+                           "uses seed %llu and %s", path, (unsigned long long)l->seed, opt,
+                           (unsigned long long)tr->cfg.seed, dml__opt_name(tr->cfg.opt.type));
+        goto out;
+    }
+    l->ls.seed = l->seed;
+    l->params = malloc(n * sizeof(float));
+    l->opt = calloc((size_t)nb + 1, sizeof(float *));
+    if (l->params == NULL || l->opt == NULL) {
+        st = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory to load it", path);
+        goto out;
+    }
+    if ((st = dml_ckpt_get(f, "model/weights", H5T_NATIVE_FLOAT, n, l->params)) != DML_OK)
+        goto out;
+    for (i = 0; i < nb; i++) {
+        snprintf(name, sizeof(name), "optimizer/state%d", i);
+        if ((l->opt[i] = malloc(n * sizeof(float))) == NULL) {
+            st = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory to load it", path);
+            goto out;
+        }
+        if ((st = dml_ckpt_get(f, name, H5T_NATIVE_FLOAT, n, l->opt[i])) != DML_OK)
+            goto out;
+    }
+    {
+        dml__h5_quiet_t q;
+        dml__h5_quiet_begin(&q);
+        d = H5Dopen2(f, "metrics", H5P_DEFAULT);
+        space = d >= 0 ? H5Dget_space(d) : -1;
+        if (space < 0 || H5Sget_simple_extent_ndims(space) != 2 ||
+            H5Sget_simple_extent_dims(space, hd, NULL) < 0 || hd[1] != DML__HIST_COLS)
+            st = dml_error_set(DML_ERR_FORMAT, "%s: no metrics history of %d columns", path,
+                               DML__HIST_COLS);
+        if (space >= 0)
+            H5Sclose(space);
+        if (d >= 0)
+            H5Dclose(d);
+        dml__h5_quiet_end(&q);
+        if (st != DML_OK)
+            goto out;
+    }
+    l->nhistory = hd[0];
+    if ((l->history = malloc(sizeof(double) * DML__HIST_COLS * (hd[0] + 1))) == NULL) {
+        st = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory to load it", path);
+        goto out;
+    }
+    st = dml_ckpt_get(f, "metrics", H5T_NATIVE_DOUBLE, hd[0] * DML__HIST_COLS, l->history);
+out:
+    {
+        dml__h5_quiet_t q;
+        dml__h5_quiet_begin(&q);
+        H5Fclose(f);
+        dml__h5_quiet_end(&q);
+    }
+    if (st != DML_OK)
+        dml__loaded_free(l, nb);
+    return st;
+}
+
+dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb_t skip,
+                                void *arg, dml_resume_info_t *info)
+{
+    /* The run's own checkpoint directory may not exist yet; anything else
+     * named to resume from must. */
+    const int dir_may_be_new = tr->cfg.ckpt_dir != NULL && strcmp(from, tr->cfg.ckpt_dir) == 0;
+    dml_ckpt_entry_t *e = NULL, one;
+    size_t n = 0, i;
+    struct stat sb;
+    char skipped[2048] = "";
+    dml_status_t st = DML_OK;
+    const int nb = dml_opt_nbufs(tr->opt);
+
+    memset(info, 0, sizeof(*info));
+    /* A file names one checkpoint; a directory holds many. Every rank looks
+     * for itself (the directory is shared) and the answers are agreed on. */
+    if (stat(from, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        memset(&one, 0, sizeof(one));
+        snprintf(one.path, sizeof(one.path), "%s", from);
+        e = &one;
+        n = 1;
+    } else if (stat(from, &sb) != 0 && (errno != ENOENT || !dir_may_be_new)) {
+        st = dml_error_set_errno(errno, "%s: cannot resume from it", from);
+    } else {
+        st = dml_ckpt_list(from, &e, &n);
+    }
+    {
+        unsigned long long mine = n, most = 0;
+        st = dml_mpi_agree(tr->comm, st, NULL);
+        MPI_Allreduce(&mine, &most, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, tr->comm);
+        if (st == DML_OK && mine != most)
+            st = dml_error_set(DML_ERR_NOT_FOUND, "%s: this rank sees %llu checkpoints, another "
+                               "%llu: is the directory on a shared file system?", from, mine, most);
+        st = dml_mpi_agree(tr->comm, st, NULL);
+        if (st != DML_OK)
+            goto out;
+    }
+    for (i = 0; i < n; i++) {
+        dml__loaded_t l;
+        dml_io_hdf5_lock();
+        st = dml__load_one(tr, e[i].path, &l);
+        dml_io_hdf5_unlock();
+        st = dml_mpi_agree(tr->comm, st, NULL);
+        if (st != DML_OK) {
+            size_t used = strlen(skipped);
+            if (skip != NULL)
+                skip(arg, dml_error_message());
+            snprintf(skipped + used, sizeof(skipped) - used, "%s%s", used ? "; " : "",
+                     dml_error_message());
+            continue;
+        }
+        /* Loaded and fitting on every rank: make it the state. */
+        memcpy(dml_model_params(tr->m), l.params, dml_model_nparams(tr->m) * sizeof(float));
+        for (int b = 0; b < nb; b++)
+            memcpy(dml_opt_buf(tr->opt, b), l.opt[b], dml_model_nparams(tr->m) * sizeof(float));
+        *dml_opt_steps(tr->opt) = l.opt_steps;
+        tr->step = l.step;
+        tr->epoch = l.epoch;
+        memcpy(tr->ep, l.ep, sizeof(tr->ep));
+        free(tr->history);
+        tr->history = l.history;
+        tr->nhistory = l.nhistory;
+        l.history = NULL;
+        st = dml_loader_set_state(tr->ld, &l.ls);
+        info->world_size = l.world;
+        dml__loaded_free(&l, nb);
+        if (st != DML_OK)
+            goto out;
+        info->resumed = 1;
+        snprintf(info->path, sizeof(info->path), "%s", e[i].path);
+        info->step = tr->step;
+        info->epoch = tr->epoch;
+        goto out;
+    }
+    if (n > 0)
+        st = dml_error_set(DML_ERR_NOT_FOUND, "%s: no checkpoint loads (%s); move them away or "
+                           "train from scratch with --resume=never", from, skipped);
+out:
+    if (e != &one)
+        free(e);
+    return st;
 }

@@ -1,0 +1,772 @@
+/*
+ * ckpt.c: the checkpoint writer and its commit protocol, listing and
+ * verification (see dml_ckpt.h).
+ *
+ * Crash points: DML_CKPT_CRASH=<phase>[@rank] kills the process (SIGKILL, as
+ * a node failure would) at one point of the protocol, so that tests can show
+ * that no crash leaves a partial checkpoint taken for a good one. Phases, in
+ * order: begin (temporary created), put (first array written), closed (all
+ * ranks closed the file, nothing committed), renamed (in place, "latest" not
+ * moved), latest (moved, older ones not yet pruned). Unset, it costs one
+ * getenv per checkpoint.
+ */
+#include "config.h"
+
+#include "dml_ckpt.h"
+#include "dml_h5util.h"
+#include "dml_io.h"
+#include "dml_mpi.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#ifdef HAVE_SLURM
+#include <slurm/slurm.h>
+#endif
+
+struct dml_ckpt_writer {
+    MPI_Comm comm;
+    int rank, size;
+    char dir[4096];
+    char tmp[4096];
+    char final[4096];
+    char name[64];
+    uint64_t step;
+    hid_t file;
+    int puts;
+    dml__h5_quiet_t quiet;
+};
+
+static void dml__crash_point(const dml_ckpt_writer_t *w, const char *phase)
+{
+    const char *env = getenv("DML_CKPT_CRASH"), *at;
+    size_t len;
+
+    if (env == NULL || *env == '\0')
+        return;
+    at = strchr(env, '@');
+    len = at ? (size_t)(at - env) : strlen(env);
+    if (strlen(phase) != len || strncmp(env, phase, len) != 0)
+        return;
+    if (at != NULL && atoi(at + 1) != w->rank)
+        return;
+    raise(SIGKILL);
+}
+
+/* A failed write says why where it can: most often the disk is full or the
+ * process is over its file size limit. */
+static dml_status_t dml__write_failed(const char *path, const char *what)
+{
+    struct statvfs sv;
+    struct rlimit rl;
+    char dir[4096], *slash;
+
+    snprintf(dir, sizeof(dir), "%s", path);
+    slash = strrchr(dir, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof(dir), ".");
+    if (statvfs(dir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < (1u << 20))
+        return dml_error_set(DML_ERR_NO_SPACE, "%s: cannot write %s: no space left on the file "
+                             "system", path, what);
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        return dml_error_set(DML_ERR_NO_SPACE, "%s: cannot write %s (the file size limit is %llu "
+                             "bytes)", path, what, (unsigned long long)rl.rlim_cur);
+    return dml_error_set(DML_ERR_IO, "%s: cannot write %s", path, what);
+}
+
+static int dml__mkdirs(const char *dir)
+{
+    char p[4096], *s;
+
+    snprintf(p, sizeof(p), "%s", dir);
+    for (s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST)
+            return -1;
+        *s = '/';
+    }
+    if (mkdir(p, 0777) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+dml_status_t dml_ckpt_dir_prepare(const char *dir)
+{
+    if (dml__mkdirs(dir) != 0)
+        return dml_error_set_errno(errno, "%s: cannot create the checkpoint directory", dir);
+    /* access() says yes to root everywhere; a read-only mount still says no. */
+    if (access(dir, W_OK | X_OK) != 0)
+        return dml_error_set_errno(errno, "%s: checkpoint directory not writable", dir);
+    return DML_OK;
+}
+
+/* "ckpt-<step>.h5" exactly: *step gets the step. */
+static int dml__ckpt_name(const char *name, uint64_t *step)
+{
+    unsigned long long s;
+    int n = 0;
+
+    if (sscanf(name, "ckpt-%llu.h5%n", &s, &n) != 1 || n == 0 || name[n] != '\0' ||
+        name[5] < '0' || name[5] > '9')
+        return 0;
+    *step = s;
+    return 1;
+}
+
+static int dml__is_tmp(const char *name)
+{
+    uint64_t s;
+    char base[256];
+    const char *t = strstr(name, ".h5.tmp");
+
+    if (t == NULL || (size_t)(t - name) + 3 >= sizeof(base))
+        return 0;
+    memcpy(base, name, (size_t)(t - name) + 3);
+    base[(t - name) + 3] = '\0';
+    return dml__ckpt_name(base, &s);
+}
+
+/* Whether expect bytes (and HDF5's metadata) fit in dir and under the file
+ * size limit. */
+static dml_status_t dml__space_check(const char *dir, uint64_t expect)
+{
+    struct statvfs sv;
+    struct rlimit rl;
+    uint64_t need = expect + expect / 16 + (1u << 20);
+
+    if (statvfs(dir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < need)
+        return dml_error_set(DML_ERR_NO_SPACE, "%s: no space left for a checkpoint (it needs about "
+                             "%.1f MiB, the file system has %.1f MiB free)", dir,
+                             (double)need / 1048576, (double)sv.f_bavail * sv.f_frsize / 1048576);
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        return dml_error_set(DML_ERR_NO_SPACE, "%s: a checkpoint needs about %.1f MiB, over the file "
+                             "size limit of %.1f MiB", dir, (double)need / 1048576,
+                             (double)rl.rlim_cur / 1048576);
+    return DML_OK;
+}
+
+dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint64_t expect_bytes,
+                            dml_ckpt_writer_t **w_out)
+{
+    dml_ckpt_writer_t *w = calloc(1, sizeof(*w));
+    dml_status_t st = DML_OK;
+    hid_t fapl = -1;
+
+    *w_out = NULL;
+    if (w == NULL)
+        return dml_mpi_agree(comm, dml_error_set(DML_ERR_NO_MEMORY, "no memory"), NULL);
+    w->file = -1;
+    w->comm = MPI_COMM_NULL;
+    MPI_Comm_rank(comm, &w->rank);
+    MPI_Comm_size(comm, &w->size);
+    w->step = step;
+    snprintf(w->dir, sizeof(w->dir), "%s", dir);
+    snprintf(w->name, sizeof(w->name), "ckpt-%09llu.h5", (unsigned long long)step);
+    if ((size_t)snprintf(w->final, sizeof(w->final), "%s/%s", dir, w->name) >= sizeof(w->final) ||
+        (size_t)snprintf(w->tmp, sizeof(w->tmp), "%s.tmp", w->final) >= sizeof(w->tmp))
+        st = dml_error_set(DML_ERR_INVALID_ARG, "%s: checkpoint directory name too long", dir);
+
+    if (st == DML_OK && w->rank == 0) {
+        DIR *d;
+        struct dirent *e;
+        if ((st = dml_ckpt_dir_prepare(dir)) != DML_OK) {
+            /* named by dml_ckpt_dir_prepare */
+        } else if ((d = opendir(dir)) != NULL) {
+            /* A crashed writer's temporary is never a checkpoint: clear it
+             * away before it fills the disk. */
+            while ((e = readdir(d)) != NULL)
+                if (dml__is_tmp(e->d_name))
+                    unlinkat(dirfd(d), e->d_name, 0);
+            closedir(d);
+            st = dml__space_check(dir, expect_bytes);
+        }
+    }
+    st = dml_mpi_agree(comm, st, NULL);
+    if (st != DML_OK)
+        goto fail;
+
+    if (MPI_Comm_dup(comm, &w->comm) != MPI_SUCCESS) {
+        st = dml_error_set(DML_ERR_MPI, "MPI_Comm_dup for the checkpoint failed");
+        goto fail;
+    }
+    dml__h5_quiet_begin(&w->quiet);
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_mpio(fapl, w->comm, MPI_INFO_NULL) < 0) {
+        st = dml_error_set(DML_ERR_HDF5, "%s: cannot set up the MPI-IO driver", w->tmp);
+    } else {
+        /* All ranks write the same metadata: let one rank do it for all. */
+        H5Pset_coll_metadata_write(fapl, 1);
+        w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        if (w->file < 0) {
+            st = dml_error_set(DML_ERR_IO, "%s: cannot create the checkpoint file", w->tmp);
+        } else {
+            int32_t version = DML_CKPT_VERSION, world = w->size;
+            int64_t created = (int64_t)time(NULL);
+            /* Collective like every attribute: the same values on every
+             * rank, so rank 0's clock decides the time. */
+            MPI_Bcast(&created, 1, MPI_INT64_T, 0, w->comm);
+            if (dml__h5_attr_write_str(w->file, "format", DML_CKPT_FORMAT) != 0 ||
+                dml__h5_attr_write(w->file, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
+                dml__h5_attr_write(w->file, "step", H5T_NATIVE_UINT64, 1, &w->step) != 0 ||
+                dml__h5_attr_write(w->file, "world_size", H5T_NATIVE_INT32, 1, &world) != 0 ||
+                dml__h5_attr_write(w->file, "created", H5T_NATIVE_INT64, 1, &created) != 0)
+                st = dml__write_failed(w->tmp, "the checkpoint's attributes");
+        }
+    }
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    st = dml_mpi_agree(w->comm, st, NULL);
+    dml__h5_quiet_end(&w->quiet);
+    if (st != DML_OK) {
+        dml_ckpt_abort(w);
+        return st;
+    }
+    dml__crash_point(w, "begin");
+    *w_out = w;
+    return DML_OK;
+fail:
+    if (w->comm != MPI_COMM_NULL)
+        MPI_Comm_free(&w->comm);
+    free(w);
+    return st;
+}
+
+hid_t dml_ckpt_file(const dml_ckpt_writer_t *w) { return w->file; }
+
+/* CRC-32 of the whole array from each rank's slice: crc32_combine joins the
+ * slices' CRCs in rank order without anyone reading the rest. */
+static uint32_t dml__crc_allgather(MPI_Comm comm, int size, uint32_t crc, uint64_t len)
+{
+    uint64_t mine[2] = {crc, len}, *all = malloc(sizeof(uint64_t) * 2 * (size_t)size);
+    uLong c = crc32(0L, Z_NULL, 0);
+    int r;
+
+    if (all == NULL)
+        return 0;
+    MPI_Allgather(mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, comm);
+    for (r = 0; r < size; r++)
+        c = crc32_combine(c, (uLong)all[2 * r], (z_off_t)all[2 * r + 1]);
+    free(all);
+    return (uint32_t)c;
+}
+
+static uLong dml__crc(const void *buf, size_t n)
+{
+    return crc32_z(crc32(0L, Z_NULL, 0), buf, n);
+}
+
+dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid_t type,
+                          const uint64_t dims[2], const void *buf)
+{
+    hsize_t fd[2] = {dims[0], dims[1]}, start[2] = {0, 0}, count[2];
+    int nd = dims[1] ? 2 : 1;
+    size_t esz = H5Tget_size(type), row = esz * (dims[1] ? dims[1] : 1);
+    uint64_t r0 = dims[0] * (uint64_t)w->rank / (uint64_t)w->size;
+    uint64_t r1 = dims[0] * (uint64_t)(w->rank + 1) / (uint64_t)w->size;
+    hid_t space = -1, dset = -1, mspace = -1, dxpl = -1;
+    dml_status_t st = DML_OK;
+    uint32_t crc;
+    static const char none[1];
+
+    /* HDF5 refuses a NULL buffer even where nothing is written. */
+    if (buf == NULL)
+        buf = none;
+    dml__h5_quiet_begin(&w->quiet);
+    space = H5Screate_simple(nd, fd, NULL);
+    if (space >= 0)
+        dset = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (dset < 0)
+        st = dml_error_set(DML_ERR_HDF5, "%s: cannot create dataset '%s'", w->tmp, name);
+    st = dml_mpi_agree(w->comm, st, NULL);
+    if (st != DML_OK)
+        goto out;
+
+    start[0] = r0;
+    count[0] = r1 - r0;
+    count[1] = dims[1];
+    if (count[0] > 0) {
+        mspace = H5Screate_simple(nd, count, NULL);
+        H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
+    } else {
+        H5Sselect_none(space);
+        mspace = H5Scopy(space);
+        H5Sselect_none(mspace);
+    }
+    dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    /* An empty array (no epochs done yet) has no storage to write to. */
+    if (dims[0] > 0 && H5Dwrite(dset, type, mspace, space, dxpl, (const char *)buf + r0 * row) < 0)
+        st = dml__write_failed(w->tmp, name);
+    crc = dml__crc_allgather(w->comm, w->size,
+                             (uint32_t)dml__crc((const char *)buf + r0 * row, (r1 - r0) * row),
+                             (r1 - r0) * row);
+    if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
+        st = dml__write_failed(w->tmp, name);
+    st = dml_mpi_agree(w->comm, st, NULL);
+    if (st == DML_OK && w->puts++ == 0)
+        dml__crash_point(w, "put");
+out:
+    if (dxpl >= 0)
+        H5Pclose(dxpl);
+    if (mspace >= 0)
+        H5Sclose(mspace);
+    if (dset >= 0)
+        H5Dclose(dset);
+    if (space >= 0)
+        H5Sclose(space);
+    dml__h5_quiet_end(&w->quiet);
+    return st;
+}
+
+/* ---- every dataset of a file ----------------------------------------- */
+
+typedef struct {
+    char **names;
+    size_t n, cap;
+} dml__names_t;
+
+static herr_t dml__collect(hid_t g, const char *name, const H5L_info_t *info, void *arg)
+{
+    dml__names_t *l = arg;
+    hid_t o;
+    int is_dset;
+
+    if (info->type != H5L_TYPE_HARD)
+        return 0;
+    o = H5Oopen(g, name, H5P_DEFAULT);
+    if (o < 0)
+        return -1;
+    is_dset = H5Iget_type(o) == H5I_DATASET;
+    H5Oclose(o);
+    if (!is_dset)
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        char **p = realloc(l->names, cap * sizeof(*p));
+        if (p == NULL)
+            return -1;
+        l->names = p;
+        l->cap = cap;
+    }
+    if ((l->names[l->n] = strdup(name)) == NULL)
+        return -1;
+    l->n++;
+    return 0;
+}
+
+static void dml__names_free(dml__names_t *l)
+{
+    size_t i;
+    for (i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+}
+
+/* The stored bytes of a dataset (read as its file type) and their CRC. */
+static int dml__dataset_crc(hid_t dset, uint32_t *crc)
+{
+    hid_t type = H5Dget_type(dset), space = H5Dget_space(dset);
+    hssize_t npts = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    size_t sz = type >= 0 ? H5Tget_size(type) : 0, bytes = (size_t)(npts > 0 ? npts : 0) * sz;
+    void *buf = malloc(bytes ? bytes : 1);
+    int rc = -1;
+
+    if (type >= 0 && npts >= 0 && buf != NULL &&
+        (npts == 0 || H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0)) {
+        *crc = (uint32_t)dml__crc(buf, bytes);
+        rc = 0;
+    }
+    free(buf);
+    if (type >= 0)
+        H5Tclose(type);
+    if (space >= 0)
+        H5Sclose(space);
+    return rc;
+}
+
+/* Gives every dataset written without dml_ckpt_put (small ones, written by
+ * all ranks alike) its checksum, so that verification covers all of them. */
+static dml_status_t dml__seal(dml_ckpt_writer_t *w)
+{
+    dml__names_t l = {NULL, 0, 0};
+    dml_status_t st = DML_OK;
+    size_t i;
+
+    if (H5Lvisit(w->file, H5_INDEX_NAME, H5_ITER_INC, dml__collect, &l) < 0)
+        st = dml_error_set(DML_ERR_HDF5, "%s: cannot list the datasets", w->tmp);
+    for (i = 0; st == DML_OK && i < l.n; i++) {
+        hid_t d = H5Dopen2(w->file, l.names[i], H5P_DEFAULT);
+        uint32_t crc;
+        if (d < 0) {
+            st = dml_error_set(DML_ERR_HDF5, "%s: cannot open dataset '%s'", w->tmp, l.names[i]);
+            break;
+        }
+        if (H5Aexists(d, "crc32") <= 0 &&
+            (dml__dataset_crc(d, &crc) != 0 ||
+             dml__h5_attr_write(d, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0))
+            st = dml__write_failed(w->tmp, l.names[i]);
+        H5Dclose(d);
+    }
+    dml__names_free(&l);
+    return st;
+}
+
+static dml_status_t dml__fsync_dir(const char *dir)
+{
+    return dml__fsync_path(dir);
+}
+
+/* Rank 0's part of the commit, after every rank closed the file. */
+static dml_status_t dml__publish(dml_ckpt_writer_t *w, int keep)
+{
+    char link_tmp[4200], link[4200];
+    dml_ckpt_entry_t *e = NULL;
+    size_t n = 0, i, kept = 0;
+    dml_status_t st;
+
+    if ((st = dml__fsync_path(w->tmp)) != DML_OK)
+        return st;
+    if (rename(w->tmp, w->final) != 0)
+        return dml_error_set_errno(errno, "%s: cannot rename to %s", w->tmp, w->final);
+    dml__crash_point(w, "renamed");
+    if ((st = dml__fsync_dir(w->dir)) != DML_OK)
+        return st;
+
+    /* "latest": a relative symlink, replaced by rename so that readers see
+     * the old or the new one, never none. */
+    snprintf(link_tmp, sizeof(link_tmp), "%s/.latest.tmp", w->dir);
+    snprintf(link, sizeof(link), "%s/latest", w->dir);
+    unlink(link_tmp);
+    if (symlink(w->name, link_tmp) != 0 || rename(link_tmp, link) != 0) {
+        st = dml_error_set_errno(errno, "%s: cannot point at %s", link, w->name);
+        unlink(link_tmp);
+        return st;
+    }
+    if ((st = dml__fsync_dir(w->dir)) != DML_OK)
+        return st;
+    dml__crash_point(w, "latest");
+
+    /* Keep the newest `keep` at or below this step; never this one. A newer
+     * file (a damaged checkpoint the run went back behind) is not counted and
+     * is replaced when the run gets there. */
+    if (keep > 0 && dml_ckpt_list(w->dir, &e, &n) == DML_OK) {
+        for (i = 0; i < n; i++) {
+            if (e[i].step >= w->step)
+                continue;
+            if ((int)kept < keep - 1) {
+                kept++;
+                continue;
+            }
+            unlink(e[i].path);
+        }
+        free(e);
+    }
+    return DML_OK;
+}
+
+dml_status_t dml_ckpt_commit(dml_ckpt_writer_t *w, int keep, char *path_out, size_t len)
+{
+    dml_status_t st;
+
+    dml__h5_quiet_begin(&w->quiet);
+    st = dml__seal(w);
+    st = dml_mpi_agree(w->comm, st, NULL);
+    if (st == DML_OK) {
+        herr_t rc = H5Fclose(w->file);
+        w->file = -1;
+        if (rc < 0)
+            st = dml__write_failed(w->tmp, "the file's metadata");
+    }
+    dml__h5_quiet_end(&w->quiet);
+    if (st == DML_OK)
+        dml__crash_point(w, "closed");
+    st = dml_mpi_agree(w->comm, st, NULL);
+    if (st != DML_OK) {
+        dml_ckpt_abort(w);
+        return st;
+    }
+    if (w->rank == 0) {
+        st = dml__publish(w, keep);
+        if (st != DML_OK)
+            unlink(w->tmp);
+    }
+    st = dml_mpi_agree(w->comm, st, NULL);
+    if (st == DML_OK && path_out != NULL)
+        snprintf(path_out, len, "%s", w->final);
+    MPI_Comm_free(&w->comm);
+    free(w);
+    return st;
+}
+
+void dml_ckpt_abort(dml_ckpt_writer_t *w)
+{
+    if (w == NULL)
+        return;
+    if (w->file >= 0) {
+        dml__h5_quiet_t q;
+        dml__h5_quiet_begin(&q);
+        H5Fclose(w->file);
+        dml__h5_quiet_end(&q);
+    }
+    if (w->comm != MPI_COMM_NULL) {
+        MPI_Barrier(w->comm);
+        if (w->rank == 0)
+            unlink(w->tmp);
+        MPI_Comm_free(&w->comm);
+    }
+    free(w);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static int dml__entry_cmp(const void *a, const void *b)
+{
+    const dml_ckpt_entry_t *x = a, *y = b;
+    return x->step < y->step ? 1 : x->step > y->step ? -1 : 0;
+}
+
+dml_status_t dml_ckpt_list(const char *dir, dml_ckpt_entry_t **entries, size_t *n)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    dml_ckpt_entry_t *e = NULL;
+    size_t cnt = 0, cap = 0;
+
+    *entries = NULL;
+    *n = 0;
+    if (d == NULL)
+        return errno == ENOENT ? DML_OK
+                               : dml_error_set_errno(errno, "%s: cannot read the directory", dir);
+    while ((de = readdir(d)) != NULL) {
+        uint64_t step;
+        struct stat sb;
+        if (!dml__ckpt_name(de->d_name, &step))
+            continue;
+        if (cnt == cap) {
+            dml_ckpt_entry_t *p;
+            cap = cap ? 2 * cap : 16;
+            if ((p = realloc(e, cap * sizeof(*e))) == NULL) {
+                free(e);
+                closedir(d);
+                return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", dir);
+            }
+            e = p;
+        }
+        memset(&e[cnt], 0, sizeof(e[cnt]));
+        e[cnt].step = step;
+        snprintf(e[cnt].path, sizeof(e[cnt].path), "%s/%s", dir, de->d_name);
+        if (stat(e[cnt].path, &sb) == 0) {
+            e[cnt].mtime = (int64_t)sb.st_mtime;
+            e[cnt].bytes = (uint64_t)sb.st_size;
+        }
+        cnt++;
+    }
+    closedir(d);
+    if (cnt > 1)
+        qsort(e, cnt, sizeof(*e), dml__entry_cmp);
+    *entries = e;
+    *n = cnt;
+    return DML_OK;
+}
+
+dml_status_t dml_ckpt_open(const char *path, hid_t *file_out)
+{
+    dml__h5_quiet_t q;
+    char fmt[64] = "";
+    int32_t version = 0;
+    hid_t f;
+    dml_status_t st = DML_OK;
+
+    *file_out = -1;
+    if (access(path, R_OK) != 0)
+        return dml_error_set_errno(errno, "%s", path);
+    dml__h5_quiet_begin(&q);
+    f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        st = dml_error_set(DML_ERR_FORMAT, "%s: not a readable HDF5 file (truncated or damaged)", path);
+    } else if (dml__h5_attr_read_str(f, "format", fmt, sizeof(fmt)) != 0 ||
+               strcmp(fmt, DML_CKPT_FORMAT) != 0) {
+        st = dml_error_set(DML_ERR_FORMAT, "%s: not a slurm-dml checkpoint (format '%s')", path, fmt);
+    } else if (dml__h5_attr_read(f, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
+               version < 1 || version > DML_CKPT_VERSION) {
+        st = dml_error_set(DML_ERR_FORMAT, "%s: checkpoint format version %d; this build reads "
+                           "1 to %d", path, (int)version, DML_CKPT_VERSION);
+    }
+    if (st != DML_OK && f >= 0) {
+        H5Fclose(f);
+        f = -1;
+    }
+    dml__h5_quiet_end(&q);
+    *file_out = f;
+    return st;
+}
+
+dml_status_t dml_ckpt_get(hid_t loc, const char *name, hid_t type, uint64_t n, void *buf)
+{
+    dml__h5_quiet_t q;
+    hid_t d, space = -1;
+    uint32_t want = 0;
+    dml_status_t st = DML_OK;
+    char file[4096] = "?";
+
+    H5Fget_name(loc, file, sizeof(file));
+    dml__h5_quiet_begin(&q);
+    d = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (d < 0) {
+        st = dml_error_set(DML_ERR_FORMAT, "%s: no dataset '%s'", file, name);
+        goto out;
+    }
+    space = H5Dget_space(d);
+    if (space < 0 || (uint64_t)H5Sget_simple_extent_npoints(space) != n) {
+        st = dml_error_set(DML_ERR_FORMAT, "%s: dataset '%s' has %lld elements, expected %llu", file,
+                           name, space < 0 ? -1LL : (long long)H5Sget_simple_extent_npoints(space),
+                           (unsigned long long)n);
+        goto out;
+    }
+    if (H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        st = dml_error_set(DML_ERR_FORMAT, "%s: cannot read dataset '%s' (truncated?)", file, name);
+        goto out;
+    }
+    if (dml__h5_attr_read(d, "crc32", H5T_NATIVE_UINT32, 1, &want) != 0) {
+        st = dml_error_set(DML_ERR_FORMAT, "%s: dataset '%s' has no checksum", file, name);
+        goto out;
+    }
+    if ((uint32_t)dml__crc(buf, n * H5Tget_size(type)) != want)
+        st = dml_error_set(DML_ERR_CHECKSUM, "%s: dataset '%s': checksum mismatch (damaged)", file,
+                           name);
+out:
+    if (space >= 0)
+        H5Sclose(space);
+    if (d >= 0)
+        H5Dclose(d);
+    dml__h5_quiet_end(&q);
+    return st;
+}
+
+dml_status_t dml_ckpt_verify(const char *path)
+{
+    dml__h5_quiet_t q;
+    dml__names_t l = {NULL, 0, 0};
+    dml_status_t st;
+    hid_t f;
+    size_t i;
+
+    if ((st = dml_ckpt_open(path, &f)) != DML_OK)
+        return st;
+    dml__h5_quiet_begin(&q);
+    if (H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, dml__collect, &l) < 0)
+        st = dml_error_set(DML_ERR_FORMAT, "%s: cannot list the datasets (damaged)", path);
+    if (st == DML_OK && l.n == 0)
+        st = dml_error_set(DML_ERR_FORMAT, "%s: holds no arrays", path);
+    for (i = 0; st == DML_OK && i < l.n; i++) {
+        hid_t d = H5Dopen2(f, l.names[i], H5P_DEFAULT);
+        uint32_t want, got;
+        if (d < 0) {
+            st = dml_error_set(DML_ERR_FORMAT, "%s: cannot open dataset '%s'", path, l.names[i]);
+        } else if (dml__h5_attr_read(d, "crc32", H5T_NATIVE_UINT32, 1, &want) != 0) {
+            st = dml_error_set(DML_ERR_FORMAT, "%s: dataset '%s' has no checksum", path, l.names[i]);
+        } else if (dml__dataset_crc(d, &got) != 0) {
+            st = dml_error_set(DML_ERR_FORMAT, "%s: cannot read dataset '%s' (truncated?)", path,
+                               l.names[i]);
+        } else if (got != want) {
+            st = dml_error_set(DML_ERR_CHECKSUM, "%s: dataset '%s': checksum mismatch (stored "
+                               "%08x, computed %08x)", path, l.names[i], want, got);
+        }
+        if (d >= 0)
+            H5Dclose(d);
+    }
+    dml__names_free(&l);
+    H5Fclose(f);
+    dml__h5_quiet_end(&q);
+    return st;
+}
+
+/* ---- signals and the time limit --------------------------------------- */
+
+static volatile sig_atomic_t *dml__flag;
+
+static void dml__on_signal(int sig)
+{
+    if (dml__flag != NULL)
+        *dml__flag = sig;
+}
+
+dml_status_t dml_ckpt_signals_install(const char *list, volatile sig_atomic_t *flag)
+{
+    static const struct {
+        const char *name;
+        int sig;
+    } known[] = {{"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM},
+                 {"INT", SIGINT},   {"HUP", SIGHUP},   {"XCPU", SIGXCPU}};
+    char buf[256], *tok, *save = NULL;
+    int sigs[16], nsig = 0, i;
+
+    if (strcmp(list, "none") == 0 || *list == '\0')
+        return DML_OK;
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        const char *n = strncmp(tok, "SIG", 3) == 0 ? tok + 3 : tok;
+        size_t k;
+        for (k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+            if (strcmp(n, known[k].name) == 0)
+                break;
+        if (k == sizeof(known) / sizeof(known[0]) || nsig == 16)
+            return dml_error_set(DML_ERR_INVALID_ARG, "signal '%s': expected a list of USR1, "
+                                 "USR2, TERM, INT, HUP, XCPU, or none", tok);
+        sigs[nsig++] = known[k].sig;
+    }
+    dml__flag = flag;
+    for (i = 0; i < nsig; i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = dml__on_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        if (sigaction(sigs[i], &sa, NULL) != 0)
+            return dml_error_set_errno(errno, "cannot handle signal %d", sigs[i]);
+    }
+    return DML_OK;
+}
+
+dml_status_t dml_ckpt_slurm_end_time(time_t *end)
+{
+    const char *id = getenv("SLURM_JOB_ID");
+
+    *end = 0;
+    if (id == NULL || *id == '\0')
+        return dml_error_set(DML_ERR_NOT_FOUND, "not in a Slurm job (no SLURM_JOB_ID)");
+#ifdef HAVE_SLURM
+    {
+        char *e;
+        unsigned long jobid = strtoul(id, &e, 10);
+        time_t t = 0;
+        if (*e != '\0' || jobid == 0)
+            return dml_error_set(DML_ERR_INVALID_ARG, "SLURM_JOB_ID '%s': not a job id", id);
+        slurm_init(NULL);
+        if (slurm_get_end_time((uint32_t)jobid, &t) != SLURM_SUCCESS)
+            return dml_error_set(DML_ERR_NOT_FOUND, "job %lu: cannot get its end time from "
+                                 "slurmctld: %s", jobid, slurm_strerror(slurm_get_errno()));
+        /* An unlimited job reports an end time far away: no limit. */
+        *end = t > time(NULL) + 300 * 86400L ? 0 : t;
+        return DML_OK;
+    }
+#else
+    return dml_error_set(DML_ERR_UNSUPPORTED, "built without Slurm: the end time of job %s is "
+                         "unknown", id);
+#endif
+}

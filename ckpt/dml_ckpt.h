@@ -1,0 +1,150 @@
+/*
+ * dml_ckpt.h: coordinated checkpoints in parallel HDF5, and what a training
+ * job needs to know to take them in time (signals, the Slurm end time).
+ *
+ * A checkpoint is one HDF5 file, DIR/ckpt-<step>.h5, written by every rank of
+ * a communicator through the MPI-IO driver. Arrays are stored whole, in their
+ * global shape, each rank writing a slice, so that any number of ranks can
+ * read them back; every dataset carries a CRC-32 of its bytes. What goes into
+ * the file is the caller's (the trainer writes its state, see
+ * docs/formats/checkpoint.md); this library owns the commit protocol:
+ *
+ *   1. every rank writes DIR/ckpt-<step>.h5.tmp collectively;
+ *   2. every rank closes it and reports success (an agreement: one failure
+ *      aborts the checkpoint on all ranks and removes the temporary);
+ *   3. rank 0 fsyncs the file, renames it into place and fsyncs DIR;
+ *   4. rank 0 points DIR/latest at it (a symlink replaced by rename) and
+ *      fsyncs DIR again;
+ *   5. rank 0 deletes the oldest checkpoints beyond the newest `keep`.
+ *
+ * Only a name without ".tmp" is ever taken for a checkpoint, and a file gets
+ * that name only after it is complete and durable, so a crash at any point
+ * leaves the previous checkpoint the newest one. Loading (dml_ckpt_list,
+ * dml_ckpt_verify) needs no MPI: dml-ckpt and batch inference use it alone.
+ */
+#ifndef DML_CKPT_H
+#define DML_CKPT_H
+
+#include "dml_status.h"
+
+#include <hdf5.h>
+#include <mpi.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DML_CKPT_FORMAT "slurm-dml checkpoint"
+#define DML_CKPT_VERSION 1
+
+/* The exit status of a trainer that checkpointed and stopped on request (a
+ * signal or the time limit): "requeue me". EX_TEMPFAIL of sysexits.h. */
+#define DML_CKPT_EXIT_REQUEUE 75
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* Local: creates dir (and its parents) if missing and checks that files can
+ * be made there: call it at start, so that a bad directory is refused before
+ * hours of training rather than at the first checkpoint. */
+dml_status_t dml_ckpt_dir_prepare(const char *dir);
+
+typedef struct dml_ckpt_writer dml_ckpt_writer_t;
+
+/*
+ * Collective: starts checkpoint `step` in dir (created if missing), removing
+ * temporaries that a crashed writer left behind, and creates the temporary
+ * file with the MPI-IO driver. Every rank returns the same status.
+ *
+ * expect_bytes (about what the arrays will take) is checked against the
+ * file system's free space and the file size limit first, and a checkpoint
+ * that cannot fit is refused (DML_ERR_NO_SPACE) before anything is written:
+ * parallel HDF5 cannot reliably close a file after a failed write (its
+ * ranks' error paths part ways and may wait on each other for ever).
+ */
+dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint64_t expect_bytes,
+                            dml_ckpt_writer_t **w_out);
+
+/* The open file (write attributes and groups there, collectively: every rank
+ * the same calls with the same values, as parallel HDF5 requires). */
+hid_t dml_ckpt_file(const dml_ckpt_writer_t *w);
+
+/*
+ * Collective: dataset `name` under loc, of dims[0] (x dims[1], 0 for 1-D)
+ * elements of the native type `type`, from buf, which holds the whole array
+ * on every rank (data-parallel state is replicated). Each rank writes its
+ * share of the rows in one collective write. Every rank returns the same
+ * status; on failure call dml_ckpt_abort.
+ */
+dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid_t type,
+                          const uint64_t dims[2], const void *buf);
+
+/*
+ * Collective: the commit protocol above. Checksums every dataset that has
+ * none yet (those written with plain HDF5 calls), closes, agrees, and on
+ * success renames into place, moves "latest" and keeps the newest `keep`
+ * checkpoints (keep < 1: all). path_out (may be NULL) gets the final path.
+ * Frees w in every case; on failure the temporary is gone and the previous
+ * checkpoints are untouched.
+ */
+dml_status_t dml_ckpt_commit(dml_ckpt_writer_t *w, int keep, char *path_out, size_t len);
+
+/* Collective: abandons the checkpoint (removes the temporary), frees w. */
+void dml_ckpt_abort(dml_ckpt_writer_t *w);
+
+/* ---- finding and checking checkpoints (local, no MPI) -------------------- */
+
+typedef struct {
+    uint64_t step;
+    char path[4096];
+    int64_t mtime;         /* seconds since the epoch */
+    uint64_t bytes;
+} dml_ckpt_entry_t;
+
+/*
+ * The committed checkpoints in dir, newest (highest step) first, in a
+ * malloc'ed array (free it). *n = 0 and DML_OK if there are none or dir does
+ * not exist. Temporaries are not listed.
+ */
+dml_status_t dml_ckpt_list(const char *dir, dml_ckpt_entry_t **entries, size_t *n);
+
+/*
+ * Local: whether the file at path is a complete, sound checkpoint: the
+ * format and version, and every dataset's checksum. DML_OK, or the first
+ * problem (DML_ERR_FORMAT, DML_ERR_CHECKSUM, ...) with a detail naming the
+ * file and the dataset.
+ */
+dml_status_t dml_ckpt_verify(const char *path);
+
+/* Opens a checkpoint read-only (no MPI-IO: every rank reads what it needs)
+ * after checking its format and version. Close with H5Fclose under
+ * dml_io_hdf5_lock if a loader runs. */
+dml_status_t dml_ckpt_open(const char *path, hid_t *file_out);
+
+/* Reads a whole dataset of n elements as the native type `type` into buf and
+ * checks its CRC-32. DML_ERR_FORMAT if its shape is not n elements. */
+dml_status_t dml_ckpt_get(hid_t loc, const char *name, hid_t type, uint64_t n, void *buf);
+
+/* ---- when to checkpoint ------------------------------------------------- */
+
+/*
+ * Installs a handler for each of the signals in the comma-separated list
+ * ("USR1,USR2,TERM", "none" for none) that only sets *flag (to the signal's
+ * number), leaving the work to the next step boundary.
+ */
+dml_status_t dml_ckpt_signals_install(const char *list, volatile sig_atomic_t *flag);
+
+/*
+ * The end time of the Slurm job this process runs in (SLURM_JOB_ID), asked
+ * of slurmctld through libslurm. DML_ERR_NOT_FOUND outside a job,
+ * DML_ERR_UNSUPPORTED if built without Slurm, *end = 0 if it has no limit.
+ */
+dml_status_t dml_ckpt_slurm_end_time(time_t *end);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DML_CKPT_H */

@@ -1,0 +1,121 @@
+#!/bin/bash
+# Training that comes back by itself, on the local Slurm cluster, through
+# jobs/train.sbatch:
+#  (a) scancel --signal=USR1 on a running job -> checkpoint, requeue, resume,
+#      finish;
+#  (b) a job hitting its time limit checkpoints first (dml-train asks
+#      slurmctld for the end time) and, requeued, finishes;
+#  (c) node failure: one node's slurmd and every process of the job on it
+#      killed, the node marked down -> Slurm requeues the job, it resumes on
+#      the two nodes left with fewer ranks and finishes with the accuracy
+#      expected.
+. "$(dirname "$0")/lib.sh"
+cluster_start 3
+
+work=$CLUSTER_DIR/work
+mkdir -p "$work"
+cd "$work"
+export PATH=$abs_top_builddir/io:$abs_top_builddir/trainer:$PATH
+script=$abs_top_srcdir/jobs/train.sbatch
+"$abs_top_builddir/io/dml-data" synth --out "$work/ds" --samples 20000 --shape 64 --classes 4 \
+    --noise 1.0 --seed 3 --dtype float32 --shards 4 >/dev/null
+args=(--train "$work/ds" --test "$work/ds" --model mlp:64-128-4 --batch 32 --lr 0.02 --seed 1
+      --log-every 100)
+
+state_of() { squeue -h -t all -j "$1" -o '%T' 2>/dev/null | head -n 1; }
+# Waits until the job is done, lifting Slurm's requeue delay (BeginTime about
+# two minutes after a requeue) whenever it waits on it.
+wait_done() { # jobid timeout
+    local id=$1 deadline=$((SECONDS + $2)) s r
+    while [ $SECONDS -lt $deadline ]; do
+        s=$(state_of "$id")
+        case $s in
+            COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|PREEMPTED) echo "$s"; return 0 ;;
+            PENDING)
+                r=$(squeue -h -j "$id" -o '%r')
+                [ "$r" != BeginTime ] || scontrol update jobid="$id" StartTime=now >/dev/null 2>&1 || true ;;
+        esac
+        sleep 0.5
+    done
+    fail "job $id not done after $2 s (state $(state_of "$id")): $(cat "dml-train-$id.out" 2>/dev/null)"
+}
+wait_for() { # file pattern timeout
+    local deadline=$((SECONDS + $3))
+    until grep -q -- "$2" "$1" 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || fail "'$2' did not appear in $1: $(cat "$1" 2>/dev/null)"
+        sleep 0.3
+    done
+}
+final_accuracy() { grep -o 'test loss [0-9.]* acc [0-9.]*' "$1" | tail -n 1 | awk '{print $5}'; }
+
+only=${DML_TEST_ONLY:-abc} # for working on one part: DML_TEST_ONLY=c
+
+# ---- (a) a signal: checkpoint, requeue, resume, finish ----------------------
+if [[ $only == *a* ]]; then
+id=$(sbatch --parsable -N2 --ntasks-per-node=1 "$script" "${args[@]}" --epochs 12 \
+    --checkpoint-dir "$work/ck-a" --output "$work/model-a.h5") || fail "sbatch refused train.sbatch"
+out=dml-train-$id.out
+wait_for "$out" "epoch 1 step" 120
+scancel --signal=USR1 "$id"
+state=$(wait_done "$id" 300)
+cat "$out"
+[ "$state" = COMPLETED ] || fail "(a) job $id ended $state"
+grep -q "checkpoint at step [0-9]* (stop requested (signal))" "$out" || fail "(a) no checkpoint on USR1"
+grep -q "requeueing job $id" "$out" || fail "(a) the script did not requeue the job"
+grep -q "job $id start 1 " "$out" || fail "(a) no second start of the job"
+grep -q "resumed from $work/ck-a/ckpt-[0-9]*.h5: .*saved by 2 ranks, now 2" "$out" || fail "(a) no resume"
+grep -q "epoch 12 step" "$out" && [ -s "$work/model-a.h5" ] || fail "(a) training did not finish"
+[ "$(job_field "$id" Restarts)" -ge 1 ] || fail "(a) Slurm counts no restart"
+echo "ok (a): USR1 -> checkpoint -> requeue -> resumed -> finished"
+fi
+
+# ---- (b) the time limit: dml-train stops in time by itself ------------------
+if [[ $only == *b* ]]; then
+# A one-minute job; 50 s of margin leave about 10 s of training per start,
+# and this training needs about 30 s (a larger model).
+id=$(sbatch --parsable -N2 --ntasks-per-node=1 --time=1 "$script" "${args[@]}" --model mlp:64-512-512-4 \
+    --epochs 40 --log-every 0 --time-margin 50 --checkpoint-dir "$work/ck-b" --output "$work/model-b.h5") || fail "sbatch refused"
+out=dml-train-$id.out
+state=$(wait_done "$id" 420)
+cat "$out"
+[ "$state" = COMPLETED ] || fail "(b) job $id ended $state"
+grep -q "job $id ends in [0-9]* s: checkpoint and stop 50 s before" "$out" || fail "(b) the end time was not asked of slurmctld"
+grep -q "checkpoint at step [0-9]* (time limit near)" "$out" || fail "(b) no checkpoint before the time limit"
+grep -q "resumed from $work/ck-b/" "$out" || fail "(b) no resume after the requeue"
+grep -q "epoch 40 step" "$out" && [ -s "$work/model-b.h5" ] || fail "(b) training did not finish"
+! grep -q "DUE TO TIME LIMIT" "$out" || fail "(b) Slurm killed the job at its limit"
+echo "ok (b): time limit near -> checkpoint -> requeue -> resumed -> finished"
+fi
+
+# ---- (c) a node fails mid-training --------------------------------------------
+if [[ $only == *c* ]]; then
+# A node range, and no task count: srun then runs one task per node of
+# whatever the job gets (three now, two after the failure).
+id=$(sbatch --parsable -N2-3 "$script" "${args[@]}" --epochs 10 --log-every 0 \
+    --checkpoint-every 200 --checkpoint-dir "$work/ck-c" --output "$work/model-c.h5") || fail "sbatch refused"
+out=dml-train-$id.out
+wait_for "$out" "checkpoint at step 200" 180
+grep -q "on 3 node(s)" "$out" || fail "(c) the job did not start on 3 nodes: $(cat "$out")"
+# What a dead node looks like: its slurmd gone, and the job's processes on it
+# (the task and its slurmstepd) killed at once.
+victims=""
+for p in $(pgrep -x dml-train); do
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURMD_NODENAME=n3" &&
+        tr '\0' '\n' <"/proc/$p/environ" | grep -qx "SLURM_JOB_ID=$id"; then
+        victims="$victims $p $(ps -o ppid= -p "$p")"
+    fi
+done
+[ -n "$victims" ] || fail "(c) no task of job $id found on n3"
+kill -9 "$(cat "$CLUSTER_DIR/run/n3.pid")" $victims 2>/dev/null || true
+scontrol update nodename=n3 state=down reason="test: node failure"
+state=$(wait_done "$id" 420)
+cat "$out"
+[ "$state" = COMPLETED ] || fail "(c) job $id ended $state"
+grep -q "job $id start 1 on 2 node(s)" "$out" || fail "(c) the job did not restart on the 2 nodes left"
+grep -q "resumed from $work/ck-c/ckpt-[0-9]*.h5: .*saved by 3 ranks, now 2" "$out" || fail "(c) no 3 -> 2 resume"
+acc=$(final_accuracy "$out")
+awk -v a="$acc" 'BEGIN { exit !(a >= 0.80) }' || fail "(c) final test accuracy $acc, expected >= 0.80"
+[ -s "$work/model-c.h5" ] || fail "(c) no model written"
+echo "ok (c): node n3 failed -> requeued -> resumed on 2 nodes -> test accuracy $acc"
+fi
+echo PASS
