@@ -1,0 +1,105 @@
+/*
+ * ckpt_bench: checkpoint write bandwidth against a raw write of the same
+ * bytes to the same file system, in one run (MPI; every rank holds the whole
+ * state, as in data-parallel training).
+ *
+ *   mpirun -np R ckpt_bench DIR MIB REPEATS
+ *
+ * For each repeat, alternating: (1) dml_ckpt_begin/put/commit of one float
+ * array of MIB MiB (each rank writes its slice, collective, CRC, fsync,
+ * rename, "latest"); (2) rank r pwrite()s the same slice of one raw file,
+ * then fsync, the raw reference. Prints one line per repeat with both times
+ * (seconds) on rank 0; run-ckpt-bench turns them into the table.
+ */
+#include "config.h"
+
+#include "dml_ckpt.h"
+
+#include <fcntl.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+    int rank, size, provided, r, reps;
+    uint64_t n, dims[2] = {0, 0};
+    float *buf;
+    char raw[4096];
+    const char *dir;
+
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (argc != 4) {
+        if (rank == 0)
+            fprintf(stderr, "usage: ckpt_bench DIR MIB REPEATS\n");
+        MPI_Finalize();
+        return 2;
+    }
+    dir = argv[1];
+    n = (uint64_t)atol(argv[2]) * 1048576 / sizeof(float);
+    reps = atoi(argv[3]);
+    buf = malloc(n * sizeof(float));
+    if (buf == NULL)
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    for (uint64_t i = 0; i < n; i++)
+        buf[i] = (float)(i % 9973) * 0.001f;
+    dims[0] = n;
+    if (rank == 0 && dml_ckpt_dir_prepare(dir) != DML_OK) {
+        fprintf(stderr, "ckpt_bench: %s\n", dml_error_message());
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    snprintf(raw, sizeof(raw), "%s/raw.bin", dir);
+
+    for (r = 0; r < reps; r++) {
+        dml_ckpt_writer_t *w;
+        double t0, t_ckpt, t_raw;
+        uint64_t lo = n * (uint64_t)rank / (uint64_t)size, hi = n * (uint64_t)(rank + 1) / (uint64_t)size;
+        int fd;
+
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = now();
+        if (dml_ckpt_begin(MPI_COMM_WORLD, dir, (uint64_t)r + 1, n * sizeof(float), &w) != DML_OK ||
+            dml_ckpt_put(w, dml_ckpt_file(w), "state", H5T_NATIVE_FLOAT, dims, buf) != DML_OK ||
+            dml_ckpt_commit(w, 1, NULL, 0) != DML_OK) {
+            if (rank == 0)
+                fprintf(stderr, "ckpt_bench: %s\n", dml_error_message());
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        MPI_Barrier(MPI_COMM_WORLD);
+        t_ckpt = now() - t0;
+
+        /* The raw reference: same bytes, same file system, same ranks,
+         * made durable the same way (fsync). */
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = now();
+        fd = open(raw, O_WRONLY | O_CREAT, 0644);
+        if (fd < 0 || pwrite(fd, (char *)buf + lo * sizeof(float), (hi - lo) * sizeof(float),
+                             (off_t)(lo * sizeof(float))) != (ssize_t)((hi - lo) * sizeof(float)) ||
+            fsync(fd) != 0)
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        close(fd);
+        MPI_Barrier(MPI_COMM_WORLD);
+        t_raw = now() - t0;
+        if (rank == 0) {
+            unlink(raw);
+            printf("%d %.6f %.6f\n", r, t_ckpt, t_raw);
+            fflush(stdout);
+        }
+        MPI_Barrier(MPI_COMM_WORLD);
+    }
+    free(buf);
+    MPI_Finalize();
+    return 0;
+}
