@@ -24,16 +24,25 @@ args=(--train "$work/ds" --test "$work/ds" --model mlp:64-128-4 --batch 32 --lr 
 
 state_of() { squeue -h -t all -j "$1" -o '%T' 2>/dev/null | head -n 1; }
 # Waits until the job is done, lifting Slurm's requeue delay (BeginTime about
-# two minutes after a requeue) whenever it waits on it.
+# two minutes after a requeue) whenever it waits on it. Not at once: slurmd
+# revokes the old run's credential, and a restart in the same second is
+# refused ("Job credential revoked"), which the delay normally prevents.
 wait_done() { # jobid timeout
-    local id=$1 deadline=$((SECONDS + $2)) s r
+    local id=$1 deadline=$((SECONDS + $2)) s r since=""
     while [ $SECONDS -lt $deadline ]; do
         s=$(state_of "$id")
         case $s in
             COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|PREEMPTED) echo "$s"; return 0 ;;
             PENDING)
                 r=$(squeue -h -j "$id" -o '%r')
-                [ "$r" != BeginTime ] || scontrol update jobid="$id" StartTime=now >/dev/null 2>&1 || true ;;
+                if [ "$r" = BeginTime ]; then
+                    [ -n "$since" ] || since=$SECONDS
+                    if [ $((SECONDS - since)) -ge 3 ]; then
+                        scontrol update jobid="$id" StartTime=now >/dev/null 2>&1 || true
+                        since=""
+                    fi
+                fi ;;
+            *) since="" ;;
         esac
         sleep 0.5
     done
