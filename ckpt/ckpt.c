@@ -426,11 +426,6 @@ static dml_status_t dml__seal(dml_ckpt_writer_t *w)
     return st;
 }
 
-static dml_status_t dml__fsync_dir(const char *dir)
-{
-    return dml__fsync_path(dir);
-}
-
 /* Rank 0's part of the commit, after every rank closed the file. */
 static dml_status_t dml__publish(dml_ckpt_writer_t *w, int keep)
 {
@@ -444,7 +439,7 @@ static dml_status_t dml__publish(dml_ckpt_writer_t *w, int keep)
     if (rename(w->tmp, w->final) != 0)
         return dml_error_set_errno(errno, "%s: cannot rename to %s", w->tmp, w->final);
     dml__crash_point(w, "renamed");
-    if ((st = dml__fsync_dir(w->dir)) != DML_OK)
+    if ((st = dml__fsync_path(w->dir)) != DML_OK)
         return st;
 
     /* "latest": a relative symlink, replaced by rename so that readers see
@@ -457,7 +452,7 @@ static dml_status_t dml__publish(dml_ckpt_writer_t *w, int keep)
         unlink(link_tmp);
         return st;
     }
-    if ((st = dml__fsync_dir(w->dir)) != DML_OK)
+    if ((st = dml__fsync_path(w->dir)) != DML_OK)
         return st;
     dml__crash_point(w, "latest");
 

@@ -251,6 +251,18 @@ static void report(void *arg, const dml_progress_t *p)
     }
 }
 
+/* An agreed failure before training: rank 0 prints it, every rank leaves. */
+static int fail_before_training(dml_trainer_t *tr)
+{
+    if (g_rank == 0)
+        dml_error("%s", dml_error_message());
+    dml_trainer_free(tr);
+    if (g_metrics)
+        fclose(g_metrics);
+    MPI_Finalize();
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -415,15 +427,8 @@ int main(int argc, char **argv)
     if (st == DML_OK && metrics != NULL && g_rank == 0 && (g_metrics = fopen(metrics, "w")) == NULL)
         st = dml_error_set_errno(errno, "%s: cannot open the metrics file", metrics);
     st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL);
-    if (st != DML_OK) {
-        if (g_rank == 0)
-            dml_error("%s", dml_error_message());
-        dml_trainer_free(tr);
-        if (g_metrics)
-            fclose(g_metrics);
-        MPI_Finalize();
-        return 1;
-    }
+    if (st != DML_OK)
+        return fail_before_training(tr);
     if (g_rank == 0 && getenv("SLURM_JOB_ID") != NULL)
         dml_info("Slurm job %s%s%s, restart %s, nodes %s", getenv("SLURM_JOB_ID"),
                  getenv("SLURM_ARRAY_TASK_ID") ? " array task " : "",
@@ -449,15 +454,8 @@ int main(int argc, char **argv)
     if (strcmp(resume, "never") != 0 && (cfg.ckpt_dir != NULL || strcmp(resume, "auto") != 0)) {
         st = dml_trainer_resume(tr, strcmp(resume, "auto") == 0 ? cfg.ckpt_dir : resume, skipped,
                                 NULL, &ri);
-        if (st != DML_OK) {
-            if (g_rank == 0)
-                dml_error("%s", dml_error_message());
-            dml_trainer_free(tr);
-            if (g_metrics)
-                fclose(g_metrics);
-            MPI_Finalize();
-            return 1;
-        }
+        if (st != DML_OK)
+            return fail_before_training(tr);
         if (g_rank == 0 && ri.resumed)
             dml_info("resumed from %s: step %llu, epoch %llu, saved by %d rank%s, now %d",
                      ri.path, (unsigned long long)ri.step, (unsigned long long)ri.epoch,
