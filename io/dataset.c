@@ -146,18 +146,8 @@ static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path
     ds->shard_start = calloc(ds->shards + 1, sizeof(uint64_t));
     ds->shard_crc = calloc(ds->shards, sizeof(uint32_t));
     ds->schema.class_names = calloc(u32, DML_DATASET_NAME_MAX);
-    st->features = nf;
-    st->mean = calloc(nf, sizeof(double));
-    st->std = calloc(nf, sizeof(double));
-    st->min = calloc(nf, sizeof(double));
-    st->max = calloc(nf, sizeof(double));
-    st->hist_lo = calloc(nf, sizeof(double));
-    st->hist_hi = calloc(nf, sizeof(double));
-    st->hist = calloc(nf * DML_DATASET_HIST_BINS, sizeof(uint64_t));
-    st->label_counts = calloc(u32, sizeof(uint64_t));
     if (!ds->source || !ds->shard_names || !ds->shard_samples || !ds->shard_start ||
-        !ds->shard_crc || !ds->schema.class_names || !st->mean || !st->std || !st->min ||
-        !st->max || !st->hist_lo || !st->hist_hi || !st->hist || !st->label_counts)
+        !ds->shard_crc || !ds->schema.class_names)
         return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for the index", path);
 
     strtype = H5Tcopy(H5T_C_S1);
@@ -190,20 +180,12 @@ static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path
         goto out;
     }
 
-    status = dml_error_set(DML_ERR_FORMAT, "%s: statistics (group stats) missing or not of %llu "
-                           "features", path, (unsigned long long)nf);
     g = H5Gopen2(f, "stats", H5P_DEFAULT);
-    if (g < 0 || dml__h5_read(g, "mean", H5T_NATIVE_DOUBLE, nf, 0, st->mean) != 0 ||
-        dml__h5_read(g, "std", H5T_NATIVE_DOUBLE, nf, 0, st->std) != 0 ||
-        dml__h5_read(g, "min", H5T_NATIVE_DOUBLE, nf, 0, st->min) != 0 ||
-        dml__h5_read(g, "max", H5T_NATIVE_DOUBLE, nf, 0, st->max) != 0 ||
-        dml__h5_read(g, "hist_lo", H5T_NATIVE_DOUBLE, nf, 0, st->hist_lo) != 0 ||
-        dml__h5_read(g, "hist_hi", H5T_NATIVE_DOUBLE, nf, 0, st->hist_hi) != 0 ||
-        dml__h5_read(g, "hist", H5T_NATIVE_UINT64, nf, DML_DATASET_HIST_BINS, st->hist) != 0 ||
-        dml__h5_read(g, "label_counts", H5T_NATIVE_UINT64, u32, 0, st->label_counts) != 0 ||
-        dml__h5_attr_read(g, "global_mean", H5T_NATIVE_DOUBLE, 1, &st->global_mean) != 0 ||
-        dml__h5_attr_read(g, "global_std", H5T_NATIVE_DOUBLE, 1, &st->global_std) != 0)
+    if (g < 0 || dml_stats_read_h5(g, nf, u32, st) != DML_OK) {
+        status = dml_error_set(DML_ERR_FORMAT, "%s: statistics (group stats) missing or not of "
+                               "%llu features", path, (unsigned long long)nf);
         goto out;
+    }
     {
         char expect[17];
         dml__content_hash(&ds->schema, ds->shards, ds->shard_samples, ds->shard_crc, expect);

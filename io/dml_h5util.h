@@ -47,6 +47,11 @@ int dml__h5_read_named_rows(hid_t file, const char *name, hid_t mtype, uint64_t 
 /* "dir/name" in a malloc'ed string, or NULL. */
 char *dml__path_join(const char *dir, const char *name);
 
+/* FNV-1a, 64 bits, of n bytes, continuing from h (start with
+ * DML_FNV1A_INIT): the content hashes of datasets and models. */
+#define DML_FNV1A_INIT 0xcbf29ce484222325ULL
+uint64_t dml__fnv1a(uint64_t h, const void *p, size_t n);
+
 /* fsync of a file or directory by path; errno-style status with detail. */
 dml_status_t dml__fsync_path(const char *path);
 

@@ -74,6 +74,13 @@ dml_status_t dml_stats_write_h5(int64_t group, const dml_stats_t *st, uint32_t n
 /* The histogram bin of value v for feature f (values outside clamp). */
 int dml_stats_bin(const dml_stats_t *st, uint64_t f, double v);
 
+/* Reads what dml_stats_write_h5 wrote (a model file's or an index's "stats"
+ * group) into st, allocating its arrays; DML_ERR_FORMAT if anything is
+ * missing or of other sizes. Free with dml_stats_free. */
+dml_status_t dml_stats_read_h5(int64_t group, uint64_t features, uint32_t num_classes,
+                               dml_stats_t *st);
+void dml_stats_free(dml_stats_t *st);
+
 typedef struct dml_dataset dml_dataset_t;
 
 /*
@@ -110,6 +117,26 @@ typedef void (*dml_problem_cb_t)(void *arg, dml_status_t status, const char *pro
  */
 dml_status_t dml_dataset_validate(const dml_dataset_t *ds, uint32_t first, uint32_t count,
                                   dml_problem_cb_t cb, void *arg, uint64_t *problems);
+
+/* ---- reading a range of samples ----------------------------------------
+ *
+ * For batch inference: samples [first, first + n) in the dataset's order
+ * (shard after shard), read with serial HDF5, no MPI: every task and rank
+ * reads only its slice. Shards are opened when first touched and checked
+ * against the index then (not their checksums: dml_dataset_validate).
+ */
+typedef struct dml_dataset_reader dml_dataset_reader_t;
+
+dml_status_t dml_dataset_reader_open(const dml_dataset_t *ds, dml_dataset_reader_t **r_out);
+void dml_dataset_reader_close(dml_dataset_reader_t *r);
+
+/* Features as stored (n * features elements of the schema's dtype) into x,
+ * labels into y, ids into id; any of them may be NULL. */
+dml_status_t dml_dataset_reader_read(dml_dataset_reader_t *r, uint64_t first, uint64_t n, void *x,
+                                     int32_t *y, uint64_t *id);
+
+/* The shard holding sample `sample` (0-based, in dataset order). */
+uint32_t dml_dataset_shard_of(const dml_dataset_t *ds, uint64_t sample);
 
 /* ---- writing ---------------------------------------------------------- */
 

@@ -253,7 +253,7 @@ int dml__rmtree(const char *path)
     return nftw(path, dml__rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static uint64_t dml__fnv(uint64_t h, const void *p, size_t n)
+uint64_t dml__fnv1a(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *b = p;
     size_t i;
@@ -268,23 +268,23 @@ static uint64_t dml__fnv(uint64_t h, const void *p, size_t n)
 void dml__content_hash(const dml_schema_t *s, uint32_t shards, const uint64_t *samples,
                        const uint32_t *crc, char out[17])
 {
-    uint64_t h = 0xcbf29ce484222325ULL, v;
+    uint64_t h = DML_FNV1A_INIT, v;
     uint32_t i;
     int d;
 
-    h = dml__fnv(h, DML_DATASET_FORMAT, strlen(DML_DATASET_FORMAT));
+    h = dml__fnv1a(h, DML_DATASET_FORMAT, strlen(DML_DATASET_FORMAT));
     v = DML_DATASET_VERSION;
-    h = dml__fnv(h, &v, sizeof(v));
+    h = dml__fnv1a(h, &v, sizeof(v));
     v = (uint64_t)s->dtype;
-    h = dml__fnv(h, &v, sizeof(v));
+    h = dml__fnv1a(h, &v, sizeof(v));
     for (d = 0; d < s->rank; d++)
-        h = dml__fnv(h, &s->shape[d], sizeof(s->shape[d]));
+        h = dml__fnv1a(h, &s->shape[d], sizeof(s->shape[d]));
     v = s->num_classes;
-    h = dml__fnv(h, &v, sizeof(v));
+    h = dml__fnv1a(h, &v, sizeof(v));
     for (i = 0; i < shards; i++) {
-        h = dml__fnv(h, &samples[i], sizeof(samples[i]));
+        h = dml__fnv1a(h, &samples[i], sizeof(samples[i]));
         v = crc[i];
-        h = dml__fnv(h, &v, sizeof(v));
+        h = dml__fnv1a(h, &v, sizeof(v));
     }
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }

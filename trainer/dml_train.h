@@ -83,6 +83,37 @@ dml_status_t dml_model_eval(dml_model_t *m, const float *x, const int32_t *y, in
 
 void dml_model_zero_grads(dml_model_t *m);
 
+/* ---- trained models --------------------------------------------------- */
+
+/* What a model file says about its model (docs/formats/model.md). */
+typedef struct {
+    char path[4096];             /* the file loaded */
+    int checkpoint;              /* it was a checkpoint (its "model" group) */
+    dml_model_spec_t spec;
+    char spec_text[256];
+    char dataset[1024];          /* the training data, and its content hash */
+    char dataset_hash[17];
+    char normalisation[16];      /* "global": (x - mean) / std of stats */
+    int32_t feature_rank;
+    uint64_t features;           /* inputs: spec.dims[0] */
+    uint32_t num_classes;
+    char (*class_names)[DML_DATASET_NAME_MAX];
+    dml_stats_t stats;           /* the training data's statistics */
+    uint64_t steps, epochs;
+    char hash[17];               /* of spec and weights: the model's identity */
+} dml_model_info_t;
+
+/*
+ * Local: loads a model for inference from a model file, a checkpoint, or a
+ * checkpoint directory (its newest checkpoint that verifies). Checks the
+ * format, the weights' shape and CRC-32 and that they are finite. max_batch
+ * sizes the activation buffers. Free with dml_model_free and
+ * dml_model_info_free.
+ */
+dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out,
+                            dml_model_info_t *info);
+void dml_model_info_free(dml_model_info_t *info);
+
 /* ---- optimisers ------------------------------------------------------- */
 
 typedef enum { DML_OPT_SGD = 0, DML_OPT_ADAMW } dml_opt_type_t;

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 struct dml_trainer {
     MPI_Comm comm;
@@ -461,6 +462,19 @@ static dml_status_t dml__write_model(dml_trainer_t *tr, const char *path)
     if (str < 0 || H5Tset_size(str, DML_DATASET_NAME_MAX) < 0 || dml__model_meta(tr, f) != 0 ||
         dml__h5_write(f, "weights", H5T_NATIVE_FLOAT, dims, dml_model_params(tr->m)) != 0)
         goto fail;
+    /* The weights' CRC-32, as a checkpoint's weights carry it: a model file
+     * damaged on disk is named as such when loaded (dml_model_load). */
+    {
+        uint32_t crc = (uint32_t)crc32_z(crc32(0L, Z_NULL, 0),
+                                         (const Bytef *)dml_model_params(tr->m),
+                                         dml_model_nparams(tr->m) * sizeof(float));
+        hid_t d = H5Dopen2(f, "weights", H5P_DEFAULT);
+        int rc = d < 0 ? -1 : dml__h5_attr_write(d, "crc32", H5T_NATIVE_UINT32, 1, &crc);
+        if (d >= 0)
+            H5Dclose(d);
+        if (rc != 0)
+            goto fail;
+    }
     dims[0] = s->num_classes;
     if (dml__h5_write(f, "class_names", str, dims, s->class_names) != 0)
         goto fail;

@@ -46,12 +46,22 @@ wait_done() { # jobid timeout
         esac
         sleep 0.5
     done
-    fail "job $id not done after $2 s (state $(state_of "$id")): $(cat "dml-train-$id.out" 2>/dev/null)"
+    fail_job "job $id not done after $2 s (state $(state_of "$id"), reason $(squeue -h -j "$id" -o '%r' 2>&1))"
+}
+# CI shows the start of a failing test's log: the cause first, then the end of
+# the job's output (the daemons' logs follow from lib.sh).
+fail_job() { # message; $out is the job's output file
+    echo "FAIL: $1" >&2
+    if [ -n "${out:-}" ]; then
+        echo "---- $out, last 40 lines ----" >&2
+        tail -n 40 "$out" >&2 || true
+    fi
+    exit 1
 }
 wait_for() { # file pattern timeout
     local deadline=$((SECONDS + $3))
     until grep -q -- "$2" "$1" 2>/dev/null; do
-        [ $SECONDS -lt $deadline ] || fail "'$2' did not appear in $1: $(cat "$1" 2>/dev/null)"
+        [ $SECONDS -lt $deadline ] || fail_job "'$2' did not appear in $1 in $3 s"
         sleep 0.3
     done
 }
@@ -67,14 +77,13 @@ out=dml-train-$id.out
 wait_for "$out" "epoch 1 step" 120
 scancel --signal=USR1 "$id"
 state=$(wait_done "$id" 300)
-cat "$out"
-[ "$state" = COMPLETED ] || fail "(a) job $id ended $state"
-grep -q "checkpoint at step [0-9]* (stop requested (signal))" "$out" || fail "(a) no checkpoint on USR1"
-grep -q "requeueing job $id" "$out" || fail "(a) the script did not requeue the job"
-grep -q "job $id start 1 " "$out" || fail "(a) no second start of the job"
-grep -q "resumed from $work/ck-a/ckpt-[0-9]*.h5: .*saved by 2 ranks, now 2" "$out" || fail "(a) no resume"
-grep -q "epoch 12 step" "$out" && [ -s "$work/model-a.h5" ] || fail "(a) training did not finish"
-[ "$(job_field "$id" Restarts)" -ge 1 ] || fail "(a) Slurm counts no restart"
+[ "$state" = COMPLETED ] || fail_job "(a) job $id ended $state"
+grep -q "checkpoint at step [0-9]* (stop requested (signal))" "$out" || fail_job "(a) no checkpoint on USR1"
+grep -q "requeueing job $id" "$out" || fail_job "(a) the script did not requeue the job"
+grep -q "job $id start 1 " "$out" || fail_job "(a) no second start of the job"
+grep -q "resumed from $work/ck-a/ckpt-[0-9]*.h5: .*saved by 2 ranks, now 2" "$out" || fail_job "(a) no resume"
+grep -q "epoch 12 step" "$out" && [ -s "$work/model-a.h5" ] || fail_job "(a) training did not finish"
+[ "$(job_field "$id" Restarts)" -ge 1 ] || fail_job "(a) Slurm counts no restart"
 echo "ok (a): USR1 -> checkpoint -> requeue -> resumed -> finished"
 fi
 
@@ -86,13 +95,12 @@ id=$(sbatch --parsable -N2 --ntasks-per-node=1 --time=1 "$script" "${args[@]}" -
     --epochs 40 --log-every 0 --time-margin 50 --checkpoint-dir "$work/ck-b" --output "$work/model-b.h5") || fail "sbatch refused"
 out=dml-train-$id.out
 state=$(wait_done "$id" 420)
-cat "$out"
-[ "$state" = COMPLETED ] || fail "(b) job $id ended $state"
-grep -q "job $id ends in [0-9]* s: checkpoint and stop 50 s before" "$out" || fail "(b) the end time was not asked of slurmctld"
-grep -q "checkpoint at step [0-9]* (time limit near)" "$out" || fail "(b) no checkpoint before the time limit"
-grep -q "resumed from $work/ck-b/" "$out" || fail "(b) no resume after the requeue"
-grep -q "epoch 40 step" "$out" && [ -s "$work/model-b.h5" ] || fail "(b) training did not finish"
-! grep -q "DUE TO TIME LIMIT" "$out" || fail "(b) Slurm killed the job at its limit"
+[ "$state" = COMPLETED ] || fail_job "(b) job $id ended $state"
+grep -q "job $id ends in [0-9]* s: checkpoint and stop 50 s before" "$out" || fail_job "(b) the end time was not asked of slurmctld"
+grep -q "checkpoint at step [0-9]* (time limit near)" "$out" || fail_job "(b) no checkpoint before the time limit"
+grep -q "resumed from $work/ck-b/" "$out" || fail_job "(b) no resume after the requeue"
+grep -q "epoch 40 step" "$out" && [ -s "$work/model-b.h5" ] || fail_job "(b) training did not finish"
+! grep -q "DUE TO TIME LIMIT" "$out" || fail_job "(b) Slurm killed the job at its limit"
 echo "ok (b): time limit near -> checkpoint -> requeue -> resumed -> finished"
 fi
 
@@ -104,27 +112,21 @@ id=$(sbatch --parsable -N2-3 "$script" "${args[@]}" --epochs 10 --log-every 0 \
     --checkpoint-every 200 --checkpoint-dir "$work/ck-c" --output "$work/model-c.h5") || fail "sbatch refused"
 out=dml-train-$id.out
 wait_for "$out" "checkpoint at step 200" 180
-grep -q "on 3 node(s)" "$out" || fail "(c) the job did not start on 3 nodes: $(cat "$out")"
+grep -q "on 3 node(s)" "$out" || fail_job "(c) the job did not start on 3 nodes"
 # What a dead node looks like: its slurmd gone, and the job's processes on it
-# (the task and its slurmstepd) killed at once.
-victims=""
-for p in $(pgrep -x dml-train); do
-    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURMD_NODENAME=n3" &&
-        tr '\0' '\n' <"/proc/$p/environ" | grep -qx "SLURM_JOB_ID=$id"; then
-        victims="$victims $p $(ps -o ppid= -p "$p")"
-    fi
-done
-[ -n "$victims" ] || fail "(c) no task of job $id found on n3"
-kill -9 "$(cat "$CLUSTER_DIR/run/n3.pid")" $victims 2>/dev/null || true
-scontrol update nodename=n3 state=down reason="test: node failure"
+# (the task and its slurmstepd) killed at once; then marked down.
+"$DML_CLUSTER" fail-node --dir "$CLUSTER_DIR" n3 >fail-node.out || fail_job "(c) dml-cluster fail-node failed"
+grep -q "node n3 failed: slurmd and [1-9][0-9]* job processes killed" fail-node.out ||
+    fail_job "(c) no task of job $id was killed on n3: $(cat fail-node.out)"
 state=$(wait_done "$id" 420)
-cat "$out"
-[ "$state" = COMPLETED ] || fail "(c) job $id ended $state"
-grep -q "job $id start 1 on 2 node(s)" "$out" || fail "(c) the job did not restart on the 2 nodes left"
-grep -q "resumed from $work/ck-c/ckpt-[0-9]*.h5: .*saved by 3 ranks, now 2" "$out" || fail "(c) no 3 -> 2 resume"
+[ "$state" = COMPLETED ] || fail_job "(c) job $id ended $state"
+grep -q "job $id start 1 on 2 node(s)" "$out" || fail_job "(c) the job did not restart on the 2 nodes left"
+grep -q "resumed from $work/ck-c/ckpt-[0-9]*.h5: .*saved by 3 ranks, now 2" "$out" || fail_job "(c) no 3 -> 2 resume"
 acc=$(final_accuracy "$out")
-awk -v a="$acc" 'BEGIN { exit !(a >= 0.80) }' || fail "(c) final test accuracy $acc, expected >= 0.80"
-[ -s "$work/model-c.h5" ] || fail "(c) no model written"
+awk -v a="$acc" 'BEGIN { exit !(a >= 0.80) }' || fail_job "(c) final test accuracy $acc, expected >= 0.80"
+[ -s "$work/model-c.h5" ] || fail_job "(c) no model written"
 echo "ok (c): node n3 failed -> requeued -> resumed on 2 nodes -> test accuracy $acc"
+"$DML_CLUSTER" revive-node --dir "$CLUSTER_DIR" n3 >revive.out 2>&1 || fail "(c) revive-node failed: $(cat revive.out)"
+grep -qx "dml-cluster: node n3 back: idle" revive.out || fail "(c) n3 not idle after revive-node: $(cat revive.out)"
 fi
 echo PASS

@@ -1,0 +1,33 @@
+"""PyTorch CPU inference of the same MLP, the comparison for dml-infer:
+forward (Linear+ReLU ... Linear, softmax, top-k) at the same batch on
+in-memory inputs, with the weights of the model file. Prints samples/s.
+
+    python3 infer_torch.py THREADS BATCH SECONDS DIM0 DIM1 ... DIMn
+"""
+import sys
+import time
+
+import torch
+
+threads, batch, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+dims = [int(d) for d in sys.argv[4:]]
+torch.set_num_threads(threads)
+layers = []
+for i in range(len(dims) - 1):
+    layers.append(torch.nn.Linear(dims[i], dims[i + 1]))
+    if i < len(dims) - 2:
+        layers.append(torch.nn.ReLU())
+model = torch.nn.Sequential(*layers).eval()
+x = torch.rand(batch, dims[0])
+with torch.inference_mode():
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 0.3:
+        torch.topk(torch.softmax(model(x), dim=1), 3)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        torch.topk(torch.softmax(model(x), dim=1), 3)
+        n += 1
+        t = time.perf_counter() - t0
+        if t >= secs:
+            break
+print("%.1f" % (n * batch / t))

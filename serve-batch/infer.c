@@ -1,0 +1,543 @@
+/*
+ * infer.c: one array task's part of a batch-inference run (dml_infer_run)
+ * and the manifest that pins what the run is.
+ */
+#include "config.h"
+
+#include "dml_h5util.h"
+#include "dml_infer.h"
+#include "dml_io.h"
+#include "dml_mpi.h"
+#include "dml_train.h"
+#include "infer_private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+void dml_infer_config_init(dml_infer_config_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->tasks = 1;
+    c->batch = 1024;
+    c->topk = 3;
+    c->verify = 1;
+    c->drift_every = 4;
+}
+
+void dml_infer_slice(uint64_t n, uint32_t tasks, uint32_t task, uint64_t *first, uint64_t *count)
+{
+    /* Even split, the remainder spread over the first parts; 128-bit
+     * arithmetic keeps n * task from overflowing. */
+    uint64_t a = (uint64_t)((unsigned __int128)n * task / tasks);
+    uint64_t b = (uint64_t)((unsigned __int128)n * (task + 1) / tasks);
+    *first = a;
+    *count = b - a;
+}
+
+double dml__infer_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- the manifest --------------------------------------------------------- */
+
+static void dml__manifest_format(const dml_infer_manifest_t *m, char *buf, size_t len)
+{
+    snprintf(buf, len,
+             "format slurm-dml inference run\nversion %d\nmodel %s\nmodel_hash %s\ninput %s\n"
+             "input_hash %s\ntasks %u\nsamples %llu\ntopk %d\n",
+             DML_INFER_VERSION, m->model_path, m->model_hash, m->input_path, m->input_hash,
+             m->tasks, (unsigned long long)m->samples, m->topk);
+}
+
+dml_status_t dml_infer_manifest_read(const char *out, dml_infer_manifest_t *m)
+{
+    char path[4200], line[4400], key[32];
+    unsigned seen = 0;
+    int version = 0;
+    FILE *f;
+
+    memset(m, 0, sizeof(*m));
+    snprintf(path, sizeof(path), "%s/manifest", out);
+    if ((f = fopen(path, "r")) == NULL)
+        return errno == ENOENT ? dml_error_set(DML_ERR_NOT_FOUND, "%s: no inference run here "
+                                               "(no manifest)", out)
+                               : dml_error_set_errno(errno, "%s", path);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *v = strchr(line, ' ');
+        size_t n;
+        if (v == NULL || (size_t)(v - line) >= sizeof(key))
+            continue;
+        memcpy(key, line, (size_t)(v - line));
+        key[v - line] = '\0';
+        v++;
+        n = strlen(v);
+        if (n > 0 && v[n - 1] == '\n')
+            v[--n] = '\0';
+        if (strcmp(key, "version") == 0)
+            version = atoi(v), seen |= 1;
+        else if (strcmp(key, "model") == 0)
+            snprintf(m->model_path, sizeof(m->model_path), "%s", v), seen |= 2;
+        else if (strcmp(key, "model_hash") == 0)
+            snprintf(m->model_hash, sizeof(m->model_hash), "%s", v), seen |= 4;
+        else if (strcmp(key, "input") == 0)
+            snprintf(m->input_path, sizeof(m->input_path), "%s", v), seen |= 8;
+        else if (strcmp(key, "input_hash") == 0)
+            snprintf(m->input_hash, sizeof(m->input_hash), "%s", v), seen |= 16;
+        else if (strcmp(key, "tasks") == 0)
+            m->tasks = (uint32_t)strtoul(v, NULL, 10), seen |= 32;
+        else if (strcmp(key, "samples") == 0)
+            m->samples = strtoull(v, NULL, 10), seen |= 64;
+        else if (strcmp(key, "topk") == 0)
+            m->topk = atoi(v), seen |= 128;
+    }
+    fclose(f);
+    if (seen != 255 || version != DML_INFER_VERSION || m->tasks == 0 || m->topk < 1 ||
+        m->topk > DML_INFER_MAX_TOPK)
+        return dml_error_set(DML_ERR_FORMAT, "%s: not a slurm-dml inference manifest of version "
+                             "%d (damaged?)", path, DML_INFER_VERSION);
+    return DML_OK;
+}
+
+/* Temporary name, fsync, rename, fsync of the directory. With exclusive set,
+ * link() instead of rename(): of array tasks starting together, one creates
+ * the manifest and the others find it (DML_ERR_EXISTS). */
+dml_status_t dml__write_file_durably(const char *path, const char *text, int exclusive)
+{
+    char tmp[4300], dir[4300], *slash;
+    dml_status_t st = DML_OK;
+    size_t n = strlen(text);
+    int fd;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644)) < 0)
+        return dml_error_set_errno(errno, "%s", tmp);
+    if (write(fd, text, n) != (ssize_t)n || fsync(fd) != 0)
+        st = dml_error_set_errno(errno ? errno : EIO, "%s: cannot write", tmp);
+    if (close(fd) != 0 && st == DML_OK)
+        st = dml_error_set_errno(errno, "%s: cannot write", tmp);
+    if (st == DML_OK) {
+        if (exclusive ? link(tmp, path) != 0 : rename(tmp, path) != 0)
+            st = errno == EEXIST ? DML_ERR_EXISTS
+                                 : dml_error_set_errno(errno, "%s: cannot move to %s", tmp, path);
+    }
+    unlink(tmp);
+    if (st != DML_OK)
+        return st;
+    snprintf(dir, sizeof(dir), "%s", path);
+    slash = strrchr(dir, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    return dml__fsync_path(slash ? dir : ".");
+}
+
+static int dml__manifest_same(const dml_infer_manifest_t *a, const dml_infer_manifest_t *b)
+{
+    return strcmp(a->model_hash, b->model_hash) == 0 && strcmp(a->input_hash, b->input_hash) == 0 &&
+           a->tasks == b->tasks && a->samples == b->samples && a->topk == b->topk;
+}
+
+/* Rank 0: makes or checks OUT/manifest. */
+static dml_status_t dml__manifest_settle(const dml_infer_config_t *cfg, const dml_infer_manifest_t *want)
+{
+    char path[4200], text[9000];
+    dml_infer_manifest_t have;
+    dml_status_t st;
+    int tries;
+
+    if (mkdir(cfg->out, 0755) != 0 && errno != EEXIST)
+        return dml_error_set_errno(errno, "output directory %s", cfg->out);
+    snprintf(path, sizeof(path), "%s/manifest", cfg->out);
+    dml__manifest_format(want, text, sizeof(text));
+    for (tries = 0; tries < 2; tries++) {
+        st = dml_infer_manifest_read(cfg->out, &have);
+        if (st == DML_ERR_NOT_FOUND) {
+            st = dml__write_file_durably(path, text, 1);
+            if (st == DML_ERR_EXISTS)
+                continue; /* another task was first: check its manifest */
+            return st;
+        }
+        if (st != DML_OK && !cfg->replace)
+            return st;
+        if (st == DML_OK && dml__manifest_same(&have, want))
+            return DML_OK;
+        if (cfg->replace)
+            return dml__write_file_durably(path, text, 0);
+        if (strcmp(have.model_hash, want->model_hash) != 0)
+            return dml_error_set(DML_ERR_MISMATCH, "%s holds the parts of another model (%s, "
+                                 "hash %s; this one is %s, hash %s): use another output "
+                                 "directory, or --replace to redo every part", cfg->out,
+                                 have.model_path, have.model_hash, want->model_path,
+                                 want->model_hash);
+        if (strcmp(have.input_hash, want->input_hash) != 0)
+            return dml_error_set(DML_ERR_MISMATCH, "%s holds the parts of another input (%s, "
+                                 "hash %s; this one is %s, hash %s): use another output "
+                                 "directory, or --replace to redo every part", cfg->out,
+                                 have.input_path, have.input_hash, want->input_path,
+                                 want->input_hash);
+        return dml_error_set(DML_ERR_MISMATCH, "%s was split into %u parts with top-%d (now %u "
+                             "parts, top-%d): use another output directory, or --replace",
+                             cfg->out, have.tasks, have.topk, want->tasks, want->topk);
+    }
+    return dml_error_set(DML_ERR_IO, "%s: the manifest keeps changing under us", cfg->out);
+}
+
+/* ---- the forward passes ---------------------------------------------------- */
+
+typedef struct {
+    uint64_t n;
+    uint64_t *id;
+    int32_t *label, *pred, *tk_class;
+    float *tk_prob;
+    uint64_t *hist;            /* [features][bins] */
+    double *lat;               /* seconds per batch */
+    uint64_t nb;
+} dml__outputs_t;
+
+static void dml__outputs_free(dml__outputs_t *o)
+{
+    free(o->id), free(o->label), free(o->pred), free(o->tk_class), free(o->tk_prob);
+    free(o->hist), free(o->lat);
+    memset(o, 0, sizeof(*o));
+}
+
+static dml_status_t dml__outputs_alloc(dml__outputs_t *o, uint64_t n, int k, uint64_t F, uint64_t nb)
+{
+    memset(o, 0, sizeof(*o));
+    o->n = n;
+    o->nb = nb;
+    o->id = malloc(sizeof(uint64_t) * (n ? n : 1));
+    o->label = malloc(sizeof(int32_t) * (n ? n : 1));
+    o->pred = malloc(sizeof(int32_t) * (n ? n : 1));
+    o->tk_class = malloc(sizeof(int32_t) * (n ? n : 1) * (size_t)k);
+    o->tk_prob = malloc(sizeof(float) * (n ? n : 1) * (size_t)k);
+    o->hist = calloc(F * DML_DATASET_HIST_BINS, sizeof(uint64_t));
+    o->lat = malloc(sizeof(double) * (nb ? nb : 1));
+    if (!o->id || !o->label || !o->pred || !o->tk_class || !o->tk_prob || !o->hist || !o->lat) {
+        dml__outputs_free(o);
+        return dml_error_set(DML_ERR_NO_MEMORY, "no memory for the results of %llu samples",
+                             (unsigned long long)n);
+    }
+    return DML_OK;
+}
+
+/* The k most probable classes of a row, most probable first; ties go to the
+ * lower class, as the trainer's accuracy counts them. */
+static void dml__topk(const float *p, int C, int k, int32_t *cls, float *prob)
+{
+    int i, j;
+
+    for (i = 0; i < k; i++) {
+        int best = -1;
+        for (j = 0; j < C; j++) {
+            int taken = 0, t;
+            for (t = 0; t < i; t++)
+                taken |= cls[t] == j;
+            if (!taken && (best < 0 || p[j] > p[best]))
+                best = j;
+        }
+        cls[i] = best;
+        prob[i] = p[best];
+    }
+}
+
+/* This rank's samples [first, first + n): read, normalise as in training,
+ * count into the drift histograms, forward, top-k. */
+static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
+                                 const dml_model_info_t *mi, const dml_infer_config_t *cfg,
+                                 uint64_t first, dml__outputs_t *o)
+{
+    const dml_schema_t *sc = dml_dataset_schema(ds);
+    const dml_stats_t *st = &mi->stats;
+    const uint64_t F = mi->features, n = o->n;
+    const int C = (int)mi->num_classes, K = cfg->topk, B = cfg->batch;
+    const size_t xsz = dml_dtype_size(sc->dtype);
+    float *x = NULL, *probs = NULL, scale, bias;
+    uint8_t *raw = NULL, *bin8 = NULL;
+    dml_dataset_reader_t *rd = NULL;
+    dml_status_t s;
+    uint64_t pos, f, i, k, b = 0;
+
+    /* Normalisation exactly as the loader does it: x * (1/std) - mean/std,
+     * in float. */
+    scale = (float)(1.0 / (st->global_std > 0 ? st->global_std : 1.0));
+    bias = (float)(-st->global_mean / (st->global_std > 0 ? st->global_std : 1.0));
+    raw = malloc(xsz * F * (size_t)B);
+    x = malloc(sizeof(float) * F * (size_t)B);
+    probs = malloc(sizeof(float) * (size_t)C * (size_t)B);
+    if (sc->dtype == DML_DTYPE_UINT8) {
+        /* Byte inputs take 256 values: a table of histogram bins per
+         * feature makes the bin a lookup. */
+        bin8 = malloc(F * 256);
+        if (bin8) {
+            for (f = 0; f < F; f++)
+                for (i = 0; i < 256; i++)
+                    bin8[f * 256 + i] = (uint8_t)dml_stats_bin(st, f, (double)i);
+        }
+    }
+    if (!raw || !x || !probs || (sc->dtype == DML_DTYPE_UINT8 && !bin8)) {
+        s = dml_error_set(DML_ERR_NO_MEMORY, "no memory for batches of %d samples", B);
+        goto out;
+    }
+    if ((s = dml_dataset_reader_open(ds, &rd)) != DML_OK)
+        goto out;
+    for (pos = 0; pos < n; pos += (uint64_t)B, b++) {
+        const uint64_t m = n - pos < (uint64_t)B ? n - pos : (uint64_t)B;
+        const double t0 = dml__infer_now();
+        if ((s = dml_dataset_reader_read(rd, first + pos, m, raw, o->label + pos, o->id + pos)) != DML_OK)
+            goto out;
+        /* Normalise (in blocks of 16, which -O2 vectorises: the same float
+         * multiply and add
+         * as the loader's, so the same values), and count every
+         * drift_every-th sample (by its index in the input, so that the
+         * counts do not depend on how the input is split) into the drift
+         * histograms: the counting cannot be vectorised and would
+         * otherwise cost a tenth of the forward pass. */
+        for (i = 0; i < m; i++) {
+            float *xr = x + i * F;
+            const uint64_t g = first + pos + i;
+            const int count = g % (uint64_t)cfg->drift_every == 0;
+            uint64_t *h = o->hist;
+            if (sc->dtype == DML_DTYPE_UINT8) {
+                const uint8_t *r = raw + i * F;
+                for (f = 0; f + 16 <= F; f += 16)
+                    for (k = 0; k < 16; k++)
+                        xr[f + k] = (float)r[f + k] * scale + bias;
+                for (; f < F; f++)
+                    xr[f] = (float)r[f] * scale + bias;
+                if (count)
+                    for (f = 0; f < F; f++)
+                        h[f * DML_DATASET_HIST_BINS + bin8[f * 256 + r[f]]]++;
+            } else {
+                const float *r = (const float *)(const void *)raw + i * F;
+                for (f = 0; f + 16 <= F; f += 16)
+                    for (k = 0; k < 16; k++)
+                        xr[f + k] = r[f + k] * scale + bias;
+                for (; f < F; f++)
+                    xr[f] = r[f] * scale + bias;
+                if (count)
+                    for (f = 0; f < F; f++)
+                        h[f * DML_DATASET_HIST_BINS + (uint64_t)dml_stats_bin(st, f, r[f])]++;
+            }
+        }
+        if ((s = dml_model_eval(model, x, NULL, (int)m, probs, NULL, NULL)) != DML_OK)
+            goto out;
+        for (i = 0; i < m; i++) {
+            int32_t *cls = o->tk_class + (pos + i) * (uint64_t)K;
+            dml__topk(probs + i * (uint64_t)C, C, K, cls, o->tk_prob + (pos + i) * (uint64_t)K);
+            o->pred[pos + i] = cls[0];
+        }
+        o->lat[b] = dml__infer_now() - t0;
+    }
+    s = DML_OK;
+out:
+    dml_dataset_reader_close(rd);
+    free(raw), free(x), free(probs), free(bin8);
+    return s;
+}
+
+/* ---- the run --------------------------------------------------------------- */
+
+static dml_status_t dml__check_fit(const dml_model_info_t *mi, const dml_dataset_t *ds,
+                                   const dml_infer_config_t *cfg)
+{
+    const dml_schema_t *sc = dml_dataset_schema(ds);
+    uint64_t F = dml_schema_features(sc);
+
+    if (F != mi->features)
+        return dml_error_set(DML_ERR_MISMATCH, "model %s takes %llu inputs, input %s has %llu "
+                             "features per sample", mi->path, (unsigned long long)mi->features,
+                             cfg->input, (unsigned long long)F);
+    if (sc->num_classes != mi->num_classes)
+        return dml_error_set(DML_ERR_MISMATCH, "model %s has %u classes, input %s has %u",
+                             mi->path, mi->num_classes, cfg->input, sc->num_classes);
+    if (cfg->topk > (int)mi->num_classes)
+        return dml_error_set(DML_ERR_INVALID_ARG, "top-%d: the model has only %u classes",
+                             cfg->topk, mi->num_classes);
+    return DML_OK;
+}
+
+static dml_status_t dml__check_config(const dml_infer_config_t *c)
+{
+    if (c->model == NULL || c->input == NULL || c->out == NULL)
+        return dml_error_set(DML_ERR_INVALID_ARG, "a model, an input and an output directory are "
+                             "required");
+    if (c->tasks < 1 || c->task >= c->tasks)
+        return dml_error_set(DML_ERR_INVALID_ARG, "part %u of %u: must be 0..%u", c->task, c->tasks,
+                             c->tasks ? c->tasks - 1 : 0);
+    if (c->batch < 1 || c->batch > 1 << 20)
+        return dml_error_set(DML_ERR_INVALID_ARG, "batch %d: must be 1..%d", c->batch, 1 << 20);
+    if (c->drift_every < 1)
+        return dml_error_set(DML_ERR_INVALID_ARG, "drift sampling every %d samples: must be >= 1",
+                             c->drift_every);
+    if (c->topk < 1 || c->topk > DML_INFER_MAX_TOPK)
+        return dml_error_set(DML_ERR_INVALID_ARG, "top-k %d: must be 1..%d", c->topk,
+                             DML_INFER_MAX_TOPK);
+    return DML_OK;
+}
+
+/* Gathers one array of per-sample records to rank 0 (counts in elements). */
+static dml_status_t dml__gather(MPI_Comm comm, const void *mine, int n, void *all, const int *counts,
+                                const int *displs, MPI_Datatype t)
+{
+    int rc = MPI_Gatherv(mine, n, t, all, counts, displs, t, 0, comm);
+    return rc == MPI_SUCCESS ? DML_OK : dml_mpi_error(rc, "gathering the results");
+}
+
+dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg, dml_infer_result_t *res)
+{
+    dml_model_t *model = NULL;
+    dml_model_info_t mi;
+    dml_dataset_t *ds = NULL;
+    dml_infer_manifest_t man;
+    dml__outputs_t mine, all;
+    uint64_t first = 0, count = 0, my0, myn, F = 0;
+    int rank, size, r, skip = 0, k = cfg->topk;
+    int *cnt = NULL, *dsp = NULL, *cntk = NULL, *dspk = NULL, *cntb = NULL, *dspb = NULL;
+    double t0 = dml__infer_now();
+    dml_status_t st;
+
+    memset(res, 0, sizeof(*res));
+    memset(&mi, 0, sizeof(mi));
+    memset(&mine, 0, sizeof(mine));
+    memset(&all, 0, sizeof(all));
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+
+    /* Model and input: every rank loads both (small next to the data). */
+    st = dml__check_config(cfg);
+    if (st == DML_OK)
+        st = dml_model_load(cfg->model, cfg->batch, &model, &mi);
+    if (st == DML_OK)
+        st = dml_dataset_open(cfg->input, &ds);
+    if (st == DML_OK)
+        st = dml__check_fit(&mi, ds, cfg);
+    if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
+        goto out;
+    F = mi.features;
+    dml_infer_slice(dml_dataset_samples(ds), cfg->tasks, cfg->task, &first, &count);
+    res->first = first;
+    res->count = count;
+    snprintf(res->model_hash, sizeof(res->model_hash), "%s", mi.hash);
+    snprintf(res->input_hash, sizeof(res->input_hash), "%s", dml_dataset_content_hash(ds));
+    dml_infer_part_path(cfg->out, cfg->task, res->part, sizeof(res->part));
+
+    /* The run's manifest, and whether this part is done already. */
+    memset(&man, 0, sizeof(man));
+    if (realpath(cfg->model, man.model_path) == NULL)
+        snprintf(man.model_path, sizeof(man.model_path), "%s", cfg->model);
+    if (realpath(cfg->input, man.input_path) == NULL)
+        snprintf(man.input_path, sizeof(man.input_path), "%s", cfg->input);
+    snprintf(man.model_hash, sizeof(man.model_hash), "%s", mi.hash);
+    snprintf(man.input_hash, sizeof(man.input_hash), "%s", dml_dataset_content_hash(ds));
+    man.tasks = cfg->tasks;
+    man.samples = dml_dataset_samples(ds);
+    man.topk = cfg->topk;
+    if (rank == 0) {
+        st = dml__manifest_settle(cfg, &man);
+        if (st == DML_OK) {
+            dml_part_state_t ps = dml_infer_part_check(cfg->out, &man, cfg->task, res->redone_why,
+                                                       sizeof(res->redone_why));
+            skip = ps == DML_PART_COMPLETE;
+            res->redone = ps == DML_PART_STALE || ps == DML_PART_CORRUPT;
+        }
+    }
+    if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
+        goto out;
+    MPI_Bcast(&skip, 1, MPI_INT, 0, comm);
+    if (skip) {
+        res->skipped = 1;
+        goto out;
+    }
+
+    /* The input slice must be sound before any result is made from it: the
+     * ranks split the shards it touches. */
+    if (cfg->verify && count > 0) {
+        uint32_t s0 = dml_dataset_shard_of(ds, first), s1 = dml_dataset_shard_of(ds, first + count - 1), s;
+        for (s = s0 + (uint32_t)rank; s <= s1 && st == DML_OK; s += (uint32_t)size)
+            st = dml_dataset_validate(ds, s, 1, NULL, NULL, NULL);
+        if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
+            goto out;
+    }
+
+    /* This rank's share of the part, in order. */
+    dml_infer_slice(count, (uint32_t)size, (uint32_t)rank, &my0, &myn);
+    st = dml__outputs_alloc(&mine, myn, k, F, (myn + (uint64_t)cfg->batch - 1) / (uint64_t)cfg->batch);
+    if (st == DML_OK)
+        st = dml__compute(ds, model, &mi, cfg, first + my0, &mine);
+    if (st == DML_OK && rank == 0) {
+        uint64_t nb = 0, a, n;
+        cnt = malloc(sizeof(int) * (size_t)size * 6);
+        if (cnt == NULL)
+            st = dml_error_set(DML_ERR_NO_MEMORY, "no memory");
+        else {
+            dsp = cnt + size, cntk = cnt + 2 * size, dspk = cnt + 3 * size;
+            cntb = cnt + 4 * size, dspb = cnt + 5 * size;
+            for (r = 0; r < size; r++) {
+                dml_infer_slice(count, (uint32_t)size, (uint32_t)r, &a, &n);
+                if (n * (uint64_t)k > INT_MAX) {
+                    st = dml_error_set(DML_ERR_INVALID_ARG, "part %u: %llu samples on one rank; "
+                                       "use more array tasks", cfg->task, (unsigned long long)n);
+                    break;
+                }
+                cnt[r] = (int)n, dsp[r] = (int)a;
+                cntk[r] = (int)n * k, dspk[r] = (int)a * k;
+                cntb[r] = (int)((n + (uint64_t)cfg->batch - 1) / (uint64_t)cfg->batch);
+                dspb[r] = (int)nb;
+                nb += (uint64_t)cntb[r];
+            }
+            if (st == DML_OK)
+                st = dml__outputs_alloc(&all, count, k, F, nb);
+        }
+    }
+    if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
+        goto out;
+
+    /* The fan-in within the task: rank 0 holds the part. */
+    if ((st = dml__gather(comm, mine.id, (int)myn, all.id, cnt, dsp, MPI_UINT64_T)) != DML_OK ||
+        (st = dml__gather(comm, mine.label, (int)myn, all.label, cnt, dsp, MPI_INT32_T)) != DML_OK ||
+        (st = dml__gather(comm, mine.pred, (int)myn, all.pred, cnt, dsp, MPI_INT32_T)) != DML_OK ||
+        (st = dml__gather(comm, mine.tk_class, (int)myn * k, all.tk_class, cntk, dspk, MPI_INT32_T)) != DML_OK ||
+        (st = dml__gather(comm, mine.tk_prob, (int)myn * k, all.tk_prob, cntk, dspk, MPI_FLOAT)) != DML_OK ||
+        (st = dml__gather(comm, mine.lat, (int)mine.nb, all.lat, cntb, dspb, MPI_DOUBLE)) != DML_OK)
+        goto out;
+    r = MPI_Reduce(mine.hist, all.hist, (int)(F * DML_DATASET_HIST_BINS), MPI_UINT64_T, MPI_SUM, 0, comm);
+    if (r != MPI_SUCCESS) {
+        st = dml_mpi_error(r, "summing the histograms");
+        goto out;
+    }
+    if (rank == 0) {
+        dml__part_t p;
+        memset(&p, 0, sizeof(p));
+        p.task = cfg->task, p.tasks = cfg->tasks, p.first = first, p.count = count;
+        p.topk = k, p.features = F, p.ranks = size, p.batch = cfg->batch;
+        p.seconds = dml__infer_now() - t0;
+        snprintf(p.model_hash, sizeof(p.model_hash), "%s", mi.hash);
+        snprintf(p.input_hash, sizeof(p.input_hash), "%s", dml_dataset_content_hash(ds));
+        p.id = all.id, p.label = all.label, p.pred = all.pred, p.tk_class = all.tk_class;
+        p.tk_prob = all.tk_prob, p.hist = all.hist, p.lat = all.lat, p.nb = all.nb;
+        st = dml__part_write(cfg->out, &p);
+    }
+    st = dml_mpi_agree(comm, st, NULL);
+out:
+    res->seconds = dml__infer_now() - t0;
+    res->samples_per_s = res->skipped || res->seconds <= 0 ? 0 : (double)count / res->seconds;
+    free(cnt);
+    dml__outputs_free(&mine);
+    dml__outputs_free(&all);
+    dml_dataset_close(ds);
+    dml_model_free(model);
+    dml_model_info_free(&mi);
+    return st;
+}

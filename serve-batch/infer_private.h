@@ -1,0 +1,40 @@
+/*
+ * infer_private.h: what serve-batch/'s sources share: a part in memory, its
+ * file (docs/formats/inference.md), and small helpers.
+ */
+#ifndef DML_INFER_PRIVATE_H
+#define DML_INFER_PRIVATE_H
+
+#include "dml_infer.h"
+#include "dml_io.h"
+
+typedef struct {
+    uint32_t task, tasks;
+    uint64_t first, count;
+    int topk, ranks, batch;
+    uint64_t features;
+    double seconds;            /* the task's wall time: load, read, compute, write */
+    char model_hash[17], input_hash[17];
+    uint64_t *id;
+    int32_t *label, *pred, *tk_class;   /* tk_class, tk_prob: count x topk */
+    float *tk_prob;
+    uint64_t *hist;            /* features x DML_DATASET_HIST_BINS */
+    double *lat;               /* seconds per batch */
+    uint64_t nb;
+} dml__part_t;
+
+/* Writes the part under a temporary name in out, then renames it into place
+ * (fsync of file and directory). */
+dml_status_t dml__part_write(const char *out, const dml__part_t *p);
+
+/* Reads a part whole and checks its record and checksum; arrays malloc'ed. */
+dml_status_t dml__part_read(const char *path, dml__part_t *p);
+void dml__part_free(dml__part_t *p);
+
+/* The CRC-32 over a part's arrays, in file order. */
+uint32_t dml__part_crc(const dml__part_t *p);
+
+dml_status_t dml__write_file_durably(const char *path, const char *text, int exclusive);
+double dml__infer_now(void);
+
+#endif /* DML_INFER_PRIVATE_H */

@@ -1,0 +1,403 @@
+/*
+ * merge.c: the fan-in of an inference run: every part verified, one
+ * predictions file, and the report (class counts, accuracy and confusion,
+ * throughput and batch latency, drift against the training statistics).
+ */
+#include "config.h"
+
+#include "dml_h5util.h"
+#include "dml_train.h"
+#include "infer_private.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void dml_infer_merge_config_init(dml_infer_merge_config_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->drift_threshold = 0.1;
+}
+
+double dml_psi(const uint64_t *expected, const uint64_t *actual, int bins)
+{
+    double se = 0, sa = 0, psi = 0;
+    int b;
+
+    for (b = 0; b < bins; b++)
+        se += (double)expected[b], sa += (double)actual[b];
+    if (se <= 0 || sa <= 0)
+        return 0;
+    for (b = 0; b < bins; b++) {
+        double p = (double)expected[b] / se, q = (double)actual[b] / sa;
+        p = p < 1e-4 ? 1e-4 : p;
+        q = q < 1e-4 ? 1e-4 : q;
+        psi += (q - p) * log(q / p);
+    }
+    return psi;
+}
+
+/* A growing text buffer. */
+typedef struct {
+    char *s;
+    size_t n, cap;
+    int failed;
+} dml__buf_t;
+
+static void dml__printf(dml__buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    int k;
+
+    if (b->failed)
+        return;
+    for (;;) {
+        va_start(ap, fmt);
+        k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            b->failed = 1;
+            return;
+        }
+        if (b->s && b->n + (size_t)k < b->cap) {
+            b->n += (size_t)k;
+            return;
+        }
+        {
+            size_t cap = (b->cap + (size_t)k + 1) * 2;
+            char *t = realloc(b->s, cap);
+            if (t == NULL) {
+                b->failed = 1;
+                return;
+            }
+            b->s = t, b->cap = cap;
+        }
+    }
+}
+
+static int dml__cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted v. */
+static double dml__pct(const double *v, uint64_t n, double q)
+{
+    uint64_t i;
+
+    if (n == 0)
+        return 0;
+    i = (uint64_t)ceil(q * (double)n);
+    return v[i > 0 ? i - 1 : 0];
+}
+
+static void dml__json_str(dml__buf_t *b, const char *s)
+{
+    dml__printf(b, "\"");
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            dml__printf(b, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            dml__printf(b, "\\u%04x", *s);
+        else
+            dml__printf(b, "%c", *s);
+    }
+    dml__printf(b, "\"");
+}
+
+static dml_status_t dml__write_predictions(const char *path, const dml_infer_manifest_t *m,
+                                           const dml__part_t *all, const dml_model_info_t *mi)
+{
+    char tmp[4400];
+    const uint64_t n = all->count, k = (uint64_t)all->topk;
+    uint64_t dims[2];
+    dml__h5_quiet_t q;
+    dml_status_t st = DML_OK;
+    hid_t f, str = -1;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    dml__h5_quiet_begin(&q);
+    f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        dml__h5_quiet_end(&q);
+        return dml_error_set(DML_ERR_IO, "%s: cannot create the predictions file", tmp);
+    }
+    str = H5Tcopy(H5T_C_S1);
+    dims[0] = n, dims[1] = 0;
+    if (str < 0 || H5Tset_size(str, DML_DATASET_NAME_MAX) < 0 ||
+        dml__h5_attr_write_str(f, "format", "slurm-dml predictions") != 0 ||
+        dml__h5_attr_write_str(f, "model_hash", m->model_hash) != 0 ||
+        dml__h5_attr_write_str(f, "model", m->model_path) != 0 ||
+        dml__h5_attr_write_str(f, "input_hash", m->input_hash) != 0 ||
+        dml__h5_attr_write_str(f, "input", m->input_path) != 0 ||
+        dml__h5_write(f, "id", H5T_NATIVE_UINT64, dims, all->id) != 0 ||
+        dml__h5_write(f, "pred", H5T_NATIVE_INT32, dims, all->pred) != 0 ||
+        dml__h5_write(f, "label", H5T_NATIVE_INT32, dims, all->label) != 0 ||
+        (dims[1] = k, dml__h5_write(f, "topk_class", H5T_NATIVE_INT32, dims, all->tk_class)) != 0 ||
+        dml__h5_write(f, "topk_prob", H5T_NATIVE_FLOAT, dims, all->tk_prob) != 0 ||
+        (dims[0] = mi->num_classes, dims[1] = 0,
+         dml__h5_write(f, "class_names", str, dims, mi->class_names)) != 0)
+        st = dml_error_set(DML_ERR_IO, "%s: cannot write the predictions (disk full?)", tmp);
+    if (str >= 0)
+        H5Tclose(str);
+    if (H5Fclose(f) < 0 && st == DML_OK)
+        st = dml_error_set(DML_ERR_IO, "%s: cannot write the predictions", tmp);
+    dml__h5_quiet_end(&q);
+    if (st == DML_OK)
+        st = dml__fsync_path(tmp);
+    if (st == DML_OK && rename(tmp, path) != 0)
+        st = dml_error_set_errno(errno, "%s: cannot rename to %s", tmp, path);
+    if (st != DML_OK)
+        unlink(tmp);
+    return st;
+}
+
+/* Concatenates the parts (in task order: sample order) into one. */
+static dml_status_t dml__concat(dml__part_t *parts, uint32_t np, dml__part_t *all)
+{
+    uint64_t n = 0, nb = 0, F = parts[0].features, k = (uint64_t)parts[0].topk, o = 0, ob = 0, i;
+    uint32_t t;
+
+    memset(all, 0, sizeof(*all));
+    for (t = 0; t < np; t++)
+        n += parts[t].count, nb += parts[t].nb;
+    all->count = n, all->nb = nb, all->features = F, all->topk = (int)k;
+    all->id = malloc(sizeof(uint64_t) * (n + 1));
+    all->label = malloc(sizeof(int32_t) * (n + 1));
+    all->pred = malloc(sizeof(int32_t) * (n + 1));
+    all->tk_class = malloc(sizeof(int32_t) * (n * k + 1));
+    all->tk_prob = malloc(sizeof(float) * (n * k + 1));
+    all->hist = calloc(F * DML_DATASET_HIST_BINS + 1, sizeof(uint64_t));
+    all->lat = malloc(sizeof(double) * (nb + 1));
+    if (!all->id || !all->label || !all->pred || !all->tk_class || !all->tk_prob || !all->hist ||
+        !all->lat) {
+        dml__part_free(all);
+        return dml_error_set(DML_ERR_NO_MEMORY, "no memory to merge %llu predictions",
+                             (unsigned long long)n);
+    }
+    for (t = 0; t < np; t++) {
+        const dml__part_t *p = &parts[t];
+        memcpy(all->id + o, p->id, p->count * sizeof(uint64_t));
+        memcpy(all->label + o, p->label, p->count * sizeof(int32_t));
+        memcpy(all->pred + o, p->pred, p->count * sizeof(int32_t));
+        memcpy(all->tk_class + o * k, p->tk_class, p->count * k * sizeof(int32_t));
+        memcpy(all->tk_prob + o * k, p->tk_prob, p->count * k * sizeof(float));
+        memcpy(all->lat + ob, p->lat, p->nb * sizeof(double));
+        for (i = 0; i < F * DML_DATASET_HIST_BINS; i++)
+            all->hist[i] += p->hist[i];
+        all->seconds += p->seconds;
+        o += p->count, ob += p->nb;
+    }
+    return DML_OK;
+}
+
+static dml_status_t dml__report(const dml_infer_manifest_t *m, const dml_infer_merge_config_t *cfg,
+                                const dml__part_t *parts, const dml__part_t *all,
+                                const dml_model_info_t *mi, const dml_schema_t *sc,
+                                dml__buf_t *js, dml__buf_t *tx)
+{
+    const uint32_t C = mi->num_classes;
+    const uint64_t n = all->count, F = all->features;
+    uint64_t *counts = calloc(C, sizeof(uint64_t)), *conf = calloc((size_t)C * C, sizeof(uint64_t));
+    uint64_t groups, per, g, f, i, correct = 0, flagged = 0, gmax = 0;
+    double *psi = NULL, *lat = NULL, rank_seconds = 0, maxpsi = 0;
+    uint32_t t, c, c2;
+
+    /* Feature groups: the rows of an image (first dimension of the feature
+     * shape), or each feature of a vector. */
+    groups = sc->rank >= 2 ? sc->shape[0] : F;
+    per = F / groups;
+    psi = calloc(groups, sizeof(double));
+    lat = malloc(sizeof(double) * (all->nb + 1));
+    if (!counts || !conf || !psi || !lat) {
+        free(counts), free(conf), free(psi), free(lat);
+        return dml_error_set(DML_ERR_NO_MEMORY, "no memory for the report");
+    }
+    for (i = 0; i < n; i++) {
+        counts[all->pred[i]]++;
+        if (all->label[i] >= 0 && (uint32_t)all->label[i] < C) {
+            conf[(size_t)all->label[i] * C + (size_t)all->pred[i]]++;
+            correct += all->label[i] == all->pred[i];
+        }
+    }
+    for (g = 0; g < groups; g++) {
+        for (f = g * per; f < (g + 1) * per; f++)
+            psi[g] += dml_psi(mi->stats.hist + f * DML_DATASET_HIST_BINS,
+                              all->hist + f * DML_DATASET_HIST_BINS, DML_DATASET_HIST_BINS);
+        psi[g] /= (double)per;
+        flagged += psi[g] > cfg->drift_threshold;
+        if (psi[g] > maxpsi)
+            maxpsi = psi[g], gmax = g;
+    }
+    for (t = 0; t < m->tasks; t++)
+        rank_seconds += parts[t].seconds * parts[t].ranks;
+    memcpy(lat, all->lat, all->nb * sizeof(double));
+    qsort(lat, all->nb, sizeof(double), dml__cmp_double);
+
+    /* JSON, for programs. */
+    dml__printf(js, "{\n  \"format\": \"slurm-dml inference report\",\n  \"version\": 1,\n");
+    dml__printf(js, "  \"model\": {\"path\": "), dml__json_str(js, m->model_path);
+    dml__printf(js, ", \"hash\": \"%s\", \"spec\": ", m->model_hash), dml__json_str(js, mi->spec_text);
+    dml__printf(js, "},\n  \"input\": {\"path\": "), dml__json_str(js, m->input_path);
+    dml__printf(js, ", \"hash\": \"%s\"},\n", m->input_hash);
+    dml__printf(js, "  \"tasks\": %u,\n  \"samples\": %llu,\n  \"topk\": %d,\n", m->tasks,
+                (unsigned long long)n, m->topk);
+    dml__printf(js, "  \"class_counts\": {");
+    for (c = 0; c < C; c++) {
+        dml__printf(js, "%s", c ? ", " : ""), dml__json_str(js, mi->class_names[c]);
+        dml__printf(js, ": %llu", (unsigned long long)counts[c]);
+    }
+    dml__printf(js, "},\n  \"labeled\": true,\n  \"accuracy\": %.6f,\n  \"correct\": %llu,\n",
+                n ? (double)correct / (double)n : 0.0, (unsigned long long)correct);
+    dml__printf(js, "  \"confusion\": [");
+    for (c = 0; c < C; c++) {
+        dml__printf(js, "%s\n    [", c ? "," : "");
+        for (c2 = 0; c2 < C; c2++)
+            dml__printf(js, "%s%llu", c2 ? ", " : "", (unsigned long long)conf[(size_t)c * C + c2]);
+        dml__printf(js, "]");
+    }
+    dml__printf(js, "],\n  \"throughput\": {\"task_seconds\": %.3f, \"rank_seconds\": %.3f, "
+                "\"samples_per_rank_second\": %.1f},\n", all->seconds, rank_seconds,
+                rank_seconds > 0 ? (double)n / rank_seconds : 0.0);
+    dml__printf(js, "  \"latency_ms\": {\"batch\": %d, \"batches\": %llu, \"p50\": %.3f, "
+                "\"p95\": %.3f, \"p99\": %.3f},\n", parts[0].batch, (unsigned long long)all->nb,
+                1e3 * dml__pct(lat, all->nb, 0.50), 1e3 * dml__pct(lat, all->nb, 0.95),
+                1e3 * dml__pct(lat, all->nb, 0.99));
+    dml__printf(js, "  \"drift\": {\"metric\": \"psi\", \"threshold\": %g, \"drifted\": %s, "
+                "\"max\": %.4f, \"max_group\": %llu, \"groups_flagged\": %llu, \"group_of\": \"%s\", "
+                "\"groups\": [", cfg->drift_threshold, flagged ? "true" : "false", maxpsi,
+                (unsigned long long)gmax, (unsigned long long)flagged,
+                sc->rank >= 2 ? "row" : "feature");
+    for (g = 0; g < groups; g++)
+        dml__printf(js, "%s%.4f", g ? ", " : "", psi[g]);
+    dml__printf(js, "]}\n}\n");
+
+    /* Text, for people. */
+    dml__printf(tx, "inference report: %llu samples in %u parts, model %s (%s), input %s\n",
+                (unsigned long long)n, m->tasks, m->model_hash, mi->spec_text, m->input_path);
+    dml__printf(tx, "accuracy %.4f (%llu of %llu)\n", n ? (double)correct / (double)n : 0.0,
+                (unsigned long long)correct, (unsigned long long)n);
+    dml__printf(tx, "%-16s %9s %9s %9s\n", "class", "predicted", "labeled", "recall");
+    for (c = 0; c < C; c++) {
+        uint64_t lab = 0;
+        for (c2 = 0; c2 < C; c2++)
+            lab += conf[(size_t)c * C + c2];
+        dml__printf(tx, "%-16.16s %9llu %9llu %9.4f\n", mi->class_names[c],
+                    (unsigned long long)counts[c], (unsigned long long)lab,
+                    lab ? (double)conf[(size_t)c * C + c] / (double)lab : 0.0);
+    }
+    dml__printf(tx, "throughput %.0f samples/s per rank (%.2f rank-seconds); batch %d latency "
+                "p50 %.2f ms, p95 %.2f ms, p99 %.2f ms\n",
+                rank_seconds > 0 ? (double)n / rank_seconds : 0.0, rank_seconds, parts[0].batch,
+                1e3 * dml__pct(lat, all->nb, 0.50), 1e3 * dml__pct(lat, all->nb, 0.95),
+                1e3 * dml__pct(lat, all->nb, 0.99));
+    dml__printf(tx, "drift (PSI per %s vs the training data, threshold %g): %s; max %.4f at %s "
+                "%llu, %llu of %llu groups flagged\n", sc->rank >= 2 ? "row" : "feature",
+                cfg->drift_threshold, flagged ? "DRIFTED" : "none", maxpsi,
+                sc->rank >= 2 ? "row" : "feature", (unsigned long long)gmax,
+                (unsigned long long)flagged, (unsigned long long)groups);
+    free(counts), free(conf), free(psi), free(lat);
+    if (js->failed || tx->failed)
+        return dml_error_set(DML_ERR_NO_MEMORY, "no memory for the report");
+    return DML_OK;
+}
+
+dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cfg,
+                             dml_part_cb_t cb, void *arg, char **text)
+{
+    dml_infer_manifest_t m;
+    dml__part_t *parts = NULL, all;
+    dml_model_info_t mi;
+    dml_model_t *model = NULL;
+    dml_dataset_t *ds = NULL;
+    dml__buf_t js = {0}, tx = {0};
+    char path[4300], why[1024];
+    uint32_t t, bad = 0;
+    dml_status_t st;
+
+    memset(&all, 0, sizeof(all));
+    memset(&mi, 0, sizeof(mi));
+    if (text)
+        *text = NULL;
+    if ((st = dml_infer_manifest_read(out, &m)) != DML_OK)
+        return st;
+    for (t = 0; t < m.tasks; t++) {
+        dml_part_state_t s = dml_infer_part_check(out, &m, t, why, sizeof(why));
+        if (s != DML_PART_COMPLETE) {
+            bad++;
+            if (cb)
+                cb(arg, t, s, why);
+        }
+    }
+    if (bad > 0)
+        return dml_error_set(DML_ERR_NOT_FOUND, "%s: %u of %u parts are not complete; nothing "
+                             "merged", out, bad, m.tasks);
+    /* The model (its training statistics and class names) and the input's
+     * schema, both as the manifest names them. */
+    if ((st = dml_model_load(m.model_path, 1, &model, &mi)) != DML_OK)
+        goto out;
+    if (strcmp(mi.hash, m.model_hash) != 0) {
+        st = dml_error_set(DML_ERR_MISMATCH, "model %s has changed since the run (hash %s, the "
+                           "run's is %s)", m.model_path, mi.hash, m.model_hash);
+        goto out;
+    }
+    if ((st = dml_dataset_open(m.input_path, &ds)) != DML_OK)
+        goto out;
+    parts = calloc(m.tasks, sizeof(*parts));
+    if (parts == NULL) {
+        st = dml_error_set(DML_ERR_NO_MEMORY, "no memory");
+        goto out;
+    }
+    for (t = 0; t < m.tasks; t++) {
+        dml_infer_part_path(out, t, path, sizeof(path));
+        if ((st = dml__part_read(path, &parts[t])) != DML_OK)
+            goto out;
+    }
+    if ((st = dml__concat(parts, m.tasks, &all)) != DML_OK)
+        goto out;
+    if (all.features != mi.features) {
+        st = dml_error_set(DML_ERR_MISMATCH, "%s: parts hold %llu features, the model %llu", out,
+                           (unsigned long long)all.features, (unsigned long long)mi.features);
+        goto out;
+    }
+    if ((st = dml__report(&m, cfg, parts, &all, &mi, dml_dataset_schema(ds), &js, &tx)) != DML_OK)
+        goto out;
+    if (cfg->predictions)
+        snprintf(path, sizeof(path), "%s", cfg->predictions);
+    else
+        snprintf(path, sizeof(path), "%s/predictions.h5", out);
+    if ((st = dml__write_predictions(path, &m, &all, &mi)) != DML_OK)
+        goto out;
+    snprintf(path, sizeof(path), "%s.json", cfg->report ? cfg->report : "");
+    if (cfg->report == NULL)
+        snprintf(path, sizeof(path), "%s/report.json", out);
+    if ((st = dml__write_file_durably(path, js.s, 0)) != DML_OK)
+        goto out;
+    if (cfg->report)
+        snprintf(path, sizeof(path), "%s.txt", cfg->report);
+    else
+        snprintf(path, sizeof(path), "%s/report.txt", out);
+    if ((st = dml__write_file_durably(path, tx.s, 0)) != DML_OK)
+        goto out;
+    if (text) {
+        *text = tx.s;
+        tx.s = NULL;
+    }
+out:
+    if (parts)
+        for (t = 0; t < m.tasks; t++)
+            dml__part_free(&parts[t]);
+    free(parts);
+    dml__part_free(&all);
+    free(js.s), free(tx.s);
+    dml_dataset_close(ds);
+    dml_model_free(model);
+    dml_model_info_free(&mi);
+    return st;
+}

@@ -1,0 +1,122 @@
+#!/bin/bash
+# dml-infer under mpirun, without Slurm; what users rely on:
+#  - parts computed one by one, on 1 or 2 ranks, merge into the same
+#    predictions as a single part; a complete part is not computed again;
+#  - the model may be a model file, a checkpoint or a checkpoint directory:
+#    same model hash, same predictions;
+#  - bad input: a model of another input size, a damaged or truncated model
+#    file, an input shard that fails validation, an output directory of
+#    another model: a message naming the thing and the cause, exit 1, and no
+#    complete part touched;
+#  - status names missing, corrupt and stale parts and the --array= list,
+#    and merge refuses until every part is complete.
+set -euo pipefail
+: "${abs_top_builddir:?run through make check}" "${MPIRUN:?}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+train=$abs_top_builddir/trainer/dml-train
+data=$abs_top_builddir/io/dml-data
+infer=$abs_top_builddir/serve-batch/dml-infer
+work=$(mktemp -d /tmp/dml-infer-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+mpi() { local n=$1; shift; timeout 300 "$MPIRUN" --oversubscribe -np "$n" "$@"; }
+same() { # file-a file-b dataset: equal bytes
+    h5dump -d "/$3" -b LE -o "$work/a.bin" "$1" >/dev/null && h5dump -d "/$3" -b LE -o "$work/b.bin" "$2" >/dev/null &&
+        cmp -s "$work/a.bin" "$work/b.bin"
+}
+expect_fail() { # pattern command...: exits 1 with a message matching pattern
+    local pat=$1 rc=0
+    shift
+    "$@" >"$work/err" 2>&1 || rc=$?
+    [ $rc -eq 1 ] || fail "'$*' exited $rc, expected 1: $(cat "$work/err")"
+    grep -q -E -- "$pat" "$work/err" || fail "'$*': message does not match '$pat': $(cat "$work/err")"
+}
+
+"$data" synth --out "$work/ds" --samples 5000 --shape 8x8 --classes 4 --noise 1 --seed 2 \
+    --shards 3 >/dev/null
+"$data" synth --out "$work/other" --samples 500 --shape 16 --classes 4 --seed 2 >/dev/null
+mpi 2 "$train" --train "$work/ds" --test "$work/ds" --model mlp:64-32-4 --batch 32 --epochs 2 \
+    --seed 1 --log-every 0 --checkpoint-dir "$work/ck" --checkpoint-every 50 --output "$work/model.h5" >"$work/train.out" 2>&1 ||
+    fail "training failed: $(cat "$work/train.out")"
+acc=$(grep -o 'test loss [0-9.]* acc [0-9.]*' "$work/train.out" | tail -n 1 | awk '{print $5}')
+
+# ---- parts one by one == one part; a complete part is not redone -------------
+run=(--model "$work/model.h5" --input "$work/ds" --batch 256)
+for t in 0 1 2; do
+    "$infer" run "${run[@]}" --out "$work/o3" --task $t --tasks 3 2>>"$work/o3.log" || fail "part $t failed"
+done
+mpi 2 "$infer" run "${run[@]}" --out "$work/o3" --task 1 --tasks 3 2>"$work/again" || fail "rerun failed"
+grep -q "part 1 of 3 (samples 1666+1667) is complete .*nothing to do" "$work/again" ||
+    fail "a complete part was not recognised: $(cat "$work/again")"
+"$infer" run "${run[@]}" --out "$work/o1" --task 0 --tasks 1 2>/dev/null || fail "single part failed"
+mpi 2 "$infer" run "${run[@]}" --out "$work/o1r2" --task 0 --tasks 1 2>/dev/null || fail "2-rank part failed"
+for o in o3 o1 o1r2; do
+    "$infer" merge --out "$work/$o" >"$work/$o.report" || fail "merge of $o failed"
+done
+for d in id pred label topk_class topk_prob; do
+    same "$work/o3/predictions.h5" "$work/o1/predictions.h5" $d || fail "3 parts and 1 part differ in $d"
+    same "$work/o1r2/predictions.h5" "$work/o1/predictions.h5" $d || fail "2 ranks and 1 rank differ in $d"
+done
+grep -q "^accuracy $acc " "$work/o3.report" || fail "report accuracy is not the trainer's $acc: $(head -2 "$work/o3.report")"
+grep -q '"drifted": false' "$work/o3/report.json" || fail "the training data itself drifted"
+echo "ok: 3 parts == 1 part == 2 ranks; accuracy $acc as the trainer's; complete part skipped"
+
+# ---- a checkpoint as the model ------------------------------------------------
+"$infer" run --model "$work/ck" --input "$work/ds" --batch 256 --out "$work/oc" --task 0 --tasks 1 \
+    2>/dev/null || fail "inference from a checkpoint directory failed"
+h1=$(sed -n 's/^model_hash //p' "$work/o1/manifest")
+h2=$(sed -n 's/^model_hash //p' "$work/oc/manifest")
+[ "$h1" = "$h2" ] || fail "checkpoint and model file differ: $h1 vs $h2"
+echo "ok: the newest checkpoint is the model file's model ($h1)"
+
+# ---- bad input ------------------------------------------------------------------
+stamp() { stat -c '%Y %s' "$work"/o3/part-*.h5 | md5sum; }
+before=$(stamp)
+expect_fail "model .* takes 64 inputs, input .*other has 16 features" \
+    "$infer" run --model "$work/model.h5" --input "$work/other" --out "$work/bad1" --task 0 --tasks 1
+cp "$work/model.h5" "$work/damaged.h5"
+off=$(h5dump -p -H -d /weights "$work/damaged.h5" | sed -n 's/.*OFFSET \([0-9]*\).*/\1/p' | head -n 1)
+[ -n "$off" ] || fail "no offset for /weights"
+printf '\xff\xff\xff\x7f' | dd of="$work/damaged.h5" bs=1 seek=$((off + 40)) conv=notrunc status=none
+expect_fail "damaged.h5: weights have CRC-32 .* damaged" \
+    "$infer" run --model "$work/damaged.h5" --input "$work/ds" --out "$work/o3" --task 0 --tasks 3 --replace
+head -c 3000 "$work/model.h5" >"$work/trunc.h5"
+expect_fail "trunc.h5: not a readable HDF5 file" \
+    "$infer" run --model "$work/trunc.h5" --input "$work/ds" --out "$work/o3" --task 0 --tasks 3
+expect_fail "holds the parts of another model" \
+    "$infer" run --model "$work/ck/$(ls "$work/ck" | grep -E '^ckpt-.*h5$' | head -n 1)" \
+    --input "$work/ds" --out "$work/o3" --task 0 --tasks 3
+expect_fail "was split into 3 parts" "$infer" run "${run[@]}" --out "$work/o3" --task 0 --tasks 4
+cp -r "$work/ds" "$work/ds-bad"
+shard=$(ls "$work/ds-bad" | grep -v index | head -n 1)
+off=$(h5dump -p -H -d /x "$work/ds-bad/$shard" | sed -n 's/.*OFFSET \([0-9]*\).*/\1/p' | head -n 1)
+printf '\x01\x02\x03' | dd of="$work/ds-bad/$shard" bs=1 seek=$((off + 10)) conv=notrunc status=none
+expect_fail "$shard.*checksum" \
+    "$infer" run --model "$work/model.h5" --input "$work/ds-bad" --out "$work/bad2" --task 0 --tasks 2
+[ ! -e "$work/bad2/part-00000.h5" ] || fail "a part was written from an input that fails validation"
+[ "$(stamp)" = "$before" ] || fail "a complete part was touched by a bad run"
+echo "ok: wrong input size, damaged and truncated model, foreign output directory, bad shard"
+
+# ---- status and merge refusing --------------------------------------------------
+rm "$work/o3/part-00001.h5"
+printf 'garbage' | dd of="$work/o3/part-00002.h5" bs=1 seek=2000 conv=notrunc status=none
+rc=0; "$infer" status --out "$work/o3" >"$work/st" || rc=$?
+[ $rc -eq 2 ] || fail "status exited $rc with parts missing"
+grep -q "^part 0: complete" "$work/st" && grep -q "^part 1: missing" "$work/st" &&
+    grep -q "^part 2: corrupt" "$work/st" && grep -q "^resubmit: --array=1,2$" "$work/st" ||
+    fail "status output: $(cat "$work/st")"
+[ "$("$infer" status --out "$work/o3" --array-list || true)" = "1,2" ] || fail "--array-list"
+rm -f "$work/o3/predictions.h5"
+rc=0; "$infer" merge --out "$work/o3" 2>"$work/m" || rc=$?
+[ $rc -eq 2 ] && grep -q "part 1 is missing" "$work/m" && grep -q "part 2 is corrupt" "$work/m" ||
+    fail "merge with parts missing: rc $rc, $(cat "$work/m")"
+[ ! -e "$work/o3/predictions.h5" ] || fail "merge wrote predictions with parts missing"
+# A replaced model makes every part stale; its tasks redo them.
+cp "$work/ck/$(ls "$work/ck" | grep -E '^ckpt-.*h5$' | head -n 1)" "$work/older.h5"
+"$infer" run --model "$work/older.h5" --input "$work/ds" --batch 256 --out "$work/o3" --task 0 \
+    --tasks 3 --replace 2>"$work/r" || fail "--replace failed: $(cat "$work/r")"
+grep -q "redone: .*made by model" "$work/r" || fail "the stale part was not named: $(cat "$work/r")"
+rc=0; "$infer" status --out "$work/o3" >"$work/st" || rc=$?
+grep -q "^part 0: complete" "$work/st" && grep -q "^resubmit: --array=1,2$" "$work/st" || fail "after --replace: $(cat "$work/st")"
+echo "ok: status names missing, corrupt and stale parts; merge refuses until complete"
+echo PASS
