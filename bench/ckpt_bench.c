@@ -64,15 +64,16 @@ int main(int argc, char **argv)
 
     for (r = 0; r < reps; r++) {
         dml_ckpt_writer_t *w;
-        double t0, t_ckpt, t_raw;
+        double t0, t_ckpt, t_raw, t_begin = 0, t_put = 0;
         uint64_t lo = n * (uint64_t)rank / (uint64_t)size, hi = n * (uint64_t)(rank + 1) / (uint64_t)size;
         int fd;
 
         MPI_Barrier(MPI_COMM_WORLD);
         t0 = now();
         if (dml_ckpt_begin(MPI_COMM_WORLD, dir, (uint64_t)r + 1, n * sizeof(float), &w) != DML_OK ||
-            dml_ckpt_put(w, dml_ckpt_file(w), "state", H5T_NATIVE_FLOAT, dims, buf) != DML_OK ||
-            dml_ckpt_commit(w, 1, NULL, 0) != DML_OK) {
+            (t_begin = now() - t0,
+             dml_ckpt_put(w, dml_ckpt_file(w), "state", H5T_NATIVE_FLOAT, dims, buf)) != DML_OK ||
+            (t_put = now() - t0 - t_begin, dml_ckpt_commit(w, 1, NULL, 0)) != DML_OK) {
             if (rank == 0)
                 fprintf(stderr, "ckpt_bench: %s\n", dml_error_message());
             MPI_Abort(MPI_COMM_WORLD, 1);
@@ -94,7 +95,9 @@ int main(int argc, char **argv)
         t_raw = now() - t0;
         if (rank == 0) {
             unlink(raw);
-            printf("%d %.6f %.6f\n", r, t_ckpt, t_raw);
+            /* then the checkpoint's phases: begin, put, commit */
+            printf("%d %.6f %.6f %.6f %.6f %.6f\n", r, t_ckpt, t_raw, t_begin, t_put,
+                   t_ckpt - t_begin - t_put);
             fflush(stdout);
         }
         MPI_Barrier(MPI_COMM_WORLD);

@@ -45,8 +45,27 @@ struct dml_ckpt_writer {
     uint64_t step;
     hid_t file;
     int puts;
+    int single;            /* rank 0 writes the whole file (small state) */
     dml__h5_quiet_t quiet;
 };
+
+/* Up to this much state (DML_CKPT_SINGLE_MAX bytes overrides it), rank 0
+ * writes the checkpoint alone: its fixed cost (an MPI-IO open and close,
+ * collective metadata) would otherwise dwarf the few milliseconds the bytes
+ * take. Above it, every rank writes its share (parallel HDF5). */
+#define DML_CKPT_SINGLE_MAX_DEFAULT (64ULL << 20)
+
+static uint64_t dml__single_max(void)
+{
+    const char *e = getenv("DML_CKPT_SINGLE_MAX");
+    char *end;
+    unsigned long long v;
+
+    if (e == NULL || *e == '\0')
+        return DML_CKPT_SINGLE_MAX_DEFAULT;
+    v = strtoull(e, &end, 10);
+    return *end == '\0' ? (uint64_t)v : DML_CKPT_SINGLE_MAX_DEFAULT;
+}
 
 static void dml__crash_point(const dml_ckpt_writer_t *w, const char *phase)
 {
@@ -165,6 +184,7 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
 {
     dml_ckpt_writer_t *w = calloc(1, sizeof(*w));
     dml_status_t st = DML_OK;
+    int64_t created;
     hid_t fapl = -1;
 
     *w_out = NULL;
@@ -205,21 +225,40 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
         goto fail;
     }
     dml__h5_quiet_begin(&w->quiet);
+    w->single = expect_bytes <= dml__single_max();
     fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_fapl_mpio(fapl, w->comm, MPI_INFO_NULL) < 0) {
+    if (fapl >= 0 && w->single) {
+        /* Rank 0 builds the file in memory (HDF5's core driver) and writes
+         * it in one go when it closes it; the other ranks make the same
+         * calls on a memory-only file, so that every caller's code is the
+         * same in both modes. */
+        size_t inc = (size_t)expect_bytes + (1u << 20);
+        char mem[4200];
+        /* Write tracking: HDF5 flushes the image more than once while
+         * closing; only what changed since is written again. */
+        if (H5Pset_fapl_core(fapl, inc, w->rank == 0) < 0 ||
+            H5Pset_core_write_tracking(fapl, 1, 65536) < 0) {
+            st = dml_error_set(DML_ERR_HDF5, "%s: cannot set up the core driver", w->tmp);
+        } else {
+            snprintf(mem, sizeof(mem), "%s.mem%d", w->tmp, w->rank);
+            w->file = H5Fcreate(w->rank == 0 ? w->tmp : mem, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        }
+    } else if (fapl < 0 || H5Pset_fapl_mpio(fapl, w->comm, MPI_INFO_NULL) < 0) {
         st = dml_error_set(DML_ERR_HDF5, "%s: cannot set up the MPI-IO driver", w->tmp);
     } else {
         /* All ranks write the same metadata: let one rank do it for all. */
         H5Pset_coll_metadata_write(fapl, 1);
         w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    }
+    /* Every attribute is written alike on every rank: rank 0's clock
+     * decides the time (before anything can fail, so every rank gets here). */
+    created = (int64_t)time(NULL);
+    MPI_Bcast(&created, 1, MPI_INT64_T, 0, w->comm);
+    if (st == DML_OK) {
         if (w->file < 0) {
             st = dml_error_set(DML_ERR_IO, "%s: cannot create the checkpoint file", w->tmp);
         } else {
             int32_t version = DML_CKPT_VERSION, world = w->size;
-            int64_t created = (int64_t)time(NULL);
-            /* Collective like every attribute: the same values on every
-             * rank, so rank 0's clock decides the time. */
-            MPI_Bcast(&created, 1, MPI_INT64_T, 0, w->comm);
             if (dml__h5_attr_write_str(w->file, "format", DML_CKPT_FORMAT) != 0 ||
                 dml__h5_attr_write(w->file, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
                 dml__h5_attr_write(w->file, "step", H5T_NATIVE_UINT64, 1, &w->step) != 0 ||
@@ -296,6 +335,19 @@ dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid
     if (st != DML_OK)
         goto out;
 
+    if (w->single) {
+        /* Rank 0 holds the whole array, like every rank: it writes it, and
+         * the CRC of what it writes (a rank's copy of a "replicated" array
+         * such as timings may differ in the last digits). */
+        if (w->rank == 0) {
+            crc = (uint32_t)dml__crc(buf, dims[0] * row);
+            if (dims[0] > 0 && H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+                st = dml__write_failed(w->tmp, name);
+            if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
+                st = dml__write_failed(w->tmp, name);
+        }
+        goto agree;
+    }
     start[0] = r0;
     count[0] = r1 - r0;
     count[1] = dims[1];
@@ -317,6 +369,7 @@ dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid
                              (r1 - r0) * row);
     if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
         st = dml__write_failed(w->tmp, name);
+agree:
     st = dml_mpi_agree(w->comm, st, NULL);
     if (st == DML_OK && w->puts++ == 0)
         dml__crash_point(w, "put");
@@ -439,11 +492,12 @@ static dml_status_t dml__publish(dml_ckpt_writer_t *w, int keep)
     if (rename(w->tmp, w->final) != 0)
         return dml_error_set_errno(errno, "%s: cannot rename to %s", w->tmp, w->final);
     dml__crash_point(w, "renamed");
-    if ((st = dml__fsync_path(w->dir)) != DML_OK)
-        return st;
 
     /* "latest": a relative symlink, replaced by rename so that readers see
-     * the old or the new one, never none. */
+     * the old or the new one, never none. Both renames are in the same
+     * directory: one fsync of it after them makes both durable (and a
+     * journalling file system keeps their order, so "latest" never names a
+     * checkpoint that a crash lost; readers go by the files anyway). */
     snprintf(link_tmp, sizeof(link_tmp), "%s/.latest.tmp", w->dir);
     snprintf(link, sizeof(link), "%s/latest", w->dir);
     unlink(link_tmp);
