@@ -156,9 +156,13 @@ echo "ok: unwritable directory and a full disk"
 
 # ---- a signal on one rank stops all, after a checkpoint ---------------------
 d=$work/sig
-run 2 "${common[@]}" --epochs 200 --checkpoint-dir "$d" >"$d.out" 2>&1 &
+# Long enough never to end before the signal; signalled once it trains.
+run 2 "${common[@]}" --epochs 100000 --checkpoint-dir "$d" >"$d.out" 2>&1 &
 pid=$!
-sleep 2
+for _ in $(seq 1 600); do
+    grep -q "epoch 2 step" "$d.out" 2>/dev/null && break
+    sleep 0.1
+done
 rank=$(for p in $(pgrep -x dml-train); do grep -qa -- "$d" "/proc/$p/cmdline" && echo "$p"; done | tail -n 1)
 [ -n "$rank" ] || fail "no rank to signal"
 kill -USR1 "$rank"

@@ -1,0 +1,63 @@
+"""PyTorch CPU training of the reference workload, the comparison for
+dml-train: Fashion-MNIST from Debian's IDX files, the same normalisation
+(global mean and std of the training images), mlp:784-512-256-10 with He
+initialisation, SGD with momentum, a fresh shuffle every epoch, evaluation
+on the test set after each epoch. Prints one line: samples/s over the
+epochs after the first, and the last test accuracy.
+
+    python3 train_torch.py FM_DIR THREADS BATCH EPOCHS LR
+"""
+import gzip
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def idx(path):
+    raw = gzip.open(path + ".gz").read() if os.path.exists(path + ".gz") else open(path, "rb").read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+d, threads, batch, epochs, lr = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+torch.set_num_threads(threads)
+torch.manual_seed(1)
+xtr = idx(os.path.join(d, "train-images-idx3-ubyte")).reshape(-1, 784).astype(np.float32)
+ytr = idx(os.path.join(d, "train-labels-idx1-ubyte")).astype(np.int64)
+xte = idx(os.path.join(d, "t10k-images-idx3-ubyte")).reshape(-1, 784).astype(np.float32)
+yte = idx(os.path.join(d, "t10k-labels-idx1-ubyte")).astype(np.int64)
+mean, std = xtr.mean(), xtr.std()
+xtr, xte = torch.from_numpy((xtr - mean) / std), torch.from_numpy((xte - mean) / std)
+ytr, yte = torch.from_numpy(ytr), torch.from_numpy(yte)
+
+model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256),
+                            torch.nn.ReLU(), torch.nn.Linear(256, 10))
+for m in model:
+    if isinstance(m, torch.nn.Linear):
+        torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(m.bias)
+opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+loss_fn = torch.nn.CrossEntropyLoss()
+n = xtr.shape[0]
+times, acc = [], 0.0
+for epoch in range(epochs):
+    perm = torch.randperm(n)
+    t0 = time.perf_counter()
+    model.train()
+    for i in range(0, n, batch):
+        idx_b = perm[i:i + batch]
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xtr[idx_b]), ytr[idx_b])
+        loss.backward()
+        opt.step()
+    times.append(time.perf_counter() - t0)
+    model.eval()
+    with torch.inference_mode():
+        acc = (model(xte).argmax(1) == yte).float().mean().item()
+t = sum(times[1:]) if len(times) > 1 else times[0]
+e = len(times) - 1 if len(times) > 1 else 1
+print("%.1f %.4f" % (n * e / t, acc))
