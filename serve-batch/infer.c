@@ -195,43 +195,6 @@ static dml_status_t dml__manifest_settle(const dml_infer_config_t *cfg, const dm
 
 /* ---- the forward passes ---------------------------------------------------- */
 
-typedef struct {
-    uint64_t n;
-    uint64_t *id;
-    int32_t *label, *pred, *tk_class;
-    float *tk_prob;
-    uint64_t *hist;            /* [features][bins] */
-    double *lat;               /* seconds per batch */
-    uint64_t nb;
-} dml__outputs_t;
-
-static void dml__outputs_free(dml__outputs_t *o)
-{
-    free(o->id), free(o->label), free(o->pred), free(o->tk_class), free(o->tk_prob);
-    free(o->hist), free(o->lat);
-    memset(o, 0, sizeof(*o));
-}
-
-static dml_status_t dml__outputs_alloc(dml__outputs_t *o, uint64_t n, int k, uint64_t F, uint64_t nb)
-{
-    memset(o, 0, sizeof(*o));
-    o->n = n;
-    o->nb = nb;
-    o->id = malloc(sizeof(uint64_t) * (n ? n : 1));
-    o->label = malloc(sizeof(int32_t) * (n ? n : 1));
-    o->pred = malloc(sizeof(int32_t) * (n ? n : 1));
-    o->tk_class = malloc(sizeof(int32_t) * (n ? n : 1) * (size_t)k);
-    o->tk_prob = malloc(sizeof(float) * (n ? n : 1) * (size_t)k);
-    o->hist = calloc(F * DML_DATASET_HIST_BINS, sizeof(uint64_t));
-    o->lat = malloc(sizeof(double) * (nb ? nb : 1));
-    if (!o->id || !o->label || !o->pred || !o->tk_class || !o->tk_prob || !o->hist || !o->lat) {
-        dml__outputs_free(o);
-        return dml_error_set(DML_ERR_NO_MEMORY, "no memory for the results of %llu samples",
-                             (unsigned long long)n);
-    }
-    return DML_OK;
-}
-
 /* The k most probable classes of a row, most probable first; ties go to the
  * lower class, as the trainer's accuracy counts them. */
 static void dml__topk(const float *p, int C, int k, int32_t *cls, float *prob)
@@ -256,11 +219,11 @@ static void dml__topk(const float *p, int C, int k, int32_t *cls, float *prob)
  * count into the drift histograms, forward, top-k. */
 static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
                                  const dml_model_info_t *mi, const dml_infer_config_t *cfg,
-                                 uint64_t first, dml__outputs_t *o)
+                                 uint64_t first, dml__part_t *o)
 {
     const dml_schema_t *sc = dml_dataset_schema(ds);
     const dml_stats_t *st = &mi->stats;
-    const uint64_t F = mi->features, n = o->n;
+    const uint64_t F = mi->features, n = o->count;
     const int C = (int)mi->num_classes, K = cfg->topk, B = cfg->batch;
     const size_t xsz = dml_dtype_size(sc->dtype);
     float *x = NULL, *probs = NULL, scale, bias;
@@ -401,7 +364,7 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg, dml_inf
     dml_model_info_t mi;
     dml_dataset_t *ds = NULL;
     dml_infer_manifest_t man;
-    dml__outputs_t mine, all;
+    dml__part_t mine, all;
     uint64_t first = 0, count = 0, my0, myn, F = 0;
     int rank, size, r, skip = 0, k = cfg->topk;
     int *cnt = NULL, *dsp = NULL, *cntk = NULL, *dspk = NULL, *cntb = NULL, *dspb = NULL;
@@ -473,7 +436,7 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg, dml_inf
 
     /* This rank's share of the part, in order. */
     dml_infer_slice(count, (uint32_t)size, (uint32_t)rank, &my0, &myn);
-    st = dml__outputs_alloc(&mine, myn, k, F, (myn + (uint64_t)cfg->batch - 1) / (uint64_t)cfg->batch);
+    st = dml__part_alloc(&mine, myn, k, F, (myn + (uint64_t)cfg->batch - 1) / (uint64_t)cfg->batch);
     if (st == DML_OK)
         st = dml__compute(ds, model, &mi, cfg, first + my0, &mine);
     if (st == DML_OK && rank == 0) {
@@ -498,7 +461,7 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg, dml_inf
                 nb += (uint64_t)cntb[r];
             }
             if (st == DML_OK)
-                st = dml__outputs_alloc(&all, count, k, F, nb);
+                st = dml__part_alloc(&all, count, k, F, nb);
         }
     }
     if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
@@ -518,24 +481,20 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg, dml_inf
         goto out;
     }
     if (rank == 0) {
-        dml__part_t p;
-        memset(&p, 0, sizeof(p));
-        p.task = cfg->task, p.tasks = cfg->tasks, p.first = first, p.count = count;
-        p.topk = k, p.features = F, p.ranks = size, p.batch = cfg->batch;
-        p.seconds = dml__infer_now() - t0;
-        snprintf(p.model_hash, sizeof(p.model_hash), "%s", mi.hash);
-        snprintf(p.input_hash, sizeof(p.input_hash), "%s", dml_dataset_content_hash(ds));
-        p.id = all.id, p.label = all.label, p.pred = all.pred, p.tk_class = all.tk_class;
-        p.tk_prob = all.tk_prob, p.hist = all.hist, p.lat = all.lat, p.nb = all.nb;
-        st = dml__part_write(cfg->out, &p);
+        all.task = cfg->task, all.tasks = cfg->tasks, all.first = first;
+        all.ranks = size, all.batch = cfg->batch;
+        all.seconds = dml__infer_now() - t0;
+        snprintf(all.model_hash, sizeof(all.model_hash), "%s", mi.hash);
+        snprintf(all.input_hash, sizeof(all.input_hash), "%s", dml_dataset_content_hash(ds));
+        st = dml__part_write(cfg->out, &all);
     }
     st = dml_mpi_agree(comm, st, NULL);
 out:
     res->seconds = dml__infer_now() - t0;
     res->samples_per_s = res->skipped || res->seconds <= 0 ? 0 : (double)count / res->seconds;
     free(cnt);
-    dml__outputs_free(&mine);
-    dml__outputs_free(&all);
+    dml__part_free(&mine);
+    dml__part_free(&all);
     dml_dataset_close(ds);
     dml_model_free(model);
     dml_model_info_free(&mi);

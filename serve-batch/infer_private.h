@@ -27,9 +27,20 @@ typedef struct {
  * (fsync of file and directory). */
 dml_status_t dml__part_write(const char *out, const dml__part_t *p);
 
+/* Allocates a part's arrays for n samples, top-k, the histograms of
+ * `features` (zeroed) and nb batch times, and sets those sizes; the record
+ * fields are left as they are. Frees everything on failure. */
+dml_status_t dml__part_alloc(dml__part_t *p, uint64_t n, int k, uint64_t features, uint64_t nb);
+
 /* Reads a part whole and checks its record and checksum; arrays malloc'ed. */
 dml_status_t dml__part_read(const char *path, dml__part_t *p);
 void dml__part_free(dml__part_t *p);
+
+/* Reads part `task` of the run in out and judges it against the manifest:
+ * complete (p then holds it; free it), or missing, stale or corrupt (why
+ * says how; p holds nothing). */
+dml_part_state_t dml__part_load(const char *out, const dml_infer_manifest_t *m, uint32_t task,
+                                dml__part_t *p, char *why, size_t len);
 
 /* The CRC-32 over a part's arrays, in file order. */
 uint32_t dml__part_crc(const dml__part_t *p);

@@ -163,24 +163,13 @@ static dml_status_t dml__concat(dml__part_t *parts, uint32_t np, dml__part_t *al
 {
     uint64_t n = 0, nb = 0, F = parts[0].features, k = (uint64_t)parts[0].topk, o = 0, ob = 0, i;
     uint32_t t;
+    dml_status_t st;
 
     memset(all, 0, sizeof(*all));
     for (t = 0; t < np; t++)
         n += parts[t].count, nb += parts[t].nb;
-    all->count = n, all->nb = nb, all->features = F, all->topk = (int)k;
-    all->id = malloc(sizeof(uint64_t) * (n + 1));
-    all->label = malloc(sizeof(int32_t) * (n + 1));
-    all->pred = malloc(sizeof(int32_t) * (n + 1));
-    all->tk_class = malloc(sizeof(int32_t) * (n * k + 1));
-    all->tk_prob = malloc(sizeof(float) * (n * k + 1));
-    all->hist = calloc(F * DML_DATASET_HIST_BINS + 1, sizeof(uint64_t));
-    all->lat = malloc(sizeof(double) * (nb + 1));
-    if (!all->id || !all->label || !all->pred || !all->tk_class || !all->tk_prob || !all->hist ||
-        !all->lat) {
-        dml__part_free(all);
-        return dml_error_set(DML_ERR_NO_MEMORY, "no memory to merge %llu predictions",
-                             (unsigned long long)n);
-    }
+    if ((st = dml__part_alloc(all, n, (int)k, F, nb)) != DML_OK)
+        return st;
     for (t = 0; t < np; t++) {
         const dml__part_t *p = &parts[t];
         memcpy(all->id + o, p->id, p->count * sizeof(uint64_t));
@@ -327,17 +316,23 @@ dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cf
         *text = NULL;
     if ((st = dml_infer_manifest_read(out, &m)) != DML_OK)
         return st;
+    /* Every part read once: checked here, merged below. */
+    parts = calloc(m.tasks, sizeof(*parts));
+    if (parts == NULL)
+        return dml_error_set(DML_ERR_NO_MEMORY, "no memory for %u parts", m.tasks);
     for (t = 0; t < m.tasks; t++) {
-        dml_part_state_t s = dml_infer_part_check(out, &m, t, why, sizeof(why));
+        dml_part_state_t s = dml__part_load(out, &m, t, &parts[t], why, sizeof(why));
         if (s != DML_PART_COMPLETE) {
             bad++;
             if (cb)
                 cb(arg, t, s, why);
         }
     }
-    if (bad > 0)
-        return dml_error_set(DML_ERR_NOT_FOUND, "%s: %u of %u parts are not complete; nothing "
-                             "merged", out, bad, m.tasks);
+    if (bad > 0) {
+        st = dml_error_set(DML_ERR_NOT_FOUND, "%s: %u of %u parts are not complete; nothing "
+                           "merged", out, bad, m.tasks);
+        goto out;
+    }
     /* The model (its training statistics and class names) and the input's
      * schema, both as the manifest names them. */
     if ((st = dml_model_load(m.model_path, 1, &model, &mi)) != DML_OK)
@@ -349,16 +344,6 @@ dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cf
     }
     if ((st = dml_dataset_open(m.input_path, &ds)) != DML_OK)
         goto out;
-    parts = calloc(m.tasks, sizeof(*parts));
-    if (parts == NULL) {
-        st = dml_error_set(DML_ERR_NO_MEMORY, "no memory");
-        goto out;
-    }
-    for (t = 0; t < m.tasks; t++) {
-        dml_infer_part_path(out, t, path, sizeof(path));
-        if ((st = dml__part_read(path, &parts[t])) != DML_OK)
-            goto out;
-    }
     if ((st = dml__concat(parts, m.tasks, &all)) != DML_OK)
         goto out;
     if (all.features != mi.features) {
@@ -374,8 +359,9 @@ dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cf
         snprintf(path, sizeof(path), "%s/predictions.h5", out);
     if ((st = dml__write_predictions(path, &m, &all, &mi)) != DML_OK)
         goto out;
-    snprintf(path, sizeof(path), "%s.json", cfg->report ? cfg->report : "");
-    if (cfg->report == NULL)
+    if (cfg->report)
+        snprintf(path, sizeof(path), "%s.json", cfg->report);
+    else
         snprintf(path, sizeof(path), "%s/report.json", out);
     if ((st = dml__write_file_durably(path, js.s, 0)) != DML_OK)
         goto out;

@@ -147,6 +147,24 @@ void dml__part_free(dml__part_t *p)
     memset(p, 0, sizeof(*p));
 }
 
+dml_status_t dml__part_alloc(dml__part_t *p, uint64_t n, int k, uint64_t features, uint64_t nb)
+{
+    p->count = n, p->topk = k, p->features = features, p->nb = nb;
+    p->id = malloc(sizeof(uint64_t) * (n + 1));
+    p->label = malloc(sizeof(int32_t) * (n + 1));
+    p->pred = malloc(sizeof(int32_t) * (n + 1));
+    p->tk_class = malloc(sizeof(int32_t) * (n * (uint64_t)k + 1));
+    p->tk_prob = malloc(sizeof(float) * (n * (uint64_t)k + 1));
+    p->hist = calloc(features * DML_DATASET_HIST_BINS + 1, sizeof(uint64_t));
+    p->lat = malloc(sizeof(double) * (nb + 1));
+    if (!p->id || !p->label || !p->pred || !p->tk_class || !p->tk_prob || !p->hist || !p->lat) {
+        dml__part_free(p);
+        return dml_error_set(DML_ERR_NO_MEMORY, "no memory for the results of %llu samples",
+                             (unsigned long long)n);
+    }
+    return DML_OK;
+}
+
 static int dml__rows(hid_t f, const char *name, uint64_t *d0)
 {
     hsize_t dims[2] = {0, 0};
@@ -207,19 +225,8 @@ dml_status_t dml__part_read(const char *path, dml__part_t *p)
     n = p->count, k = (uint64_t)p->topk;
     if (dml__rows(f, "hist", &fr) != 2 || dml__rows(f, "batch_seconds", &p->nb) != 1)
         goto out;
-    p->features = fr;
-    p->id = malloc(sizeof(uint64_t) * (n + 1));
-    p->label = malloc(sizeof(int32_t) * (n + 1));
-    p->pred = malloc(sizeof(int32_t) * (n + 1));
-    p->tk_class = malloc(sizeof(int32_t) * (n * k + 1));
-    p->tk_prob = malloc(sizeof(float) * (n * k + 1));
-    p->hist = malloc(sizeof(uint64_t) * (fr * DML_DATASET_HIST_BINS + 1));
-    p->lat = malloc(sizeof(double) * (p->nb + 1));
-    if (!p->id || !p->label || !p->pred || !p->tk_class || !p->tk_prob || !p->hist || !p->lat) {
-        st = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory to read %llu rows", path,
-                           (unsigned long long)n);
+    if ((st = dml__part_alloc(p, n, p->topk, fr, p->nb)) != DML_OK)
         goto out;
-    }
     st = dml_error_set(DML_ERR_FORMAT, "%s: arrays missing or not of the %llu rows its record "
                        "says", path, (unsigned long long)n);
     if (dml__get(f, "id", H5T_NATIVE_UINT64, n, 0, p->id) != 0 ||
@@ -244,12 +251,11 @@ out:
     return st;
 }
 
-dml_part_state_t dml_infer_part_check(const char *out, const dml_infer_manifest_t *m,
-                                      uint32_t task, char *why, size_t len)
+dml_part_state_t dml__part_load(const char *out, const dml_infer_manifest_t *m, uint32_t task,
+                                dml__part_t *p, char *why, size_t len)
 {
     char path[4200], buf[512];
     uint64_t first, count;
-    dml__part_t p;
     dml_status_t st;
     dml_part_state_t s = DML_PART_COMPLETE;
 
@@ -257,7 +263,7 @@ dml_part_state_t dml_infer_part_check(const char *out, const dml_infer_manifest_
         why = buf, len = sizeof(buf);
     why[0] = '\0';
     dml_infer_part_path(out, task, path, sizeof(path));
-    st = dml__part_read(path, &p);
+    st = dml__part_read(path, p);
     if (st == DML_ERR_NOT_FOUND) {
         snprintf(why, len, "%s: not written yet", path);
         return DML_PART_MISSING;
@@ -267,18 +273,31 @@ dml_part_state_t dml_infer_part_check(const char *out, const dml_infer_manifest_
         return DML_PART_CORRUPT;
     }
     dml_infer_slice(m->samples, m->tasks, task, &first, &count);
-    if (strcmp(p.model_hash, m->model_hash) != 0)
-        snprintf(why, len, "%s: made by model %s, the run's model is %s", path, p.model_hash,
+    if (strcmp(p->model_hash, m->model_hash) != 0)
+        snprintf(why, len, "%s: made by model %s, the run's model is %s", path, p->model_hash,
                  m->model_hash), s = DML_PART_STALE;
-    else if (strcmp(p.input_hash, m->input_hash) != 0)
-        snprintf(why, len, "%s: made from input %s, the run's input is %s", path, p.input_hash,
+    else if (strcmp(p->input_hash, m->input_hash) != 0)
+        snprintf(why, len, "%s: made from input %s, the run's input is %s", path, p->input_hash,
                  m->input_hash), s = DML_PART_STALE;
-    else if (p.task != task || p.tasks != m->tasks || p.first != first || p.count != count ||
-             p.topk != m->topk)
+    else if (p->task != task || p->tasks != m->tasks || p->first != first || p->count != count ||
+             p->topk != m->topk)
         snprintf(why, len, "%s: part %u of %u (samples %llu+%llu, top-%d), the run wants part %u "
-                 "of %u (samples %llu+%llu, top-%d)", path, p.task, p.tasks,
-                 (unsigned long long)p.first, (unsigned long long)p.count, p.topk, task, m->tasks,
-                 (unsigned long long)first, (unsigned long long)count, m->topk), s = DML_PART_STALE;
-    dml__part_free(&p);
+                 "of %u (samples %llu+%llu, top-%d)", path, p->task, p->tasks,
+                 (unsigned long long)p->first, (unsigned long long)p->count, p->topk, task,
+                 m->tasks, (unsigned long long)first, (unsigned long long)count, m->topk),
+            s = DML_PART_STALE;
+    if (s != DML_PART_COMPLETE)
+        dml__part_free(p);
+    return s;
+}
+
+dml_part_state_t dml_infer_part_check(const char *out, const dml_infer_manifest_t *m,
+                                      uint32_t task, char *why, size_t len)
+{
+    dml__part_t p;
+    dml_part_state_t s = dml__part_load(out, m, task, &p, why, len);
+
+    if (s == DML_PART_COMPLETE)
+        dml__part_free(&p);
     return s;
 }

@@ -13,6 +13,19 @@ CLUSTER_DIR=""
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# Fails with the cause first, then the end of each file given (jobs' output):
+# CI shows the start of a failing test's log. The daemons' logs follow.
+fail_logs() { # message [file...]
+    local f
+    echo "FAIL: $1" >&2
+    shift
+    for f in "$@"; do
+        echo "---- $f, last 40 lines ----" >&2
+        tail -n 40 "$f" >&2 || true
+    done
+    exit 1
+}
+
 skip_or_fail() {
     if [ -n "${CI:-}" ]; then
         echo "ERROR: $1; CI must run this test, not skip it" >&2

@@ -48,16 +48,7 @@ wait_done() { # jobid timeout
     done
     fail_job "job $id not done after $2 s (state $(state_of "$id"), reason $(squeue -h -j "$id" -o '%r' 2>&1))"
 }
-# CI shows the start of a failing test's log: the cause first, then the end of
-# the job's output (the daemons' logs follow from lib.sh).
-fail_job() { # message; $out is the job's output file
-    echo "FAIL: $1" >&2
-    if [ -n "${out:-}" ]; then
-        echo "---- $out, last 40 lines ----" >&2
-        tail -n 40 "$out" >&2 || true
-    fi
-    exit 1
-}
+fail_job() { fail_logs "$1" ${out:+"$out"}; } # $out: the job's output file
 wait_for() { # file pattern timeout
     local deadline=$((SECONDS + $3))
     until grep -q -- "$2" "$1" 2>/dev/null; do
