@@ -215,7 +215,9 @@ typedef struct {
     uint64_t window;          /* DML_SHUFFLE_WINDOW: buffer samples [65536] */
     uint64_t block;           /* DML_SHUFFLE_WINDOW: block samples [256] */
     dml_cache_t cache;
-    uint64_t cache_budget;    /* bytes per node for AUTO; 0: half of free memory */
+    uint64_t cache_budget;    /* bytes per node; 0: half of free memory. A copy per rank
+                                 * (huge pages) when all the node's fit, else one
+                                 * shared copy (AUTO: none if that does not fit) */
     int prefetch;             /* batches read ahead by the I/O thread; 0: none */
     int verify;               /* check shard checksums at create (ranks split) */
     dml_norm_t norm;
@@ -286,6 +288,9 @@ uint64_t dml_loader_steps_per_epoch(const dml_loader_t *ld);
 
 /* Whether the node cache is in use, and whether prefetch runs in a thread. */
 int dml_loader_cached(const dml_loader_t *ld);
+/* 1 when the cache is one copy shared by the node's ranks (the budget did not
+ * hold a copy per rank), 0 when each rank has its own or there is none. */
+int dml_loader_cache_shared(const dml_loader_t *ld);
 int dml_loader_threaded(const dml_loader_t *ld);
 
 /* Seconds the caller spent waiting inside dml_loader_next so far. */

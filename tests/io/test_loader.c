@@ -182,10 +182,12 @@ static int do_check(const char *dir)
         dml_shuffle_t shuffle;
         dml_cache_t cache;
         int prefetch;
+        uint64_t budget; /* 1: too small for a copy per rank, so one per node */
     } variants[] = {
-        {DML_SHUFFLE_NONE, DML_CACHE_OFF, 0},   {DML_SHUFFLE_FULL, DML_CACHE_OFF, 3},
-        {DML_SHUFFLE_FULL, DML_CACHE_ON, 3},    {DML_SHUFFLE_WINDOW, DML_CACHE_OFF, 2},
-        {DML_SHUFFLE_WINDOW, DML_CACHE_ON, 0},  {DML_SHUFFLE_FULL, DML_CACHE_OFF, 0},
+        {DML_SHUFFLE_NONE, DML_CACHE_OFF, 0, 0},  {DML_SHUFFLE_FULL, DML_CACHE_OFF, 3, 0},
+        {DML_SHUFFLE_FULL, DML_CACHE_ON, 3, 0},   {DML_SHUFFLE_WINDOW, DML_CACHE_OFF, 2, 0},
+        {DML_SHUFFLE_WINDOW, DML_CACHE_ON, 0, 0}, {DML_SHUFFLE_FULL, DML_CACHE_OFF, 0, 0},
+        {DML_SHUFFLE_FULL, DML_CACHE_ON, 2, 1},
     };
     dml_dataset_t *ds;
     size_t v;
@@ -205,6 +207,7 @@ static int do_check(const char *dir)
         cfg.shuffle = variants[v].shuffle;
         cfg.cache = variants[v].cache;
         cfg.prefetch = variants[v].prefetch;
+        cfg.cache_budget = variants[v].budget;
         cfg.window = 100;
         cfg.block = 16;
         cfg.norm = DML_NORM_NONE;
@@ -214,6 +217,8 @@ static int do_check(const char *dir)
             continue;
         }
         CHECK(dml_loader_cached(ld) == (cfg.cache == DML_CACHE_ON), "cache state");
+        CHECK(dml_loader_cache_shared(ld) == (cfg.cache == DML_CACHE_ON && cfg.cache_budget == 1),
+              "a shared cache is used exactly when a copy per rank does not fit");
         CHECK(dml_loader_threaded(ld) == (cfg.prefetch > 0), "prefetch thread state");
         CHECK(dml_loader_steps_per_epoch(ld) == (N + (uint64_t)size * B - 1) / ((uint64_t)size * B),
               "steps per epoch");
