@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include "dml_crc.h"
 #include "io_private.h"
 
 #include <errno.h>
@@ -384,7 +385,7 @@ static dml_status_t dml__shard_scan(const dml_dataset_t *ds, uint32_t i, hid_t f
     uint64_t chunk = (64u << 20) / xsz + 1, r, k, bad_label = 0, nonfinite = 0, first_bad = 0;
     uint64_t first_nf = 0;
     int32_t bad_value = 0;
-    uLong crc_x = crc32(0L, Z_NULL, 0), crc_y = crc32(0L, Z_NULL, 0), crc_id = crc32(0L, Z_NULL, 0);
+    uLong crc_x = 0, crc_y = 0, crc_id = 0;
     uLong crc;
     void *x = NULL;
     int32_t *y = NULL;
@@ -413,9 +414,9 @@ static dml_status_t dml__shard_scan(const dml_dataset_t *ds, uint32_t i, hid_t f
                                  path, (unsigned long long)r, (unsigned long long)(r + m - 1));
             goto out;
         }
-        crc_x = crc32_z(crc_x, x, m * xsz);
-        crc_y = crc32_z(crc_y, (const Bytef *)y, m * sizeof(int32_t));
-        crc_id = crc32_z(crc_id, (const Bytef *)id, m * sizeof(uint64_t));
+        crc_x = dml_crc32((uint32_t)crc_x, x, m * xsz);
+        crc_y = dml_crc32((uint32_t)crc_y, y, m * sizeof(int32_t));
+        crc_id = dml_crc32((uint32_t)crc_id, id, m * sizeof(uint64_t));
         for (k = 0; k < m; k++) {
             if (y[k] < 0 || (uint32_t)y[k] >= ds->schema.num_classes) {
                 if (bad_label++ == 0) {

@@ -11,6 +11,7 @@
  */
 #include "config.h"
 
+#include "dml_crc.h"
 #include "dml_mpi.h"
 #include "io_private.h"
 
@@ -292,11 +293,9 @@ dml_status_t dml_dataset_writer_put(dml_dataset_writer_t *w, uint32_t shard, uin
     if (status != DML_OK)
         return dml__writer_fail(w, status);
 
-    crc = crc32_z(crc32(0L, Z_NULL, 0), x, n * w->xsz);
-    crc = crc32_combine(crc, crc32_z(crc32(0L, Z_NULL, 0), (const Bytef *)y, n * sizeof(int32_t)),
-                        (z_off_t)(n * sizeof(int32_t)));
-    crc = crc32_combine(crc, crc32_z(crc32(0L, Z_NULL, 0), (const Bytef *)id, n * sizeof(uint64_t)),
-                        (z_off_t)(n * sizeof(uint64_t)));
+    crc = dml_crc32(0, x, n * w->xsz);
+    crc = crc32_combine(crc, dml_crc32(0, y, n * sizeof(int32_t)), (z_off_t)(n * sizeof(int32_t)));
+    crc = crc32_combine(crc, dml_crc32(0, id, n * sizeof(uint64_t)), (z_off_t)(n * sizeof(uint64_t)));
     w->crc[shard] = (uint32_t)crc;
     w->count[shard] = n;
     w->mine[shard] = 1;

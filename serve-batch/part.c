@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include "dml_crc.h"
 #include "dml_h5util.h"
 #include "infer_private.h"
 
@@ -15,7 +16,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 void dml_infer_part_path(const char *out, uint32_t task, char *buf, size_t len)
 {
@@ -33,24 +33,19 @@ const char *dml_part_state_name(dml_part_state_t s)
     return "?";
 }
 
-static uLong dml__crc(uLong c, const void *p, size_t n)
-{
-    return n ? crc32_z(c, (const Bytef *)p, n) : c;
-}
-
 uint32_t dml__part_crc(const dml__part_t *p)
 {
     const size_t n = p->count, k = (size_t)p->topk;
-    uLong c = crc32(0L, Z_NULL, 0);
+    uint32_t c = 0;
 
-    c = dml__crc(c, p->id, n * sizeof(uint64_t));
-    c = dml__crc(c, p->label, n * sizeof(int32_t));
-    c = dml__crc(c, p->pred, n * sizeof(int32_t));
-    c = dml__crc(c, p->tk_class, n * k * sizeof(int32_t));
-    c = dml__crc(c, p->tk_prob, n * k * sizeof(float));
-    c = dml__crc(c, p->hist, p->features * DML_DATASET_HIST_BINS * sizeof(uint64_t));
-    c = dml__crc(c, p->lat, p->nb * sizeof(double));
-    return (uint32_t)c;
+    c = dml_crc32(c, p->id, n * sizeof(uint64_t));
+    c = dml_crc32(c, p->label, n * sizeof(int32_t));
+    c = dml_crc32(c, p->pred, n * sizeof(int32_t));
+    c = dml_crc32(c, p->tk_class, n * k * sizeof(int32_t));
+    c = dml_crc32(c, p->tk_prob, n * k * sizeof(float));
+    c = dml_crc32(c, p->hist, p->features * DML_DATASET_HIST_BINS * sizeof(uint64_t));
+    c = dml_crc32(c, p->lat, p->nb * sizeof(double));
+    return c;
 }
 
 /* 0-row datasets are written empty (H5Dwrite refuses a NULL buffer, and

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include "dml_ckpt.h"
+#include "dml_crc.h"
 #include "dml_h5util.h"
 #include "dml_train.h"
 
@@ -16,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 #define DML_MODEL_FORMAT "slurm-dml model"
 
@@ -156,7 +156,7 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
         st = dml_error_set(DML_ERR_IO, "model %s: cannot read the weights (damaged file?)", file);
         goto out;
     }
-    have = (uint32_t)crc32_z(crc32(0L, Z_NULL, 0), (const Bytef *)w, np * sizeof(float));
+    have = dml_crc32(0, w, np * sizeof(float));
     if (dml__h5_attr_read(d, "crc32", H5T_NATIVE_UINT32, 1, &want) == 0 && want != have) {
         st = dml_error_set(DML_ERR_CHECKSUM, "model %s: weights have CRC-32 %08x, the file "
                            "recorded %08x: the file is damaged", file, have, want);

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include "dml_ckpt.h"
+#include "dml_crc.h"
 #include "dml_h5util.h"
 #include "dml_mpi.h"
 #include "dml_train.h"
@@ -21,7 +22,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 struct dml_trainer {
     MPI_Comm comm;
@@ -465,9 +465,8 @@ static dml_status_t dml__write_model(dml_trainer_t *tr, const char *path)
     /* The weights' CRC-32, as a checkpoint's weights carry it: a model file
      * damaged on disk is named as such when loaded (dml_model_load). */
     {
-        uint32_t crc = (uint32_t)crc32_z(crc32(0L, Z_NULL, 0),
-                                         (const Bytef *)dml_model_params(tr->m),
-                                         dml_model_nparams(tr->m) * sizeof(float));
+        uint32_t crc = dml_crc32(0, dml_model_params(tr->m),
+                                 dml_model_nparams(tr->m) * sizeof(float));
         hid_t d = H5Dopen2(f, "weights", H5P_DEFAULT);
         int rc = d < 0 ? -1 : dml__h5_attr_write(d, "crc32", H5T_NATIVE_UINT32, 1, &crc);
         if (d >= 0)

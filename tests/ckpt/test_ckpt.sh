@@ -11,6 +11,7 @@
 #  - an unwritable directory and a full disk give a clear message and
 #    the previous checkpoint still loads;
 #  - a signal on one rank: every rank checkpoints and exits 75;
+#  - --keep K leaves exactly the K newest checkpoints;
 #  - dml-ckpt list/inspect/export: the exported model is the trained model.
 set -euo pipefail
 : "${abs_top_builddir:?run through make check}" "${MPIRUN:?}"
@@ -95,6 +96,14 @@ run 2 "${common[@]}" --epochs 2 --checkpoint-dir "$d" --checkpoint-every 100 --k
     fail "setup for damage failed"
 mapfile -t all < <(ls "$d" | grep -E '^ckpt-[0-9]+\.h5$' | sort -r)
 [ "${#all[@]}" -ge 3 ] || fail "expected at least 3 checkpoints, got ${all[*]}"
+# --keep 2: the same run keeps exactly its two newest (pruned in the
+# background, done by the time the process exits), and "latest" names the newest.
+run 2 "${common[@]}" --epochs 2 --checkpoint-dir "$work/keep" --checkpoint-every 100 --keep 2 \
+    >/dev/null 2>&1 || fail "the run with --keep 2 failed"
+kept=$(ls "$work/keep" | grep -E '^ckpt-[0-9]+\.h5$' | sort -r | tr '\n' ' ')
+[ "$kept" = "${all[0]} ${all[1]} " ] || fail "--keep 2 left '$kept', expected '${all[0]} ${all[1]} '"
+[ "$(readlink "$work/keep/latest")" = "${all[0]}" ] || fail "latest is not ${all[0]}"
+echo "ok: --keep 2 keeps the two newest"
 truncate -s 2000 "$d/${all[0]}"
 # Flip bytes inside the second one's weights (found by their offset).
 off=$(h5dump -p -d /model/weights "$d/${all[1]}" | sed -n 's/.*OFFSET \([0-9]*\).*/\1/p' | head -n 1)
