@@ -208,6 +208,12 @@ typedef enum {
     DML_NORM_NONE         /* raw values as float */
 } dml_norm_t;
 
+/* out[i] = (float)in[i] * scale + bias for i < n: the loader's conversion of
+ * stored bytes under a uniform normalisation (DML_NORM_GLOBAL, NONE), which
+ * batch inference uses too, so that both give a model the same input bits.
+ * In float, without fused multiply-add, vectorised for the CPU it runs on. */
+void dml_normalize_u8(const uint8_t *in, uint64_t n, float scale, float bias, float *out);
+
 typedef struct {
     uint64_t batch;           /* samples per rank per step (> 0) */
     uint64_t seed;

@@ -26,6 +26,7 @@
 #include "config.h"
 
 #include "dml_mpi.h"
+#include "dml_simd.h"
 #include "io_private.h"
 
 #include <errno.h>
@@ -317,18 +318,10 @@ static uint32_t dml__shard_of(const dml_loader_t *ld, uint64_t idx)
 }
 
 /* Converts one stored row to normalised floats. This loop is most of the
- * loader's CPU time: restrict lets it vectorise, and AVX-512 and AVX2 clones
- * (chosen at run time) do 16 or 8 elements per instruction where the CPU has
- * them (AVX-512: 1.4x the rows/s of AVX2 on a shuffled 2 GiB cache). No FMA
- * contraction: every clone rounds the same, so the inputs are the same bits
- * on every CPU, and the same as batch inference's. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define DML_HOT                                                                                    \
-    __attribute__((optimize("O3", "fp-contract=off"),                                              \
-                   target_clones("arch=x86-64-v4", "avx2", "default")))
-#else
-#define DML_HOT
-#endif
+ * loader's CPU time: restrict lets it vectorise, and DML_HOT's AVX-512 and
+ * AVX2 clones do 16 or 8 elements per instruction where the CPU has them
+ * (AVX-512: 1.4x the rows/s of AVX2 on a shuffled 2 GiB cache), rounding
+ * alike on every CPU and as batch inference does. */
 DML_HOT static void dml__convert_u8(const uint8_t *restrict row, const float *restrict sc,
                                     const float *restrict bi, float *restrict out, uint64_t F)
 {
@@ -348,20 +341,21 @@ DML_HOT static void dml__convert_f32(const float *restrict row, const float *res
 }
 
 /* The same with one scale and bias for all features (--norm global, the
- * default): two fewer streams to load, a quarter faster. */
-DML_HOT static void dml__convert_u8_1(const uint8_t *restrict row, float sc, float bi,
-                                      float *restrict out, uint64_t F)
+ * default): two fewer streams to load, a quarter faster. Batch inference
+ * converts whole batches with it. */
+DML_HOT void dml_normalize_u8(const uint8_t *restrict in, uint64_t n, float scale, float bias,
+                              float *restrict out)
 {
-    uint64_t f;
+    uint64_t i;
 
-    for (f = 0; f < F; f++)
-        out[f] = (float)row[f] * sc + bi;
+    for (i = 0; i < n; i++)
+        out[i] = (float)in[i] * scale + bias;
 }
 
 static inline void dml__convert(const dml_loader_t *ld, const uint8_t *row, float *out)
 {
     if (ld->ds->schema.dtype == DML_DTYPE_UINT8 && ld->norm_uniform)
-        dml__convert_u8_1(row, ld->scale[0], ld->bias[0], out, ld->F);
+        dml_normalize_u8(row, ld->F, ld->scale[0], ld->bias[0], out);
     else if (ld->ds->schema.dtype == DML_DTYPE_UINT8)
         dml__convert_u8(row, ld->scale, ld->bias, out, ld->F);
     else

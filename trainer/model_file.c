@@ -9,6 +9,7 @@
 #include "dml_crc.h"
 #include "dml_h5util.h"
 #include "dml_train.h"
+#include "train_private.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -133,7 +134,8 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
     }
     info->num_classes = (uint32_t)info->spec.dims[info->spec.nlayers];
     info->features = (uint64_t)info->spec.dims[0];
-    if ((st = dml_model_create(&info->spec, 0, max_batch, &m)) != DML_OK)
+    /* no initialisation: the file's weights replace all of them */
+    if ((st = dml__model_alloc(&info->spec, max_batch, &m)) != DML_OK)
         goto out;
 
     /* The weights: shape, checksum (where recorded: model files and

@@ -1,0 +1,16 @@
+/*
+ * train_private.h: what the trainer library's files share and its users
+ * do not see.
+ */
+#ifndef DML_TRAIN_PRIVATE_H
+#define DML_TRAIN_PRIVATE_H
+
+#include "dml_train.h"
+
+/* A model of spec with its buffers, its parameters not initialised: for a
+ * caller that fills every one of them (loading a model file, whose weights
+ * replace them all, skips dml_model_create's He initialisation: 10 ms of
+ * logarithms and cosines for the reference model). */
+dml_status_t dml__model_alloc(const dml_model_spec_t *spec, int max_batch, dml_model_t **model_out);
+
+#endif /* DML_TRAIN_PRIVATE_H */
