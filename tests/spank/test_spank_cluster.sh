@@ -38,7 +38,7 @@ want "1: OPENBLAS_NUM_THREADS=56"
 
 # --dml-verbose: one line per task with its mapping.
 err=$(srun --dml-gpus --dml-verbose -N1 -n2 true 2>&1) || fail "srun --dml-verbose: $err"
-grep -q "^dml: rank 0 (local 0) on n1: gpu 0,1,2,3, cpus 0-55,112-167 (not bound), numa 0, net ib, hca mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1;" <<<"$err" ||
+grep -q "^dml: rank 0 (local 0) on n[1-9]: gpu 0,1,2,3, cpus 0-55,112-167 (not bound), numa 0, net ib, hca mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1;" <<<"$err" ||
     fail "verbose line for rank 0 missing: $err"
 [ "$(grep -c '^dml: rank ' <<<"$err")" -eq 2 ] || fail "expected one verbose line per task: $err"
 
