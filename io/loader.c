@@ -262,7 +262,8 @@ struct dml_loader {
 
     /* the ring */
     int K, head, count, held, stop, threaded, thread_live;
-    int starved; /* consecutive batches the consumer found the ring empty */
+    int starved;   /* consecutive batches the consumer found the ring empty */
+    int p_waiting; /* the producer sleeps on cv_empty (the ring was full) */
     dml__slot_t *slot;
     pthread_t thread;
     pthread_mutex_t mu;
@@ -501,8 +502,11 @@ static void *dml__producer(void *arg)
 
     for (;;) {
         pthread_mutex_lock(&ld->mu);
-        while (!ld->stop && ld->count == ld->K)
+        while (!ld->stop && ld->count == ld->K) {
+            ld->p_waiting = 1;
             pthread_cond_wait(&ld->cv_empty, &ld->mu);
+        }
+        ld->p_waiting = 0;
         if (ld->stop) {
             pthread_mutex_unlock(&ld->mu);
             break;
@@ -563,6 +567,7 @@ dml_status_t dml_loader_next(dml_loader_t *ld, const dml_batch_t **batch)
 {
     dml__slot_t *sl;
     double t0;
+    int wake = 0;
 
     if (ld->failed != DML_OK)
         return dml_error_set(ld->failed, "%s", ld->failed_msg);
@@ -581,9 +586,19 @@ dml_status_t dml_loader_next(dml_loader_t *ld, const dml_batch_t **batch)
             ld->head = (ld->head + 1) % ld->K;
             ld->count--;
             ld->held = 0;
-            pthread_cond_broadcast(&ld->cv_empty);
         }
+        /* A producer asleep on a full ring is woken once the ring is down
+         * to half, to make several batches in one go: each wake-up is a
+         * futex call, and where every core runs a rank the woken producer
+         * takes the core from this thread at once. With batches still in
+         * the ring that is done after this one is handed over, so it is
+         * not time spent waiting for data. */
+        wake = ld->p_waiting && ld->count <= ld->K / 2;
         ld->starved = ld->count == 0 ? ld->starved + 1 : 0;
+        if (wake && ld->count == 0) {
+            pthread_cond_broadcast(&ld->cv_empty);
+            wake = 0;
+        }
         while (ld->count == 0 && ld->failed == DML_OK)
             pthread_cond_wait(&ld->cv_full, &ld->mu);
         if (ld->count == 0) {
@@ -593,9 +608,13 @@ dml_status_t dml_loader_next(dml_loader_t *ld, const dml_batch_t **batch)
         }
         sl = &ld->slot[ld->head];
         ld->held = 1;
+        if (wake)
+            ld->p_waiting = 0; /* one wake-up is enough */
         pthread_mutex_unlock(&ld->mu);
     }
     ld->wait += dml__now() - t0;
+    if (wake)
+        pthread_cond_broadcast(&ld->cv_empty);
     if (sl->b.epoch_end) {
         ld->c_epoch = sl->b.epoch + 1;
         ld->c_cursor = 0;
