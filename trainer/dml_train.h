@@ -167,7 +167,8 @@ double dml_clip_grad_norm(float *g, size_t n, double max_norm);
  * gradients are summed across ranks in buckets, each bucket's non-blocking
  * allreduce (MPI_Iallreduce) starting as soon as backward has made its layers
  * final, so that communication hides behind the earlier layers' compute (the
- * pattern of PyTorch DDP and Horovod). Buckets are fixed ranges of the flat
+ * pattern of PyTorch DDP and Horovod); the last bucket, final only when
+ * backward is done, is reduced with the blocking MPI_Allreduce. Buckets are fixed ranges of the flat
  * gradient array, cut from the last layer backwards, so the reduction is the
  * same on every run: a run is bit-for-bit reproducible for a given seed and
  * world size.
@@ -197,7 +198,9 @@ void dml_dp_bucket_range(const dml_dp_t *dp, int b, size_t *offset, size_t *coun
 dml_status_t dml_dp_step(dml_dp_t *dp, const float *x, const int32_t *y, int n, uint64_t global_n,
                          uint64_t dropout_seed, int reduce, double *loss_sum, int *correct);
 
-/* Seconds spent inside MPI waiting for the last buckets, so far. */
+/* Seconds spent in MPI after backward, so far: reducing the last bucket
+ * (blocking: there is nothing left to overlap it with) and waiting for the
+ * others. */
 double dml_dp_wait_seconds(const dml_dp_t *dp);
 
 /* ---- the training loop ----------------------------------------------------
