@@ -302,10 +302,13 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
     }
     if ((s = dml_dataset_reader_open(ds, &rd)) != DML_OK)
         goto out;
+    /* The part's labels and ids in one read each, not two more per batch. */
+    if ((s = dml_dataset_reader_read(rd, first, n, NULL, o->label, o->id)) != DML_OK)
+        goto out;
     for (pos = 0; pos < n; pos += (uint64_t)B, b++) {
         const uint64_t m = n - pos < (uint64_t)B ? n - pos : (uint64_t)B;
         const double t0 = dml__infer_now();
-        if ((s = dml_dataset_reader_read(rd, first + pos, m, raw, o->label + pos, o->id + pos)) != DML_OK)
+        if ((s = dml_dataset_reader_read(rd, first + pos, m, raw, NULL, NULL)) != DML_OK)
             goto out;
         /* Every drift_every-th sample (by its index in the input, so that
          * the counts do not depend on how the input is split) is counted
