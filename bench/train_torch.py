@@ -5,7 +5,7 @@ initialisation, SGD with momentum, a fresh shuffle every epoch, evaluation
 on the test set after each epoch. Prints one line: samples/s over the
 epochs after the first, and the last test accuracy.
 
-    python3 train_torch.py FM_DIR THREADS BATCH EPOCHS LR
+    python3 train_torch.py FM_DIR THREADS BATCH EPOCHS LR [SEED]
 
 With RANK, WORLD_SIZE and DML_DDP_INIT (a file:// URL) in the environment it
 is one process of a DistributedDataParallel run over gloo, PyTorch's own way
@@ -30,8 +30,9 @@ def idx(path):
 
 
 d, threads, batch, epochs, lr = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+seed = int(sys.argv[6]) if len(sys.argv) > 6 else 1
 torch.set_num_threads(threads)
-torch.manual_seed(1)
+torch.manual_seed(seed)
 xtr = idx(os.path.join(d, "train-images-idx3-ubyte")).reshape(-1, 784).astype(np.float32)
 ytr = idx(os.path.join(d, "train-labels-idx1-ubyte")).astype(np.int64)
 xte = idx(os.path.join(d, "t10k-images-idx3-ubyte")).reshape(-1, 784).astype(np.float32)
@@ -57,7 +58,7 @@ n = xtr.shape[0]
 times, acc = [], 0.0
 for epoch in range(epochs):
     # the same permutation on every rank (same seed), each rank its share
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(1000 + epoch))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(1000 * seed + epoch))
     share = perm[rank * n // world:(rank + 1) * n // world]
     if world > 1:
         dist.barrier()
