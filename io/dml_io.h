@@ -276,7 +276,10 @@ void dml_loader_destroy(dml_loader_t *ld);
  * Local: the rank's next batch. Epochs follow one another without end; the
  * caller stops where it likes (batch->epoch_end marks each epoch's last step,
  * which every rank reaches at the same call). A read error is this rank's
- * only: agree on it (dml_mpi_agree) before the next collective.
+ * only: agree on it (dml_mpi_agree) before the next collective. With
+ * prefetch, a caller that finds no batch ready polls for up to 200 us,
+ * yielding the CPU, before it sleeps (not where the caller is pinned to one
+ * CPU): waking a sleeper on an idle vCPU cost as much as making the batch.
  */
 dml_status_t dml_loader_next(dml_loader_t *ld, const dml_batch_t **batch);
 
