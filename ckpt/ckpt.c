@@ -48,6 +48,7 @@ struct dml_ckpt_writer {
     hid_t file;
     int puts;
     int single;            /* rank 0 writes the whole file (small state) */
+    int fd;                /* rank 0's descriptor of it there, else -1 */
     dml__h5_quiet_t quiet;
 };
 
@@ -193,6 +194,7 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
     if (w == NULL)
         return dml_mpi_agree(comm, dml_error_set(DML_ERR_NO_MEMORY, "no memory"), NULL);
     w->file = -1;
+    w->fd = -1;
     w->comm = MPI_COMM_NULL;
     MPI_Comm_rank(comm, &w->rank);
     MPI_Comm_size(comm, &w->size);
@@ -235,10 +237,12 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
          * a raw write would. Building the file in memory first (the core
          * driver) cost a zeroed, page-faulted image and a second copy: 3 ms
          * of a 4 MiB checkpoint's 16. */
+        void *handle = NULL;
         if (H5Pset_fapl_sec2(fapl) < 0)
             st = dml_error_set(DML_ERR_HDF5, "%s: cannot set up the POSIX driver", w->tmp);
-        else
-            w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        else if ((w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) >= 0 &&
+                 H5Fget_vfd_handle(w->file, fapl, &handle) >= 0 && handle != NULL)
+            w->fd = *(int *)handle;
     } else if (fapl >= 0 && w->single) {
         /* The other ranks make the same calls on a memory-only file, so
          * that every caller's code is the same in both modes; it is never
@@ -316,6 +320,28 @@ static uLong dml__crc(const void *buf, size_t n)
     return dml_crc32(0, buf, n);
 }
 
+/* Starts the disk on an array's bytes just written (rank 0 writing alone),
+ * while the CRC, the rest of the file and the agreements run: the commit's
+ * fsync then waits only for what is left. A third of a small checkpoint's
+ * time was CPU work around one fsync. Only whole pages inside the array:
+ * HDF5 rewrites its metadata at the start of the file when it closes it, and
+ * a page under writeback that is written again would have to be waited for
+ * and written twice. Advice only: the fsync still makes the file durable and
+ * reports any error. */
+static void dml__writeback_start(const dml_ckpt_writer_t *w, hid_t dset, uint64_t bytes)
+{
+    const uint64_t page = 4096;
+    haddr_t off = H5Dget_offset(dset);
+    uint64_t a, b;
+
+    if (w->fd < 0 || off == HADDR_UNDEF)
+        return;
+    a = (off + page - 1) / page * page;
+    b = (off + bytes) / page * page;
+    if (b > a)
+        (void)sync_file_range(w->fd, (off_t)a, (off_t)(b - a), SYNC_FILE_RANGE_WRITE);
+}
+
 dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid_t type,
                           const uint64_t dims[2], const void *buf)
 {
@@ -347,9 +373,11 @@ dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid
          * the CRC of what it writes (a rank's copy of a "replicated" array
          * such as timings may differ in the last digits). */
         if (w->rank == 0) {
-            crc = (uint32_t)dml__crc(buf, dims[0] * row);
             if (dims[0] > 0 && H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
                 st = dml__write_failed(w->tmp, name);
+            if (st == DML_OK)
+                dml__writeback_start(w, dset, dims[0] * row);
+            crc = (uint32_t)dml__crc(buf, dims[0] * row);
             if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
                 st = dml__write_failed(w->tmp, name);
         }
@@ -621,6 +649,7 @@ dml_status_t dml_ckpt_commit(dml_ckpt_writer_t *w, int keep, char *path_out, siz
     if (st == DML_OK) {
         herr_t rc = H5Fclose(w->file);
         w->file = -1;
+        w->fd = -1; /* HDF5's, closed with the file */
         if (rc < 0)
             st = dml__write_failed(w->tmp, "the file's metadata");
     }
