@@ -261,7 +261,9 @@ typedef struct dml_loader dml_loader_t;
 /*
  * Collective over comm: opens the shards with the MPI-IO driver, checks each
  * shard's datasets against the index (and the checksums, if cfg->verify),
- * fills the node cache if chosen and starts the prefetch thread. The thread
+ * fills the node cache if chosen (else, where the shards fit in half of the
+ * node's available memory, has the kernel read them ahead in the background)
+ * and starts the prefetch thread. The thread
  * makes HDF5 calls: while a loader exists, other HDF5 use in the process must
  * hold dml_io_hdf5_lock(). Prefetch needs MPI_THREAD_MULTIPLE (the MPI-IO
  * driver calls MPI from the thread); with less, batches are read on demand.

@@ -30,6 +30,8 @@
 #include "io_private.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -37,6 +39,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static pthread_mutex_t dml__hdf5_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -268,6 +271,9 @@ struct dml_loader {
     int spin;      /* the consumer may poll an empty ring before sleeping */
     dml__slot_t *slot;
     pthread_t thread;
+    pthread_t advisor; /* asks the kernel to read the shards ahead */
+    int advisor_live;
+    char **advise; /* its shard paths, NULL-terminated */
     pthread_mutex_t mu;
     pthread_cond_t cv_full, cv_empty;
     dml_status_t failed;
@@ -946,6 +952,89 @@ static dml_status_t dml__cache_fill(dml_loader_t *ld)
     }
 }
 
+/* ---- read-ahead of shards read through HDF5 -------------------------------
+ *
+ * Where batches are read from the files, the first epoch of a cold dataset
+ * reads its rows where the order puts them: in a shuffled epoch each is a
+ * small random read from the disk, and the prefetch thread waits for every
+ * one (with each rank pinned to one core it then also waits for its core at
+ * every one). Where the node's memory holds the shards twice over, the ranks
+ * of a node ask the kernel to read them ahead in the background instead
+ * (POSIX_FADV_WILLNEED), each rank a share of the shards: large sequential
+ * reads, done by the time the first epoch gets far. Where the data does not
+ * fit, read-ahead would only push out pages still to be used, and the kernel's
+ * own read-ahead of the loader's sorted reads is all there is. A thread makes
+ * the calls, as the kernel may hold a caller until the requests are queued. */
+
+static uint64_t dml__mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    if (kb == 0) {
+        long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
+    }
+    return (uint64_t)kb * 1024;
+}
+
+static void *dml__advise_main(void *arg)
+{
+    char **p;
+
+    for (p = arg; *p != NULL; p++) {
+        int fd = open(*p, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            (void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+            close(fd);
+        }
+    }
+    return NULL;
+}
+
+/* Collective over the loader's communicator. Advice only: nothing fails. */
+static void dml__advise_start(dml_loader_t *ld)
+{
+    MPI_Comm node;
+    int lrank, lsize, fits = 0;
+    uint32_t s, n = 0;
+
+    if (MPI_Comm_split_type(ld->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) !=
+        MPI_SUCCESS)
+        return;
+    MPI_Comm_rank(node, &lrank);
+    MPI_Comm_size(node, &lsize);
+    if (lrank == 0) {
+        uint64_t bytes = 0;
+        struct stat sb;
+        for (s = 0; s < ld->S; s++) {
+            char *path = dml__path_join(ld->ds->dir, ld->ds->shard_names[s]);
+            if (path != NULL && stat(path, &sb) == 0)
+                bytes += (uint64_t)sb.st_size;
+            free(path);
+        }
+        fits = bytes <= dml__mem_available() / 2;
+    }
+    MPI_Bcast(&fits, 1, MPI_INT, 0, node);
+    MPI_Comm_free(&node);
+    if (!fits || (uint32_t)lrank >= ld->S)
+        return;
+    ld->advise = calloc((ld->S - (uint32_t)lrank + (uint32_t)lsize - 1) / (uint32_t)lsize + 1,
+                        sizeof(char *));
+    if (ld->advise == NULL)
+        return;
+    for (s = (uint32_t)lrank; s < ld->S; s += (uint32_t)lsize)
+        if ((ld->advise[n] = dml__path_join(ld->ds->dir, ld->ds->shard_names[s])) != NULL)
+            n++;
+    ld->advisor_live = pthread_create(&ld->advisor, NULL, dml__advise_main, ld->advise) == 0;
+}
+
 void dml_loader_destroy(dml_loader_t *ld)
 {
     int k;
@@ -953,6 +1042,12 @@ void dml_loader_destroy(dml_loader_t *ld)
     if (ld == NULL)
         return;
     dml__thread_stop(ld);
+    if (ld->advisor_live)
+        pthread_join(ld->advisor, NULL);
+    if (ld->advise != NULL)
+        for (k = 0; ld->advise[k] != NULL; k++)
+            free(ld->advise[k]);
+    free(ld->advise);
     dml__close_shards(ld);
     if (ld->cache_private)
         munmap(ld->cx, ld->cx_len);
@@ -1134,6 +1229,8 @@ agree:
     status = dml_mpi_agree(ld->comm, dml__cache_fill(ld), NULL);
     if (status != DML_OK)
         goto err;
+    if (!ld->cached)
+        dml__advise_start(ld);
 
     MPI_Query_thread(&level);
     ld->threaded = cfg->prefetch > 0 && (ld->cached || level == MPI_THREAD_MULTIPLE);
