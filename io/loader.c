@@ -31,15 +31,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 static pthread_mutex_t dml__hdf5_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -271,9 +270,9 @@ struct dml_loader {
     int spin;      /* the consumer may poll an empty ring before sleeping */
     dml__slot_t *slot;
     pthread_t thread;
-    pthread_t advisor; /* asks the kernel to read the shards ahead */
+    pthread_t advisor; /* asks the kernel to read the shards ahead: */
     int advisor_live;
-    char **advise; /* its shard paths, NULL-terminated */
+    uint32_t advise0, advise_step; /* shards advise0, + advise_step, ... */
     pthread_mutex_t mu;
     pthread_cond_t cv_full, cv_empty;
     dml_status_t failed;
@@ -877,6 +876,13 @@ static dml_status_t dml__cache_read(dml_loader_t *ld, uint64_t r0, uint64_t r1)
     return status;
 }
 
+/* Free memory (not counting the page cache), in bytes; 0 if unknown. */
+static uint64_t dml__mem_free(void)
+{
+    long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
+}
+
 /* Decides and fills the cache. The budget is per node: a private copy per
  * rank when the node's ranks' copies all fit it, else one copy per node in
  * shared memory, each rank of the node reading an equal contiguous part. */
@@ -901,10 +907,8 @@ static dml_status_t dml__cache_fill(dml_loader_t *ld)
     MPI_Comm_rank(ld->nodecomm, &lrank);
     MPI_Comm_size(ld->nodecomm, &lsize);
     if (lrank == 0) {
-        if (budget == 0) {
-            long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-            budget = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : 0;
-        }
+        if (budget == 0)
+            budget = dml__mem_free() / 2;
         if (bytes * (uint64_t)lsize <= budget)
             mode = PRIVATE;
         else if (ld->cfg.cache == DML_CACHE_ON || bytes <= budget)
@@ -977,23 +981,22 @@ static uint64_t dml__mem_available(void)
             break;
     if (f != NULL)
         fclose(f);
-    if (kb == 0) {
-        long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-        return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
-    }
-    return (uint64_t)kb * 1024;
+    return kb > 0 ? (uint64_t)kb * 1024 : dml__mem_free();
 }
 
 static void *dml__advise_main(void *arg)
 {
-    char **p;
+    const dml_loader_t *ld = arg;
+    uint32_t s;
 
-    for (p = arg; *p != NULL; p++) {
-        int fd = open(*p, O_RDONLY | O_CLOEXEC);
+    for (s = ld->advise0; s < ld->S; s += ld->advise_step) {
+        char *path = dml__path_join(ld->ds->dir, ld->ds->shard_names[s]);
+        int fd = path != NULL ? open(path, O_RDONLY | O_CLOEXEC) : -1;
         if (fd >= 0) {
             (void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
             close(fd);
         }
+        free(path);
     }
     return NULL;
 }
@@ -1001,38 +1004,26 @@ static void *dml__advise_main(void *arg)
 /* Collective over the loader's communicator. Advice only: nothing fails. */
 static void dml__advise_start(dml_loader_t *ld)
 {
-    MPI_Comm node;
     int lrank, lsize, fits = 0;
-    uint32_t s, n = 0;
 
-    if (MPI_Comm_split_type(ld->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) !=
-        MPI_SUCCESS)
+    /* the cache's node communicator, where it made one */
+    if (ld->nodecomm == MPI_COMM_NULL &&
+        MPI_Comm_split_type(ld->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &ld->nodecomm) !=
+            MPI_SUCCESS) {
+        ld->nodecomm = MPI_COMM_NULL;
         return;
-    MPI_Comm_rank(node, &lrank);
-    MPI_Comm_size(node, &lsize);
-    if (lrank == 0) {
-        uint64_t bytes = 0;
-        struct stat sb;
-        for (s = 0; s < ld->S; s++) {
-            char *path = dml__path_join(ld->ds->dir, ld->ds->shard_names[s]);
-            if (path != NULL && stat(path, &sb) == 0)
-                bytes += (uint64_t)sb.st_size;
-            free(path);
-        }
-        fits = bytes <= dml__mem_available() / 2;
     }
-    MPI_Bcast(&fits, 1, MPI_INT, 0, node);
-    MPI_Comm_free(&node);
+    MPI_Comm_rank(ld->nodecomm, &lrank);
+    MPI_Comm_size(ld->nodecomm, &lsize);
+    /* the stored bytes: features, and 12 of label and id, per sample */
+    if (lrank == 0)
+        fits = ld->N * (ld->xsz + 12) <= dml__mem_available() / 2;
+    MPI_Bcast(&fits, 1, MPI_INT, 0, ld->nodecomm);
     if (!fits || (uint32_t)lrank >= ld->S)
         return;
-    ld->advise = calloc((ld->S - (uint32_t)lrank + (uint32_t)lsize - 1) / (uint32_t)lsize + 1,
-                        sizeof(char *));
-    if (ld->advise == NULL)
-        return;
-    for (s = (uint32_t)lrank; s < ld->S; s += (uint32_t)lsize)
-        if ((ld->advise[n] = dml__path_join(ld->ds->dir, ld->ds->shard_names[s])) != NULL)
-            n++;
-    ld->advisor_live = pthread_create(&ld->advisor, NULL, dml__advise_main, ld->advise) == 0;
+    ld->advise0 = (uint32_t)lrank;
+    ld->advise_step = (uint32_t)lsize;
+    ld->advisor_live = pthread_create(&ld->advisor, NULL, dml__advise_main, ld) == 0;
 }
 
 void dml_loader_destroy(dml_loader_t *ld)
@@ -1044,10 +1035,6 @@ void dml_loader_destroy(dml_loader_t *ld)
     dml__thread_stop(ld);
     if (ld->advisor_live)
         pthread_join(ld->advisor, NULL);
-    if (ld->advise != NULL)
-        for (k = 0; ld->advise[k] != NULL; k++)
-            free(ld->advise[k]);
-    free(ld->advise);
     dml__close_shards(ld);
     if (ld->cache_private)
         munmap(ld->cx, ld->cx_len);
