@@ -195,67 +195,35 @@ static dml_status_t dml__manifest_settle(const dml_infer_config_t *cfg, const dm
 
 /* ---- the forward passes ---------------------------------------------------- */
 
-/* The k most probable classes of a row, most probable first; ties go to the
- * lower class, as the trainer's accuracy counts them. */
-static void dml__topk(const float *p, int C, int k, int32_t *cls, float *prob)
+/* Whether probability a (of an earlier class where `earlier`) ranks above b:
+ * greater, equal from an earlier class, or a number (or an earlier NaN)
+ * against NaN. A total order: every class gets its own rank. */
+static inline int dml__ranks_above(float a, float b, int earlier)
 {
-    int i, j;
-
-    for (i = 0; i < k; i++) {
-        int best = -1;
-        for (j = 0; j < C; j++) {
-            int taken = 0, t;
-            for (t = 0; t < i; t++)
-                taken |= cls[t] == j;
-            if (!taken && (best < 0 || p[j] > p[best]))
-                best = j;
-        }
-        cls[i] = best;
-        prob[i] = p[best];
-    }
+    return (a > b) | ((a == b) & earlier) | ((b != b) & ((a == a) | earlier));
 }
 
-/* The drift counts of byte inputs, for the batch's counted rows rp[0..nr):
- * acc holds, per feature, 4 copies of its DML_DATASET_HIST_BINS counters.
- * Feature by feature: the feature's bin table (256 bytes) and counters (512
- * bytes) stay in L1, and each counted row's cache line serves 64 features in
- * a row. Counting row by row instead touched every feature's table and
- * counters for each row, and the batch's floats, streamed through L2
- * meanwhile, evicted them: 3.8% of the run's time, now under 2%. Four
- * copies, rows taken in turn, so that runs of the same bin (a background
- * pixel) do not wait on each other's increments. */
-static void dml__drift_count_u8(const uint8_t *const *rp, uint64_t nr, uint64_t F,
-                                const uint8_t *bin8, uint32_t *acc)
+void dml__topk(const float *p, int C, int k, int32_t *cls, float *prob)
 {
-    const uint64_t H = DML_DATASET_HIST_BINS;
-    uint64_t f, i;
+    int i, j, n = 0, at;
 
-    for (f = 0; f < F; f++) {
-        const uint8_t *t = bin8 + f * 256;
-        uint32_t *a = acc + f * 4 * H;
-        for (i = 0; i + 4 <= nr; i += 4) {
-            a[t[rp[i][f]]]++;
-            a[H + t[rp[i + 1][f]]]++;
-            a[2 * H + t[rp[i + 2][f]]]++;
-            a[3 * H + t[rp[i + 3][f]]]++;
+    /* Insertion into the sorted top k, behind every kept class that ranks
+     * above; once k are kept, most classes rank below the last and are
+     * passed over with one comparison. */
+    for (j = 0; j < C; j++) {
+        if (n == k && !dml__ranks_above(p[j], prob[k - 1], 0))
+            continue;
+        for (at = n; at > 0 && !dml__ranks_above(prob[at - 1], p[j], 1); at--)
+            ;
+        if (n < k)
+            n++;
+        for (i = n - 1; i > at; i--) {
+            cls[i] = cls[i - 1];
+            prob[i] = prob[i - 1];
         }
-        for (; i < nr; i++)
-            a[t[rp[i][f]]]++;
+        cls[at] = j;
+        prob[at] = p[j];
     }
-}
-
-/* Adds the 4 copies of acc into hist and clears them. */
-static void dml__drift_fold(uint32_t *acc, uint64_t F, uint64_t *hist)
-{
-    const uint64_t H = DML_DATASET_HIST_BINS;
-    uint64_t f, b;
-
-    for (f = 0; f < F; f++)
-        for (b = 0; b < H; b++) {
-            uint32_t *a = acc + f * 4 * H + b;
-            hist[f * H + b] += (uint64_t)a[0] + a[H] + a[2 * H] + a[3 * H];
-            a[0] = a[H] = a[2 * H] = a[3 * H] = 0;
-        }
 }
 
 /* This rank's samples [first, first + n): read, normalise as in training,
@@ -272,10 +240,10 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
     float *x = NULL, *probs = NULL, scale, bias;
     uint8_t *raw = NULL, *bin8 = NULL;
     const uint8_t **rp = NULL;
-    uint32_t *acc = NULL;
+    dml__drift_t *drift = NULL;
     dml_dataset_reader_t *rd = NULL;
     dml_status_t s;
-    uint64_t pos, f, i, k, b = 0, pending = 0;
+    uint64_t pos, f, i, k, b = 0;
 
     /* Normalisation exactly as the loader does it: x * (1/std) - mean/std,
      * in float. */
@@ -289,17 +257,18 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
          * feature makes the bin a lookup. */
         bin8 = malloc(F * 256);
         rp = malloc(sizeof(*rp) * (size_t)B);
-        acc = calloc(F * 4 * DML_DATASET_HIST_BINS, sizeof(uint32_t));
         if (bin8) {
             for (f = 0; f < F; f++)
                 for (i = 0; i < 256; i++)
                     bin8[f * 256 + i] = (uint8_t)dml_stats_bin(st, f, (double)i);
         }
     }
-    if (!raw || !x || !probs || (sc->dtype == DML_DTYPE_UINT8 && (!bin8 || !rp || !acc))) {
+    if (!raw || !x || !probs || (sc->dtype == DML_DTYPE_UINT8 && (!bin8 || !rp))) {
         s = dml_error_set(DML_ERR_NO_MEMORY, "no memory for batches of %d samples", B);
         goto out;
     }
+    if (sc->dtype == DML_DTYPE_UINT8 && (s = dml__drift_create(bin8, F, &drift)) != DML_OK)
+        goto out;
     if ((s = dml_dataset_reader_open(ds, &rd)) != DML_OK)
         goto out;
     /* The part's labels and ids in one read each, not two more per batch. */
@@ -319,13 +288,7 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
             uint64_t nr = 0;
             for (i = (every - g0 % every) % every; i < m; i += every)
                 rp[nr++] = raw + i * F;
-            /* uint32 counters: fold before any could overflow */
-            if (pending + nr > UINT32_MAX) {
-                dml__drift_fold(acc, F, o->hist);
-                pending = 0;
-            }
-            dml__drift_count_u8(rp, nr, F, bin8, acc);
-            pending += nr;
+            dml__drift_count(drift, rp, nr);
             dml_normalize_u8(raw, m * F, scale, bias, x);
         } else {
             for (i = 0; i < m; i++) {
@@ -350,12 +313,13 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
         }
         o->lat[b] = dml__infer_now() - t0;
     }
-    if (acc != NULL)
-        dml__drift_fold(acc, F, o->hist);
+    if (drift != NULL)
+        dml__drift_hist(drift, o->hist);
     s = DML_OK;
 out:
     dml_dataset_reader_close(rd);
-    free(raw), free(x), free(probs), free(bin8), free(rp), free(acc);
+    dml__drift_free(drift);
+    free(raw), free(x), free(probs), free(bin8), free(rp);
     return s;
 }
 

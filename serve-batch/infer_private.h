@@ -45,6 +45,22 @@ dml_part_state_t dml__part_load(const char *out, const dml_infer_manifest_t *m, 
 /* The CRC-32 over a part's arrays, in file order. */
 uint32_t dml__part_crc(const dml__part_t *p);
 
+/* The k (<= C) most probable classes of a row p[0..C), most probable first,
+ * and their probabilities; ties go to the lower class, as the trainer's
+ * accuracy counts them. */
+void dml__topk(const float *p, int C, int k, int32_t *cls, float *prob);
+
+/* The drift histograms of byte inputs (drift.c). bin8[f * 256 + v] is
+ * feature f's histogram bin of byte value v (dml_stats_bin), which must not
+ * fall as v grows. Counting the rows rows[0..nr) (each F bytes) is exact:
+ * dml__drift_hist adds the same counts a lookup of every byte would, and
+ * starts the counts again. */
+typedef struct dml__drift dml__drift_t;
+dml_status_t dml__drift_create(const uint8_t *bin8, uint64_t F, dml__drift_t **out);
+void dml__drift_count(dml__drift_t *d, const uint8_t *const *rows, uint64_t nr);
+void dml__drift_hist(dml__drift_t *d, uint64_t *hist); /* F x DML_DATASET_HIST_BINS */
+void dml__drift_free(dml__drift_t *d);
+
 dml_status_t dml__write_file_durably(const char *path, const char *text, int exclusive);
 double dml__infer_now(void);
 
