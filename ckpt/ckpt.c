@@ -320,26 +320,84 @@ static uLong dml__crc(const void *buf, size_t n)
     return dml_crc32(0, buf, n);
 }
 
-/* Starts the disk on an array's bytes just written (rank 0 writing alone),
- * while the CRC, the rest of the file and the agreements run: the commit's
- * fsync then waits only for what is left. A third of a small checkpoint's
- * time was CPU work around one fsync. Only whole pages inside the array:
- * HDF5 rewrites its metadata at the start of the file when it closes it, and
- * a page under writeback that is written again would have to be waited for
- * and written twice. Advice only: the fsync still makes the file durable and
- * reports any error. */
-static void dml__writeback_start(const dml_ckpt_writer_t *w, hid_t dset, uint64_t bytes)
+/* Starts the disk on bytes [a, b) of the file just written (rank 0 writing
+ * alone), while the rest of the checkpoint runs: the commit's fsync then
+ * waits only for what is left. Only the whole pages inside: HDF5 rewrites
+ * its metadata, which shares the array's first and last page, when it
+ * closes the file, and a page under writeback that is written again would
+ * have to be waited for and written twice. Advice only: the fsync still
+ * makes the file durable and reports any error. */
+static void dml__writeback_start(const dml_ckpt_writer_t *w, uint64_t a, uint64_t b)
 {
     const uint64_t page = 4096;
-    haddr_t off = H5Dget_offset(dset);
-    uint64_t a, b;
 
-    if (w->fd < 0 || off == HADDR_UNDEF)
-        return;
-    a = (off + page - 1) / page * page;
-    b = (off + bytes) / page * page;
-    if (b > a)
+    a = (a + page - 1) / page * page;
+    b = b / page * page;
+    if (w->fd >= 0 && b > a)
         (void)sync_file_range(w->fd, (off_t)a, (off_t)(b - a), SYNC_FILE_RANGE_WRITE);
+}
+
+/* Writes all of len bytes at off; 0, or -1 with errno. */
+static int dml__pwrite_all(int fd, const char *p, size_t len, off_t off)
+{
+    while (len > 0) {
+        ssize_t k = pwrite(fd, p, len, off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            if (k == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += k, len -= (size_t)k, off += k;
+    }
+    return 0;
+}
+
+/* Rank 0, a large array of a small checkpoint: its bytes straight to their
+ * place in the file (off), a piece at a time, the disk started on each
+ * piece as soon as it is in the page cache and the CRC taken of it while it
+ * is in the CPU's cache. The disk then works while the next piece is being
+ * copied. Checkpoints of 4, 8, 16 and 64 MiB took 0.82, 1.0, 0.80 and 0.65
+ * times as long as with one write of the array (bench/ckpt_bench, 2 ranks,
+ * ext4 on a virtio disk); pieces of 1 or 3 MiB were slower than one write
+ * at 4 MiB, pieces of 2 MiB never. Pieces end on page boundaries, so that
+ * no page is written after its writeback began. */
+#define DML_CKPT_PIECE_DEFAULT (2ULL << 20)
+
+/* DML_CKPT_PIECE overrides the piece (bytes, at least a page; 0: one write
+ * per array, as before), for other file systems, and for tests. */
+static uint64_t dml__piece(void)
+{
+    const char *e = getenv("DML_CKPT_PIECE");
+    char *end;
+    unsigned long long v;
+
+    if (e == NULL || *e == '\0')
+        return DML_CKPT_PIECE_DEFAULT;
+    v = strtoull(e, &end, 10);
+    if (*end != '\0')
+        return DML_CKPT_PIECE_DEFAULT;
+    return v == 0 ? 0 : v < 4096 ? 4096 : (uint64_t)v;
+}
+
+static dml_status_t dml__put_streamed(dml_ckpt_writer_t *w, const char *name, const char *p,
+                                      uint64_t len, uint64_t off, uint64_t piece, uint32_t *crc)
+{
+    uint64_t at = 0, end;
+
+    *crc = 0;
+    while (at < len) {
+        end = (off + at + piece) / 4096 * 4096 - off; /* > at: piece >= 4096 */
+        if (end > len)
+            end = len;
+        if (dml__pwrite_all(w->fd, p + at, end - at, (off_t)(off + at)) != 0)
+            return dml__write_failed(w->tmp, name);
+        dml__writeback_start(w, off + at, off + end);
+        *crc = dml_crc32(*crc, p + at, end - at);
+        at = end;
+    }
+    return DML_OK;
 }
 
 dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid_t type,
@@ -350,19 +408,31 @@ dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid
     size_t esz = H5Tget_size(type), row = esz * (dims[1] ? dims[1] : 1);
     uint64_t r0 = dims[0] * (uint64_t)w->rank / (uint64_t)w->size;
     uint64_t r1 = dims[0] * (uint64_t)(w->rank + 1) / (uint64_t)w->size;
-    hid_t space = -1, dset = -1, mspace = -1, dxpl = -1;
+    hid_t space = -1, dset = -1, mspace = -1, dxpl = -1, dcpl = H5P_DEFAULT;
     dml_status_t st = DML_OK;
     uint32_t crc;
     static const char none[1];
+    /* rank 0 writes it alone and itself (dml__put_streamed) */
+    const uint64_t piece = w->single && w->rank == 0 && w->fd >= 0 ? dml__piece() : 0;
+    const int stream = piece > 0 && dims[0] * row >= piece;
+    haddr_t off = HADDR_UNDEF;
 
     /* HDF5 refuses a NULL buffer even where nothing is written. */
     if (buf == NULL)
         buf = none;
     dml__h5_quiet_begin(&w->quiet);
     space = H5Screate_simple(nd, fd, NULL);
-    if (space >= 0)
-        dset = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (dset < 0)
+    if (stream) {
+        /* its place in the file fixed now, and nothing written there by
+         * HDF5: no fill values */
+        dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        if (dcpl < 0 || H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) < 0 ||
+            H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0)
+            st = dml_error_set(DML_ERR_HDF5, "%s: cannot set up dataset '%s'", w->tmp, name);
+    }
+    if (space >= 0 && st == DML_OK)
+        dset = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (dset < 0 && st == DML_OK)
         st = dml_error_set(DML_ERR_HDF5, "%s: cannot create dataset '%s'", w->tmp, name);
     st = dml_mpi_agree(w->comm, st, NULL);
     if (st != DML_OK)
@@ -372,11 +442,18 @@ dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid
         /* Rank 0 holds the whole array, like every rank: it writes it, and
          * the CRC of what it writes (a rank's copy of a "replicated" array
          * such as timings may differ in the last digits). */
-        if (w->rank == 0) {
+        if (stream)
+            off = H5Dget_offset(dset);
+        if (off != HADDR_UNDEF) {
+            st = dml__put_streamed(w, name, buf, dims[0] * row, (uint64_t)off, piece, &crc);
+            if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
+                st = dml__write_failed(w->tmp, name);
+        } else if (w->rank == 0) {
             if (dims[0] > 0 && H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
                 st = dml__write_failed(w->tmp, name);
-            if (st == DML_OK)
-                dml__writeback_start(w, dset, dims[0] * row);
+            off = H5Dget_offset(dset);
+            if (st == DML_OK && off != HADDR_UNDEF)
+                dml__writeback_start(w, (uint64_t)off, (uint64_t)off + dims[0] * row);
             crc = (uint32_t)dml__crc(buf, dims[0] * row);
             if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
                 st = dml__write_failed(w->tmp, name);
@@ -409,6 +486,8 @@ agree:
     if (st == DML_OK && w->puts++ == 0)
         dml__crash_point(w, "put");
 out:
+    if (dcpl != H5P_DEFAULT && dcpl >= 0)
+        H5Pclose(dcpl);
     if (dxpl >= 0)
         H5Pclose(dxpl);
     if (mspace >= 0)
