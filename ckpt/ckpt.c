@@ -58,16 +58,22 @@ struct dml_ckpt_writer {
  * take. Above it, every rank writes its share (parallel HDF5). */
 #define DML_CKPT_SINGLE_MAX_DEFAULT (64ULL << 20)
 
-static uint64_t dml__single_max(void)
+/* A size in bytes from the environment; dflt where unset or not a number. */
+static uint64_t dml__env_bytes(const char *name, uint64_t dflt)
 {
-    const char *e = getenv("DML_CKPT_SINGLE_MAX");
+    const char *e = getenv(name);
     char *end;
     unsigned long long v;
 
     if (e == NULL || *e == '\0')
-        return DML_CKPT_SINGLE_MAX_DEFAULT;
+        return dflt;
     v = strtoull(e, &end, 10);
-    return *end == '\0' ? (uint64_t)v : DML_CKPT_SINGLE_MAX_DEFAULT;
+    return *end == '\0' ? (uint64_t)v : dflt;
+}
+
+static uint64_t dml__single_max(void)
+{
+    return dml__env_bytes("DML_CKPT_SINGLE_MAX", DML_CKPT_SINGLE_MAX_DEFAULT);
 }
 
 static void dml__crash_point(const dml_ckpt_writer_t *w, const char *phase)
@@ -369,16 +375,9 @@ static int dml__pwrite_all(int fd, const char *p, size_t len, off_t off)
  * per array, as before), for other file systems, and for tests. */
 static uint64_t dml__piece(void)
 {
-    const char *e = getenv("DML_CKPT_PIECE");
-    char *end;
-    unsigned long long v;
+    uint64_t v = dml__env_bytes("DML_CKPT_PIECE", DML_CKPT_PIECE_DEFAULT);
 
-    if (e == NULL || *e == '\0')
-        return DML_CKPT_PIECE_DEFAULT;
-    v = strtoull(e, &end, 10);
-    if (*end != '\0')
-        return DML_CKPT_PIECE_DEFAULT;
-    return v == 0 ? 0 : v < 4096 ? 4096 : (uint64_t)v;
+    return v == 0 ? 0 : v < 4096 ? 4096 : v;
 }
 
 static dml_status_t dml__put_streamed(dml_ckpt_writer_t *w, const char *name, const char *p,
