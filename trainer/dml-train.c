@@ -56,6 +56,10 @@ static void usage(FILE *out)
             "                         shared copy per node (on: even beyond) [auto]\n"
             "  --prefetch N           batches read ahead [4]\n"
             "  --blas-threads N       BLAS threads per rank [1: one rank per core]\n"
+            "  --grad-reduce auto|allreduce|shared   how gradients are summed: shared:\n"
+            "                         in memory shared by the ranks of one node, each rank\n"
+            "                         updating a slice; allreduce: bucketed MPI allreduce;\n"
+            "                         auto: shared where all ranks are on one node [auto]\n"
             "  --bucket-kb N          gradient bucket size for the allreduce [1024]\n"
             "  --log-every N          steps between progress lines [100; 0: epochs only]\n"
             "  --metrics FILE         progress as JSON lines (pandas.read_json(lines=True))\n"
@@ -287,7 +291,8 @@ int main(int argc, char **argv)
         {"checkpoint-seconds", required_argument, 0, 'Z' + 256},
         {"keep", required_argument, 0, 'k' + 256}, {"resume", required_argument, 0, 'r' + 256},
         {"signals", required_argument, 0, 'x' + 256},
-        {"time-margin", required_argument, 0, 'y' + 256}, {0, 0, 0, 0}};
+        {"time-margin", required_argument, 0, 'y' + 256},
+        {"grad-reduce", required_argument, 0, 'R' + 256}, {0, 0, 0, 0}};
     dml_trainer_config_t cfg;
     dml_trainer_t *tr = NULL;
     const char *model = NULL, *metrics = NULL, *output = NULL, *resume = "auto";
@@ -354,6 +359,12 @@ int main(int argc, char **argv)
             break;
         case 'p': rc = num("--prefetch", optarg, 0, 1024, &v); cfg.prefetch = (int)v; break;
         case 'B': rc = num("--blas-threads", optarg, 1, 1024, &v); threads = (int)v; break;
+        case 'R' + 256:
+            if (strcmp(optarg, "auto") == 0) cfg.grad_reduce = DML_DP_AUTO;
+            else if (strcmp(optarg, "allreduce") == 0) cfg.grad_reduce = DML_DP_ALLREDUCE;
+            else if (strcmp(optarg, "shared") == 0) cfg.grad_reduce = DML_DP_SHARED;
+            else rc = bad("--grad-reduce", optarg, "auto, allreduce or shared");
+            break;
         case 'K': rc = num("--bucket-kb", optarg, 1, 1 << 22, &v); cfg.bucket_bytes = (size_t)v * 1024; break;
         case 'L': rc = num("--log-every", optarg, 0, 1e12, &v); cfg.log_every = (int)v; break;
         case 'j': metrics = optarg; break;
@@ -442,7 +453,7 @@ int main(int argc, char **argv)
         dml_model_spec_format(&cfg.spec, spec, sizeof(spec));
         dml_info("training %s on %s%s%s: %d ranks x batch %d x accum %d = global batch %d, %d epochs, "
                  "%s lr %g (%s, warm-up %llu), momentum %g%s, weight decay %g, clip %g, seed %llu, "
-                 "%llu parameters",
+                 "%llu parameters, gradients summed by %s",
                  spec, cfg.train_dir, cfg.test_dir ? ", testing on " : "",
                  cfg.test_dir ? cfg.test_dir : "", g_size, cfg.batch, cfg.accum,
                  g_size * cfg.batch * cfg.accum, cfg.epochs,
@@ -451,7 +462,9 @@ int main(int argc, char **argv)
                  (unsigned long long)cfg.lr.warmup, (double)cfg.opt.momentum,
                  nesterov ? " (Nesterov)" : "", (double)cfg.opt.weight_decay, cfg.clip,
                  (unsigned long long)cfg.seed,
-                 (unsigned long long)dml_model_nparams(dml_trainer_model(tr)));
+                 (unsigned long long)dml_model_nparams(dml_trainer_model(tr)),
+                 dml_trainer_grad_reduce(tr) == DML_DP_SHARED ? "shared memory (one node)"
+                                                               : "bucketed MPI allreduce");
     }
     if (strcmp(resume, "never") != 0 && (cfg.ckpt_dir != NULL || strcmp(resume, "auto") != 0)) {
         st = dml_trainer_resume(tr, strcmp(resume, "auto") == 0 ? cfg.ckpt_dir : resume, skipped,

@@ -135,6 +135,16 @@ void dml_opt_free(dml_opt_t *o);
 
 /* One update of params from grads at learning rate lr. */
 void dml_opt_step(dml_opt_t *o, float *params, const float *grads, float lr);
+/* The same update of elements [off, off + n) only (of params, grads and the
+ * state): a rank's slice where the ranks share the parameters. Counts as one
+ * step, as dml_opt_step does. */
+void dml_opt_step_range(dml_opt_t *o, float *params, const float *grads, float lr, size_t off,
+                        size_t n);
+/* dml_opt_step_range in parts, for a caller that has the gradient a block
+ * at a time: dml_opt_next counts the step (once), then dml_opt_apply
+ * updates elements [off, off + n) of params and of the state from g[0..n). */
+void dml_opt_next(dml_opt_t *o, float lr);
+void dml_opt_apply(dml_opt_t *o, float *params, const float *g, float lr, size_t off, size_t n);
 
 /* The optimiser's state (momentum, or Adam's moments and step count), for
  * checkpoints: nbufs float arrays of nparams each, and the step count. */
@@ -163,44 +173,90 @@ double dml_clip_grad_norm(float *g, size_t n, double max_norm);
 
 /* ---- the data-parallel step --------------------------------------------
  *
- * Every rank runs forward and backward on its part of the global batch;
- * gradients are summed across ranks in buckets, each bucket's non-blocking
- * allreduce (MPI_Iallreduce) starting as soon as backward has made its layers
- * final, so that communication hides behind the earlier layers' compute (the
+ * Every rank runs forward and backward on its part of the global batch, and
+ * the gradients are summed across ranks in one of two ways:
+ *
+ * DML_DP_ALLREDUCE: in buckets, each bucket's non-blocking allreduce
+ * (MPI_Iallreduce) starting as soon as backward has made its layers final,
+ * so that communication hides behind the earlier layers' compute (the
  * pattern of PyTorch DDP and Horovod); the last bucket, final only when
- * backward is done, is reduced with the blocking MPI_Allreduce. Buckets are fixed ranges of the flat
- * gradient array, cut from the last layer backwards, so the reduction is the
- * same on every run: a run is bit-for-bit reproducible for a given seed and
- * world size.
+ * backward is done, is reduced with the blocking MPI_Allreduce. Every rank
+ * then holds the whole sum and updates every parameter.
+ *
+ * DML_DP_SHARED, where every rank is on one node: the parameters are one
+ * array in memory the ranks share (MPI-3 shared windows), each rank sums
+ * one slice of the gradient straight from the others' memory and updates
+ * that slice of the parameters (the optimiser's work is divided, and no
+ * gradient byte is copied). The model's parameter and gradient arrays are
+ * the shared ones from dml_dp_create to dml_dp_free.
+ *
+ * Either way the summation order is fixed, so a run is bit-for-bit
+ * reproducible for a given seed, world size and way.
  */
 
 typedef struct dml_dp dml_dp_t;
 
-/* Collective. bucket_bytes: at least this much per bucket (whole layers; the
- * first, last-layer bucket may be smaller); 0: 1 MiB. */
-dml_status_t dml_dp_create(MPI_Comm comm, dml_model_t *model, size_t bucket_bytes,
-                           dml_dp_t **dp_out);
+typedef enum {
+    DML_DP_AUTO = 0,  /* SHARED where there are several ranks, all on one node */
+    DML_DP_ALLREDUCE,
+    DML_DP_SHARED     /* fails (DML_ERR_INVALID_ARG) where the ranks span nodes */
+} dml_dp_mode_t;
+
+/* Collective. bucket_bytes (ALLREDUCE): at least this much per bucket (whole
+ * layers; the first, last-layer bucket may be smaller); 0: 1 MiB. In SHARED
+ * the model's parameters become rank 0's (every rank initialised them from
+ * the same seed). AUTO takes ALLREDUCE where the shared memory cannot be had
+ * (/dev/shm too small). Every rank returns the same status. */
+dml_status_t dml_dp_create(MPI_Comm comm, dml_model_t *model, dml_dp_mode_t mode,
+                           size_t bucket_bytes, dml_dp_t **dp_out);
+/* Collective where the mode is SHARED. The model keeps its parameters. */
 void dml_dp_free(dml_dp_t *dp);
+
+/* The way chosen (never AUTO). */
+dml_dp_mode_t dml_dp_mode(const dml_dp_t *dp);
 
 /* Number of buckets, and bucket b's range of the flat arrays. */
 int dml_dp_buckets(const dml_dp_t *dp);
 void dml_dp_bucket_range(const dml_dp_t *dp, int b, size_t *offset, size_t *count);
 
+/* The range of the flat arrays this rank sums and updates: all of them in
+ * ALLREDUCE, its slice in SHARED. */
+void dml_dp_slice(const dml_dp_t *dp, size_t *offset, size_t *count);
+
 /*
  * Collective (also with reduce = 0). Adds this rank's n samples' gradients
  * (scaled 1/global_n) to the model's gradient array and, if reduce is set,
- * sums the array across ranks. With gradient accumulation, call with
- * reduce = 0 for all but the last micro-batch. A bad label on any rank is
- * agreed on first: every rank returns the same error and none is left
- * waiting in a collective. loss_sum and
- * correct are this rank's (sum them across ranks for metrics).
+ * sums them across ranks: the whole array in ALLREDUCE, this rank's slice
+ * (dml_dp_slice) in SHARED. With gradient accumulation, call with reduce = 0
+ * for all but the last micro-batch. A bad label on any rank is agreed on
+ * first: every rank returns the same error and none is left waiting in a
+ * collective. loss_sum and correct are this rank's (sum them across ranks
+ * for metrics).
  */
 dml_status_t dml_dp_step(dml_dp_t *dp, const float *x, const int32_t *y, int n, uint64_t global_n,
                          uint64_t dropout_seed, int reduce, double *loss_sum, int *correct);
 
+/*
+ * Collective, after the reducing dml_dp_step: the update. The summed
+ * gradient is divided by micro (its number of micro-batches), clipped to a
+ * global L2 norm of clip (0: no clipping; *norm_out, may be NULL, gets the
+ * norm before clipping) and applied by opt at learning rate lr. On return
+ * every rank sees the new parameters.
+ */
+dml_status_t dml_dp_update(dml_dp_t *dp, dml_opt_t *opt, float lr, int micro, double clip,
+                           double *norm_out);
+
+/* Collective: the optimiser's whole state on every rank (in SHARED each rank
+ * keeps only its slice current): call before writing it out. */
+dml_status_t dml_dp_gather_state(dml_dp_t *dp, dml_opt_t *opt);
+
+/* Collective: sets the parameters to params (np floats, the same on every
+ * rank), e.g. from a checkpoint. */
+dml_status_t dml_dp_set_params(dml_dp_t *dp, const float *params);
+
 /* Seconds spent in MPI after backward, so far: reducing the last bucket
- * (blocking: there is nothing left to overlap it with) and waiting for the
- * others. */
+ * (blocking: there is nothing left to overlap it with) or meeting the other
+ * ranks and summing the slice, and waiting for the others. */
 double dml_dp_wait_seconds(const dml_dp_t *dp);
 
 /* ---- the training loop ----------------------------------------------------
@@ -226,6 +282,7 @@ typedef struct {
     dml_cache_t cache;
     int prefetch;
     size_t bucket_bytes;         /* 0: 1 MiB */
+    dml_dp_mode_t grad_reduce;   /* DML_DP_AUTO */
     int log_every;               /* steps between step reports; 0: epochs only */
 
     /* Checkpoints (ckpt/, docs/formats/checkpoint.md); ckpt_dir NULL: none. */
@@ -282,6 +339,8 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
 dml_status_t dml_trainer_save_model(dml_trainer_t *tr, const char *path);
 
 dml_model_t *dml_trainer_model(dml_trainer_t *tr);
+/* How the gradients are summed (dml_dp_mode). */
+dml_dp_mode_t dml_trainer_grad_reduce(const dml_trainer_t *tr);
 
 /* Steps and epochs done so far. */
 void dml_trainer_progress(const dml_trainer_t *tr, uint64_t *step, uint64_t *epoch);

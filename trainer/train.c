@@ -87,6 +87,7 @@ void dml_trainer_free(dml_trainer_t *tr)
     free(tr);
 }
 
+dml_dp_mode_t dml_trainer_grad_reduce(const dml_trainer_t *tr) { return dml_dp_mode(tr->dp); }
 dml_model_t *dml_trainer_model(dml_trainer_t *tr) { return tr->m; }
 
 void dml_trainer_progress(const dml_trainer_t *tr, uint64_t *step, uint64_t *epoch)
@@ -176,7 +177,7 @@ dml_status_t dml_trainer_create(MPI_Comm comm, const dml_trainer_config_t *cfg,
         if (st != DML_OK)
             goto err;
     }
-    st = dml_dp_create(tr->comm, tr->m, cfg->bucket_bytes, &tr->dp);
+    st = dml_dp_create(tr->comm, tr->m, cfg->grad_reduce, cfg->bucket_bytes, &tr->dp);
     if (st != DML_OK)
         goto err;
     /* A cosine schedule without a length decays over the whole run. */
@@ -296,17 +297,10 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
             local[2] += (double)b->n;
             micro++;
         }
-        if (micro > 1) {
-            /* the mean over the micro-batches */
-            float *g = dml_model_grads(tr->m), f = 1.0f / (float)micro;
-            size_t i, n = dml_model_nparams(tr->m);
-            for (i = 0; i < n; i++)
-                g[i] *= f;
-        }
-        if (c->clip > 0)
-            dml_clip_grad_norm(dml_model_grads(tr->m), dml_model_nparams(tr->m), c->clip);
         lr = dml_lr_at(&c->lr, tr->step);
-        dml_opt_step(tr->opt, dml_model_params(tr->m), dml_model_grads(tr->m), lr);
+        st = dml_dp_update(tr->dp, tr->opt, lr, micro, c->clip, NULL);
+        if (st != DML_OK)
+            return st;
         tr->step++;
 
         /* Every rank learns the step's loss (metrics, and a common stop on
@@ -529,7 +523,7 @@ static void dml__config_text(const dml_trainer_t *tr, char *buf, size_t len)
              "model=%s\ntrain=%s\ntest=%s\nepochs=%d\nbatch=%d\naccum=%d\nranks=%d\n"
              "optimizer=%s\nlr=%g\nmomentum=%g\nnesterov=%d\nweight_decay=%g\nbeta1=%g\n"
              "beta2=%g\neps=%g\nschedule=%s\nwarmup=%llu\nstep_every=%llu\ngamma=%g\n"
-             "cosine_total=%llu\nclip=%g\nseed=%llu\nshuffle=%s\n",
+             "cosine_total=%llu\nclip=%g\nseed=%llu\nshuffle=%s\ngrad_reduce=%s\n",
              spec, c->train_dir, c->test_dir ? c->test_dir : "", c->epochs, c->batch, c->accum,
              tr->size, dml__opt_name(c->opt.type), (double)c->lr.base, (double)c->opt.momentum,
              c->opt.nesterov, (double)c->opt.weight_decay, (double)c->opt.beta1,
@@ -538,7 +532,8 @@ static void dml__config_text(const dml_trainer_t *tr, char *buf, size_t len)
              (unsigned long long)c->lr.warmup, (unsigned long long)c->lr.step_every,
              (double)c->lr.gamma, (unsigned long long)c->lr.total, c->clip,
              (unsigned long long)c->seed,
-             c->shuffle == DML_SHUFFLE_FULL ? "full" : c->shuffle == DML_SHUFFLE_WINDOW ? "window" : "none");
+             c->shuffle == DML_SHUFFLE_FULL ? "full" : c->shuffle == DML_SHUFFLE_WINDOW ? "window" : "none",
+             dml_dp_mode(tr->dp) == DML_DP_SHARED ? "shared" : "allreduce");
 }
 
 /* Every rank's part of writing the state into an open checkpoint. */
@@ -593,6 +588,8 @@ static dml_status_t dml__ckpt_fill(dml_trainer_t *tr, dml_ckpt_writer_t *w)
         st = dml_mpi_agree(tr->comm, g < 0 ? dml_error_set(DML_ERR_IO, "%s: cannot write the "
                            "checkpoint", tr->cfg.ckpt_dir) : DML_OK, NULL);
     }
+    if (st == DML_OK)
+        st = dml_dp_gather_state(tr->dp, tr->opt);
     for (i = 0; st == DML_OK && i < dml_opt_nbufs(tr->opt); i++) {
         snprintf(name, sizeof(name), "state%d", i);
         st = dml_ckpt_put(w, g, name, H5T_NATIVE_FLOAT, dims, dml_opt_buf(tr->opt, i));
@@ -806,7 +803,11 @@ dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb
             continue;
         }
         /* Loaded and fitting on every rank: make it the state. */
-        memcpy(dml_model_params(tr->m), l.params, dml_model_nparams(tr->m) * sizeof(float));
+        st = dml_dp_set_params(tr->dp, l.params);
+        if (st != DML_OK) {
+            dml__loaded_free(&l, nb);
+            goto out;
+        }
         for (int b = 0; b < nb; b++)
             memcpy(dml_opt_buf(tr->opt, b), l.opt[b], dml_model_nparams(tr->m) * sizeof(float));
         *dml_opt_steps(tr->opt) = l.opt_steps;

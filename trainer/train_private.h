@@ -13,4 +13,11 @@
  * logarithms and cosines for the reference model). */
 dml_status_t dml__model_alloc(const dml_model_spec_t *spec, int max_batch, dml_model_t **model_out);
 
+/* The model's parameter and gradient arrays become the caller's (np floats
+ * each, in memory the ranks of a node share: dp.c); its own are freed and
+ * nothing is copied. dml__model_own_arrays goes back to arrays of its own,
+ * the parameters' current values copied, the gradients zero. */
+void dml__model_borrow_arrays(dml_model_t *m, float *params, float *grads);
+dml_status_t dml__model_own_arrays(dml_model_t *m);
+
 #endif /* DML_TRAIN_PRIVATE_H */

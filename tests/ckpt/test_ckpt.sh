@@ -52,6 +52,19 @@ h5diff "$work/full.h5" "$work/resumed.h5" /weights /weights >/dev/null ||
     fail "killed at $at and resumed: weights differ from the uninterrupted run"
 echo "ok: killed after $at, resumed, bit-identical weights"
 
+# ---- a checkpoint of the allreduce way resumes in the shared way -----------
+# (2 ranks: one addition per element either way, so the same bits)
+run 2 "${common[@]}" --epochs 3 --grad-reduce allreduce --checkpoint-dir "$work/w" \
+    >"$work/w1.out" 2>&1 || fail "allreduce run failed: $(cat "$work/w1.out")"
+grep -q "gradients summed by bucketed MPI allreduce" "$work/w1.out" || fail "not allreduce: $(cat "$work/w1.out")"
+run 2 "${common[@]}" --epochs 6 --checkpoint-dir "$work/w" --output "$work/ways.h5" \
+    >"$work/w2.out" 2>&1 || fail "shared resume failed: $(cat "$work/w2.out")"
+grep -q "gradients summed by shared memory" "$work/w2.out" || fail "not shared: $(cat "$work/w2.out")"
+grep -q "resumed from" "$work/w2.out" || fail "no resume: $(cat "$work/w2.out")"
+h5diff "$work/full.h5" "$work/ways.h5" /weights /weights >/dev/null ||
+    fail "saved by allreduce, resumed shared: weights differ from the uninterrupted run"
+echo "ok: saved by allreduce at epoch 3, resumed shared, bit-identical weights"
+
 # ---- N -> M: save at 4 ranks, resume at 2 and 3 -------------------------
 run 4 "${common[@]}" --epochs 4 --metrics "$work/m4.jsonl" >/dev/null 2>&1 || fail "4-rank run failed"
 run 4 "${common[@]}" --epochs 2 --checkpoint-dir "$work/n4" >/dev/null 2>&1 || fail "4-rank save failed"

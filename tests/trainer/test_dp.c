@@ -1,9 +1,14 @@
 /*
  * test_dp: the data-parallel step on every rank of a real MPI job (run by
- * test_dp.sh at 1, 2, 3 and 4 ranks):
+ * test_dp.sh at 1, 2, 3 and 4 ranks), both ways of summing the gradients
+ * (bucketed allreduce, and shared memory where each rank updates a slice):
  *  - N ranks with B samples each give the same summed gradient, and after
- *    optimiser steps the same weights, as one process with all N*B samples;
+ *    optimiser steps the same weights, as one process with all N*B samples,
+ *    also with gradient clipping (the norm is the whole gradient's) and
+ *    accumulation over micro-batches;
+ *  - the optimiser state gathered from the slices is the 1-process state;
  *  - two runs with the same seed and world size give bit-identical weights;
+ *    at 2 ranks the two ways give bit-identical weights;
  *  - many small buckets give the same result as one;
  *  - a bad label on one rank stops every rank with the same message.
  */
@@ -47,9 +52,12 @@ static void batch(int step, float *x, int32_t *y)
     }
 }
 
-/* Trains `steps` SGD steps; data parallel over the world, or alone. Returns
- * the model (caller frees). */
-static dml_model_t *train(int steps, int parallel, size_t bucket_bytes)
+/* Trains `steps` SGD steps; data parallel over the world (mode), or alone
+ * (mode < 0); clip > 0 clips to that global norm, micro > 1 accumulates that
+ * many micro-batches of the step's samples. Returns the model (caller frees);
+ * *state_out (may be NULL) gets a copy of the optimiser's momentum. */
+static dml_model_t *train(int steps, int mode, size_t bucket_bytes, double clip, int micro,
+                          float **state_out)
 {
     dml_model_spec_t spec;
     dml_model_t *m;
@@ -58,24 +66,63 @@ static dml_model_t *train(int steps, int parallel, size_t bucket_bytes)
     dml_dp_t *dp = NULL;
     float x[G * IN];
     int32_t y[G];
-    double loss;
-    int s, B = parallel ? G / size : G, off = parallel ? rank * (G / size) : 0;
+    double loss, norm = 0;
+    const int parallel = mode >= 0;
+    int s, k, B = parallel ? G / size : G, off = parallel ? rank * (G / size) : 0;
 
     dml_model_spec_parse(SPEC, &spec);
     dml_model_create(&spec, 11, G, &m);
     dml_opt_config_init(&oc, DML_OPT_SGD);
     dml_opt_create(&oc, dml_model_nparams(m), &o);
-    if (parallel)
-        CHECK(dml_dp_create(MPI_COMM_WORLD, m, bucket_bytes, &dp) == DML_OK, "dp_create");
+    if (parallel) {
+        CHECK(dml_dp_create(MPI_COMM_WORLD, m, (dml_dp_mode_t)mode, bucket_bytes, &dp) == DML_OK,
+              "dp_create: %s", dml_error_message());
+        /* the way asked for is the way taken (one node here) */
+        CHECK(dml_dp_mode(dp) == (mode == DML_DP_AUTO && size > 1 ? DML_DP_SHARED :
+                                  mode == DML_DP_AUTO ? DML_DP_ALLREDUCE : (dml_dp_mode_t)mode),
+              "mode %d asked, %d taken", mode, (int)dml_dp_mode(dp));
+    }
     for (s = 0; s < steps; s++) {
         batch(s, x, y);
         dml_model_zero_grads(m);
+        for (k = 0; k < micro; k++) {
+            /* micro-batch k: every micro-th sample of the rank's share */
+            const int b = B / micro;
+            float xm[G * IN];
+            int32_t ym[G];
+            int i;
+            for (i = 0; i < b; i++) {
+                memcpy(xm + i * IN, x + (off + i * micro + k) * IN, IN * sizeof(float));
+                ym[i] = y[off + i * micro + k];
+            }
+            if (parallel)
+                CHECK(dml_dp_step(dp, xm, ym, b, G / micro, (uint64_t)s, k == micro - 1, &loss, NULL) ==
+                          DML_OK, "dp_step: %s", dml_error_message());
+            else
+                dml_model_train_step(m, xm, ym, b, 1.0f / (float)(G / micro), (uint64_t)s, &loss, NULL,
+                                     NULL, NULL);
+        }
+        if (parallel) {
+            CHECK(dml_dp_update(dp, o, 0.05f, micro, clip, &norm) == DML_OK, "dp_update: %s",
+                  dml_error_message());
+        } else {
+            float *g = dml_model_grads(m);
+            size_t i;
+            for (i = 0; micro > 1 && i < dml_model_nparams(m); i++)
+                g[i] *= 1.0f / (float)micro;
+            if (clip > 0)
+                norm = dml_clip_grad_norm(g, dml_model_nparams(m), clip);
+            dml_opt_step(o, dml_model_params(m), g, 0.05f);
+        }
+        if (clip > 0 && s == 0)
+            CHECK(norm > clip, "the gradient norm %g is not above the clip %g: nothing tested", norm,
+                  clip);
+    }
+    if (state_out != NULL) {
         if (parallel)
-            CHECK(dml_dp_step(dp, x + off * IN, y + off, B, G, (uint64_t)s, 1, &loss, NULL) == DML_OK,
-                  "dp_step: %s", dml_error_message());
-        else
-            dml_model_train_step(m, x, y, G, 1.0f / G, (uint64_t)s, &loss, NULL, NULL, NULL);
-        dml_opt_step(o, dml_model_params(m), dml_model_grads(m), 0.05f);
+            CHECK(dml_dp_gather_state(dp, o) == DML_OK, "gather_state: %s", dml_error_message());
+        *state_out = malloc(dml_model_nparams(m) * sizeof(float));
+        memcpy(*state_out, dml_opt_buf(o, 0), dml_model_nparams(m) * sizeof(float));
     }
     dml_opt_free(o);
     dml_dp_free(dp);
@@ -97,8 +144,8 @@ static double max_rel_diff(const float *a, const float *b, size_t n)
 int main(int argc, char **argv)
 {
     dml_model_t *ref, *par, *par2, *small;
-    size_t np;
-    int any;
+    size_t np = 0;
+    int any, mode;
 
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -113,41 +160,85 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    /* The gradient of one step: summed across ranks = one process, all samples. */
-    ref = train(1, 0, 0);
-    par = train(1, 1, 0);
-    np = dml_model_nparams(ref);
-    {
-        /* After one step params differ from the initial ones by lr * grad: compare those. */
-        double d = max_rel_diff(dml_model_params(par), dml_model_params(ref), np);
-        CHECK(d < 1e-4, "one step: weights differ from the 1-process run by %g (relative)", d);
-    }
-    dml_model_free(ref);
-    dml_model_free(par);
+    for (mode = DML_DP_ALLREDUCE; mode <= DML_DP_SHARED; mode++) {
+        const char *way = mode == DML_DP_SHARED ? "shared" : "allreduce";
+        float *st_ref, *st_par;
 
-    /* Twenty steps: still the same update as one process with N*B. */
-    ref = train(20, 0, 0);
-    par = train(20, 1, 0);
-    {
-        double d = max_rel_diff(dml_model_params(par), dml_model_params(ref), np);
-        CHECK(d < 1e-3, "20 steps: weights differ from the 1-process run by %g", d);
-        if (rank == 0)
-            printf("%d ranks: 20 steps, largest relative difference to 1 process with batch %d: %.2g\n",
-                   size, G, d);
+        /* The gradient of one step: summed across ranks = one process, all samples. */
+        ref = train(1, -1, 0, 0, 1, NULL);
+        par = train(1, mode, 0, 0, 1, NULL);
+        np = dml_model_nparams(ref);
+        {
+            /* After one step params differ from the initial ones by lr * grad: compare those. */
+            double d = max_rel_diff(dml_model_params(par), dml_model_params(ref), np);
+            CHECK(d < 1e-4, "%s, one step: weights differ from the 1-process run by %g (relative)",
+                  way, d);
+        }
+        dml_model_free(ref);
+        dml_model_free(par);
+
+        /* Twenty steps: still the same update as one process with N*B,
+         * and the momentum gathered from the slices is the whole one. */
+        ref = train(20, -1, 0, 0, 1, &st_ref);
+        par = train(20, mode, 0, 0, 1, &st_par);
+        {
+            double d = max_rel_diff(dml_model_params(par), dml_model_params(ref), np);
+            double ds = max_rel_diff(st_par, st_ref, np);
+            CHECK(d < 1e-3, "%s, 20 steps: weights differ from the 1-process run by %g", way, d);
+            CHECK(ds < 1e-3, "%s, 20 steps: the optimiser state differs from the 1-process run by "
+                  "%g", way, ds);
+            if (rank == 0)
+                printf("%d ranks, %s: 20 steps, largest relative difference to 1 process with "
+                       "batch %d: weights %.2g, momentum %.2g\n", size, way, G, d, ds);
+        }
+        free(st_ref);
+        free(st_par);
+        /* Same seed, same world size: bit for bit. */
+        par2 = train(20, mode, 0, 0, 1, NULL);
+        CHECK(memcmp(dml_model_params(par), dml_model_params(par2), np * sizeof(float)) == 0,
+              "%s: two runs with the same seed and world size differ", way);
+        dml_model_free(par2);
+        if (mode == DML_DP_SHARED && size <= 2) {
+            /* one addition per element either way: the same bits */
+            par2 = train(20, DML_DP_ALLREDUCE, 0, 0, 1, NULL);
+            CHECK(memcmp(dml_model_params(par), dml_model_params(par2), np * sizeof(float)) == 0,
+                  "2 ranks: shared and allreduce give different weights");
+            dml_model_free(par2);
+        }
+        dml_model_free(ref);
+        dml_model_free(par);
+
+        /* Clipping to the whole gradient's norm, and 2 micro-batches per step. */
+        ref = train(10, -1, 0, 0.05, 2, NULL);
+        par = train(10, mode, 0, 0.05, 2, NULL);
+        {
+            double d = max_rel_diff(dml_model_params(par), dml_model_params(ref), np);
+            CHECK(d < 1e-3, "%s, clipped and accumulated: weights differ from the 1-process run "
+                  "by %g", way, d);
+        }
+        dml_model_free(ref);
+        dml_model_free(par);
+        /* Accumulated only (no clipping: shared sums and applies in one pass). */
+        ref = train(10, -1, 0, 0, 2, NULL);
+        par = train(10, mode, 0, 0, 2, NULL);
+        {
+            double d = max_rel_diff(dml_model_params(par), dml_model_params(ref), np);
+            CHECK(d < 1e-3, "%s, accumulated: weights differ from the 1-process run by %g", way, d);
+        }
+        dml_model_free(ref);
+        dml_model_free(par);
     }
-    /* Same seed, same world size: bit for bit. */
-    par2 = train(20, 1, 0);
-    CHECK(memcmp(dml_model_params(par), dml_model_params(par2), np * sizeof(float)) == 0,
-          "two runs with the same seed and world size differ");
+
     /* One bucket per layer (tiny buckets) against one bucket for all. */
-    small = train(20, 1, 4);
+    par = train(20, DML_DP_ALLREDUCE, 0, 0, 1, NULL);
+    small = train(20, DML_DP_ALLREDUCE, 4, 0, 1, NULL);
     {
         dml_dp_t *dp;
         dml_model_t *m;
         dml_model_spec_t spec;
         dml_model_spec_parse(SPEC, &spec);
         dml_model_create(&spec, 11, G, &m);
-        dml_dp_create(MPI_COMM_WORLD, m, 4, &dp);
+        dml_dp_create(MPI_COMM_WORLD, m, DML_DP_ALLREDUCE, 4, &dp);
         CHECK(dml_dp_buckets(dp) == spec.nlayers, "%d buckets for %d layers", dml_dp_buckets(dp),
               spec.nlayers);
         dml_dp_free(dp);
@@ -155,10 +246,32 @@ int main(int argc, char **argv)
         CHECK(max_rel_diff(dml_model_params(small), dml_model_params(par), np) < 1e-5,
               "per-layer buckets give other weights than one bucket");
     }
-    dml_model_free(ref);
     dml_model_free(par);
-    dml_model_free(par2);
     dml_model_free(small);
+
+    /* Parameters set from outside (a checkpoint) reach every rank, also
+     * the slices other ranks own. */
+    {
+        dml_model_spec_t spec;
+        dml_model_t *m;
+        dml_dp_t *dp;
+        float *want;
+        size_t i;
+        dml_model_spec_parse(SPEC, &spec);
+        dml_model_create(&spec, 11, G, &m);
+        dml_dp_create(MPI_COMM_WORLD, m, DML_DP_AUTO, 0, &dp);
+        want = malloc(np * sizeof(float));
+        for (i = 0; i < np; i++)
+            want[i] = (float)i * 0.5f;
+        CHECK(dml_dp_set_params(dp, want) == DML_OK, "set_params: %s", dml_error_message());
+        CHECK(memcmp(dml_model_params(m), want, np * sizeof(float)) == 0,
+              "parameters set by every rank's slice are not all there");
+        dml_dp_free(dp);
+        CHECK(memcmp(dml_model_params(m), want, np * sizeof(float)) == 0,
+              "the model lost its parameters with the data-parallel state");
+        free(want);
+        dml_model_free(m);
+    }
 
     /* A bad label on the last rank: every rank gets the same error. */
     {
@@ -174,7 +287,7 @@ int main(int argc, char **argv)
 
         dml_model_spec_parse(SPEC, &spec);
         dml_model_create(&spec, 11, G, &m);
-        dml_dp_create(MPI_COMM_WORLD, m, 0, &dp);
+        dml_dp_create(MPI_COMM_WORLD, m, DML_DP_AUTO, 0, &dp);
         batch(0, x, y);
         if (rank == size - 1)
             y[rank * B + 1] = 9;

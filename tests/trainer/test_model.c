@@ -237,6 +237,56 @@ static void test_sgd(void)
     CU_ASSERT_EQUAL(dml_opt_create(&c, 2, &o), DML_ERR_INVALID_ARG);
 }
 
+/* A model large enough for the streaming update (dml_opt_step writes big
+ * parameter arrays with non-temporal stores): the same bits as the update
+ * written out here, element by element, also from an address off a cache
+ * line; and a range updates that range only, as the whole step would. */
+static void test_sgd_large(void)
+{
+    enum { N = 100003 };
+    dml_opt_config_t c;
+    dml_opt_t *o, *r;
+    float *pbuf = malloc((N + 1) * sizeof(float)), *p = pbuf + 1, *g = malloc(N * sizeof(float));
+    float *want = malloc(N * sizeof(float)), *v = malloc(N * sizeof(float));
+    float *q = malloc(N * sizeof(float));
+    const float lr = 0.05f, m = 0.9f, wd = 0.001f;
+    int i, step;
+
+    CU_ASSERT_FATAL(pbuf && g && want && v && q);
+    for (i = 0; i < N; i++) {
+        p[i] = want[i] = q[i] = (float)sin(0.001 * i);
+        g[i] = (float)cos(0.003 * i) * 0.1f;
+    }
+    dml_opt_config_init(&c, DML_OPT_SGD);
+    c.momentum = m;
+    c.weight_decay = wd;
+    CU_ASSERT_EQUAL_FATAL(dml_opt_create(&c, N, &o), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(dml_opt_create(&c, N, &r), DML_OK);
+    for (step = 1; step <= 3; step++) {
+        dml_opt_step(o, p, g, lr);
+        for (i = 0; i < N; i++) {
+            volatile float d = g[i] + wd * want[i], t;
+            t = m * v[i];
+            v[i] = step == 1 ? d : t + d;
+            t = lr * v[i];
+            want[i] -= t;
+        }
+        /* two ranges that make the whole, the second one counted as no step */
+        dml_opt_step_range(r, q, g, lr, 0, 70001);
+        dml_opt_apply(r, q, g + 70001, lr, 70001, N - 70001);
+    }
+    CU_ASSERT_EQUAL(memcmp(p, want, N * sizeof(float)), 0);
+    CU_ASSERT_EQUAL(memcmp(q, want, N * sizeof(float)), 0);
+    CU_ASSERT_EQUAL(*dml_opt_steps(r), 3);
+    dml_opt_free(o);
+    dml_opt_free(r);
+    free(pbuf);
+    free(g);
+    free(want);
+    free(v);
+    free(q);
+}
+
 static void test_adamw(void)
 {
     dml_opt_config_t c;
@@ -345,6 +395,7 @@ int main(void)
     CU_add_test(s, "accumulation and label checks", test_accumulation_and_labels);
     CU_add_test(s, "seeded He initialisation", test_same_seed_same_model);
     CU_add_test(s, "SGD momentum and Nesterov", test_sgd);
+    CU_add_test(s, "SGD momentum, streamed and by range", test_sgd_large);
     CU_add_test(s, "AdamW", test_adamw);
     CU_add_test(s, "schedules and clipping", test_schedules_and_clipping);
     CU_add_test(s, "learns two spirals", test_learns);

@@ -25,6 +25,9 @@ common=(--train "$work/ds" --test "$work/ds" --model mlp:20-32-4 --batch 32 --lr
 run 2 "${common[@]}" --epochs 3 --metrics "$work/m.jsonl" --output "$work/a.h5" --log-every 20 \
     >"$work/out.txt" 2>&1 || fail "training failed: $(cat "$work/out.txt")"
 cat "$work/out.txt"
+# 2 ranks on one node: the gradients are summed in shared memory by default
+grep -q "gradients summed by shared memory (one node)" "$work/out.txt" ||
+    fail "2 ranks on one node did not default to the shared reduction"
 grep -q '"type": "step"' "$work/m.jsonl" || fail "no step lines in the metrics"
 [ "$(grep -c '"type": "epoch"' "$work/m.jsonl")" -eq 3 ] || fail "expected 3 epoch lines in the metrics"
 acc=$(grep '"type": "epoch"' "$work/m.jsonl" | tail -n 1 | sed 's/.*"test_accuracy": \([0-9.e-]*\).*/\1/')
@@ -64,6 +67,8 @@ expect_refusal "labels go up to 3 (4 classes), outside the model's output layer 
 expect_refusal "--batch '0': expected a number from 1" --train "$work/ds" --model mlp:20-8-4 --batch 0
 expect_refusal "--lr '-1': expected a number" --train "$work/ds" --model mlp:20-8-4 --lr -1
 expect_refusal "--model: model \"mlp:20\"" --train "$work/ds" --model mlp:20
+expect_refusal "--grad-reduce 'ring': expected auto, allreduce or shared" --train "$work/ds" \
+    --model mlp:20-8-4 --grad-reduce ring
 expect_refusal "$work/none: cannot open dataset directory" --train "$work/none" --model mlp:20-8-4
 
 # A configuration file (INI), with the command line winning.
