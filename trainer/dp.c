@@ -446,6 +446,7 @@ dml_status_t dml_dp_update(dml_dp_t *dp, dml_opt_t *opt, float lr, int micro, do
     size_t i;
     int rc = MPI_SUCCESS, rc2;
 
+    dml__opt_stream_stores(opt, dp->mode == DML_DP_SHARED);
     if (dp->mode == DML_DP_SHARED && clip > 0) {
         /* The norm is the whole gradient's: the slice is summed into this
          * rank's segment (only this rank reads that part of it now), its

@@ -487,7 +487,10 @@ struct dml_opt {
     float *buf[2];
     uint64_t steps;
     float adam_step, adam_sbc2; /* AdamW's bias corrections of this step */
+    int stream;                 /* large parameter arrays by streaming stores */
 };
+
+void dml__opt_stream_stores(dml_opt_t *o, int on) { o->stream = on; }
 
 void dml_opt_config_init(dml_opt_config_t *c, dml_opt_type_t type)
 {
@@ -544,15 +547,10 @@ uint64_t *dml_opt_steps(dml_opt_t *o) { return &o->steps; }
 DML_HOT static void dml__sgd_momentum(float *restrict p, const float *restrict g, float *restrict v,
                               size_t n, float lr, float wd, float m)
 {
-    size_t i = 0, k;
+    size_t i;
 
-    for (; i + 16 <= n; i += 16)
-        for (k = i; k < i + 16; k++) {
-            const float d = g[k] + wd * p[k];
-            v[k] = m * v[k] + d;
-            p[k] -= lr * v[k];
-        }
-    for (; i < n; i++) {
+    /* a plain loop: GCC left the same one cut in blocks of 16 scalar */
+    for (i = 0; i < n; i++) {
         const float d = g[i] + wd * p[i];
         v[i] = m * v[i] + d;
         p[i] -= lr * v[i];
@@ -561,15 +559,16 @@ DML_HOT static void dml__sgd_momentum(float *restrict p, const float *restrict g
 
 /*
  * The same update with the new parameters written by non-temporal stores,
- * for large models: their parameters do not stay in a core's cache from one
- * step to the next anyway, and where the ranks of a node share them
- * (dp.c) every line a rank writes is one the other ranks read in their
- * forward pass: an ordinary store must first take the line from their
- * caches (a read for ownership), a streaming one does not. On 2 ranks
- * sharing the reference model this took the update from 14% of the run to
- * a few percent, and on 1 rank it was no slower. The same multiplies and
- * adds, in the same order and without fusing, as dml__sgd_momentum: the
- * same bits. x86-64 only; returns 0 where it does not apply.
+ * where the ranks of a node share a large model's parameters (dp.c): every
+ * line a rank writes is one the other ranks read in their forward pass, and
+ * an ordinary store must first take it back from their caches (a read for
+ * ownership); a streaming one does not. On 2 ranks sharing the reference
+ * model this was faster in 3 of 4 alternating runs (by 4-28%; the machine
+ * is noisy). Only there (dml__opt_stream_stores): a rank of its own finds
+ * its parameters in the L3 cache at the next forward pass, where streaming
+ * stores would have sent them out to memory. The same multiplies and adds,
+ * in the same order and without fusing, as dml__sgd_momentum: the same
+ * bits. x86-64 only; returns 0 where it does not apply.
  */
 #define DML__STREAM_MIN (1 << 16) /* parameters (256 KiB), past what a core keeps */
 #if DML__HAVE_STREAM
@@ -673,7 +672,7 @@ void dml_opt_apply(dml_opt_t *o, float *params, const float *g, float lr, size_t
     if (c->type == DML_OPT_SGD && c->momentum > 0 && !c->nesterov && o->steps > 1) {
         /* The common case, on its own so that it vectorises (DML_HOT; the
          * same operations, rounded alike, as the general loop below). */
-        if (o->n < DML__STREAM_MIN ||
+        if (!o->stream || o->n < DML__STREAM_MIN ||
             !dml__sgd_momentum_stream(p, g, o->buf[0] + off, n, lr, c->weight_decay, c->momentum))
             dml__sgd_momentum(p, g, o->buf[0] + off, n, lr, c->weight_decay, c->momentum);
     } else if (c->type == DML_OPT_SGD) {

@@ -20,4 +20,8 @@ dml_status_t dml__model_alloc(const dml_model_spec_t *spec, int max_batch, dml_m
 void dml__model_borrow_arrays(dml_model_t *m, float *params, float *grads);
 dml_status_t dml__model_own_arrays(dml_model_t *m);
 
+/* Whether dml_opt_apply writes large parameter arrays with streaming
+ * (non-temporal) stores: where ranks share them (dp.c), default off. */
+void dml__opt_stream_stores(dml_opt_t *o, int on);
+
 #endif /* DML_TRAIN_PRIVATE_H */

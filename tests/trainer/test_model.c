@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include "dml_train.h"
+#include "train_private.h"
 
 #include <CUnit/Basic.h>
 #include <math.h>
@@ -237,11 +238,12 @@ static void test_sgd(void)
     CU_ASSERT_EQUAL(dml_opt_create(&c, 2, &o), DML_ERR_INVALID_ARG);
 }
 
-/* A model large enough for the streaming update (dml_opt_step writes big
- * parameter arrays with non-temporal stores): the same bits as the update
+/* A model large enough for the streaming update (where ranks share the
+ * parameters, dml_opt_step writes big arrays with non-temporal stores),
+ * with and without it: the same bits as the update
  * written out here, element by element, also from an address off a cache
  * line; and a range updates that range only, as the whole step would. */
-static void test_sgd_large(void)
+static void sgd_large(int stream)
 {
     enum { N = 100003 };
     dml_opt_config_t c;
@@ -262,6 +264,8 @@ static void test_sgd_large(void)
     c.weight_decay = wd;
     CU_ASSERT_EQUAL_FATAL(dml_opt_create(&c, N, &o), DML_OK);
     CU_ASSERT_EQUAL_FATAL(dml_opt_create(&c, N, &r), DML_OK);
+    dml__opt_stream_stores(o, stream);
+    dml__opt_stream_stores(r, stream);
     for (step = 1; step <= 3; step++) {
         dml_opt_step(o, p, g, lr);
         for (i = 0; i < N; i++) {
@@ -285,6 +289,12 @@ static void test_sgd_large(void)
     free(want);
     free(v);
     free(q);
+}
+
+static void test_sgd_large(void)
+{
+    sgd_large(0);
+    sgd_large(1);
 }
 
 static void test_adamw(void)
