@@ -12,10 +12,11 @@
  *   1. every rank writes DIR/ckpt-<step>.h5.tmp collectively;
  *   2. every rank closes it and reports success (an agreement: one failure
  *      aborts the checkpoint on all ranks and removes the temporary);
- *   3. rank 0 fsyncs the file, renames it into place and fsyncs DIR;
+ *   3. rank 0 fsyncs the file and renames it into place;
  *   4. rank 0 points DIR/latest at it (a symlink replaced by rename) and
- *      fsyncs DIR again;
- *   5. rank 0 deletes the oldest checkpoints beyond the newest `keep`.
+ *      fsyncs DIR once for both renames;
+ *   5. a thread of rank 0 deletes the oldest checkpoints beyond the newest
+ *      `keep`, after the commit returned.
  *
  * Only a name without ".tmp" is ever taken for a checkpoint, and a file gets
  * that name only after it is complete and durable, so a crash at any point
@@ -58,6 +59,9 @@ typedef struct dml_ckpt_writer dml_ckpt_writer_t;
  * Collective: starts checkpoint `step` in dir (created if missing), removing
  * temporaries that a crashed writer left behind, and creates the temporary
  * file with the MPI-IO driver. Every rank returns the same status.
+ *
+ * The checkpoint's collectives run on a duplicate of comm, made at its first
+ * checkpoint and kept as an attribute of comm until comm is freed.
  *
  * expect_bytes (about what the arrays will take) is checked against the
  * file system's free space and the file size limit first, and a checkpoint
