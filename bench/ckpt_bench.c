@@ -7,7 +7,8 @@
  *
  * For each repeat, alternating: (1) dml_ckpt_begin/put/commit of one float
  * array of MIB MiB (CRC, the file written by rank 0 alone up to 64 MiB, by
- * every rank its slice with parallel HDF5 above; fsync, renames, "latest",
+ * every rank its slice above, large arrays with its own writes and small ones
+ * with collective parallel-HDF5 writes; fsync, renames, "latest",
  * directory fsync); (2) the raw reference: the same bytes pwrite()n to one
  * new file and fsync()ed, once by rank 0 alone and once by every rank its
  * slice; the faster counts. Prints one line per repeat on rank 0: repeat,

@@ -10,7 +10,8 @@
  * docs/formats/checkpoint.md); this library owns the commit protocol:
  *
  *   1. every rank writes DIR/ckpt-<step>.h5.tmp collectively;
- *   2. every rank closes it and reports success (an agreement: one failure
+ *   2. every rank fsyncs what it wrote with its own POSIX writes, closes
+ *      the file and reports success (an agreement: one failure
  *      aborts the checkpoint on all ranks and removes the temporary);
  *   3. rank 0 fsyncs the file and renames it into place;
  *   4. rank 0 points DIR/latest at it (a symlink replaced by rename) and
@@ -80,8 +81,11 @@ hid_t dml_ckpt_file(const dml_ckpt_writer_t *w);
  * Collective: dataset `name` under loc, of dims[0] (x dims[1], 0 for 1-D)
  * elements of the native type `type`, from buf, which holds the whole array
  * on every rank (data-parallel state is replicated). Each rank writes its
- * share of the rows in one collective write. Every rank returns the same
- * status; on failure call dml_ckpt_abort.
+ * share of the rows: an array of DML_CKPT_PIECE bytes (2 MiB) or more with
+ * its own POSIX writes to the array's place in the file, in pieces started
+ * on the disk one by one, a smaller one in one collective write (rank 0
+ * writes all of a checkpoint of up to DML_CKPT_SINGLE_MAX bytes). Every rank
+ * returns the same status; on failure call dml_ckpt_abort.
  */
 dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid_t type,
                           const uint64_t dims[2], const void *buf);
