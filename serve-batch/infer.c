@@ -11,6 +11,14 @@
 #include "dml_train.h"
 #include "infer_private.h"
 
+#ifdef DML_INFER_DIAG
+#include "infer_diag.h" /* bench/infer_diag only: each batch's phases, paired with the bound */
+#else
+#define DML_DIAG_MARK(i, t0) ((void)0)
+#define DML_DIAG_BATCH(b, m, B, F, lat) ((void)0)
+#define DML_DIAG_REPORT() ((void)0)
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -18,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -227,28 +234,6 @@ void dml__topk(const float *p, int C, int k, int32_t *cls, float *prob)
     }
 }
 
-/* The batch's float input (3.2 MB at batch 1024 of 784 features) is written
- * by the normalisation and read by the first sgemm's packing, every batch:
- * in 2 MiB pages (transparent huge pages, where the kernel gives them on
- * request) the normalisation took 430-460 us per batch instead of 520-540,
- * and the bare sgemm calls' time over a batch's went from 0.846-0.856 to
- * 0.861-0.881 (Intel Xeon, one core, 6 runs each way, each batch paired
- * with the bare sgemm calls in the same process). Where the kernel gives
- * none, these are ordinary pages. Free with free(). */
-static void *dml__alloc_batch(size_t n)
-{
-    const size_t huge = 2u << 20;
-    void *p = NULL;
-
-    if (n < huge)
-        return malloc(n);
-    n = (n + huge - 1) / huge * huge;
-    if (posix_memalign(&p, huge, n) != 0)
-        return NULL;
-    (void)madvise(p, n, MADV_HUGEPAGE); /* advice: EINVAL without THP */
-    return p;
-}
-
 /* This rank's samples [first, first + n): read, normalise as in training,
  * count into the drift histograms, forward, top-k. */
 static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
@@ -273,7 +258,7 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
     scale = (float)(1.0 / (st->global_std > 0 ? st->global_std : 1.0));
     bias = (float)(-st->global_mean / (st->global_std > 0 ? st->global_std : 1.0));
     raw = malloc(xsz * F * (size_t)B);
-    x = dml__alloc_batch(sizeof(float) * F * (size_t)B);
+    x = malloc(sizeof(float) * F * (size_t)B);
     probs = malloc(sizeof(float) * (size_t)C * (size_t)B);
     if (sc->dtype == DML_DTYPE_UINT8) {
         /* Byte inputs take 256 values: a table of histogram bins per
@@ -302,6 +287,7 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
         const double t0 = dml__infer_now();
         if ((s = dml_dataset_reader_read(rd, first + pos, m, raw, NULL, NULL)) != DML_OK)
             goto out;
+        DML_DIAG_MARK(0, t0);
         /* Every drift_every-th sample (by its index in the input, so that
          * the counts do not depend on how the input is split) is counted
          * into the drift histograms, then the batch is normalised exactly
@@ -312,6 +298,7 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
             for (i = (every - g0 % every) % every; i < m; i += every)
                 rp[nr++] = raw + i * F;
             dml__drift_count(drift, rp, nr);
+            DML_DIAG_MARK(1, t0);
             dml_normalize_u8(raw, m * F, scale, bias, x);
         } else {
             for (i = 0; i < m; i++) {
@@ -327,17 +314,22 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
                         o->hist[f * DML_DATASET_HIST_BINS + (uint64_t)dml_stats_bin(st, f, r[f])]++;
             }
         }
+        DML_DIAG_MARK(2, t0);
         if ((s = dml_model_eval(model, x, NULL, (int)m, probs, NULL, NULL)) != DML_OK)
             goto out;
+        DML_DIAG_MARK(3, t0);
         for (i = 0; i < m; i++) {
             int32_t *cls = o->tk_class + (pos + i) * (uint64_t)K;
             dml__topk(probs + i * (uint64_t)C, C, K, cls, o->tk_prob + (pos + i) * (uint64_t)K);
             o->pred[pos + i] = cls[0];
         }
         o->lat[b] = dml__infer_now() - t0;
+        DML_DIAG_MARK(4, t0);
+        DML_DIAG_BATCH(b, m, B, F, o->lat[b]);
     }
     if (drift != NULL)
         dml__drift_hist(drift, o->hist);
+    DML_DIAG_REPORT();
     s = DML_OK;
 out:
     dml_dataset_reader_close(rd);
