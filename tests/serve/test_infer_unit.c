@@ -90,6 +90,50 @@ static void test_topk(void)
     CU_ASSERT(cls[0] == 1 && cls[1] == 0);
 }
 
+/* dml__topk against a sort on (probability, descending, NaN last; then
+ * class), on rows full of ties and NaNs, for every k. */
+static const float *topk_row;
+static int topk_cmp(const void *a, const void *b)
+{
+    const int i = *(const int *)a, j = *(const int *)b;
+    const float x = topk_row[i], y = topk_row[j];
+
+    if (isnan(x) != isnan(y))
+        return isnan(x) ? 1 : -1;
+    if (!isnan(x) && x != y)
+        return x > y ? -1 : 1;
+    return i - j;
+}
+
+static void test_topk_random(void)
+{
+    static const int Cs[] = {1, 2, 3, 10, 17, 100};
+    float p[100], prob[100];
+    int32_t cls[100];
+    int idx[100], c, i, k, t, bad = 0;
+    unsigned seed = 7;
+
+    for (c = 0; c < (int)(sizeof(Cs) / sizeof(Cs[0])); c++) {
+        const int C = Cs[c];
+        for (t = 0; t < 200; t++) {
+            for (i = 0; i < C; i++) {
+                seed = seed * 1103515245u + 12345u;
+                /* few distinct values: many ties; one in eight a NaN */
+                p[i] = (seed >> 16) % 8 == 0 ? NAN : (float)((seed >> 20) % 5) * 0.25f;
+                idx[i] = i;
+            }
+            topk_row = p;
+            qsort(idx, (size_t)C, sizeof(int), topk_cmp);
+            k = 1 + t % C;
+            dml__topk(p, C, k, cls, prob);
+            for (i = 0; i < k; i++)
+                bad += cls[i] != idx[i] ||
+                       (isnan(p[idx[i]]) ? !isnan(prob[i]) : prob[i] != p[idx[i]]);
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
 /* Feature widths around the 64-feature vectors (narrower, one, one more,
  * Fashion-MNIST's 784), ranges that cover all bytes, a few, none (hi == lo)
  * or lie above them, and more rows than a byte counter holds: every count
@@ -159,6 +203,7 @@ int main(void)
     if (s == NULL || CU_add_test(s, "parts cover the input", test_slices_cover_input) == NULL ||
         CU_add_test(s, "population stability index", test_psi) == NULL ||
         CU_add_test(s, "top-k classes", test_topk) == NULL ||
+        CU_add_test(s, "top-k against a sort, ties and NaNs", test_topk_random) == NULL ||
         CU_add_test(s, "drift histograms of byte inputs", test_drift_counts) == NULL) {
         CU_cleanup_registry();
         return 99;
