@@ -11,9 +11,12 @@
  * with collective parallel-HDF5 writes; fsync, renames, "latest",
  * directory fsync); (2) the raw reference: the same bytes pwrite()n to one
  * new file and fsync()ed, once by rank 0 alone and once by every rank its
- * slice; the faster counts. Prints one line per repeat on rank 0: repeat,
- * checkpoint, raw reference, the checkpoint's begin, put and commit, the two
- * raw ways (seconds); run-ckpt-bench turns them into the table.
+ * slice; the faster counts; (3) for context, the same bytes pwrite()n by
+ * rank 0 over an existing file of that size and fsync()ed (no blocks to
+ * allocate, as where the checkpoint is written into a pruned one's). Prints
+ * one line per repeat on rank 0: repeat, checkpoint, raw reference, the
+ * checkpoint's begin, put and commit, the two raw ways, the overwrite
+ * (seconds); run-ckpt-bench turns them into the table.
  */
 #include "config.h"
 
@@ -71,12 +74,33 @@ static double raw_write(const char *path, const float *buf, uint64_t lo, uint64_
     return t0;
 }
 
+/* Rank 0 writes all n floats over the existing file at path and fsyncs
+ * it: seconds. */
+static double raw_overwrite(const char *path, const float *buf, uint64_t n)
+{
+    double t0;
+    int fd, rank;
+
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    settle();
+    t0 = now();
+    if (rank == 0) {
+        fd = open(path, O_WRONLY);
+        if (fd < 0 || pwrite(fd, buf, n * sizeof(float), 0) != (ssize_t)(n * sizeof(float)) ||
+            fsync(fd) != 0)
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        close(fd);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    return now() - t0;
+}
+
 int main(int argc, char **argv)
 {
     int rank, size, provided, r, reps;
     uint64_t n, dims[2] = {0, 0};
     float *buf;
-    char raw[4096];
+    char raw[4096], old[4096];
     const char *dir;
 
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
@@ -102,10 +126,18 @@ int main(int argc, char **argv)
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
     snprintf(raw, sizeof(raw), "%s/raw.bin", dir);
+    snprintf(old, sizeof(old), "%s/raw-old.bin", dir);
+    if (rank == 0) {
+        int fd = open(old, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || pwrite(fd, buf, n * sizeof(float), 0) != (ssize_t)(n * sizeof(float)) ||
+            fsync(fd) != 0)
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        close(fd);
+    }
 
     for (r = 0; r < reps; r++) {
         dml_ckpt_writer_t *w;
-        double t0, t_ckpt, t_raw, t_raw1, t_raw2, t_begin = 0, t_put = 0;
+        double t0, t_ckpt, t_raw, t_raw1, t_raw2, t_over, t_begin = 0, t_put = 0;
         uint64_t lo = n * (uint64_t)rank / (uint64_t)size, hi = n * (uint64_t)(rank + 1) / (uint64_t)size;
 
         settle();
@@ -127,14 +159,17 @@ int main(int argc, char **argv)
         t_raw1 = raw_write(raw, buf, 0, rank == 0 ? n : 0);
         t_raw2 = raw_write(raw, buf, lo, hi);
         t_raw = t_raw1 < t_raw2 ? t_raw1 : t_raw2;
+        t_over = raw_overwrite(old, buf, n);
         if (rank == 0) {
             /* then the checkpoint's phases: begin, put, commit */
-            printf("%d %.6f %.6f %.6f %.6f %.6f %.6f %.6f\n", r, t_ckpt, t_raw, t_begin, t_put,
-                   t_ckpt - t_begin - t_put, t_raw1, t_raw2);
+            printf("%d %.6f %.6f %.6f %.6f %.6f %.6f %.6f %.6f\n", r, t_ckpt, t_raw, t_begin, t_put,
+                   t_ckpt - t_begin - t_put, t_raw1, t_raw2, t_over);
             fflush(stdout);
         }
         MPI_Barrier(MPI_COMM_WORLD);
     }
+    if (rank == 0)
+        unlink(old);
     free(buf);
     MPI_Finalize();
     return 0;

@@ -17,6 +17,7 @@
 #include "dml_h5util.h"
 #include "dml_io.h"
 #include "dml_mpi.h"
+#include "reuse_vfd.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -76,6 +77,23 @@ static uint64_t dml__env_bytes(const char *name, uint64_t dflt)
 static uint64_t dml__single_max(void)
 {
     return dml__env_bytes("DML_CKPT_SINGLE_MAX", DML_CKPT_SINGLE_MAX_DEFAULT);
+}
+
+/* The pruned checkpoint kept for the next one to be written into
+ * (reuse_vfd.c), in the checkpoint directory. A dot name: no reader of the
+ * directory takes it for a checkpoint or a temporary. */
+#define DML_CKPT_SPARE ".spare.h5"
+
+/* DML_CKPT_REUSE=0 removes pruned checkpoints instead of keeping one to
+ * write the next into. */
+static int dml__reuse(void)
+{
+    return dml__env_bytes("DML_CKPT_REUSE", 1) != 0;
+}
+
+static void dml__spare_path(const char *dir, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", dir, DML_CKPT_SPARE);
 }
 
 static void dml__crash_point(const dml_ckpt_writer_t *w, const char *phase)
@@ -220,15 +238,16 @@ static int dml__is_tmp(const char *name)
     return dml__ckpt_name(base, &s);
 }
 
-/* Whether expect bytes (and HDF5's metadata) fit in dir and under the file
- * size limit. */
-static dml_status_t dml__space_check(const char *dir, uint64_t expect)
+/* Whether expect bytes (and HDF5's metadata) fit in dir, where the file
+ * already holds `have` bytes of blocks (a spare written into), and under the
+ * file size limit. */
+static dml_status_t dml__space_check(const char *dir, uint64_t expect, uint64_t have)
 {
     struct statvfs sv;
     struct rlimit rl;
     uint64_t need = expect + expect / 16 + (1u << 20);
 
-    if (statvfs(dir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < need)
+    if (statvfs(dir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize + have < need)
         return dml_error_set(DML_ERR_NO_SPACE, "%s: no space left for a checkpoint (it needs about "
                              "%.1f MiB, the file system has %.1f MiB free)", dir,
                              (double)need / 1048576, (double)sv.f_bavail * sv.f_frsize / 1048576);
@@ -267,6 +286,7 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
     dml_status_t st = DML_OK;
     int64_t created, bc[2];
     hid_t fapl = -1;
+    int reuse;
 
     *w_out = NULL;
     if (w == NULL)
@@ -283,19 +303,27 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
         (size_t)snprintf(w->tmp, sizeof(w->tmp), "%s.tmp", w->final) >= sizeof(w->tmp))
         st = dml_error_set(DML_ERR_INVALID_ARG, "%s: checkpoint directory name too long", dir);
 
+    w->single = expect_bytes <= dml__single_max();
+    /* whether this checkpoint is written into a spare, if there is one */
+    reuse = w->single && dml__reuse();
     if (st == DML_OK && w->rank == 0) {
         DIR *d;
         struct dirent *e;
+        struct stat sb;
+        uint64_t have = 0;
         if ((st = dml_ckpt_dir_prepare(dir)) != DML_OK) {
             /* named by dml_ckpt_dir_prepare */
         } else if ((d = opendir(dir)) != NULL) {
             /* A crashed writer's temporary is never a checkpoint: clear it
-             * away before it fills the disk. */
+             * away before it fills the disk. So is a spare that this
+             * checkpoint will not be written into. */
             while ((e = readdir(d)) != NULL)
-                if (dml__is_tmp(e->d_name))
+                if (dml__is_tmp(e->d_name) || (!reuse && strcmp(e->d_name, DML_CKPT_SPARE) == 0))
                     unlinkat(dirfd(d), e->d_name, 0);
+            if (reuse && fstatat(dirfd(d), DML_CKPT_SPARE, &sb, 0) == 0)
+                have = (uint64_t)sb.st_blocks * 512;
             closedir(d);
-            st = dml__space_check(dir, expect_bytes);
+            st = dml__space_check(dir, expect_bytes, have);
         }
     }
     st = dml_mpi_agree(comm, st, NULL);
@@ -307,16 +335,22 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
         goto fail;
     }
     dml__h5_quiet_begin(&w->quiet);
-    w->single = expect_bytes <= dml__single_max();
     fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl >= 0 && w->single && w->rank == 0) {
         /* Rank 0 writes the file alone, with plain POSIX writes (HDF5's
          * sec2 driver): each array goes to the page cache in one write, as
          * a raw write would. Building the file in memory first (the core
          * driver) cost a zeroed, page-faulted image and a second copy: 3 ms
-         * of a 4 MiB checkpoint's 16. */
+         * of a 4 MiB checkpoint's 16. Where a pruned checkpoint was kept,
+         * the file is made in its blocks instead (reuse_vfd.c): its fsync
+         * then has no allocation to commit. */
+        char spare[4200];
         void *handle = NULL;
-        if (H5Pset_fapl_sec2(fapl) < 0)
+        if (reuse) {
+            dml__spare_path(dir, spare, sizeof(spare));
+            reuse = rename(spare, w->tmp) == 0;
+        }
+        if (reuse ? dml__reuse_fapl(fapl) < 0 : H5Pset_fapl_sec2(fapl) < 0)
             st = dml_error_set(DML_ERR_HDF5, "%s: cannot set up the POSIX driver", w->tmp);
         else if ((w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) >= 0 &&
                  H5Fget_vfd_handle(w->file, fapl, &handle) >= 0 && handle != NULL)
@@ -431,23 +465,6 @@ static void dml__writeback_start(const dml_ckpt_writer_t *w, uint64_t a, uint64_
     b = b / page * page;
     if (w->fd >= 0 && b > a)
         (void)sync_file_range(w->fd, (off_t)a, (off_t)(b - a), SYNC_FILE_RANGE_WRITE);
-}
-
-/* Writes all of len bytes at off; 0, or -1 with errno. */
-static int dml__pwrite_all(int fd, const char *p, size_t len, off_t off)
-{
-    while (len > 0) {
-        ssize_t k = pwrite(fd, p, len, off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            if (k == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += k, len -= (size_t)k, off += k;
-    }
-    return 0;
 }
 
 /* Within a piece, the copy into the page cache and the CRC go a block at a
@@ -731,6 +748,8 @@ typedef struct {
     char dir[4096];
     uint64_t step;
     int keep;
+    int reuse;
+    uint64_t spare_max;    /* the largest file worth keeping as a spare */
 } dml__prune_job_t;
 
 static pthread_mutex_t dml__prune_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -745,6 +764,7 @@ static void dml__prune(const dml__prune_job_t *job)
 {
     dml_ckpt_entry_t *e = NULL;
     size_t n = 0, i, kept = 0;
+    int spared = 0;
 
     if (dml_ckpt_list(job->dir, &e, &n) != DML_OK)
         return;
@@ -754,6 +774,14 @@ static void dml__prune(const dml__prune_job_t *job)
         if ((int)kept < job->keep - 1) {
             kept++;
             continue;
+        }
+        /* One checkpoint small enough to be written by rank 0 alone is
+         * kept, under another name, for the next to be written into
+         * (reuse_vfd.c); link() does not replace an existing spare. */
+        if (job->reuse && e[i].bytes <= job->spare_max && !spared) {
+            char spare[4200];
+            dml__spare_path(job->dir, spare, sizeof(spare));
+            spared = link(e[i].path, spare) == 0;
         }
         unlink(e[i].path);
     }
@@ -791,6 +819,10 @@ static void dml__prune_start(const char *dir, uint64_t step, int keep)
     snprintf(job->dir, sizeof(job->dir), "%s", dir);
     job->step = step;
     job->keep = keep;
+    /* a file that rank 0 wrote alone, by its size (its state and HDF5's
+     * metadata): a larger one's blocks would sit unused */
+    job->reuse = dml__reuse();
+    job->spare_max = dml__single_max();
     pthread_mutex_lock(&dml__prune_lock);
     dml__pruner_running = pthread_create(&dml__pruner, NULL, dml__prune_main, job) == 0;
     pthread_mutex_unlock(&dml__prune_lock);

@@ -59,7 +59,9 @@ typedef struct dml_ckpt_writer dml_ckpt_writer_t;
 /*
  * Collective: starts checkpoint `step` in dir (created if missing), removing
  * temporaries that a crashed writer left behind, and creates the temporary
- * file with the MPI-IO driver. Every rank returns the same status.
+ * file: with the MPI-IO driver, or where rank 0 writes alone (up to
+ * DML_CKPT_SINGLE_MAX bytes) with POSIX writes, in dir/.spare.h5's blocks if
+ * there is one. Every rank returns the same status.
  *
  * The checkpoint's collectives run on a duplicate of comm, made at its first
  * checkpoint and kept as an attribute of comm until comm is freed.
@@ -94,7 +96,10 @@ dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid
  * Collective: the commit protocol above. Checksums every dataset that has
  * none yet (those written with plain HDF5 calls), closes, agrees, and on
  * success renames into place, moves "latest" and keeps the newest `keep`
- * checkpoints (keep < 1: all). path_out (may be NULL) gets the final path.
+ * checkpoints (keep < 1: all); of those pruned, one that rank 0 wrote alone
+ * stays as dir/.spare.h5, and the next such checkpoint is written into its
+ * blocks (DML_CKPT_REUSE=0: none kept). path_out (may be NULL) gets the
+ * final path.
  * Frees w in every case; on failure the temporary is gone and the previous
  * checkpoints are untouched.
  */

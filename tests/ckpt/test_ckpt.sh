@@ -117,6 +117,48 @@ kept=$(ls "$work/keep" | grep -E '^ckpt-[0-9]+\.h5$' | sort -r | tr '\n' ' ')
 [ "$kept" = "${all[0]} ${all[1]} " ] || fail "--keep 2 left '$kept', expected '${all[0]} ${all[1]} '"
 [ "$(readlink "$work/keep/latest")" = "${all[0]}" ] || fail "latest is not ${all[0]}"
 echo "ok: --keep 2 keeps the two newest"
+
+# ---- a pruned checkpoint's blocks are written again -------------------
+# --keep 2 kept the first checkpoint it pruned as .spare.h5 and wrote a later
+# one into it: they verify and hold the same model and optimiser state as
+# the --keep 0 run's, written to new files. Where every rank writes its share
+# (test_ckpt_parallel.sh), the file is created through MPI-IO, and no spare
+# is kept or left.
+spare_kept() {
+    if [ "${DML_CKPT_SINGLE_MAX:-}" = 0 ]; then
+        [ ! -e "$1/.spare.h5" ] || fail "$2 kept a spare where every rank writes: $(ls -A "$1")"
+    else
+        [ -f "$1/.spare.h5" ] || fail "$2 left no .spare.h5: $(ls -A "$1")"
+    fi
+}
+spare_kept "$work/keep" "--keep 2"
+"$ckpt" verify "$work/keep" >/dev/null 2>&1 || fail "the checkpoints written into a spare do not verify"
+for g in /model /optimizer; do
+    h5diff "$d/${all[0]}" "$work/keep/${all[0]}" "$g" "$g" >/dev/null ||
+        fail "$g differs between ${all[0]} written into a spare and into a new file"
+done
+# A spare of any content and size: random bytes, larger (3x) and smaller
+# than a checkpoint. The run resumed from ${all[1]} writes ${all[0]} into it
+# (where every rank writes, it removes the spare and writes a new file).
+size=$(stat -c %s "$d/${all[0]}")
+for spare in $((3 * size)) 100; do
+    s=$work/spare$spare
+    mkdir "$s" && cp "$d/${all[1]}" "$s/"
+    head -c "$spare" /dev/urandom >"$s/.spare.h5"
+    run 2 "${common[@]}" --epochs 2 --checkpoint-dir "$s" --checkpoint-every 100 --keep 0 \
+        >"$s.log" 2>&1 || fail "the run writing into a $spare-byte spare failed: $(cat "$s.log")"
+    grep -q "resumed from $s/${all[1]}" "$s.log" || fail "did not resume from ${all[1]}: $(cat "$s.log")"
+    [ ! -e "$s/.spare.h5" ] || fail "the $spare-byte spare was neither written into nor removed"
+    "$ckpt" verify "$s/${all[0]}" >/dev/null 2>&1 ||
+        fail "${all[0]} written into a $spare-byte spare does not verify"
+    [ "$(stat -c %s "$s/${all[0]}")" = "$size" ] ||
+        fail "${all[0]} written into a $spare-byte spare has $(stat -c %s "$s/${all[0]}") bytes, not $size"
+    for g in /model /optimizer; do
+        h5diff "$d/${all[0]}" "$s/${all[0]}" "$g" "$g" >/dev/null ||
+            fail "$g differs in ${all[0]} written into a $spare-byte spare"
+    done
+done
+echo "ok: pruned checkpoints are written into again; a spare of any size gives a sound checkpoint"
 truncate -s 2000 "$d/${all[0]}"
 # Flip bytes inside the second one's weights (found by their offset).
 off=$(h5dump -p -d /model/weights "$d/${all[1]}" | sed -n 's/.*OFFSET \([0-9]*\).*/\1/p' | head -n 1)
@@ -172,6 +214,16 @@ else
     "$ckpt" verify "$d/$good" >/dev/null || fail "$good no longer verifies"
     run 2 "${big[@]}" --epochs 1 --checkpoint-dir "$d" >"$d.out" 2>&1 || fail "$good does not load: $(cat "$d.out")"
     grep -q "resumed from $d/$good" "$d.out" || fail "did not resume from $good"
+    umount "$d"
+    # --keep 1 on a disk that holds two checkpoints of this model, not three
+    # (with the room the check asks for): the one pruned stays as the spare,
+    # and the next, written into its blocks, still fits.
+    mount -t tmpfs -o size=6m tmpfs "$d"
+    run 2 "${big[@]}" --epochs 1 --checkpoint-dir "$d" --checkpoint-every 50 --keep 1 >"$d.out" 2>&1 ||
+        fail "--keep 1 on a disk for two checkpoints failed: $(cat "$d.out")"
+    [ "$(grep -c "checkpoint at step" "$d.out")" -ge 4 ] || fail "expected 4 checkpoints: $(cat "$d.out")"
+    spare_kept "$d" "--keep 1"
+    "$ckpt" verify "$d" >/dev/null 2>&1 || fail "--keep 1 on a small disk: $(ls -A "$d") do not verify"
     umount "$d"
 fi
 echo "ok: unwritable directory and a full disk"
