@@ -62,8 +62,11 @@ only=${DML_TEST_ONLY:-abc} # for working on one part: DML_TEST_ONLY=c
 
 # ---- (a) a signal: checkpoint, requeue, resume, finish ----------------------
 if [[ $only == *a* ]]; then
-id=$(sbatch --parsable -N2 --ntasks-per-node=1 "$script" "${args[@]}" --epochs 12 \
-    --checkpoint-dir "$work/ck-a" --output "$work/model-a.h5") || fail "sbatch refused train.sbatch"
+# The larger model makes the run long enough (about 10 s on a fast 2-core
+# machine) for the signal to land mid-training: with mlp:64-128-4 a CI machine
+# ran all 12 epochs in 1.2 s, and the job ended before the signal reached it.
+id=$(sbatch --parsable -N2 --ntasks-per-node=1 "$script" "${args[@]}" --model mlp:64-512-512-4 \
+    --epochs 20 --checkpoint-dir "$work/ck-a" --output "$work/model-a.h5") || fail "sbatch refused train.sbatch"
 out=dml-train-$id.out
 wait_for "$out" "epoch 1 step" 120
 scancel --signal=USR1 "$id"
@@ -73,9 +76,10 @@ grep -q "checkpoint at step [0-9]* (stop requested (signal))" "$out" || fail_job
 grep -q "requeueing job $id" "$out" || fail_job "(a) the script did not requeue the job"
 grep -q "job $id start 1 " "$out" || fail_job "(a) no second start of the job"
 grep -q "resumed from $work/ck-a/ckpt-[0-9]*.h5: .*saved by 2 ranks, now 2" "$out" || fail_job "(a) no resume"
-grep -q "epoch 12 step" "$out" && [ -s "$work/model-a.h5" ] || fail_job "(a) training did not finish"
+grep -q "epoch 20 step" "$out" && [ -s "$work/model-a.h5" ] || fail_job "(a) training did not finish"
 [ "$(job_field "$id" Restarts)" -ge 1 ] || fail_job "(a) Slurm counts no restart"
-echo "ok (a): USR1 -> checkpoint -> requeue -> resumed -> finished"
+at=$(grep -o "checkpoint at step [0-9]* (stop requested" "$out" | awk '{print $4}')
+echo "ok (a): USR1 -> checkpoint at step $at of $(grep -o 'epoch 20 step [0-9]*' "$out" | tail -n 1 | awk '{print $4}') -> requeue -> resumed -> finished"
 fi
 
 # ---- (b) the time limit: dml-train stops in time by itself ------------------
@@ -98,8 +102,9 @@ fi
 # ---- (c) a node fails mid-training --------------------------------------------
 if [[ $only == *c* ]]; then
 # A node range, and no task count: srun then runs one task per node of
-# whatever the job gets (three now, two after the failure).
-id=$(sbatch --parsable -N2-3 "$script" "${args[@]}" --epochs 10 --log-every 0 \
+# whatever the job gets (three now, two after the failure). The larger model,
+# as in (a), so that the node fails mid-training and not after it.
+id=$(sbatch --parsable -N2-3 "$script" "${args[@]}" --model mlp:64-512-512-4 --epochs 10 --log-every 0 \
     --checkpoint-every 200 --checkpoint-dir "$work/ck-c" --output "$work/model-c.h5") || fail "sbatch refused"
 out=dml-train-$id.out
 wait_for "$out" "checkpoint at step 200" 180
