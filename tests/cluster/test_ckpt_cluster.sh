@@ -96,7 +96,7 @@ grep -q "checkpoint at step [0-9]* (time limit near)" "$out" || fail_job "(b) no
 grep -q "resumed from $work/ck-b/" "$out" || fail_job "(b) no resume after the requeue"
 grep -q "epoch 40 step" "$out" && [ -s "$work/model-b.h5" ] || fail_job "(b) training did not finish"
 ! grep -q "DUE TO TIME LIMIT" "$out" || fail_job "(b) Slurm killed the job at its limit"
-echo "ok (b): time limit near -> checkpoint -> requeue -> resumed -> finished"
+echo "ok (b): time limit near -> checkpoint -> requeue -> resumed -> finished ($(grep -c "train.sbatch: job $id start" "$out") starts)"
 fi
 
 # ---- (c) a node fails mid-training --------------------------------------------
