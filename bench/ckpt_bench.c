@@ -47,6 +47,18 @@ static void settle(void)
     MPI_Barrier(MPI_COMM_WORLD);
 }
 
+/* Writes len bytes of p at off into path, opened with flags, and fsyncs
+ * it; a failure aborts the run (a benchmark of a failed write means
+ * nothing). */
+static void write_sync(const char *path, int flags, const void *p, size_t len, off_t off)
+{
+    int fd = open(path, flags, 0644);
+
+    if (fd < 0 || pwrite(fd, p, len, off) != (ssize_t)len || fsync(fd) != 0)
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    close(fd);
+}
+
 /* Every rank writes floats [lo, hi) of buf at their place in a new file
  * (none where lo == hi) and fsyncs it: seconds from the first rank's start
  * to the last rank's end. */
@@ -54,18 +66,13 @@ static double raw_write(const char *path, const float *buf, uint64_t lo, uint64_
 {
     size_t len = (hi - lo) * sizeof(float);
     double t0;
-    int fd, rank;
+    int rank;
 
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     settle();
     t0 = now();
-    if (len > 0) {
-        fd = open(path, O_WRONLY | O_CREAT, 0644);
-        if (fd < 0 || pwrite(fd, buf + lo, len, (off_t)(lo * sizeof(float))) != (ssize_t)len ||
-            fsync(fd) != 0)
-            MPI_Abort(MPI_COMM_WORLD, 1);
-        close(fd);
-    }
+    if (len > 0)
+        write_sync(path, O_WRONLY | O_CREAT, buf + lo, len, (off_t)(lo * sizeof(float)));
     MPI_Barrier(MPI_COMM_WORLD);
     t0 = now() - t0;
     if (rank == 0)
@@ -79,18 +86,13 @@ static double raw_write(const char *path, const float *buf, uint64_t lo, uint64_
 static double raw_overwrite(const char *path, const float *buf, uint64_t n)
 {
     double t0;
-    int fd, rank;
+    int rank;
 
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     settle();
     t0 = now();
-    if (rank == 0) {
-        fd = open(path, O_WRONLY);
-        if (fd < 0 || pwrite(fd, buf, n * sizeof(float), 0) != (ssize_t)(n * sizeof(float)) ||
-            fsync(fd) != 0)
-            MPI_Abort(MPI_COMM_WORLD, 1);
-        close(fd);
-    }
+    if (rank == 0)
+        write_sync(path, O_WRONLY, buf, n * sizeof(float), 0);
     MPI_Barrier(MPI_COMM_WORLD);
     return now() - t0;
 }
@@ -127,13 +129,8 @@ int main(int argc, char **argv)
     }
     snprintf(raw, sizeof(raw), "%s/raw.bin", dir);
     snprintf(old, sizeof(old), "%s/raw-old.bin", dir);
-    if (rank == 0) {
-        int fd = open(old, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || pwrite(fd, buf, n * sizeof(float), 0) != (ssize_t)(n * sizeof(float)) ||
-            fsync(fd) != 0)
-            MPI_Abort(MPI_COMM_WORLD, 1);
-        close(fd);
-    }
+    if (rank == 0)
+        write_sync(old, O_WRONLY | O_CREAT | O_TRUNC, buf, n * sizeof(float), 0);
 
     for (r = 0; r < reps; r++) {
         dml_ckpt_writer_t *w;
