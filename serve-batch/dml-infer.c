@@ -20,6 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef HAVE_OPENBLAS_SET_NUM_THREADS
+void openblas_set_num_threads(int);
+#endif
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -38,7 +42,10 @@ static void usage(FILE *f)
             "  --task I          this part [SLURM_ARRAY_TASK_ID]\n"
             "  --tasks N         number of parts [the run's manifest, else\n"
             "                    SLURM_ARRAY_TASK_COUNT of an array starting at 0]\n"
-            "  --batch B         samples per forward pass [1024]\n"
+            "  --batch B         samples per forward pass, the unit parts and ranks are\n"
+            "                    cut in [the run's manifest, else 1024]\n"
+            "  --blas-threads N  BLAS threads per rank [1: one rank per core]; the\n"
+            "                    run's manifest records it (results depend on it)\n"
             "  --topk K          class probabilities kept per sample [3]\n"
             "  --no-verify       skip the input shards' checksums\n"
             "  --drift-every K   count every K-th sample into the drift histograms [4]\n"
@@ -66,8 +73,21 @@ static int parse_u32(const char *opt, const char *s, uint32_t *v)
     return 0;
 }
 
+/* A whole number from lo to hi, or a message naming the option. */
+static int parse_in(const char *opt, const char *s, uint32_t lo, uint32_t hi, uint32_t *v)
+{
+    if (parse_u32(opt, s, v) != 0)
+        return -1;
+    if (*v < lo || *v > hi) {
+        dml_error("%s '%s': expected %u to %u", opt, s, lo, hi);
+        return -1;
+    }
+    return 0;
+}
+
 enum { OPT_MODEL = 256, OPT_INPUT, OPT_OUT, OPT_TASK, OPT_TASKS, OPT_BATCH, OPT_TOPK, OPT_NOVERIFY,
-       OPT_REPLACE, OPT_ARRAYLIST, OPT_DRIFT, OPT_PRED, OPT_REPORT, OPT_HELP, OPT_DRIFT_EVERY };
+       OPT_REPLACE, OPT_ARRAYLIST, OPT_DRIFT, OPT_PRED, OPT_REPORT, OPT_HELP, OPT_DRIFT_EVERY,
+       OPT_BLAS_THREADS };
 
 static const struct option opts[] = {
     {"model", required_argument, NULL, OPT_MODEL},   {"input", required_argument, NULL, OPT_INPUT},
@@ -79,6 +99,7 @@ static const struct option opts[] = {
     {"predictions", required_argument, NULL, OPT_PRED},
     {"report", required_argument, NULL, OPT_REPORT}, {"help", no_argument, NULL, OPT_HELP},
     {"drift-every", required_argument, NULL, OPT_DRIFT_EVERY},
+    {"blas-threads", required_argument, NULL, OPT_BLAS_THREADS},
     {NULL, 0, NULL, 0}};
 
 typedef struct {
@@ -109,9 +130,14 @@ static int parse(int argc, char **argv, options_t *o)
             o->have_tasks = 1;
             break;
         case OPT_BATCH:
-            if (parse_u32("--batch", optarg, &v) != 0)
+            if (parse_in("--batch", optarg, 1, 1u << 20, &v) != 0)
                 return -1;
-            o->run.batch = v > (1u << 20) ? -1 : (int)v;
+            o->run.batch = (int)v;
+            break;
+        case OPT_BLAS_THREADS:
+            if (parse_in("--blas-threads", optarg, 1, 1024, &v) != 0)
+                return -1;
+            o->run.blas_threads = (int)v;
             break;
         case OPT_TOPK:
             if (parse_u32("--topk", optarg, &v) != 0)
@@ -199,6 +225,9 @@ static int cmd_run(options_t *o)
         MPI_Finalize();
         return 1;
     }
+#ifdef HAVE_OPENBLAS_SET_NUM_THREADS
+    openblas_set_num_threads(o->run.blas_threads);
+#endif
     st = dml_infer_run(MPI_COMM_WORLD, &o->run, &res);
     if (st != DML_OK) {
         if (rank == 0)
@@ -215,9 +244,10 @@ static int cmd_run(options_t *o)
         else {
             if (res.redone)
                 dml_info("redone: %s", res.redone_why);
-            dml_info("part %u of %u: %llu samples (%llu+) on %d rank(s) in %.2f s, %.0f "
-                     "samples/s: %s", o->run.task, o->run.tasks, (unsigned long long)res.count,
-                     (unsigned long long)res.first, size, res.seconds, res.samples_per_s, res.part);
+            dml_info("part %u of %u: %llu samples (%llu+) in batches of %d on %d rank(s) in "
+                     "%.2f s, %.0f samples/s: %s", o->run.task, o->run.tasks,
+                     (unsigned long long)res.count, (unsigned long long)res.first, res.batch, size,
+                     res.seconds, res.samples_per_s, res.part);
         }
     }
     MPI_Finalize();

@@ -3,9 +3,14 @@
  * array jobs (libdml_infer).
  *
  * An inference run is an output directory. Its manifest pins what the run is
- * (the model's and the input's identity, the number of parts, top-k); array
- * task i of n computes part i: the samples [i*N/n, (i+1)*N/n) of the input,
- * forward passes in large batches on BLAS, on one or more MPI ranks. A part
+ * (the model's and the input's identity, the number of parts, top-k, the
+ * batch size and BLAS threads); array task i of n computes part i, a run of
+ * whole batches of the input (dml_infer_slice), forward passes on BLAS, on
+ * one or more MPI ranks, each rank taking whole batches too. Every sample is
+ * thus computed in the same batch, at the same row, by the same BLAS calls,
+ * however the run is split: a matrix product's rows depend on the shape of
+ * the call on some BLAS kernels (OpenBLAS's Haswell sgemm) and on its thread
+ * count on all, and the predictions must not depend on the split. A part
  * is written under a temporary name and committed by a rename; its record
  * (attributes: sample range, model hash, input hash, checksum of its arrays)
  * says what it holds, so a complete part is never computed twice and a stale
@@ -30,8 +35,9 @@ extern "C" {
 #endif
 
 #define DML_INFER_PART_FORMAT "slurm-dml inference part"
-#define DML_INFER_VERSION 1
+#define DML_INFER_VERSION 2
 #define DML_INFER_MAX_TOPK 16
+#define DML_INFER_DEFAULT_BATCH 1024
 
 /* The exit status of `dml-infer status` and `merge` when parts are missing. */
 #define DML_INFER_EXIT_INCOMPLETE 2
@@ -45,6 +51,8 @@ typedef struct {
     uint32_t tasks;            /* parts */
     uint64_t samples;          /* of the input */
     int topk;
+    int batch;                 /* samples per forward pass: the unit of every split */
+    int blas_threads;          /* BLAS threads per rank (a product's bits depend on it) */
 } dml_infer_manifest_t;
 
 typedef struct {
@@ -52,7 +60,10 @@ typedef struct {
     const char *input;         /* dataset directory (io/ format) */
     const char *out;           /* output directory */
     uint32_t task, tasks;      /* this part of how many */
-    int batch;                 /* samples per forward pass [1024] */
+    int batch;                 /* samples per forward pass; 0: the run's manifest's,
+                                  else DML_INFER_DEFAULT_BATCH [0] */
+    int blas_threads;          /* the BLAS threads the caller runs with, per rank:
+                                  recorded and checked, not set [1] */
     int topk;                  /* probabilities kept per sample [3] */
     int verify;                /* check the input's shard checksums first [1] */
     int replace;               /* a manifest of another model or input is replaced */
@@ -61,13 +72,20 @@ typedef struct {
 
 void dml_infer_config_init(dml_infer_config_t *c);
 
-/* Samples [*first, *first + *count) of part task of tasks, for n samples. */
-void dml_infer_slice(uint64_t n, uint32_t tasks, uint32_t task, uint64_t *first, uint64_t *count);
+/* Samples [*first, *first + *count) of part task of tasks, for n samples in
+ * batches of `batch`: the ceil(n / batch) batches are split evenly (the
+ * first parts take one more where they do not divide), so every part
+ * starts at a multiple of batch and only the input's last batch is short.
+ * Parts may be empty where there are more parts than batches. Also how a
+ * part is split over its ranks. */
+void dml_infer_slice(uint64_t n, uint64_t batch, uint32_t tasks, uint32_t task, uint64_t *first,
+                     uint64_t *count);
 
 typedef struct {
     int skipped;               /* the part was complete already: nothing done */
     char part[4096];           /* its path */
     uint64_t first, count;     /* its samples */
+    int batch;                 /* the run's batch size */
     double seconds;            /* reading, forward passes and writing */
     double samples_per_s;
     char model_hash[17], input_hash[17];
@@ -80,8 +98,8 @@ typedef struct {
  * cfg->task unless it is complete for the same model and input. Model and
  * input are checked against each other (input size, classes) and the input
  * slice is validated before anything is written. DML_ERR_MISMATCH when the
- * output directory belongs to another model, input or number of parts
- * (unless cfg->replace).
+ * output directory belongs to another model, input, number of parts, top-k,
+ * batch size or BLAS thread count (unless cfg->replace).
  */
 dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg, dml_infer_result_t *res);
 

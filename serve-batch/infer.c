@@ -35,18 +35,24 @@ void dml_infer_config_init(dml_infer_config_t *c)
 {
     memset(c, 0, sizeof(*c));
     c->tasks = 1;
-    c->batch = 1024;
+    c->batch = 0;
+    c->blas_threads = 1;
     c->topk = 3;
     c->verify = 1;
     c->drift_every = 4;
 }
 
-void dml_infer_slice(uint64_t n, uint32_t tasks, uint32_t task, uint64_t *first, uint64_t *count)
+void dml_infer_slice(uint64_t n, uint64_t batch, uint32_t tasks, uint32_t task, uint64_t *first,
+                     uint64_t *count)
 {
-    /* Even split, the remainder spread over the first parts; 128-bit
-     * arithmetic keeps n * task from overflowing. */
-    uint64_t a = (uint64_t)((unsigned __int128)n * task / tasks);
-    uint64_t b = (uint64_t)((unsigned __int128)n * (task + 1) / tasks);
+    /* Whole batches, split evenly; 128-bit arithmetic keeps nb * task from
+     * overflowing. */
+    const uint64_t nb = batch ? n / batch + (n % batch != 0) : 0;
+    uint64_t a = (uint64_t)((unsigned __int128)nb * task / tasks) * batch;
+    uint64_t b = (uint64_t)((unsigned __int128)nb * (task + 1) / tasks) * batch;
+
+    a = a < n ? a : n;
+    b = b < n ? b : n;
     *first = a;
     *count = b - a;
 }
@@ -64,9 +70,9 @@ static void dml__manifest_format(const dml_infer_manifest_t *m, char *buf, size_
 {
     snprintf(buf, len,
              "format slurm-dml inference run\nversion %d\nmodel %s\nmodel_hash %s\ninput %s\n"
-             "input_hash %s\ntasks %u\nsamples %llu\ntopk %d\n",
+             "input_hash %s\ntasks %u\nsamples %llu\ntopk %d\nbatch %d\nblas_threads %d\n",
              DML_INFER_VERSION, m->model_path, m->model_hash, m->input_path, m->input_hash,
-             m->tasks, (unsigned long long)m->samples, m->topk);
+             m->tasks, (unsigned long long)m->samples, m->topk, m->batch, m->blas_threads);
 }
 
 dml_status_t dml_infer_manifest_read(const char *out, dml_infer_manifest_t *m)
@@ -109,10 +115,20 @@ dml_status_t dml_infer_manifest_read(const char *out, dml_infer_manifest_t *m)
             m->samples = strtoull(v, NULL, 10), seen |= 64;
         else if (strcmp(key, "topk") == 0)
             m->topk = atoi(v), seen |= 128;
+        else if (strcmp(key, "batch") == 0)
+            m->batch = atoi(v), seen |= 256;
+        else if (strcmp(key, "blas_threads") == 0)
+            m->blas_threads = atoi(v), seen |= 512;
     }
     fclose(f);
-    if (seen != 255 || version != DML_INFER_VERSION || m->tasks == 0 || m->topk < 1 ||
-        m->topk > DML_INFER_MAX_TOPK)
+    /* Version 1 cut parts at floor(S*i/n), wherever a batch was: its parts
+     * are not this version's, and only --replace may redo them. */
+    if ((seen & 1) && version == 1)
+        return dml_error_set(DML_ERR_FORMAT, "%s: a run of an earlier slurm-dml (manifest "
+                             "version 1, parts cut at other samples): use another output "
+                             "directory, or --replace to redo every part", path);
+    if (seen != 1023 || version != DML_INFER_VERSION || m->tasks == 0 || m->topk < 1 ||
+        m->topk > DML_INFER_MAX_TOPK || m->batch < 1 || m->blas_threads < 1)
         return dml_error_set(DML_ERR_FORMAT, "%s: not a slurm-dml inference manifest of version "
                              "%d (damaged?)", path, DML_INFER_VERSION);
     return DML_OK;
@@ -153,7 +169,8 @@ dml_status_t dml__write_file_durably(const char *path, const char *text, int exc
 static int dml__manifest_same(const dml_infer_manifest_t *a, const dml_infer_manifest_t *b)
 {
     return strcmp(a->model_hash, b->model_hash) == 0 && strcmp(a->input_hash, b->input_hash) == 0 &&
-           a->tasks == b->tasks && a->samples == b->samples && a->topk == b->topk;
+           a->tasks == b->tasks && a->samples == b->samples && a->topk == b->topk &&
+           a->batch == b->batch && a->blas_threads == b->blas_threads;
 }
 
 /* Rank 0: makes or checks OUT/manifest. */
@@ -194,9 +211,12 @@ static dml_status_t dml__manifest_settle(const dml_infer_config_t *cfg, const dm
                                  "directory, or --replace to redo every part", cfg->out,
                                  have.input_path, have.input_hash, want->input_path,
                                  want->input_hash);
-        return dml_error_set(DML_ERR_MISMATCH, "%s was split into %u parts with top-%d (now %u "
-                             "parts, top-%d): use another output directory, or --replace",
-                             cfg->out, have.tasks, have.topk, want->tasks, want->topk);
+        return dml_error_set(DML_ERR_MISMATCH, "%s was split into %u parts with top-%d, batch %d "
+                             "and %d BLAS thread(s) (now %u parts, top-%d, batch %d, %d "
+                             "thread(s)): the same samples would come out in other bits; use "
+                             "the run's settings, another output directory, or --replace",
+                             cfg->out, have.tasks, have.topk, have.batch, have.blas_threads,
+                             want->tasks, want->topk, want->batch, want->blas_threads);
     }
     return dml_error_set(DML_ERR_IO, "%s: the manifest keeps changing under us", cfg->out);
 }
@@ -367,8 +387,10 @@ static dml_status_t dml__check_config(const dml_infer_config_t *c)
     if (c->tasks < 1 || c->task >= c->tasks)
         return dml_error_set(DML_ERR_INVALID_ARG, "part %u of %u: must be 0..%u", c->task, c->tasks,
                              c->tasks ? c->tasks - 1 : 0);
-    if (c->batch < 1 || c->batch > 1 << 20)
+    if (c->batch < 0 || c->batch > 1 << 20)
         return dml_error_set(DML_ERR_INVALID_ARG, "batch %d: must be 1..%d", c->batch, 1 << 20);
+    if (c->blas_threads < 1)
+        return dml_error_set(DML_ERR_INVALID_ARG, "BLAS threads %d: must be >= 1", c->blas_threads);
     if (c->drift_every < 1)
         return dml_error_set(DML_ERR_INVALID_ARG, "drift sampling every %d samples: must be >= 1",
                              c->drift_every);
@@ -386,8 +408,20 @@ static dml_status_t dml__gather(MPI_Comm comm, const void *mine, int n, void *al
     return rc == MPI_SUCCESS ? DML_OK : dml_mpi_error(rc, "gathering the results");
 }
 
-dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg, dml_infer_result_t *res)
+/* Rank 0: the batch size of the run in cfg->out, or the default for a new
+ * run (or one --replace redoes). */
+static int dml__run_batch(const dml_infer_config_t *cfg)
 {
+    dml_infer_manifest_t m;
+
+    if (!cfg->replace && dml_infer_manifest_read(cfg->out, &m) == DML_OK)
+        return m.batch;
+    return DML_INFER_DEFAULT_BATCH;
+}
+
+dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_infer_result_t *res)
+{
+    dml_infer_config_t c = *cfg_in, *cfg = &c;
     dml_model_t *model = NULL;
     dml_model_info_t mi;
     dml_dataset_t *ds = NULL;
@@ -408,6 +442,12 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg, dml_inf
 
     /* Model and input: every rank loads both (small next to the data). */
     st = dml__check_config(cfg);
+    /* No batch size given: the run's, which every part must share. */
+    if (st == DML_OK && cfg->batch == 0) {
+        if (rank == 0)
+            cfg->batch = dml__run_batch(cfg);
+        MPI_Bcast(&cfg->batch, 1, MPI_INT, 0, comm);
+    }
     if (st == DML_OK)
         st = dml_model_load(cfg->model, cfg->batch, &model, &mi);
     if (st == DML_OK)
@@ -417,7 +457,9 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg, dml_inf
     if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
         goto out;
     F = mi.features;
-    dml_infer_slice(dml_dataset_samples(ds), cfg->tasks, cfg->task, &first, &count);
+    dml_infer_slice(dml_dataset_samples(ds), (uint64_t)cfg->batch, cfg->tasks, cfg->task, &first,
+                    &count);
+    res->batch = cfg->batch;
     res->first = first;
     res->count = count;
     snprintf(res->model_hash, sizeof(res->model_hash), "%s", mi.hash);
@@ -435,6 +477,8 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg, dml_inf
     man.tasks = cfg->tasks;
     man.samples = dml_dataset_samples(ds);
     man.topk = cfg->topk;
+    man.batch = cfg->batch;
+    man.blas_threads = cfg->blas_threads;
     if (rank == 0) {
         st = dml__manifest_settle(cfg, &man);
         if (st == DML_OK) {
@@ -462,8 +506,9 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg, dml_inf
             goto out;
     }
 
-    /* This rank's share of the part, in order. */
-    dml_infer_slice(count, (uint32_t)size, (uint32_t)rank, &my0, &myn);
+    /* This rank's share of the part, in order: whole batches (the part
+     * starts on a batch boundary). */
+    dml_infer_slice(count, (uint64_t)cfg->batch, (uint32_t)size, (uint32_t)rank, &my0, &myn);
     st = dml__part_alloc(&mine, myn, k, F, (myn + (uint64_t)cfg->batch - 1) / (uint64_t)cfg->batch);
     if (st == DML_OK)
         st = dml__compute(ds, model, &mi, cfg, first + my0, &mine);
@@ -476,7 +521,7 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg, dml_inf
             dsp = cnt + size, cntk = cnt + 2 * size, dspk = cnt + 3 * size;
             cntb = cnt + 4 * size, dspb = cnt + 5 * size;
             for (r = 0; r < size; r++) {
-                dml_infer_slice(count, (uint32_t)size, (uint32_t)r, &a, &n);
+                dml_infer_slice(count, (uint64_t)cfg->batch, (uint32_t)size, (uint32_t)r, &a, &n);
                 if (n * (uint64_t)k > INT_MAX) {
                     st = dml_error_set(DML_ERR_INVALID_ARG, "part %u: %llu samples on one rank; "
                                        "use more array tasks", cfg->task, (unsigned long long)n);

@@ -202,9 +202,15 @@ dml_status_t dml__part_read(const char *path, dml__part_t *p)
     st = dml_error_set(DML_ERR_FORMAT, "%s: its record (attributes) is missing or malformed", path);
     if (dml__h5_attr_read_str(f, "format", fmt, sizeof(fmt)) != 0 ||
         strcmp(fmt, DML_INFER_PART_FORMAT) != 0 ||
-        dml__h5_attr_read(f, "version", H5T_NATIVE_UINT32, 1, &version) != 0 ||
-        version != DML_INFER_VERSION ||
-        dml__h5_attr_read(f, "task", H5T_NATIVE_UINT32, 1, &p->task) != 0 ||
+        dml__h5_attr_read(f, "version", H5T_NATIVE_UINT32, 1, &version) != 0)
+        goto out;
+    if (version != DML_INFER_VERSION) {
+        /* sound, but cut and recorded as another version cuts them */
+        st = dml_error_set(DML_ERR_MISMATCH, "%s: a part of format version %u (this is version "
+                           "%d)", path, version, DML_INFER_VERSION);
+        goto out;
+    }
+    if (dml__h5_attr_read(f, "task", H5T_NATIVE_UINT32, 1, &p->task) != 0 ||
         dml__h5_attr_read(f, "tasks", H5T_NATIVE_UINT32, 1, &p->tasks) != 0 ||
         dml__h5_attr_read(f, "first", H5T_NATIVE_UINT64, 1, &p->first) != 0 ||
         dml__h5_attr_read(f, "count", H5T_NATIVE_UINT64, 1, &p->count) != 0 ||
@@ -265,9 +271,9 @@ dml_part_state_t dml__part_load(const char *out, const dml_infer_manifest_t *m, 
     }
     if (st != DML_OK) {
         snprintf(why, len, "%s", dml_error_message());
-        return DML_PART_CORRUPT;
+        return st == DML_ERR_MISMATCH ? DML_PART_STALE : DML_PART_CORRUPT;
     }
-    dml_infer_slice(m->samples, m->tasks, task, &first, &count);
+    dml_infer_slice(m->samples, (uint64_t)m->batch, m->tasks, task, &first, &count);
     if (strcmp(p->model_hash, m->model_hash) != 0)
         snprintf(why, len, "%s: made by model %s, the run's model is %s", path, p->model_hash,
                  m->model_hash), s = DML_PART_STALE;
@@ -275,11 +281,12 @@ dml_part_state_t dml__part_load(const char *out, const dml_infer_manifest_t *m, 
         snprintf(why, len, "%s: made from input %s, the run's input is %s", path, p->input_hash,
                  m->input_hash), s = DML_PART_STALE;
     else if (p->task != task || p->tasks != m->tasks || p->first != first || p->count != count ||
-             p->topk != m->topk)
-        snprintf(why, len, "%s: part %u of %u (samples %llu+%llu, top-%d), the run wants part %u "
-                 "of %u (samples %llu+%llu, top-%d)", path, p->task, p->tasks,
-                 (unsigned long long)p->first, (unsigned long long)p->count, p->topk, task,
-                 m->tasks, (unsigned long long)first, (unsigned long long)count, m->topk),
+             p->topk != m->topk || p->batch != m->batch)
+        snprintf(why, len, "%s: part %u of %u (samples %llu+%llu, top-%d, batch %d), the run "
+                 "wants part %u of %u (samples %llu+%llu, top-%d, batch %d)", path, p->task,
+                 p->tasks, (unsigned long long)p->first, (unsigned long long)p->count, p->topk,
+                 p->batch, task, m->tasks, (unsigned long long)first, (unsigned long long)count,
+                 m->topk, m->batch),
             s = DML_PART_STALE;
     if (s != DML_PART_COMPLETE)
         dml__part_free(p);

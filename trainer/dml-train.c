@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
 void openblas_set_num_threads(int);
@@ -257,6 +258,60 @@ static void report(void *arg, const dml_progress_t *p)
     }
 }
 
+/*
+ * The tests' way to act at a chosen step instead of racing the clock:
+ * DML_TEST_HOLD=STEP:FILE makes every rank, once STEP optimiser steps are
+ * done, wait while FILE exists, before it reads its stop flag; rank 0
+ * creates FILE.held when it starts waiting, and FILE.stop once a signal
+ * has reached it (Slurm delivers scancel's signals asynchronously). A test
+ * waits for FILE.held, sends its signal (and waits for FILE.stop) or kills
+ * the ranks, and removes FILE: a signal that came to any rank meanwhile is
+ * acted on at that very step. Unset, nothing happens.
+ */
+typedef struct {
+    uint64_t step;
+    const char *file;
+} hold_t;
+
+static void hold_at(void *arg, uint64_t step)
+{
+    const hold_t *h = arg;
+    char held[4200], stop[4200];
+    int told = 0;
+    FILE *f;
+
+    if (step != h->step || access(h->file, F_OK) != 0)
+        return;
+    snprintf(held, sizeof(held), "%s.held", h->file);
+    snprintf(stop, sizeof(stop), "%s.stop", h->file);
+    if (g_rank == 0 && (f = fopen(held, "w")) != NULL)
+        fclose(f);
+    while (access(h->file, F_OK) == 0) {
+        if (g_rank == 0 && g_stop && !told && (f = fopen(stop, "w")) != NULL) {
+            fclose(f);
+            told = 1;
+        }
+        usleep(20000);
+    }
+    if (g_rank == 0)
+        unlink(held);
+}
+
+static void hold_setup(dml_trainer_config_t *cfg, hold_t *h)
+{
+    const char *e = getenv("DML_TEST_HOLD"), *colon;
+    char *end;
+
+    if (e == NULL || (colon = strchr(e, ':')) == NULL)
+        return;
+    h->step = strtoull(e, &end, 10);
+    if (end != colon || colon[1] == '\0')
+        return;
+    h->file = colon + 1;
+    cfg->on_step = hold_at;
+    cfg->on_step_arg = h;
+}
+
 /* An agreed failure before training: rank 0 prints it, every rank leaves. */
 static int fail_before_training(dml_trainer_t *tr)
 {
@@ -298,6 +353,7 @@ int main(int argc, char **argv)
     const char *model = NULL, *metrics = NULL, *output = NULL, *resume = "auto";
     const char *signals = "USR1,USR2,TERM";
     dml_resume_info_t ri;
+    hold_t hold = {0, NULL};
     double v, momentum = -1, wd = -1;
     int provided, c, rc = 0, threads = 1, nesterov = 0, opt_type = DML_OPT_SGD;
     dml_status_t st;
@@ -428,6 +484,7 @@ int main(int argc, char **argv)
     if (wd >= 0)
         cfg.opt.weight_decay = (float)wd;
     cfg.opt.nesterov = nesterov;
+    hold_setup(&cfg, &hold);
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
     openblas_set_num_threads(threads);
 #else

@@ -297,6 +297,13 @@ typedef struct {
      * once it is closer than deadline_margin seconds. Rank 0's clock rules. */
     double deadline;
     double deadline_margin;
+    /* Called on every rank after each optimiser step (step: the steps done
+     * so far), before the ranks agree on the step's metrics and on whether
+     * to stop, so that a signal that arrives during the call is acted on at
+     * this step. May be NULL. The tool's test hook uses it to pause a run at
+     * a chosen step (docs/checkpoints.md). */
+    void (*on_step)(void *arg, uint64_t step);
+    void *on_step_arg;
 } dml_trainer_config_t;
 
 void dml_trainer_config_init(dml_trainer_config_t *c);

@@ -302,6 +302,8 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
         if (st != DML_OK)
             return st;
         tr->step++;
+        if (c->on_step != NULL)
+            c->on_step(c->on_step_arg, tr->step);
 
         /* Every rank learns the step's loss (metrics, and a common stop on
          * NaN) and whether anyone asked to stop. */

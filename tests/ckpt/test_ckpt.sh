@@ -13,7 +13,13 @@
 #  - a signal on one rank: every rank checkpoints and exits 75;
 #  - --keep K leaves exactly the K newest checkpoints;
 #  - dml-ckpt list/inspect/export: the exported model is the trained model.
+# Kills and signals come at a chosen step (dml-train's DML_TEST_HOLD pauses
+# rank 0 there) and go to the PIDs of the ranks this test started, so the
+# outcome depends neither on the machine's speed nor on other processes.
 set -euo pipefail
+# A command that fails under set -e says which, so that no failure is silent.
+set -E
+trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
 : "${abs_top_builddir:?run through make check}" "${MPIRUN:?}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 train=$abs_top_builddir/trainer/dml-train
@@ -23,6 +29,25 @@ work=$(mktemp -d /tmp/dml-ckpt-test.XXXXXX)
 trap 'pkill -9 -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 run() { local n=$1; shift; timeout 300 "$MPIRUN" --oversubscribe -np "$n" "$train" "$@"; }
+# Like run, each rank writing its PID to PIDDIR/pid.RANK first.
+run_pids() { # n piddir args...
+    local n=$1 dir=$2
+    shift 2
+    mkdir -p "$dir"
+    timeout 300 "$MPIRUN" --oversubscribe -np "$n" bash -c \
+        'echo $$ >"$0/pid.$OMPI_COMM_WORLD_RANK" && exec "$@"' "$dir" "$train" "$@"
+}
+# Waits until rank 0 holds at its DML_TEST_HOLD step (FILE.held exists);
+# fails at once if the run ended instead.
+wait_held() { # file pid what
+    local i
+    for i in $(seq 1 6000); do
+        [ -e "$1.held" ] && return 0
+        kill -0 "$2" 2>/dev/null || fail "$3: the run ended before its hold step"
+        sleep 0.05
+    done
+    fail "$3: the run did not reach its hold step in 300 s"
+}
 newest() { ls "$1" | grep -E '^ckpt-[0-9]+\.h5$' | sort | tail -n 1; }
 
 "$data" synth --out "$work/ds" --samples 6000 --shape 32 --classes 4 --noise 0.8 --seed 2 \
@@ -32,17 +57,20 @@ common=(--train "$work/ds" --test "$work/ds" --model mlp:32-64-4 --batch 16 --lr
 
 # ---- bit-identical resume after SIGKILL --------------------------------
 run 2 "${common[@]}" --epochs 6 --output "$work/full.h5" >/dev/null 2>&1 || fail "reference run failed"
-run 2 "${common[@]}" --epochs 6 --checkpoint-dir "$work/k" --checkpoint-every 97 \
-    --output "$work/killed.h5" >"$work/k.out" 2>&1 &
+# Killed (SIGKILL, every rank) at step 250, after the checkpoint of step 194.
+touch "$work/hold-k"
+DML_TEST_HOLD="250:$work/hold-k" run_pids 2 "$work/kp" "${common[@]}" --epochs 6 \
+    --checkpoint-dir "$work/k" --checkpoint-every 97 --output "$work/killed.h5" >"$work/k.out" 2>&1 &
 pid=$!
-for _ in $(seq 1 600); do
-    [ -n "$(newest "$work/k" 2>/dev/null)" ] && break
-    sleep 0.05
-done
-pkill -9 -f -- "--checkpoint-dir $work/k " || true
-wait $pid 2>/dev/null || true
-[ -n "$(newest "$work/k")" ] || fail "no checkpoint was written before the kill: $(cat "$work/k.out")"
-[ ! -e "$work/killed.h5" ] || fail "the run finished before it could be killed; make it longer"
+wait_held "$work/hold-k" $pid "the run to kill"
+kill -9 $(cat "$work/kp"/pid.*)
+rc=0
+wait $pid || rc=$?
+rm -f "$work/hold-k"
+[ $rc -ne 0 ] || fail "the killed run exited 0: $(cat "$work/k.out")"
+[ ! -e "$work/killed.h5" ] || fail "the killed run wrote its model"
+[ "$(newest "$work/k")" = ckpt-000000194.h5 ] ||
+    fail "after a kill at step 250 the newest checkpoint is '$(newest "$work/k")', not step 194: $(cat "$work/k.out")"
 at=$(newest "$work/k")
 run 2 "${common[@]}" --epochs 6 --checkpoint-dir "$work/k" --output "$work/resumed.h5" \
     >"$work/r.out" 2>&1 || fail "resume failed: $(cat "$work/r.out")"
@@ -230,20 +258,20 @@ echo "ok: unwritable directory and a full disk"
 
 # ---- a signal on one rank stops all, after a checkpoint ---------------------
 d=$work/sig
-# Long enough never to end before the signal; signalled once it trains.
-run 2 "${common[@]}" --epochs 100000 --checkpoint-dir "$d" >"$d.out" 2>&1 &
+# Long enough never to end; held at step 300, signalled (its last rank, by
+# the PID it started), released: the checkpoint is that step's.
+touch "$d.hold"
+DML_TEST_HOLD="300:$d.hold" run_pids 2 "$d.pids" "${common[@]}" --epochs 100000 \
+    --checkpoint-dir "$d" >"$d.out" 2>&1 &
 pid=$!
-for _ in $(seq 1 600); do
-    grep -q "epoch 2 step" "$d.out" 2>/dev/null && break
-    sleep 0.1
-done
-rank=$(for p in $(pgrep -x dml-train); do grep -qa -- "$d" "/proc/$p/cmdline" && echo "$p"; done | tail -n 1)
-[ -n "$rank" ] || fail "no rank to signal"
-kill -USR1 "$rank"
+wait_held "$d.hold" $pid "SIGUSR1"
+kill -USR1 "$(cat "$d.pids/pid.1")"
+rm "$d.hold"
 rc=0
 wait $pid || rc=$?
 [ $rc -eq 75 ] || fail "after SIGUSR1: exit $rc, expected 75: $(cat "$d.out")"
-grep -q "checkpoint at step [0-9]* (stop requested (signal))" "$d.out" || fail "no checkpoint on the signal: $(cat "$d.out")"
+grep -q "checkpoint at step 300 (stop requested (signal))" "$d.out" ||
+    fail "no checkpoint at step 300 on the signal: $(cat "$d.out")"
 "$ckpt" verify "$d" >/dev/null || fail "the signal's checkpoint does not verify"
 echo "ok: SIGUSR1 on one rank -> checkpoint, exit 75"
 

@@ -5,6 +5,9 @@
 # These tests need root and the Slurm packages. Outside CI they skip (exit 77)
 # without them; in CI (CI set) they fail instead, so they are never skipped there.
 set -euo pipefail
+# A command that fails under set -e says which, so that no failure is silent.
+set -E
+trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
 
 : "${abs_top_builddir:?run this test through make check}"
 DML_CLUSTER=$abs_top_builddir/jobs/dml-cluster

@@ -9,6 +9,10 @@
 #      killed, the node marked down -> Slurm requeues the job, it resumes on
 #      the two nodes left with fewer ranks and finishes with the accuracy
 #      expected.
+# Each fault comes at a chosen step: dml-train's DML_TEST_HOLD pauses the
+# job's ranks there until the test has sent its signal, waited for the time
+# limit to come near or failed the node, so the outcome does not depend on
+# how fast the machine trains.
 . "$(dirname "$0")/lib.sh"
 cluster_start 3
 
@@ -56,72 +60,89 @@ wait_for() { # file pattern timeout
         sleep 0.3
     done
 }
+wait_file() { # file timeout what
+    local deadline=$((SECONDS + $2))
+    until [ -e "$1" ]; do
+        [ $SECONDS -lt $deadline ] || fail_job "$3: $1 did not appear in $2 s"
+        sleep 0.2
+    done
+}
 final_accuracy() { grep -o 'test loss [0-9.]* acc [0-9.]*' "$1" | tail -n 1 | awk '{print $5}'; }
 
 only=${DML_TEST_ONLY:-abc} # for working on one part: DML_TEST_ONLY=c
 
 # ---- (a) a signal: checkpoint, requeue, resume, finish ----------------------
 if [[ $only == *a* ]]; then
-# The larger model makes the run long enough (about 10 s on a fast 2-core
-# machine) for the signal to land mid-training: with mlp:64-128-4 a CI machine
-# ran all 12 epochs in 1.2 s, and the job ended before the signal reached it.
-id=$(sbatch --parsable -N2 --ntasks-per-node=1 "$script" "${args[@]}" --model mlp:64-512-512-4 \
-    --epochs 20 --checkpoint-dir "$work/ck-a" --output "$work/model-a.h5") || fail "sbatch refused train.sbatch"
+# Held at step 300 (epoch 1 of 3); USR1 sent and seen by rank 0; released:
+# the checkpoint is step 300's.
+touch "$work/hold-a"
+id=$(DML_TEST_HOLD="300:$work/hold-a" sbatch --parsable -N2 --ntasks-per-node=1 "$script" "${args[@]}" \
+    --epochs 3 --checkpoint-dir "$work/ck-a" --output "$work/model-a.h5") || fail "sbatch refused train.sbatch"
 out=dml-train-$id.out
-wait_for "$out" "epoch 1 step" 120
+wait_file "$work/hold-a.held" 120 "(a) job $id holding at step 300"
 scancel --signal=USR1 "$id"
+wait_file "$work/hold-a.stop" 60 "(a) USR1 reaching rank 0 of job $id"
+rm "$work/hold-a"
 state=$(wait_done "$id" 300)
 [ "$state" = COMPLETED ] || fail_job "(a) job $id ended $state"
-grep -q "checkpoint at step [0-9]* (stop requested (signal))" "$out" || fail_job "(a) no checkpoint on USR1"
+grep -q "checkpoint at step 300 (stop requested (signal))" "$out" || fail_job "(a) no checkpoint at step 300 on USR1"
 grep -q "requeueing job $id" "$out" || fail_job "(a) the script did not requeue the job"
 grep -q "job $id start 1 " "$out" || fail_job "(a) no second start of the job"
-grep -q "resumed from $work/ck-a/ckpt-[0-9]*.h5: .*saved by 2 ranks, now 2" "$out" || fail_job "(a) no resume"
-grep -q "epoch 20 step" "$out" && [ -s "$work/model-a.h5" ] || fail_job "(a) training did not finish"
+grep -q "resumed from $work/ck-a/ckpt-000000300.h5: .*saved by 2 ranks, now 2" "$out" || fail_job "(a) no resume from step 300"
+grep -q "epoch 3 step" "$out" && [ -s "$work/model-a.h5" ] || fail_job "(a) training did not finish"
 [ "$(job_field "$id" Restarts)" -ge 1 ] || fail_job "(a) Slurm counts no restart"
-at=$(grep -o "checkpoint at step [0-9]* (stop requested" "$out" | awk '{print $4}')
-echo "ok (a): USR1 -> checkpoint at step $at of $(grep -o 'epoch 20 step [0-9]*' "$out" | tail -n 1 | awk '{print $4}') -> requeue -> resumed -> finished"
+echo "ok (a): USR1 at step 300 -> checkpoint -> requeue -> resumed -> finished"
 fi
 
 # ---- (b) the time limit: dml-train stops in time by itself ------------------
 if [[ $only == *b* ]]; then
-# A one-minute job; 50 s of margin leave about 10 s of training per start,
-# and this training needs about 30 s (a larger model).
-id=$(sbatch --parsable -N2 --ntasks-per-node=1 --time=1 "$script" "${args[@]}" --model mlp:64-512-512-4 \
-    --epochs 40 --log-every 0 --time-margin 50 --checkpoint-dir "$work/ck-b" --output "$work/model-b.h5") || fail "sbatch refused"
+# A one-minute job with 50 s of margin. Its first start is held at step 100
+# until the end time is less than the margin away: dml-train must then
+# checkpoint at that step by itself, and the requeued job finish.
+touch "$work/hold-b"
+id=$(DML_TEST_HOLD="100:$work/hold-b" sbatch --parsable -N2 --ntasks-per-node=1 --time=1 "$script" "${args[@]}" \
+    --epochs 3 --log-every 0 --time-margin 50 --checkpoint-dir "$work/ck-b" --output "$work/model-b.h5") || fail "sbatch refused"
 out=dml-train-$id.out
+wait_file "$work/hold-b.held" 120 "(b) job $id holding at step 100"
+end=$(date -d "$(job_field "$id" EndTime)" +%s) || fail_job "(b) no end time for job $id"
+while [ "$(date +%s)" -lt $((end - 49)) ]; do sleep 0.5; done
+rm "$work/hold-b"
 state=$(wait_done "$id" 420)
 [ "$state" = COMPLETED ] || fail_job "(b) job $id ended $state"
 grep -q "job $id ends in [0-9]* s: checkpoint and stop 50 s before" "$out" || fail_job "(b) the end time was not asked of slurmctld"
-grep -q "checkpoint at step [0-9]* (time limit near)" "$out" || fail_job "(b) no checkpoint before the time limit"
-grep -q "resumed from $work/ck-b/" "$out" || fail_job "(b) no resume after the requeue"
-grep -q "epoch 40 step" "$out" && [ -s "$work/model-b.h5" ] || fail_job "(b) training did not finish"
+grep -q "checkpoint at step 100 (time limit near)" "$out" || fail_job "(b) no checkpoint at step 100 before the time limit"
+grep -q "resumed from $work/ck-b/ckpt-000000100.h5" "$out" || fail_job "(b) no resume from step 100 after the requeue"
+grep -q "epoch 3 step" "$out" && [ -s "$work/model-b.h5" ] || fail_job "(b) training did not finish"
 ! grep -q "DUE TO TIME LIMIT" "$out" || fail_job "(b) Slurm killed the job at its limit"
-echo "ok (b): time limit near -> checkpoint -> requeue -> resumed -> finished ($(grep -c "train.sbatch: job $id start" "$out") starts)"
+echo "ok (b): time limit near -> checkpoint at step 100 -> requeue -> resumed -> finished ($(grep -c "train.sbatch: job $id start" "$out") starts)"
 fi
 
 # ---- (c) a node fails mid-training --------------------------------------------
 if [[ $only == *c* ]]; then
 # A node range, and no task count: srun then runs one task per node of
-# whatever the job gets (three now, two after the failure). The larger model,
-# as in (a), so that the node fails mid-training and not after it.
-id=$(sbatch --parsable -N2-3 "$script" "${args[@]}" --model mlp:64-512-512-4 --epochs 10 --log-every 0 \
+# whatever the job gets (three now, two after the failure). The node fails
+# while the ranks are held at step 250, after the checkpoint of step 200.
+touch "$work/hold-c"
+id=$(DML_TEST_HOLD="250:$work/hold-c" sbatch --parsable -N2-3 "$script" "${args[@]}" --epochs 10 --log-every 0 \
     --checkpoint-every 200 --checkpoint-dir "$work/ck-c" --output "$work/model-c.h5") || fail "sbatch refused"
 out=dml-train-$id.out
-wait_for "$out" "checkpoint at step 200" 180
+wait_file "$work/hold-c.held" 180 "(c) job $id holding at step 250"
+grep -q "checkpoint at step 200" "$out" || fail_job "(c) no checkpoint at step 200 before step 250"
 grep -q "on 3 node(s)" "$out" || fail_job "(c) the job did not start on 3 nodes"
 # What a dead node looks like: its slurmd gone, and the job's processes on it
 # (the task and its slurmstepd) killed at once; then marked down.
 "$DML_CLUSTER" fail-node --dir "$CLUSTER_DIR" n3 >fail-node.out || fail_job "(c) dml-cluster fail-node failed"
 grep -q "node n3 failed: slurmd and [1-9][0-9]* job processes killed" fail-node.out ||
     fail_job "(c) no task of job $id was killed on n3: $(cat fail-node.out)"
+rm "$work/hold-c"
 state=$(wait_done "$id" 420)
 [ "$state" = COMPLETED ] || fail_job "(c) job $id ended $state"
 grep -q "job $id start 1 on 2 node(s)" "$out" || fail_job "(c) the job did not restart on the 2 nodes left"
-grep -q "resumed from $work/ck-c/ckpt-[0-9]*.h5: .*saved by 3 ranks, now 2" "$out" || fail_job "(c) no 3 -> 2 resume"
+grep -q "resumed from $work/ck-c/ckpt-000000200.h5: .*saved by 3 ranks, now 2" "$out" || fail_job "(c) no 3 -> 2 resume from step 200"
 acc=$(final_accuracy "$out")
 awk -v a="$acc" 'BEGIN { exit !(a >= 0.80) }' || fail_job "(c) final test accuracy $acc, expected >= 0.80"
 [ -s "$work/model-c.h5" ] || fail_job "(c) no model written"
-echo "ok (c): node n3 failed -> requeued -> resumed on 2 nodes -> test accuracy $acc"
+echo "ok (c): node n3 failed at step 250 -> requeued -> resumed from step 200 on 2 nodes -> test accuracy $acc"
 "$DML_CLUSTER" revive-node --dir "$CLUSTER_DIR" n3 >revive.out 2>&1 || fail "(c) revive-node failed: $(cat revive.out)"
 grep -qx "dml-cluster: node n3 back: idle" revive.out || fail "(c) n3 not idle after revive-node: $(cat revive.out)"
 fi

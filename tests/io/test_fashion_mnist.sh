@@ -3,6 +3,9 @@
 # test samples, labels 0..9 with the published class names, the first image's
 # bytes and label identical to the IDX files, and validate passes.
 set -euo pipefail
+# A command that fails under set -e says which, so that no failure is silent.
+set -E
+trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
 : "${abs_top_builddir:?run through make check}"
 fm=/usr/share/datasets/fashion-mnist
 if [ ! -r "$fm/train-images-idx3-ubyte.gz" ]; then

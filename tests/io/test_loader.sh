@@ -4,6 +4,9 @@
 # resume from state (also 4 -> 3 ranks), and a bad dataset stopping every
 # rank with one message.
 set -euo pipefail
+# A command that fails under set -e says which, so that no failure is silent.
+set -E
+trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
 : "${abs_top_builddir:?run through make check}" "${MPIRUN:?}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1

@@ -1,7 +1,12 @@
 #!/bin/bash
 # dml-infer under mpirun, without Slurm; what users rely on:
 #  - parts computed one by one, on 1 or 2 ranks, merge into the same
-#    predictions as a single part; a complete part is not computed again;
+#    predictions, bit for bit, as a single part (parts and ranks take whole
+#    batches, so every sample is computed in the same batch; this holds on
+#    any BLAS kernel: test-all runs it again under OpenBLAS's Haswell one);
+#    a part computed again (on another number of ranks) has the first try's
+#    bits; a complete part is not computed again; later parts take the run's
+#    batch size, and another batch size or BLAS thread count is refused;
 #  - the model may be a model file, a checkpoint or a checkpoint directory:
 #    same model hash, same predictions;
 #  - bad input: a model of another input size, a damaged or truncated model
@@ -11,6 +16,9 @@
 #  - status names missing, corrupt and stale parts and the --array= list,
 #    and merge refuses until every part is complete.
 set -euo pipefail
+# A command that fails under set -e says which, so that no failure is silent.
+set -E
+trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
 : "${abs_top_builddir:?run through make check}" "${MPIRUN:?}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 train=$abs_top_builddir/trainer/dml-train
@@ -42,12 +50,29 @@ acc=$(grep -o 'test loss [0-9.]* acc [0-9.]*' "$work/train.out" | tail -n 1 | aw
 
 # ---- parts one by one == one part; a complete part is not redone -------------
 run=(--model "$work/model.h5" --input "$work/ds" --batch 256)
-for t in 0 1 2; do
-    "$infer" run "${run[@]}" --out "$work/o3" --task $t --tasks 3 2>>"$work/o3.log" || fail "part $t failed"
+"$infer" run "${run[@]}" --out "$work/o3" --task 0 --tasks 3 2>>"$work/o3.log" || fail "part 0 failed"
+# the later parts without --batch: the run's 256, from its manifest
+for t in 1 2; do
+    "$infer" run --model "$work/model.h5" --input "$work/ds" --out "$work/o3" --task $t --tasks 3 \
+        2>>"$work/o3.log" || fail "part $t failed: $(cat "$work/o3.log")"
 done
+grep -q "part 1 of 3: 1792 samples (1536+) in batches of 256" "$work/o3.log" ||
+    fail "part 1 is not batches 6-12 of 256: $(cat "$work/o3.log")"
 mpi 2 "$infer" run "${run[@]}" --out "$work/o3" --task 1 --tasks 3 2>"$work/again" || fail "rerun failed"
-grep -q "part 1 of 3 (samples 1666+1667) is complete .*nothing to do" "$work/again" ||
+grep -q "part 1 of 3 (samples 1536+1792) is complete .*nothing to do" "$work/again" ||
     fail "a complete part was not recognised: $(cat "$work/again")"
+# A part computed again, on 2 ranks this time: the first try's bits.
+cp "$work/o3/part-00001.h5" "$work/first-try.h5"
+rm "$work/o3/part-00001.h5"
+mpi 2 "$infer" run "${run[@]}" --out "$work/o3" --task 1 --tasks 3 2>"$work/again" ||
+    fail "recomputing part 1 failed: $(cat "$work/again")"
+for d in id pred topk_class topk_prob; do
+    same "$work/o3/part-00001.h5" "$work/first-try.h5" $d || fail "part 1 computed again on 2 ranks differs in $d"
+done
+expect_fail "was split into 3 parts with top-3, batch 256 and 1 BLAS thread.*now 3 parts, top-3, batch 512" \
+    "$infer" run --model "$work/model.h5" --input "$work/ds" --batch 512 --out "$work/o3" --task 2 --tasks 3
+expect_fail "batch 256 and 1 BLAS thread.*batch 256, 2 thread" \
+    "$infer" run "${run[@]}" --blas-threads 2 --out "$work/o3" --task 2 --tasks 3
 "$infer" run "${run[@]}" --out "$work/o1" --task 0 --tasks 1 2>/dev/null || fail "single part failed"
 mpi 2 "$infer" run "${run[@]}" --out "$work/o1r2" --task 0 --tasks 1 2>/dev/null || fail "2-rank part failed"
 for o in o3 o1 o1r2; do
@@ -59,7 +84,7 @@ for d in id pred label topk_class topk_prob; do
 done
 grep -q "^accuracy $acc " "$work/o3.report" || fail "report accuracy is not the trainer's $acc: $(head -2 "$work/o3.report")"
 grep -q '"drifted": false' "$work/o3/report.json" || fail "the training data itself drifted"
-echo "ok: 3 parts == 1 part == 2 ranks; accuracy $acc as the trainer's; complete part skipped"
+echo "ok: 3 parts == 1 part == 2 ranks; a part redone has its first bits; accuracy $acc as the trainer's; complete part skipped"
 
 # ---- a checkpoint as the model ------------------------------------------------
 "$infer" run --model "$work/ck" --input "$work/ds" --batch 256 --out "$work/oc" --task 0 --tasks 1 \

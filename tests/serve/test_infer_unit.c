@@ -1,7 +1,7 @@
 /*
  * test_infer_unit.c: the two pieces of arithmetic batch inference rests on:
  * how an input is split into parts (every sample in exactly one part, in
- * order, parts within one sample of each other in size), the population
+ * order, parts of whole batches within one batch of each other), the population
  * stability index that flags drift, the top-k classes, and the drift histograms of byte inputs
  * (counted by thresholds, checked against a lookup of every byte).
  */
@@ -19,22 +19,44 @@ static void test_slices_cover_input(void)
 {
     static const uint64_t ns[] = {0, 1, 7, 10000, 60001, 1ULL << 40};
     static const uint32_t ts[] = {1, 2, 3, 4, 16, 1000};
-    size_t a, b;
+    static const uint64_t bs[] = {1, 7, 256, 1024};
+    size_t a, b, c;
 
     for (a = 0; a < sizeof(ns) / sizeof(ns[0]); a++)
-        for (b = 0; b < sizeof(ts) / sizeof(ts[0]); b++) {
-            uint64_t next = 0, first, count, lo = UINT64_MAX, hi = 0;
-            uint32_t t;
-            for (t = 0; t < ts[b]; t++) {
-                dml_infer_slice(ns[a], ts[b], t, &first, &count);
-                CU_ASSERT_EQUAL(first, next); /* contiguous, in order */
-                next = first + count;
-                lo = count < lo ? count : lo;
-                hi = count > hi ? count : hi;
+        for (b = 0; b < sizeof(ts) / sizeof(ts[0]); b++)
+            for (c = 0; c < sizeof(bs) / sizeof(bs[0]); c++) {
+                const uint64_t B = bs[c], nb = (ns[a] + B - 1) / B;
+                uint64_t next = 0, first, count, lo = UINT64_MAX, hi = 0;
+                uint32_t t;
+                for (t = 0; t < ts[b]; t++) {
+                    dml_infer_slice(ns[a], B, ts[b], t, &first, &count);
+                    CU_ASSERT_EQUAL(first, next); /* contiguous, in order */
+                    /* whole batches: every part starts on a batch boundary
+                     * and only the input's last batch is short, so every
+                     * sample is computed in the same batch whatever the
+                     * split */
+                    CU_ASSERT_EQUAL(first % B, 0);
+                    CU_ASSERT(first + count == ns[a] || count % B == 0);
+                    next = first + count;
+                    lo = count < lo ? count : lo;
+                    hi = count > hi ? count : hi;
+                }
+                CU_ASSERT_EQUAL(next, ns[a]); /* every sample, once */
+                /* even: parts within one batch of each other (the short
+                 * last batch aside) */
+                if (nb >= ts[b])
+                    CU_ASSERT(hi - lo <= B);
             }
-            CU_ASSERT_EQUAL(next, ns[a]); /* every sample, once */
-            CU_ASSERT(hi - lo <= 1);
-        }
+    /* 5000 samples in batches of 256 over 3 parts: 20 batches as 6, 7, 7 */
+    {
+        uint64_t first, count;
+        dml_infer_slice(5000, 256, 3, 0, &first, &count);
+        CU_ASSERT(first == 0 && count == 6 * 256);
+        dml_infer_slice(5000, 256, 3, 1, &first, &count);
+        CU_ASSERT(first == 6 * 256 && count == 7 * 256);
+        dml_infer_slice(5000, 256, 3, 2, &first, &count);
+        CU_ASSERT(first == 13 * 256 && count == 5000 - 13 * 256);
+    }
 }
 
 static void test_psi(void)

@@ -3,6 +3,9 @@
 # with AddressSanitizer and UBSan. Needs clang with libFuzzer (Debian:
 # clang-14 libclang-rt-14-dev); skips without it, except in CI.
 set -euo pipefail
+# A command that fails under set -e says which, so that no failure is silent.
+set -E
+trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
 : "${abs_top_builddir:?run through make check}" "${abs_top_srcdir:?}"
 cc=$(command -v clang-14 || command -v clang || true)
 out=$abs_top_builddir/tests/spank

@@ -9,7 +9,8 @@
  *  - the optimiser state gathered from the slices is the 1-process state;
  *  - two runs with the same seed and world size give bit-identical weights;
  *    at 2 ranks the two ways give bit-identical weights;
- *  - many small buckets give the same result as one;
+ *  - many small buckets give the same result as one (the same bits at 2
+ *    ranks, within float rounding beyond);
  *  - a bad label on one rank stops every rank with the same message.
  */
 #include "config.h"
@@ -243,8 +244,25 @@ int main(int argc, char **argv)
               spec.nlayers);
         dml_dp_free(dp);
         dml_model_free(m);
-        CHECK(max_rel_diff(dml_model_params(small), dml_model_params(par), np) < 1e-5,
-              "per-layer buckets give other weights than one bucket");
+        {
+            const double d = max_rel_diff(dml_model_params(small), dml_model_params(par), np);
+            if (rank == 0)
+                printf("per-layer buckets against one bucket, %d ranks: largest relative "
+                       "difference %.3g\n", size, d);
+            /* At 2 ranks each element is one addition either way: the same
+             * bits. Beyond, the non-blocking and the blocking allreduce add
+             * the ranks' parts in orders of their own, and 20 steps carry
+             * the rounding up to 2e-5 on some BLAS kernels (OpenBLAS's
+             * Prescott one): float rounding, bounded as for N ranks against
+             * one process. */
+            if (size == 2)
+                CHECK(d == 0, "2 ranks: per-layer buckets give other weights than one bucket "
+                      "(largest relative difference %g); one addition each must give the same "
+                      "bits", d);
+            else
+                CHECK(d < 1e-4, "per-layer buckets give other weights than one bucket: largest "
+                      "relative difference %g", d);
+        }
     }
     dml_model_free(par);
     dml_model_free(small);
