@@ -31,6 +31,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -181,30 +182,10 @@ static int dml__ckpt_comm(MPI_Comm comm, MPI_Comm *out)
     return 0;
 }
 
-static int dml__mkdirs(const char *dir)
-{
-    char p[4096], *s;
-
-    /* the usual case, at every checkpoint: it is there */
-    if (mkdir(dir, 0777) == 0 || errno == EEXIST)
-        return 0;
-    snprintf(p, sizeof(p), "%s", dir);
-    for (s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST)
-            return -1;
-        *s = '/';
-    }
-    if (mkdir(p, 0777) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
 
 dml_status_t dml_ckpt_dir_prepare(const char *dir)
 {
-    if (dml__mkdirs(dir) != 0)
+    if (dml__mkdir_p(dir) != 0)
         return dml_error_set_errno(errno, "%s: cannot create the checkpoint directory", dir);
     /* access() says yes to root everywhere; a read-only mount still says no. */
     if (access(dir, W_OK | X_OK) != 0)
@@ -236,6 +217,60 @@ static int dml__is_tmp(const char *name)
     memcpy(base, name, (size_t)(t - name) + 3);
     base[(t - name) + 3] = '\0';
     return dml__ckpt_name(base, &s);
+}
+
+dml_status_t dml_ckpt_dir_set_aside(const char *dir, char *moved, size_t len)
+{
+    char to[4200], from[4600], dest[4600], stamp[32];
+    struct dirent *de;
+    struct tm tm;
+    time_t now = time(NULL);
+    dml_status_t st = DML_OK;
+    uint64_t step;
+    DIR *d;
+    int n = 0, k;
+
+    moved[0] = '\0';
+    if ((d = opendir(dir)) == NULL)
+        return errno == ENOENT ? DML_OK : dml_error_set_errno(errno, "%s: cannot list it", dir);
+    while ((de = readdir(d)) != NULL)
+        n += dml__ckpt_name(de->d_name, &step);
+    if (n == 0) {
+        closedir(d);
+        return DML_OK;
+    }
+    localtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm);
+    for (k = 0;; k++) {
+        snprintf(to, sizeof(to), k ? "%s/earlier-run-%s-%d" : "%s/earlier-run-%s", dir, stamp, k);
+        if (mkdir(to, 0755) == 0)
+            break;
+        if (errno != EEXIST || k == 100) {
+            closedir(d);
+            return dml_error_set_errno(errno, "%s: cannot create it for the earlier run's "
+                                       "checkpoints", to);
+        }
+    }
+    rewinddir(d);
+    while (st == DML_OK && (de = readdir(d)) != NULL) {
+        const int ckpt = dml__ckpt_name(de->d_name, &step) || strcmp(de->d_name, "latest") == 0;
+        snprintf(from, sizeof(from), "%s/%s", dir, de->d_name);
+        snprintf(dest, sizeof(dest), "%s/%s", to, de->d_name);
+        if (ckpt && rename(from, dest) != 0)
+            st = dml_error_set_errno(errno, "%s: cannot move it to %s", from, to);
+        else if (!ckpt && (dml__is_tmp(de->d_name) || strcmp(de->d_name, DML_CKPT_SPARE) == 0 ||
+                           strcmp(de->d_name, ".latest.tmp") == 0) &&
+                 unlink(from) != 0 && errno != ENOENT)
+            st = dml_error_set_errno(errno, "%s: cannot remove it", from);
+    }
+    closedir(d);
+    if (st == DML_OK)
+        st = dml__fsync_path(to);
+    if (st == DML_OK)
+        st = dml__fsync_path(dir);
+    if (st == DML_OK)
+        snprintf(moved, len, "%s", to);
+    return st;
 }
 
 /* Whether expect bytes (and HDF5's metadata) fit in dir, where the file
@@ -335,7 +370,8 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
         goto fail;
     }
     dml__h5_quiet_begin(&w->quiet);
-    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    /* the 1.8 format (checksummed headers), in every mode alike */
+    fapl = dml__h5_fapl();
     if (fapl >= 0 && w->single && w->rank == 0) {
         /* Rank 0 writes the file alone, with plain POSIX writes (HDF5's
          * sec2 driver): each array goes to the page cache in one write, as
@@ -707,6 +743,86 @@ static int dml__dataset_crc(hid_t dset, uint32_t *crc)
     return rc;
 }
 
+/* ---- the attributes' checksum -------------------------------------------
+ *
+ * A resume reads the step, the loader's position and the optimiser's step
+ * count from attributes: a bit flipped there resumes silently into other
+ * weights. So a CRC-32 is taken over every attribute of every object, in
+ * name order (the object's path, the attribute's name, its stored bytes),
+ * leaving out only each dataset's own "crc32" and the root's
+ * "attrs_crc32", which holds the result. Every attribute is fixed-size
+ * (strings included), so its stored bytes are read as they are. */
+
+#define DML__ATTRS_CRC "attrs_crc32"
+
+typedef struct {
+    uLong crc;
+    const char *object;
+    int failed;
+} dml__attr_walk_t;
+
+static herr_t dml__attr_crc_one(hid_t obj, const char *name, const H5A_info_t *info, void *arg)
+{
+    dml__attr_walk_t *a = arg;
+    hid_t attr, type = -1, space = -1;
+    hssize_t npts;
+    size_t bytes;
+    void *buf = NULL;
+
+    (void)info;
+    if (strcmp(name, "crc32") == 0 || strcmp(name, DML__ATTRS_CRC) == 0)
+        return 0;
+    if ((attr = H5Aopen(obj, name, H5P_DEFAULT)) < 0)
+        goto fail;
+    type = H5Aget_type(attr);
+    space = H5Aget_space(attr);
+    npts = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    bytes = type >= 0 && npts >= 0 ? H5Tget_size(type) * (size_t)npts : 0;
+    if (type < 0 || npts < 0 || H5Tis_variable_str(type) > 0 || (buf = calloc(1, bytes + 1)) == NULL ||
+        H5Aread(attr, type, buf) < 0)
+        goto fail;
+    a->crc = dml_crc32(a->crc, a->object, strlen(a->object) + 1);
+    a->crc = dml_crc32(a->crc, name, strlen(name) + 1);
+    a->crc = dml_crc32(a->crc, buf, bytes);
+    free(buf);
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Aclose(attr);
+    return 0;
+fail:
+    free(buf);
+    if (space >= 0)
+        H5Sclose(space);
+    if (type >= 0)
+        H5Tclose(type);
+    if (attr >= 0)
+        H5Aclose(attr);
+    a->failed = 1;
+    return -1;
+}
+
+static herr_t dml__attr_crc_object(hid_t root, const char *name, const H5O_info_t *info, void *arg)
+{
+    dml__attr_walk_t *a = arg;
+    hsize_t idx = 0;
+
+    (void)info;
+    a->object = name;
+    return H5Aiterate_by_name(root, name, H5_INDEX_NAME, H5_ITER_INC, &idx, dml__attr_crc_one, a,
+                              H5P_DEFAULT) < 0 ? -1 : 0;
+}
+
+/* The checksum over every attribute of the file f: 0 or -1. */
+static int dml__attrs_crc(hid_t f, uint32_t *crc)
+{
+    dml__attr_walk_t a = {0, NULL, 0};
+
+    if (H5Ovisit(f, H5_INDEX_NAME, H5_ITER_INC, dml__attr_crc_object, &a) < 0 || a.failed)
+        return -1;
+    *crc = (uint32_t)a.crc;
+    return 0;
+}
+
 /* Gives every dataset written without dml_ckpt_put (small ones, written by
  * all ranks alike) its checksum, so that verification covers all of them. */
 static dml_status_t dml__seal(dml_ckpt_writer_t *w)
@@ -731,6 +847,13 @@ static dml_status_t dml__seal(dml_ckpt_writer_t *w)
         H5Dclose(d);
     }
     dml__names_free(&l);
+    /* Last, once every other attribute is there. */
+    if (st == DML_OK) {
+        uint32_t crc;
+        if (dml__attrs_crc(w->file, &crc) != 0 ||
+            dml__h5_attr_write(w->file, DML__ATTRS_CRC, H5T_NATIVE_UINT32, 1, &crc) != 0)
+            st = dml__write_failed(w->tmp, "the attributes' checksum");
+    }
     return st;
 }
 
@@ -1083,7 +1206,21 @@ dml_status_t dml_ckpt_verify(const char *path)
     if ((st = dml_ckpt_open(path, &f)) != DML_OK)
         return st;
     dml__h5_quiet_begin(&q);
-    if (H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, dml__collect, &l) < 0)
+    {
+        int32_t version = 0;
+        uint32_t want, got;
+        dml__h5_attr_read(f, "version", H5T_NATIVE_INT32, 1, &version);
+        /* version 1 checkpoints (earlier builds) carry no such checksum */
+        if (version >= 2 && dml__h5_attr_read(f, DML__ATTRS_CRC, H5T_NATIVE_UINT32, 1, &want) != 0)
+            st = dml_error_set(DML_ERR_FORMAT, "%s: its attributes have no checksum", path);
+        else if (version >= 2 && dml__attrs_crc(f, &got) != 0)
+            st = dml_error_set(DML_ERR_FORMAT, "%s: cannot read its attributes (damaged)", path);
+        else if (version >= 2 && got != want)
+            st = dml_error_set(DML_ERR_CHECKSUM, "%s: attributes (step, loader position, "
+                               "configuration...): checksum mismatch (stored %08x, computed %08x)",
+                               path, want, got);
+    }
+    if (st == DML_OK && H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, dml__collect, &l) < 0)
         st = dml_error_set(DML_ERR_FORMAT, "%s: cannot list the datasets (damaged)", path);
     if (st == DML_OK && l.n == 0)
         st = dml_error_set(DML_ERR_FORMAT, "%s: holds no arrays", path);
@@ -1157,30 +1294,35 @@ dml_status_t dml_ckpt_signals_install(const char *list, volatile sig_atomic_t *f
     return DML_OK;
 }
 
-dml_status_t dml_ckpt_slurm_end_time(time_t *end)
+dml_status_t dml_ckpt_slurm_end_time(uint32_t job, time_t *end)
 {
-    const char *id = getenv("SLURM_JOB_ID");
-
     *end = 0;
-    if (id == NULL || *id == '\0')
-        return dml_error_set(DML_ERR_NOT_FOUND, "not in a Slurm job (no SLURM_JOB_ID)");
 #ifdef HAVE_SLURM
     {
-        char *e;
-        unsigned long jobid = strtoul(id, &e, 10);
         time_t t = 0;
-        if (*e != '\0' || jobid == 0)
-            return dml_error_set(DML_ERR_INVALID_ARG, "SLURM_JOB_ID '%s': not a job id", id);
         slurm_init(NULL);
-        if (slurm_get_end_time((uint32_t)jobid, &t) != SLURM_SUCCESS)
-            return dml_error_set(DML_ERR_NOT_FOUND, "job %lu: cannot get its end time from "
-                                 "slurmctld: %s", jobid, slurm_strerror(slurm_get_errno()));
+        if (slurm_get_end_time(job, &t) != SLURM_SUCCESS)
+            return dml_error_set(DML_ERR_NOT_FOUND, "job %u: cannot get its end time from "
+                                 "slurmctld: %s", job, slurm_strerror(slurm_get_errno()));
         /* An unlimited job reports an end time far away: no limit. */
         *end = t > time(NULL) + 300 * 86400L ? 0 : t;
         return DML_OK;
     }
 #else
-    return dml_error_set(DML_ERR_UNSUPPORTED, "built without Slurm: the end time of job %s is "
-                         "unknown", id);
+    return dml_error_set(DML_ERR_UNSUPPORTED, "built without Slurm: the end time of job %u is "
+                         "unknown", job);
+#endif
+}
+
+dml_status_t dml_ckpt_slurm_requeue(uint32_t job)
+{
+#ifdef HAVE_SLURM
+    slurm_init(NULL);
+    if (slurm_requeue(job, 0) != SLURM_SUCCESS)
+        return dml_error_set(DML_ERR_REMOTE, "job %u: slurmctld refused to requeue it: %s", job,
+                             slurm_strerror(slurm_get_errno()));
+    return DML_OK;
+#else
+    return dml_error_set(DML_ERR_UNSUPPORTED, "built without Slurm: cannot requeue job %u", job);
 #endif
 }

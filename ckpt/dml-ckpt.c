@@ -7,6 +7,7 @@
 #include "dml_ckpt.h"
 #include "dml_h5util.h"
 #include "dml_log.h"
+#include "dml_tool.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -238,7 +239,9 @@ static int cmd_inspect(const char *path)
 
     if (resolve(path, file, sizeof(file)) != 0)
         return 1;
-    if (dml_ckpt_open(file, &f) != DML_OK) {
+    /* Sound first: a damaged file's attributes and links are not walked
+     * (HDF5 may not survive walking them). */
+    if (dml_ckpt_verify(file) != DML_OK || dml_ckpt_open(file, &f) != DML_OK) {
         dml_error("%s", dml_error_message());
         return 1;
     }
@@ -249,7 +252,7 @@ static int cmd_inspect(const char *path)
     H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, dset_cb, NULL);
     dml__h5_quiet_end(&q);
     H5Fclose(f);
-    printf("status: %s\n", dml_ckpt_verify(file) == DML_OK ? "ok" : dml_error_message());
+    printf("status: ok (every checksum verified)\n");
     return 0;
 }
 
@@ -293,6 +296,14 @@ static int cmd_export(const char *path, const char *out)
 
     if (resolve(path, file, sizeof(file)) != 0)
         return 1;
+    {
+        /* never over the checkpoint itself, nor any file not a model */
+        const char *inputs[2] = {path, file};
+        if (dml__output_check(out, "slurm-dml model", "model file", inputs, 2) != DML_OK) {
+            dml_error("%s (nothing exported)", dml_error_message());
+            return 1;
+        }
+    }
     if (dml_ckpt_verify(file) != DML_OK) {
         dml_error("%s (nothing exported)", dml_error_message());
         return 1;
@@ -308,8 +319,9 @@ static int cmd_export(const char *path, const char *out)
         dml_error("%s: no 'model' group: not a dml-train checkpoint", file);
         goto out;
     }
-    if ((dst = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
-        dml_error("%s: cannot create the model file", tmp);
+    if ((dst = dml__h5_create(tmp, H5F_ACC_TRUNC)) < 0) {
+        dml__create_failed(tmp, "model file");
+        dml_error("%s", dml_error_message());
         goto out;
     }
     if (H5Aiterate2(g, H5_INDEX_NAME, H5_ITER_INC, NULL, copy_attr, &dst) < 0)
@@ -350,6 +362,7 @@ out:
 int main(int argc, char **argv)
 {
     dml_log_init("dml-ckpt", -1);
+    dml_tool_hdf5_quiet();
     if (argc < 2) {
         usage(stderr);
         return 2;

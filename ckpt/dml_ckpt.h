@@ -41,7 +41,8 @@ extern "C" {
 #endif
 
 #define DML_CKPT_FORMAT "slurm-dml checkpoint"
-#define DML_CKPT_VERSION 1
+/* 2: the attributes are checksummed too (root attribute attrs_crc32) */
+#define DML_CKPT_VERSION 2
 
 /* The exit status of a trainer that checkpointed and stopped on request (a
  * signal or the time limit): "requeue me". EX_TEMPFAIL of sysexits.h. */
@@ -53,6 +54,17 @@ extern "C" {
  * be made there: call it at start, so that a bad directory is refused before
  * hours of training rather than at the first checkpoint. */
 dml_status_t dml_ckpt_dir_prepare(const char *dir);
+
+/*
+ * Local: a new run in dir (dml-train --resume never). A checkpoint
+ * directory belongs to one run: resuming takes its newest checkpoint, and
+ * pruning keeps its newest ones, by step. Checkpoints of an earlier run left
+ * there would be taken for the new run's (a step number higher than the new
+ * run's), so they are moved, with "latest", into dir/earlier-run-<time>/
+ * (kept, never deleted), and the scratch files (.spare.h5, temporaries) are
+ * removed. moved gets that directory, or "" if dir held no checkpoint.
+ */
+dml_status_t dml_ckpt_dir_set_aside(const char *dir, char *moved, size_t len);
 
 typedef struct dml_ckpt_writer dml_ckpt_writer_t;
 
@@ -126,9 +138,10 @@ dml_status_t dml_ckpt_list(const char *dir, dml_ckpt_entry_t **entries, size_t *
 
 /*
  * Local: whether the file at path is a complete, sound checkpoint: the
- * format and version, and every dataset's checksum. DML_OK, or the first
- * problem (DML_ERR_FORMAT, DML_ERR_CHECKSUM, ...) with a detail naming the
- * file and the dataset.
+ * format and version, every dataset's checksum and (version 2) the checksum
+ * over every attribute (the step, the loader's position...). DML_OK, or the
+ * first problem (DML_ERR_FORMAT, DML_ERR_CHECKSUM, ...) with a detail naming
+ * the file and the dataset or attributes.
  */
 dml_status_t dml_ckpt_verify(const char *path);
 
@@ -151,11 +164,20 @@ dml_status_t dml_ckpt_get(hid_t loc, const char *name, hid_t type, uint64_t n, v
 dml_status_t dml_ckpt_signals_install(const char *list, volatile sig_atomic_t *flag);
 
 /*
- * The end time of the Slurm job this process runs in (SLURM_JOB_ID), asked
- * of slurmctld through libslurm. DML_ERR_NOT_FOUND outside a job,
- * DML_ERR_UNSUPPORTED if built without Slurm, *end = 0 if it has no limit.
+ * The end time of Slurm job `job` (the tool's SLURM_JOB_ID), asked of
+ * slurmctld through libslurm. DML_ERR_UNSUPPORTED if built without Slurm,
+ * *end = 0 if it has no limit.
  */
-dml_status_t dml_ckpt_slurm_end_time(time_t *end);
+dml_status_t dml_ckpt_slurm_end_time(uint32_t job, time_t *end);
+
+/*
+ * Requeues Slurm job `job` through libslurm (slurm_requeue, what `scontrol
+ * requeue` does), so that a job whose training stopped after a checkpoint
+ * starts again where no scontrol is at hand (a container, an array task's
+ * step). The job must have been submitted requeueable (--requeue or the
+ * site's JobRequeue=1).
+ */
+dml_status_t dml_ckpt_slurm_requeue(uint32_t job);
 
 #ifdef __cplusplus
 }

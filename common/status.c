@@ -64,16 +64,20 @@ dml_status_t dml_status_from_errno(int errnum)
     }
 }
 
+/* Formatted into a buffer of its own first: a caller may prefix the
+ * current detail, dml_error_set(st, "--model: %s", dml_error_message()). */
 static void dml__error_vset(dml_status_t status, int errnum, const char *fmt, va_list ap)
 {
-    int n = vsnprintf(dml_error_buf, sizeof(dml_error_buf), fmt, ap);
+    char buf[sizeof(dml_error_buf)];
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
 
     if (n < 0)
-        dml_error_buf[0] = '\0';
-    else if ((size_t)n >= sizeof(dml_error_buf))
-        n = (int)sizeof(dml_error_buf) - 1;
+        buf[0] = '\0';
+    else if ((size_t)n >= sizeof(buf))
+        n = (int)sizeof(buf) - 1;
     if (errnum != 0 && n >= 0)
-        snprintf(dml_error_buf + n, sizeof(dml_error_buf) - (size_t)n, ": %s", strerror(errnum));
+        snprintf(buf + n, sizeof(buf) - (size_t)n, ": %s", strerror(errnum));
+    memcpy(dml_error_buf, buf, sizeof(buf));
     dml_error_last = status;
 }
 

@@ -356,10 +356,21 @@ dml_status_t dml__shard_check(const dml_dataset_t *ds, uint32_t i, hid_t file, c
                               dml_problem_cb_t cb, void *arg, uint64_t *problems)
 {
     hsize_t dims[DML_DATASET_MAX_RANK + 1];
-    char why[512];
+    char why[512], fmt[64] = "";
+    uint64_t shard = UINT64_MAX;
     dml_status_t first = DML_OK;
     int k;
 
+    /* The shard's record: its format and its number in the dataset (a
+     * header HDF5 cannot read is damage, even where the arrays read). */
+    if (dml__h5_attr_read_str(file, "format", fmt, sizeof(fmt)) != 0 ||
+        dml__h5_attr_read(file, "shard", H5T_NATIVE_UINT64, 1, &shard) != 0)
+        first = dml__problem(cb, arg, problems, DML_ERR_FORMAT, first, "%s: its attributes "
+                             "(format, shard) cannot be read: damaged", path);
+    else if (strcmp(fmt, DML_DATASET_FORMAT " shard") != 0 || shard != i)
+        first = dml__problem(cb, arg, problems, DML_ERR_MISMATCH, first, "%s: records itself as "
+                             "'%s' number %llu, the index lists it as shard %u of a '%s'", path,
+                             fmt, (unsigned long long)shard, i, DML_DATASET_FORMAT);
     dims[0] = ds->shard_samples[i];
     for (k = 0; k < ds->schema.rank; k++)
         dims[k + 1] = ds->schema.shape[k];

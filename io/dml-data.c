@@ -13,9 +13,11 @@
  */
 #include "config.h"
 
+#include "dml_h5util.h"
 #include "dml_io.h"
 #include "dml_log.h"
 #include "dml_mpi.h"
+#include "dml_tool.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -24,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
 
@@ -137,6 +141,61 @@ static int report(dml_status_t st)
     return st == DML_OK ? 0 : 1;
 }
 
+/* Rank 0: whether about `bytes` of new files fit where out goes (the free
+ * space of its nearest existing ancestor), before anything is written. */
+static dml_status_t space_check(const char *out, double bytes)
+{
+    char dir[4096], *slash;
+    struct statvfs sv;
+    double avail;
+
+    snprintf(dir, sizeof(dir), "%s", out);
+    while (statvfs(dir, &sv) != 0) {
+        if ((slash = strrchr(dir, '/')) == NULL) {
+            snprintf(dir, sizeof(dir), ".");
+            if (statvfs(dir, &sv) != 0)
+                return DML_OK; /* nothing to measure against: the writes will say */
+            break;
+        }
+        if (slash == dir)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    avail = (double)sv.f_bavail * (double)sv.f_frsize;
+    if (bytes > avail)
+        return dml_error_set(DML_ERR_NO_SPACE, "%s: the dataset needs about %.3g GiB and %s has "
+                             "%.3g GiB free", out, bytes / 1073741824.0, dir,
+                             avail / 1073741824.0);
+    return DML_OK;
+}
+
+/* Bytes a dataset of n samples takes on disk: features, label, id, a
+ * little HDF5 metadata per shard, and the index's statistics (six doubles
+ * and a histogram per feature). */
+static double dataset_bytes(const dml_schema_t *schema, uint64_t n, uint32_t shards)
+{
+    const double nf = (double)dml_schema_features(schema);
+    return (double)n * (nf * (double)dml_dtype_size(schema->dtype) + 12.0) + 8192.0 * shards +
+           nf * 8.0 * (6 + DML_DATASET_HIST_BINS) + 65536.0;
+}
+
+/* Rank 0 reports long work every 10 s: which of its shards is done. */
+static void progress(const char *out, uint32_t done, uint32_t of, double *last)
+{
+    struct timespec ts;
+    double now;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    if (*last == 0)
+        *last = now;
+    if (g_rank != 0 || now - *last < 10)
+        return;
+    *last = now;
+    dml_info("%s: %u of %u shards written (%.0f%%)", out, done, of, 100.0 * done / of);
+}
+
 /* ---- writing a dataset from samples in memory ------------------------- */
 
 typedef struct {
@@ -161,8 +220,12 @@ static dml_status_t write_selected(const char *dir, const dml_schema_t *schema, 
     const size_t xsz = (size_t)dml_schema_features(schema) * dml_dtype_size(schema->dtype);
     dml_dataset_writer_t *w;
     uint32_t S = shard_count(o, n), s;
+    double last = 0;
     dml_status_t st;
 
+    st = g_rank == 0 ? space_check(dir, dataset_bytes(schema, n, S)) : DML_OK;
+    if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) != DML_OK)
+        return st;
     st = dml_dataset_writer_create(MPI_COMM_WORLD, dir, schema, S, o->force, source, &w);
     if (st != DML_OK)
         return st;
@@ -186,6 +249,7 @@ static dml_status_t write_selected(const char *dir, const dml_schema_t *schema, 
         free(sid);
         if (st != DML_OK)
             break; /* the commit tells every rank */
+        progress(dir, s + 1, S, &last);
     }
     st = dml_dataset_writer_commit(w);
     if (st == DML_OK && g_rank == 0)
@@ -315,21 +379,30 @@ err:
     return st;
 }
 
-/* mkdir -p: the parent of the train/test/val datasets. */
-static int mkdir_p_out(const char *path)
-{
-    char buf[4096], *p;
 
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
+/* Class numbers keep their value, so labels 0 and 5 make six classes, four
+ * of them empty: say so, loudly, since it is rarely meant. */
+static void warn_empty_classes(const char *csv, const char *col, const int32_t *y, uint64_t n,
+                               uint32_t classes)
+{
+    uint64_t *count = calloc(classes, sizeof(uint64_t)), i, empty = 0;
+    char list[256] = "";
+    size_t used = 0;
+    uint32_t c;
+
+    if (count == NULL)
+        return;
+    for (i = 0; i < n; i++)
+        count[y[i]]++;
+    for (c = 0; c < classes; c++)
+        if (count[c] == 0 && empty++ < 12 && used < sizeof(list) - 16)
+            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%u", used ? ", " : "", c);
+    if (empty > 0)
+        dml_warn("%s: column \"%s\" holds class numbers up to %u, and %llu of the %u classes "
+                 "have no sample (%s%s): class numbers keep their value; renumber them if that "
+                 "is not meant", csv, col, classes - 1, (unsigned long long)empty, classes, list,
+                 empty > 12 ? ", ..." : "");
+    free(count);
 }
 
 static int cmd_convert(int argc, char **argv)
@@ -398,7 +471,7 @@ static int cmd_convert(int argc, char **argv)
                     for (c = 0; c < 10; c++)
                         snprintf(schema.class_names[c], DML_DATASET_NAME_MAX, "%s",
                                  fmnist_classes[c]);
-                if (g_rank == 0 && p == 0 && mkdir_p_out(out) != 0)
+                if (g_rank == 0 && p == 0 && dml__mkdir_p(out) != 0)
                     st = dml_error_set_errno(errno, "%s: cannot create the directory", out);
                 st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL);
                 if (st != DML_OK) {
@@ -430,6 +503,8 @@ static int cmd_convert(int argc, char **argv)
         st = dml_mpi_agree(MPI_COMM_WORLD,
                            dml_csv_read(csv, labcol, &x, &y, &n, &nf, &schema.num_classes, &cnames),
                            NULL);
+        if (st == DML_OK && cnames == NULL && g_rank == 0)
+            warn_empty_classes(csv, labcol, y, n, schema.num_classes);
         if (st == DML_OK) {
             schema.dtype = DML_DTYPE_FLOAT32;
             schema.rank = 1;
@@ -504,6 +579,7 @@ static int cmd_synth(int argc, char **argv)
     dml_status_t st = DML_OK;
     uint32_t S, s;
     char src[256];
+    double last = 0;
     int c;
 
     memset(&schema, 0, sizeof(schema));
@@ -544,6 +620,10 @@ static int cmd_synth(int argc, char **argv)
     schema.num_classes = (uint32_t)classes;
     nf = dml_schema_features(&schema);
     S = shard_count(&o, n);
+    if (g_rank == 0)
+        st = space_check(out, dataset_bytes(&schema, n, S));
+    if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) != DML_OK)
+        return report(st);
     snprintf(src, sizeof(src), "synth:seed=%llu,classes=%llu,noise=%g", (unsigned long long)seed,
              (unsigned long long)classes, noise);
 
@@ -583,6 +663,7 @@ static int cmd_synth(int argc, char **argv)
         free(x);
         free(y);
         free(id);
+        progress(out, s + 1, S, &last);
     }
     free(centres);
     st = dml_dataset_writer_commit(w);
@@ -702,10 +783,13 @@ int main(int argc, char **argv)
     const char *cmd = argc > 1 ? argv[1] : NULL;
     int rc;
 
+    dml_log_init("dml-data", -1);
+    if (dml_tool_launch_check("dml-data"))
+        return 2;
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
-    dml_log_init("dml-data", -1);
+    dml_tool_hdf5_quiet();
     dml_log_set_rank(g_size > 1 ? g_rank : -1); /* no rank in a plain run */
 
     if (cmd == NULL) {

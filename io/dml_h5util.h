@@ -23,6 +23,16 @@ typedef struct {
 void dml__h5_quiet_begin(dml__h5_quiet_t *q);
 void dml__h5_quiet_end(const dml__h5_quiet_t *q);
 
+/* A file access property list for a new slurm-dml file (close it with
+ * H5Pclose): HDF5's 1.8 file format, whose superblock and object headers
+ * carry checksums, so that a damaged file is refused by HDF5 rather than
+ * followed (HDF5 1.10 crashes on some damaged headers of its default, older
+ * format). -1 on failure. */
+hid_t dml__h5_fapl(void);
+
+/* H5Fcreate(path, flags) with that property list. */
+hid_t dml__h5_create(const char *path, unsigned flags);
+
 /* Attribute helpers on an object (file or group); 0 on success, -1 if absent
  * or of the wrong kind. */
 int dml__h5_attr_write_str(hid_t obj, const char *name, const char *value);
@@ -52,7 +62,39 @@ char *dml__path_join(const char *dir, const char *name);
 #define DML_FNV1A_INIT 0xcbf29ce484222325ULL
 uint64_t dml__fnv1a(uint64_t h, const void *p, size_t n);
 
+/* mkdir -p: dir and any missing parents (mode 0777 less the umask); 0, or
+ * -1 with errno. */
+int dml__mkdir_p(const char *dir);
+
 /* fsync of a file or directory by path; errno-style status with detail. */
 dml_status_t dml__fsync_path(const char *path);
+
+/* ---- outputs (output.c) ------------------------------------------------ */
+
+/* The root "format" attribute of the HDF5 file at path into buf ("" if it
+ * has none): 0; -1 if path is no HDF5 file. */
+int dml__h5_file_format(const char *path, char *buf, size_t len);
+
+/* Before a tool writes the HDF5 file path of kind `format` (its root
+ * "format" attribute; `what` names it in messages): DML_OK if nothing is
+ * there, or an empty file, or a file of that same kind that is none of
+ * inputs[0..ninputs) (paths; NULLs skipped), and path's directory takes a
+ * new file. Otherwise DML_ERR_EXISTS naming what is there, or the OS's
+ * reason the directory does not take a file. Never writes path. */
+dml_status_t dml__output_check(const char *path, const char *format, const char *what,
+                               const char *const *inputs, size_t ninputs);
+
+/* The same for a text output, whose kind is `marker` within its first 4 KiB
+ * (a metrics file's "{\"type\": ", a report's format line). */
+dml_status_t dml__output_check_text(const char *path, const char *marker, const char *what,
+                                    const char *const *inputs, size_t ninputs);
+
+/* Whether a new file can be made beside path (a probe file created and
+ * removed there): DML_OK, or the OS's reason naming path and `what`. */
+dml_status_t dml__output_probe(const char *path, const char *what);
+
+/* After H5Fcreate(path) failed: the OS's reason (the create tried by hand,
+ * and undone), naming path and `what` ("the model file"). */
+dml_status_t dml__create_failed(const char *path, const char *what);
 
 #endif /* DML_H5UTIL_H */

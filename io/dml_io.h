@@ -181,9 +181,14 @@ void dml_dataset_writer_abort(dml_dataset_writer_t *w);
 dml_status_t dml_idx_read(const char *path, uint8_t **data, uint64_t dims[3], int *ndim);
 
 /*
- * Reads a CSV file with a header line; the column named label_column holds
- * the labels (integers 0..C-1, or names, numbered in sorted order), every
- * other column a float feature. Outputs are malloc'ed; *names (num_classes
+ * Reads a CSV file with a header line (no name twice); the column named
+ * label_column holds the labels, every other column a float feature. A
+ * label column holds one kind: class numbers (whole numbers 0..65535, each
+ * its own class: C = the largest + 1, some classes possibly without a
+ * sample), or class names (anything not a number), numbered 0.. in the
+ * byte order of the names. A number with a fraction (a measurement, not a
+ * class), a negative or larger number, or numbers and names mixed are
+ * refused naming the line. Outputs are malloc'ed; *names (num_classes
  * entries) only when labels were names, else NULL.
  */
 dml_status_t dml_csv_read(const char *path, const char *label_column, float **x, int32_t **y,

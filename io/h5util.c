@@ -30,6 +30,26 @@ hid_t dml__h5_type(dml_dtype_t t)
     return t == DML_DTYPE_UINT8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
 }
 
+hid_t dml__h5_fapl(void)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+
+    if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0) {
+        H5Pclose(fapl);
+        return -1;
+    }
+    return fapl;
+}
+
+hid_t dml__h5_create(const char *path, unsigned flags)
+{
+    hid_t fapl = dml__h5_fapl(), f = fapl < 0 ? -1 : H5Fcreate(path, flags, H5P_DEFAULT, fapl);
+
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    return f;
+}
+
 int dml__h5_attr_write_str(hid_t obj, const char *name, const char *value)
 {
     hid_t type = -1, space = -1, attr = -1;
@@ -220,6 +240,27 @@ char *dml__path_join(const char *dir, const char *name)
     if (p != NULL)
         snprintf(p, n, "%s/%s", dir, name);
     return p;
+}
+
+int dml__mkdir_p(const char *dir)
+{
+    char p[4096], *s;
+
+    /* the usual case, at every checkpoint: it is there */
+    if (mkdir(dir, 0777) == 0 || errno == EEXIST)
+        return 0;
+    snprintf(p, sizeof(p), "%s", dir);
+    for (s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST)
+            return -1;
+        *s = '/';
+    }
+    if (mkdir(p, 0777) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
 }
 
 dml_status_t dml__fsync_path(const char *path)

@@ -14,6 +14,9 @@
 #include <string.h>
 #include <zlib.h>
 
+/* 16 GiB: past what a conversion in memory is for */
+#define DML__IDX_MAX ((uint64_t)1 << 34)
+
 dml_status_t dml_idx_read(const char *path, uint8_t **data, uint64_t dims[3], int *ndim)
 {
     unsigned char hdr[4], be[4];
@@ -48,12 +51,24 @@ dml_status_t dml_idx_read(const char *path, uint8_t **data, uint64_t dims[3], in
             goto err;
         }
         dims[d] = (uint64_t)be[0] << 24 | (uint64_t)be[1] << 16 | (uint64_t)be[2] << 8 | be[3];
-        total *= dims[d];
     }
-    if (total == 0 || total > ((uint64_t)1 << 34)) {
-        status = dml_error_set(DML_ERR_FORMAT, "%s: IDX of %llu elements", path,
-                               (unsigned long long)total);
-        goto err;
+    /* The product without overflow: three sizes of up to 2^32 each. */
+    for (d = 0; d < nd; d++) {
+        if (dims[d] == 0) {
+            status = dml_error_set(DML_ERR_FORMAT, "%s: IDX header says dimension %d is 0: no "
+                                   "data", path, d);
+            goto err;
+        }
+        if (total > DML__IDX_MAX / dims[d]) {
+            status = dml_error_set(DML_ERR_FORMAT, "%s: IDX header says %llu x %llu x %llu "
+                                   "elements, more than the %llu read here (damaged header?)",
+                                   path, (unsigned long long)dims[0],
+                                   (unsigned long long)(nd > 1 ? dims[1] : 1),
+                                   (unsigned long long)(nd > 2 ? dims[2] : 1),
+                                   (unsigned long long)DML__IDX_MAX);
+            goto err;
+        }
+        total *= dims[d];
     }
     buf = malloc(total);
     if (buf == NULL) {
@@ -112,6 +127,9 @@ static size_t dml__csv_split(char *line, char **fields, size_t max)
     return n;
 }
 
+/* Class numbers in a label column go up to this (exclusive). */
+#define DML__CSV_MAX_CLASSES 65536
+
 static int dml__cmp_name(const void *a, const void *b)
 {
     return strcmp((const char *)a, (const char *)b);
@@ -123,10 +141,10 @@ dml_status_t dml_csv_read(const char *path, const char *label_column, float **x_
 {
     char *line = NULL, **fields = NULL, **header = NULL;
     char (*labels)[DML_DATASET_NAME_MAX] = NULL, (*names)[DML_DATASET_NAME_MAX] = NULL;
-    size_t cap = 0, ncols, k;
-    uint64_t n = 0, alloc = 0, lineno = 1, nf, i;
+    size_t cap = 0, ncols, k, k2;
+    uint64_t n = 0, alloc = 0, lineno = 1, nf, i, first_int = 0, first_name = 0;
     long label_col = -1, maxlabel = -1;
-    int numeric = 1;
+    char int_example[DML_DATASET_NAME_MAX] = "", name_example[DML_DATASET_NAME_MAX] = "";
     float *x = NULL;
     int32_t *y = NULL;
     uint32_t nclasses = 0;
@@ -155,6 +173,13 @@ dml_status_t dml_csv_read(const char *path, const char *label_column, float **x_
             status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", path);
             goto err;
         }
+        for (k2 = 0; k2 < k; k2++)
+            if (strcmp(header[k2], header[k]) == 0) {
+                status = dml_error_set(DML_ERR_FORMAT, "%s:1: column \"%s\" appears twice in the "
+                                       "header (columns %zu and %zu): columns are told apart by "
+                                       "name", path, header[k], k2 + 1, k + 1);
+                goto err;
+            }
         if (strcmp(fields[k], label_column) == 0)
             label_col = (long)k;
     }
@@ -209,12 +234,53 @@ dml_status_t dml_csv_read(const char *path, const char *label_column, float **x_
                     goto err;
                 }
                 strcpy(labels[n], fields[k]);
+                /* A label is a class number (a whole number) or a class
+                 * name (not a number at all); one kind per column. */
                 errno = 0;
                 v = strtol(fields[k], &end, 10);
-                if (*end != '\0' || errno != 0 || v < 0 || v > 65535)
-                    numeric = 0;
-                else if (v > maxlabel)
-                    maxlabel = v;
+                if (*end == '\0' && errno == 0) {
+                    if (v < 0 || v >= DML__CSV_MAX_CLASSES) {
+                        status = dml_error_set(DML_ERR_FORMAT, "%s:%llu: label %s: class numbers "
+                                               "go from 0 to %d (a label keeps its value as "
+                                               "its class)", path, (unsigned long long)lineno,
+                                               fields[k], DML__CSV_MAX_CLASSES - 1);
+                        goto err;
+                    }
+                    if (first_int == 0) {
+                        first_int = lineno;
+                        snprintf(int_example, sizeof(int_example), "%s", fields[k]);
+                    }
+                    if (v > maxlabel)
+                        maxlabel = v;
+                } else {
+                    double dv;
+                    errno = 0;
+                    dv = strtod(fields[k], &end);
+                    (void)dv;
+                    if (*end == '\0' && end != fields[k]) {
+                        status = dml_error_set(DML_ERR_FORMAT, "%s:%llu: label \"%s\" in column "
+                                               "\"%s\" is a number but not a whole one: a "
+                                               "column of measurements is a feature, not a "
+                                               "label (choose the class column with "
+                                               "--label-column)", path,
+                                               (unsigned long long)lineno, fields[k],
+                                               label_column);
+                        goto err;
+                    }
+                    if (first_name == 0) {
+                        first_name = lineno;
+                        snprintf(name_example, sizeof(name_example), "%s", fields[k]);
+                    }
+                }
+                if (first_int != 0 && first_name != 0) {
+                    status = dml_error_set(DML_ERR_FORMAT, "%s:%llu: column \"%s\" mixes class "
+                                           "numbers (\"%s\", line %llu) and class names "
+                                           "(\"%s\", line %llu): one kind per column", path,
+                                           (unsigned long long)lineno, label_column, int_example,
+                                           (unsigned long long)first_int, name_example,
+                                           (unsigned long long)first_name);
+                    goto err;
+                }
                 continue;
             }
             errno = 0;
@@ -238,13 +304,14 @@ dml_status_t dml_csv_read(const char *path, const char *label_column, float **x_
         status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", path);
         goto err;
     }
-    if (numeric) {
+    if (first_name == 0) {
+        /* Class numbers keep their value: classes 0..max. */
         nclasses = (uint32_t)maxlabel + 1;
         for (i = 0; i < n; i++)
             y[i] = (int32_t)strtol(labels[i], NULL, 10);
     } else {
-        /* Names: classes numbered in sorted order, so the numbering does not
-         * depend on which name happens to come first. */
+        /* Names: classes numbered in the byte order of the names (strcmp),
+         * so the numbering does not depend on which name comes first. */
         names = malloc(n * DML_DATASET_NAME_MAX);
         if (names == NULL) {
             status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", path);

@@ -15,6 +15,7 @@
 #include "dml_mpi.h"
 #include "io_private.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -69,6 +70,66 @@ static void dml__writer_free(dml_dataset_writer_t *w)
 void dml_dataset_writer_abort(dml_dataset_writer_t *w)
 {
     dml__writer_free(w);
+}
+
+/* mkdir -p of dir's parent (a dataset may go into a new directory). */
+static int dml__mkdir_parent(const char *dir)
+{
+    char p[4096], *slash;
+
+    snprintf(p, sizeof(p), "%s", dir);
+    slash = strrchr(p, '/');
+    if (slash == NULL || slash == p)
+        return 0;
+    *slash = '\0';
+    return dml__mkdir_p(p);
+}
+
+/* Whether dir, which exists, is a slurm-dml dataset and nothing else, so
+ * that --force may replace it: a directory (not a link to one) holding an
+ * index of this format and shard files only. Anything else is refused,
+ * naming what is there: replacing takes the whole directory. */
+static dml_status_t dml__replaceable(const char *dir)
+{
+    char *index = dml__path_join(dir, "index.h5"), kind[128];
+    struct dirent *de;
+    struct stat sb;
+    dml_status_t st = DML_OK;
+    DIR *d;
+
+    if (index == NULL)
+        return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", dir);
+    if (lstat(dir, &sb) != 0)
+        st = dml_error_set_errno(errno, "%s", dir);
+    else if (S_ISLNK(sb.st_mode))
+        st = dml_error_set(DML_ERR_EXISTS, "%s: a symbolic link: --force replaces a dataset "
+                           "directory itself, not a link to one", dir);
+    else if (!S_ISDIR(sb.st_mode))
+        st = dml_error_set(DML_ERR_EXISTS, "%s: exists and is not a dataset (not a directory): "
+                           "--force replaces only a slurm-dml dataset", dir);
+    else if (dml__h5_file_format(index, kind, sizeof(kind)) != 0 ||
+             strcmp(kind, DML_DATASET_FORMAT) != 0)
+        st = dml_error_set(DML_ERR_EXISTS, "%s: exists and is not a slurm-dml dataset (no dataset "
+                           "index.h5): --force replaces only a dataset; remove it yourself or "
+                           "choose another --out", dir);
+    free(index);
+    if (st != DML_OK)
+        return st;
+    if ((d = opendir(dir)) == NULL)
+        return dml_error_set_errno(errno, "%s: cannot list it", dir);
+    while (st == DML_OK && (de = readdir(d)) != NULL) {
+        unsigned shard;
+        int n = 0;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            strcmp(de->d_name, "index.h5") == 0 ||
+            (sscanf(de->d_name, "shard-%5u.h5%n", &shard, &n) == 1 && de->d_name[n] == '\0'))
+            continue;
+        st = dml_error_set(DML_ERR_EXISTS, "%s: holds '%s', which is not part of a slurm-dml "
+                           "dataset: --force replaces the whole directory, so move it away "
+                           "first", dir, de->d_name);
+    }
+    closedir(d);
+    return st;
 }
 
 static dml_status_t dml__schema_check(const dml_schema_t *s, uint32_t shards)
@@ -154,9 +215,13 @@ dml_status_t dml_dataset_writer_create(MPI_Comm comm, const char *dir, const dml
     }
 
     if (w->rank == 0) {
-        if (stat(dir, &sb) == 0 && !replace) {
+        if (lstat(dir, &sb) == 0 && !replace) {
             status = dml_error_set(DML_ERR_EXISTS, "%s: already exists; remove it or ask to "
                                    "replace it (dml-data --force)", dir);
+        } else if (lstat(dir, &sb) == 0 && (status = dml__replaceable(dir)) != DML_OK) {
+            /* named by dml__replaceable */
+        } else if (dml__mkdir_parent(dir) != 0) {
+            status = dml_error_set_errno(errno, "%s: cannot create its parent directory", dir);
         } else if (dml__rmtree(w->partial) != 0) {
             status = dml_error_set_errno(errno, "%s: cannot remove the leftover of an earlier "
                                          "interrupted write", w->partial);
@@ -196,9 +261,9 @@ static dml_status_t dml__shard_write(const dml_dataset_writer_t *w, const char *
     int k;
 
     dml__h5_quiet_begin(&q);
-    f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+    f = dml__h5_create(path, H5F_ACC_EXCL);
     if (f < 0) {
-        status = dml_error_set(DML_ERR_IO, "%s: cannot create the shard file", path);
+        status = dml__create_failed(path, "shard file");
         goto out;
     }
     dims[0] = n;
@@ -409,9 +474,13 @@ static dml_status_t dml__writer_publish(dml_dataset_writer_t *w, const dml_stats
     }
     dml__content_hash(&w->schema, w->shards, count, crc, hash);
 
-    f = H5Fcreate(index, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    f = dml__h5_create(index, H5F_ACC_TRUNC);
+    if (f < 0) {
+        status = dml__create_failed(index, "dataset index");
+        goto out;
+    }
     strtype = H5Tcopy(H5T_C_S1);
-    if (f < 0 || strtype < 0 || H5Tset_size(strtype, DML_DATASET_NAME_MAX) < 0)
+    if (strtype < 0 || H5Tset_size(strtype, DML_DATASET_NAME_MAX) < 0)
         goto fail;
     if (dml__h5_attr_write_str(f, "format", DML_DATASET_FORMAT) != 0 ||
         dml__h5_attr_write(f, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
@@ -576,6 +645,10 @@ dml_status_t dml_dataset_writer_commit(dml_dataset_writer_t *w)
         status = dml__writer_publish(w, &st, count, crc);
     status = dml_mpi_agree(w->comm, status, NULL);
 out:
+    /* A failed write leaves nothing behind to fill the disk: every rank has
+     * stopped writing by the time they agree on the failure. */
+    if (status != DML_OK && w->rank == 0)
+        dml__rmtree(w->partial);
     free(count);
     free(crc);
     free(writers);

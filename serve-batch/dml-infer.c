@@ -14,6 +14,10 @@
 #include "dml_infer.h"
 #include "dml_log.h"
 
+#include <hdf5.h>
+
+#include "dml_tool.h"
+
 #include <getopt.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -32,9 +36,9 @@ static void usage(FILE *f)
             "  run     compute one part of an inference run (one array task; may run on\n"
             "          several MPI ranks under srun)\n"
             "  status  which parts are complete, missing, stale or corrupt; the --array=\n"
-            "          list that resubmits the rest. Exit 0: all complete, 2: not\n"
+            "          list that resubmits the rest. Exit 0: all complete, 3: not\n"
             "  merge   verify every part, write OUT/predictions.h5 and the report\n"
-            "          (OUT/report.json, OUT/report.txt). Exit 2: parts missing\n\n"
+            "          (OUT/report.json, OUT/report.txt). Exit 3: parts missing\n\n"
             "run options:\n"
             "  --model PATH      model file, checkpoint, or checkpoint directory (newest)\n"
             "  --input DIR       dataset (dml-data's format)\n"
@@ -57,6 +61,7 @@ static void usage(FILE *f)
             "  --drift-threshold X   PSI above which a feature group counts as drifted [0.1]\n"
             "  --predictions FILE    [OUT/predictions.h5]\n"
             "  --report PREFIX       writes PREFIX.json and PREFIX.txt [OUT/report]\n\n"
+            "Exit status: 0 done, 1 failed, 2 usage error, 3 parts not complete.\n"
             "Messages go to stderr; DML_LOG_LEVEL=debug shows more.\n");
 }
 
@@ -125,7 +130,7 @@ static int parse(int argc, char **argv, options_t *o)
             o->have_task = 1;
             break;
         case OPT_TASKS:
-            if (parse_u32("--tasks", optarg, &o->run.tasks) != 0)
+            if (parse_in("--tasks", optarg, 1, 0xffffffffu, &o->run.tasks) != 0)
                 return -1;
             o->have_tasks = 1;
             break;
@@ -215,15 +220,18 @@ static int cmd_run(options_t *o)
     dml_status_t st;
     int provided, rank = 0, size = 1, rc;
 
+    if (dml_tool_launch_check("dml-infer run"))
+        return 2;
     MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    dml_tool_hdf5_quiet();
     dml_log_set_rank(size > 1 ? rank : -1);
     rc = resolve_task(o);
     /* Every rank parsed the same options and environment: they agree. */
     if (rc != 0) {
         MPI_Finalize();
-        return 1;
+        return 2;
     }
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
     openblas_set_num_threads(o->run.blas_threads);
@@ -320,7 +328,7 @@ int main(int argc, char **argv)
     dml_log_init("dml-infer", -1);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 1 : 0;
+        return argc < 2 ? 2 : 0;
     }
     cmd = argv[1];
     memset(&o, 0, sizeof(o));
@@ -328,10 +336,10 @@ int main(int argc, char **argv)
     dml_infer_merge_config_init(&o.merge);
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "status") != 0 && strcmp(cmd, "merge") != 0) {
         dml_error("unknown command '%s' (run, status or merge)", cmd);
-        return 1;
+        return 2;
     }
     if (parse(argc - 1, argv + 1, &o) != 0)
-        return 1;
+        return 2;
     if (strcmp(cmd, "run") == 0)
         return cmd_run(&o);
     if (strcmp(cmd, "status") == 0)

@@ -39,8 +39,9 @@ extern "C" {
 #define DML_INFER_MAX_TOPK 16
 #define DML_INFER_DEFAULT_BATCH 1024
 
-/* The exit status of `dml-infer status` and `merge` when parts are missing. */
-#define DML_INFER_EXIT_INCOMPLETE 2
+/* The exit status of `dml-infer status` and `merge` when parts are missing
+ * (2 is a usage error, as for every slurm-dml tool; 1 any other failure). */
+#define DML_INFER_EXIT_INCOMPLETE 3
 
 /* What a run is; the manifest file (OUT/manifest) in memory. */
 typedef struct {

@@ -384,9 +384,11 @@ static dml_status_t dml__check_config(const dml_infer_config_t *c)
     if (c->model == NULL || c->input == NULL || c->out == NULL)
         return dml_error_set(DML_ERR_INVALID_ARG, "a model, an input and an output directory are "
                              "required");
-    if (c->tasks < 1 || c->task >= c->tasks)
-        return dml_error_set(DML_ERR_INVALID_ARG, "part %u of %u: must be 0..%u", c->task, c->tasks,
-                             c->tasks ? c->tasks - 1 : 0);
+    if (c->tasks < 1)
+        return dml_error_set(DML_ERR_INVALID_ARG, "%u parts: a run has at least 1", c->tasks);
+    if (c->task >= c->tasks)
+        return dml_error_set(DML_ERR_INVALID_ARG, "part %u of %u: parts are numbered 0 to %u",
+                             c->task, c->tasks, c->tasks - 1);
     if (c->batch < 0 || c->batch > 1 << 20)
         return dml_error_set(DML_ERR_INVALID_ARG, "batch %d: must be 1..%d", c->batch, 1 << 20);
     if (c->blas_threads < 1)

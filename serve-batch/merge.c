@@ -123,10 +123,10 @@ static dml_status_t dml__write_predictions(const char *path, const dml_infer_man
 
     snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
     dml__h5_quiet_begin(&q);
-    f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    f = dml__h5_create(tmp, H5F_ACC_TRUNC);
     if (f < 0) {
         dml__h5_quiet_end(&q);
-        return dml_error_set(DML_ERR_IO, "%s: cannot create the predictions file", tmp);
+        return dml__create_failed(tmp, "predictions file");
     }
     str = H5Tcopy(H5T_C_S1);
     dims[0] = n, dims[1] = 0;
@@ -306,7 +306,7 @@ dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cf
     dml_model_t *model = NULL;
     dml_dataset_t *ds = NULL;
     dml__buf_t js = {0}, tx = {0};
-    char path[4300], why[1024];
+    char pred[4300], json[4300], txt[4300], why[1024];
     uint32_t t, bad = 0;
     dml_status_t st;
 
@@ -315,6 +315,19 @@ dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cf
     if (text)
         *text = NULL;
     if ((st = dml_infer_manifest_read(out, &m)) != DML_OK)
+        return st;
+    if (cfg->predictions)
+        snprintf(pred, sizeof(pred), "%s", cfg->predictions);
+    else
+        snprintf(pred, sizeof(pred), "%s/predictions.h5", out);
+    snprintf(json, sizeof(json), "%s%s", cfg->report ? cfg->report : out, cfg->report ? ".json" : "/report.json");
+    snprintf(txt, sizeof(txt), "%s%s", cfg->report ? cfg->report : out, cfg->report ? ".txt" : "/report.txt");
+    /* The outputs replace earlier outputs of their kind only: never a part,
+     * the manifest or anything else (checked before any work). */
+    if ((st = dml__output_check(pred, "slurm-dml predictions", "predictions file", NULL, 0)) != DML_OK ||
+        (st = dml__output_check_text(json, "\"format\": \"slurm-dml inference report\"",
+                                     "JSON inference report", NULL, 0)) != DML_OK ||
+        (st = dml__output_check_text(txt, "inference report: ", "text inference report", NULL, 0)) != DML_OK)
         return st;
     /* Every part read once: checked here, merged below. */
     parts = calloc(m.tasks, sizeof(*parts));
@@ -353,23 +366,9 @@ dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cf
     }
     if ((st = dml__report(&m, cfg, parts, &all, &mi, dml_dataset_schema(ds), &js, &tx)) != DML_OK)
         goto out;
-    if (cfg->predictions)
-        snprintf(path, sizeof(path), "%s", cfg->predictions);
-    else
-        snprintf(path, sizeof(path), "%s/predictions.h5", out);
-    if ((st = dml__write_predictions(path, &m, &all, &mi)) != DML_OK)
-        goto out;
-    if (cfg->report)
-        snprintf(path, sizeof(path), "%s.json", cfg->report);
-    else
-        snprintf(path, sizeof(path), "%s/report.json", out);
-    if ((st = dml__write_file_durably(path, js.s, 0)) != DML_OK)
-        goto out;
-    if (cfg->report)
-        snprintf(path, sizeof(path), "%s.txt", cfg->report);
-    else
-        snprintf(path, sizeof(path), "%s/report.txt", out);
-    if ((st = dml__write_file_durably(path, tx.s, 0)) != DML_OK)
+    if ((st = dml__write_predictions(pred, &m, &all, &mi)) != DML_OK ||
+        (st = dml__write_file_durably(json, js.s, 0)) != DML_OK ||
+        (st = dml__write_file_durably(txt, tx.s, 0)) != DML_OK)
         goto out;
     if (text) {
         *text = tx.s;

@@ -90,10 +90,10 @@ dml_status_t dml__part_write(const char *out, const dml__part_t *p)
     snprintf(tmp, sizeof(tmp), "%s/.part-%05u.h5.tmp.%ld", out, p->task, (long)getpid());
     gethostname(host, sizeof(host) - 1);
     dml__h5_quiet_begin(&q);
-    f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    f = dml__h5_create(tmp, H5F_ACC_TRUNC);
     if (f < 0) {
         dml__h5_quiet_end(&q);
-        return dml_error_set(DML_ERR_IO, "%s: cannot create the part file", tmp);
+        return dml__create_failed(tmp, "part file");
     }
     /* The arrays first, the record (attributes, checksum last) after them. */
     if (dml__put(f, "id", H5T_NATIVE_UINT64, n, 0, p->id) != 0 ||

@@ -3,12 +3,21 @@
  * dataset. Launch it with srun --mpi=pmix or mpirun; every rank reads its part
  * of each global batch, gradients are summed across ranks. The work is in
  * dml_train.h; this file parses the command line and prints.
+ *
+ * Every rank parses the same command line. Whatever it finds wrong is
+ * recorded, not printed, and the ranks agree on it before anything else, so
+ * that an error on one rank (a --config file that differs on one node, an
+ * option given to one rank only) stops every rank with one message instead
+ * of leaving the others waiting in a collective; then the ranks check that
+ * they were all given the same configuration.
  */
 #include "config.h"
 
 #include "dml_ckpt.h"
+#include "dml_h5util.h"
 #include "dml_log.h"
 #include "dml_mpi.h"
+#include "dml_tool.h"
 #include "dml_train.h"
 
 #include <errno.h>
@@ -19,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +38,7 @@ void openblas_set_num_threads(int);
 
 static int g_rank, g_size;
 static FILE *g_metrics;
+static const char *g_metrics_path;
 static volatile sig_atomic_t g_stop;
 
 static void usage(FILE *out)
@@ -63,7 +74,8 @@ static void usage(FILE *out)
             "                         auto: shared where all ranks are on one node [auto]\n"
             "  --bucket-kb N          gradient bucket size for the allreduce [1024]\n"
             "  --log-every N          steps between progress lines [100; 0: epochs only]\n"
-            "  --metrics FILE         progress as JSON lines (pandas.read_json(lines=True))\n"
+            "  --metrics FILE         progress as JSON lines (pandas.read_json(lines=True));\n"
+            "                         appended to when training resumes\n"
             "  --output FILE          the trained model (HDF5), written only if training succeeds\n"
             "\nCheckpoints (see docs/checkpoints.md):\n"
             "  --checkpoint-dir DIR   write checkpoints here (a shared file system); with it,\n"
@@ -71,21 +83,29 @@ static void usage(FILE *out)
             "  --checkpoint-every N   every N optimiser steps [0: off]\n"
             "  --checkpoint-seconds T every T seconds [0: off]; also one at the end\n"
             "  --keep K               newest checkpoints kept [3; 0: all]\n"
-            "  --resume auto|never|PATH  auto: from the newest checkpoint in the directory\n"
-            "                         that loads [auto]; PATH: that file or directory\n"
+            "  --resume auto|never|PATH  auto: from the newest checkpoint of DIR's run that\n"
+            "                         loads [auto]; never: a new run (DIR's checkpoints are\n"
+            "                         moved to DIR/earlier-run-*); PATH: that file or directory\n"
             "  --signals LIST         checkpoint and stop on these [USR1,USR2,TERM]; none\n"
             "  --time-margin S        in a Slurm job, checkpoint and stop S seconds before\n"
             "                         its end time (asked of slurmctld) [60]\n"
+            "  --requeue              after such a stop, requeue the Slurm job through\n"
+            "                         slurmctld (no scontrol needed)\n"
+            "  --stall-timeout S      a rank not heard from, or not arriving where the others\n"
+            "                         wait, for S seconds is named (host, PID, step) and the\n"
+            "                         job ended with exit 75 [300; 0: never]\n"
             "  Exit status 75 means: checkpointed and stopped on request; requeue the job.\n"
             "  --config FILE          settings from an INI file: any option above as\n"
             "                         key = value (without --), optionally under [train];\n"
             "                         options on the command line win\n");
 }
 
+/* ---- option values --------------------------------------------------------
+ * A bad value is recorded (dml_error_set) and agreed on by every rank. */
+
 static int bad(const char *opt, const char *val, const char *want)
 {
-    if (g_rank == 0)
-        dml_error("%s '%s': expected %s", opt, val, want);
+    dml_error_set(DML_ERR_INVALID_ARG, "%s '%s': expected %s", opt, val, want);
     return 2;
 }
 
@@ -102,7 +122,147 @@ static int num(const char *opt, const char *val, double lo, double hi, double *o
     return 0;
 }
 
-/* ---- the configuration file ---------------------------------------------- */
+/* A whole number from lo to hi (messages print the limits as integers). */
+static int inum(const char *opt, const char *val, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    errno = 0;
+    v = strtoull(val, &end, 10);
+    if (*val == '\0' || *val == '-' || *val == '+' || *end != '\0' || errno != 0 || v < lo ||
+        v > hi) {
+        char want[96];
+        snprintf(want, sizeof(want), "a whole number from %llu to %llu", (unsigned long long)lo,
+                 (unsigned long long)hi);
+        return bad(opt, val, want);
+    }
+    *out = v;
+    return 0;
+}
+
+/* ---- the configuration file ------------------------------------------------
+ *
+ * libinih parses it, but reads a line into a buffer of INI_MAX_LINE bytes
+ * and goes on with the rest of a longer line as if it were a line of its
+ * own (the tail of a comment becomes a setting), and reads an indented line
+ * as the continuation of the key before it. So the file is read whole first
+ * and refused, with its true line number, where libinih would misread it: a
+ * line too long, bytes that are not text, an indented line, a key given
+ * twice. What passes is plain INI, which libinih reads as written. */
+
+#define CONFIG_MAX_BYTES (1 << 20)
+/* libinih's buffer holds the line, its newline and a NUL */
+#define CONFIG_MAX_LINE (INI_MAX_LINE - 2)
+#define CONFIG_MAX_KEYS 256
+
+static int config_prescan(const char *file)
+{
+    struct {
+        char section[64], key[64];
+        int line;
+    } seen[CONFIG_MAX_KEYS];
+    char section[64] = "", *buf = NULL;
+    size_t len, at = 0, nseen = 0, i;
+    struct stat sb;
+    FILE *f = NULL;
+    int line = 0, rc = 2;
+
+    if (stat(file, &sb) != 0) {
+        dml_error_set_errno(errno, "--config %s: cannot open", file);
+        return 2;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        dml_error_set(DML_ERR_INVALID_ARG, "--config %s: is %s, not a configuration file", file,
+                      S_ISDIR(sb.st_mode) ? "a directory" : "not a regular file");
+        return 2;
+    }
+    if (sb.st_size > CONFIG_MAX_BYTES) {
+        dml_error_set(DML_ERR_INVALID_ARG, "--config %s: %lld bytes, more than a configuration "
+                      "file has (at most %d)", file, (long long)sb.st_size, CONFIG_MAX_BYTES);
+        return 2;
+    }
+    if ((f = fopen(file, "rb")) == NULL) {
+        dml_error_set_errno(errno, "--config %s: cannot open", file);
+        return 2;
+    }
+    buf = malloc((size_t)sb.st_size + 1);
+    if (buf == NULL) {
+        dml_error_set(DML_ERR_NO_MEMORY, "--config %s: no memory", file);
+        goto out;
+    }
+    len = fread(buf, 1, (size_t)sb.st_size, f);
+    if (ferror(f)) {
+        dml_error_set_errno(errno ? errno : EIO, "--config %s: cannot read", file);
+        goto out;
+    }
+    if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) /* a UTF-8 byte order mark */
+        at = 3;
+    while (at < len) {
+        size_t end = at, n, k;
+        const char *p;
+        line++;
+        while (end < len && buf[end] != '\n')
+            end++;
+        n = end - at;
+        if (n > 0 && buf[at + n - 1] == '\r')
+            n--;
+        if (n > CONFIG_MAX_LINE) {
+            dml_error_set(DML_ERR_INVALID_ARG, "%s:%d: a line of %zu bytes; lines of up to %d "
+                          "are read (give a longer value on the command line)", file, line, n,
+                          CONFIG_MAX_LINE);
+            goto out;
+        }
+        for (k = 0; k < n; k++) {
+            const unsigned char c = (unsigned char)buf[at + k];
+            if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                dml_error_set(DML_ERR_INVALID_ARG, "%s:%d: byte 0x%02x at column %zu: not a "
+                              "text file", file, line, c, k + 1);
+                goto out;
+            }
+        }
+        p = buf + at;
+        for (k = 0; k < n && (p[k] == ' ' || p[k] == '\t'); k++)
+            ;
+        if (k < n && p[k] != '#' && p[k] != ';') {
+            if (k > 0) {
+                dml_error_set(DML_ERR_INVALID_ARG, "%s:%d: an indented line, which INI reads as "
+                              "the continuation of the value before it: start it at the "
+                              "beginning of the line", file, line);
+                goto out;
+            }
+            if (p[0] == '[') {
+                const char *close = memchr(p, ']', n);
+                size_t sl = close ? (size_t)(close - p - 1) : 0;
+                snprintf(section, sizeof(section), "%.*s", (int)(sl < 63 ? sl : 63), p + 1);
+            } else {
+                size_t kl = 0;
+                while (kl < n && p[kl] != '=' && p[kl] != ':')
+                    kl++;
+                while (kl > 0 && (p[kl - 1] == ' ' || p[kl - 1] == '\t'))
+                    kl--;
+                for (i = 0; i < nseen; i++)
+                    if (strcmp(seen[i].section, section) == 0 && strlen(seen[i].key) == kl &&
+                        strncmp(seen[i].key, p, kl) == 0) {
+                        dml_error_set(DML_ERR_INVALID_ARG, "%s:%d: '%s' is given twice (first on "
+                                      "line %d)", file, line, seen[i].key, seen[i].line);
+                        goto out;
+                    }
+                if (nseen < CONFIG_MAX_KEYS && kl < sizeof(seen[0].key)) {
+                    snprintf(seen[nseen].section, sizeof(seen[0].section), "%s", section);
+                    snprintf(seen[nseen].key, sizeof(seen[0].key), "%.*s", (int)kl, p);
+                    seen[nseen++].line = line;
+                }
+            }
+        }
+        at = end + 1;
+    }
+    rc = 0;
+out:
+    free(buf);
+    fclose(f);
+    return rc;
+}
 
 typedef struct {
     const struct option *opts;
@@ -154,8 +314,8 @@ static int ini_entry(void *user, const char *section, const char *name, const ch
 
 /* Finds --config FILE in argv and returns a new argv with the file's settings
  * before the command line's (getopt takes the last value: flags win). NULL
- * with rc set on an error, which every rank finds alike. */
-static char **with_config(int *argc, char **argv, const struct option *opts, int *rc)
+ * with the detail recorded on an error. */
+static char **with_config(int *argc, char **argv, const struct option *opts)
 {
     static char *args[1000];
     ini_args_t a = {opts, args, 0, ""};
@@ -171,22 +331,20 @@ static char **with_config(int *argc, char **argv, const struct option *opts, int
     }
     if (file == NULL)
         return argv;
+    if (config_prescan(file) != 0)
+        return NULL;
     line = ini_parse(file, ini_entry, &a);
     if (line != 0) {
-        /* Recorded, not printed: main agrees on it across ranks (the file
-         * may be missing on one node only) and rank 0 prints it once. */
         if (line == -1)
             dml_error_set_errno(errno, "--config %s: cannot open", file);
         else
             dml_error_set(DML_ERR_INVALID_ARG, "%s:%d: %s", file, line,
                           a.why[0] ? a.why : "not an INI line (key = value)");
-        *rc = 2;
         return NULL;
     }
     out = calloc((size_t)*argc + (size_t)a.n + 1, sizeof(char *));
     if (out == NULL) {
         dml_error_set(DML_ERR_NO_MEMORY, "--config %s: no memory", file);
-        *rc = 2;
         return NULL;
     }
     out[0] = argv[0];
@@ -205,6 +363,8 @@ static char **with_config(int *argc, char **argv, const struct option *opts, int
     return out;
 }
 
+/* ---- progress ---------------------------------------------------------- */
+
 static void skipped(void *arg, const char *why)
 {
     (void)arg;
@@ -212,21 +372,30 @@ static void skipped(void *arg, const char *why)
         dml_warn("passing over checkpoint %s", why);
 }
 
-static void report(void *arg, const dml_progress_t *p)
+/* A metrics line could not be written (a full disk): training stops, on
+ * every rank (the trainer agrees on the callback's status). */
+static dml_status_t metrics_flush(void)
+{
+    if (fflush(g_metrics) != 0 || ferror(g_metrics))
+        return dml_error_set_errno(errno ? errno : EIO, "%s: cannot write the metrics",
+                                   g_metrics_path);
+    return DML_OK;
+}
+
+static dml_status_t report(void *arg, const dml_progress_t *p)
 {
     (void)arg;
     if (g_rank != 0)
-        return;
+        return DML_OK;
     if (p->checkpoint != NULL) {
         dml_info("checkpoint at step %llu (%s): %s in %.3f s", (unsigned long long)p->step,
                  p->checkpoint_reason, p->checkpoint, p->checkpoint_seconds);
-        if (g_metrics != NULL) {
-            fprintf(g_metrics, "{\"type\": \"checkpoint\", \"epoch\": %llu, \"step\": %llu, "
-                    "\"seconds\": %.6f, \"reason\": \"%s\"}\n", (unsigned long long)p->epoch,
-                    (unsigned long long)p->step, p->checkpoint_seconds, p->checkpoint_reason);
-            fflush(g_metrics);
-        }
-        return;
+        if (g_metrics == NULL)
+            return DML_OK;
+        fprintf(g_metrics, "{\"type\": \"checkpoint\", \"epoch\": %llu, \"step\": %llu, "
+                "\"seconds\": %.6f, \"reason\": \"%s\"}\n", (unsigned long long)p->epoch,
+                (unsigned long long)p->step, p->checkpoint_seconds, p->checkpoint_reason);
+        return metrics_flush();
     }
     if (p->is_epoch) {
         char test[96] = "";
@@ -242,20 +411,20 @@ static void report(void *arg, const dml_progress_t *p)
                  "comm %.0f%% data %.0f%%",
                  (unsigned long long)p->epoch, (unsigned long long)p->step, p->loss, p->accuracy,
                  p->lr, p->samples_per_s, 100 * p->compute, 100 * p->comm, 100 * p->data);
-    if (g_metrics != NULL) {
-        fprintf(g_metrics,
-                "{\"type\": \"%s\", \"epoch\": %llu, \"step\": %llu, \"loss\": %.6g, \"accuracy\": "
-                "%.6g, \"lr\": %.6g, \"samples_per_s\": %.6g, \"compute\": %.4f, \"comm\": %.4f, "
-                "\"data\": %.4f",
-                p->is_epoch ? "epoch" : "step", (unsigned long long)p->epoch,
-                (unsigned long long)p->step, p->loss, p->accuracy, p->lr, p->samples_per_s,
-                p->compute, p->comm, p->data);
-        if (p->has_test)
-            fprintf(g_metrics, ", \"test_loss\": %.6g, \"test_accuracy\": %.6g", p->test_loss,
-                    p->test_accuracy);
-        fputs("}\n", g_metrics);
-        fflush(g_metrics);
-    }
+    if (g_metrics == NULL)
+        return DML_OK;
+    fprintf(g_metrics,
+            "{\"type\": \"%s\", \"epoch\": %llu, \"step\": %llu, \"loss\": %.6g, \"accuracy\": "
+            "%.6g, \"lr\": %.6g, \"samples_per_s\": %.6g, \"compute\": %.4f, \"comm\": %.4f, "
+            "\"data\": %.4f",
+            p->is_epoch ? "epoch" : "step", (unsigned long long)p->epoch,
+            (unsigned long long)p->step, p->loss, p->accuracy, p->lr, p->samples_per_s,
+            p->compute, p->comm, p->data);
+    if (p->has_test)
+        fprintf(g_metrics, ", \"test_loss\": %.6g, \"test_accuracy\": %.6g", p->test_loss,
+                p->test_accuracy);
+    fputs("}\n", g_metrics);
+    return metrics_flush();
 }
 
 /*
@@ -312,8 +481,272 @@ static void hold_setup(dml_trainer_config_t *cfg, hold_t *h)
     cfg->on_step_arg = h;
 }
 
+/* The stall watchdog found a rank that does not come (called once, from its
+ * thread): the others cannot leave the collective they wait in, so the job
+ * ends here, with the status that makes train.sbatch requeue it: it resumes
+ * from the newest checkpoint, on the nodes Slurm gives it then. */
+static void stalled(void *arg, const char *report)
+{
+    (void)arg;
+    dml_error("stalled: %s; ending the job (exit %d): requeued, it resumes from the newest "
+              "checkpoint", report, DML_CKPT_EXIT_REQUEUE);
+    /* The launcher (mpirun, slurmstepd) forwards output asynchronously and
+     * MPI_Abort ends it at once: give the line a moment to get out. */
+    fflush(stderr);
+    sleep(1);
+    MPI_Abort(MPI_COMM_WORLD, DML_CKPT_EXIT_REQUEUE);
+}
+
+/* ---- what every rank must share ------------------------------------------ */
+
+typedef struct {
+    dml_trainer_config_t cfg;
+    const char *model, *metrics, *output, *resume, *signals;
+    double momentum, wd;
+    int threads, nesterov, opt_type, requeue;
+} options_t;
+
+/* The effective configuration, one setting a line; floats exactly (%a). */
+static void options_text(const options_t *o, char *buf, size_t len)
+{
+    const dml_trainer_config_t *c = &o->cfg;
+
+    snprintf(buf, len,
+             "train=%s\ntest=%s\nmodel=%s\nepochs=%d\nbatch=%d\naccum=%d\noptimizer=%d\nlr=%a\n"
+             "momentum=%a\nnesterov=%d\nweight-decay=%a\nschedule=%d\nwarmup=%llu\n"
+             "step-every=%llu\ngamma=%a\nclip=%a\nseed=%llu\nshuffle=%d\ncache=%d\nprefetch=%d\n"
+             "blas-threads=%d\ngrad-reduce=%d\nbucket-kb=%zu\nlog-every=%d\nmetrics=%s\n"
+             "output=%s\ncheckpoint-dir=%s\ncheckpoint-every=%llu\ncheckpoint-seconds=%a\n"
+             "keep=%d\nresume=%s\nsignals=%s\ntime-margin=%a\nrequeue=%d\nstall-timeout=%a\n",
+             c->train_dir ? c->train_dir : "", c->test_dir ? c->test_dir : "",
+             o->model ? o->model : "", c->epochs, c->batch, c->accum, o->opt_type,
+             (double)c->lr.base, o->momentum, o->nesterov, o->wd, (int)c->lr.kind,
+             (unsigned long long)c->lr.warmup, (unsigned long long)c->lr.step_every,
+             (double)c->lr.gamma, c->clip, (unsigned long long)c->seed, (int)c->shuffle,
+             (int)c->cache, c->prefetch, o->threads, (int)c->grad_reduce, c->bucket_bytes / 1024,
+             c->log_every, o->metrics ? o->metrics : "", o->output ? o->output : "",
+             c->ckpt_dir ? c->ckpt_dir : "", (unsigned long long)c->ckpt_every, c->ckpt_seconds,
+             c->ckpt_keep, o->resume, o->signals, c->deadline_margin, o->requeue, c->stall_timeout);
+}
+
+/* Line n (from 0) of text into out. */
+static void nth_line(const char *text, int n, char *out, size_t len)
+{
+    const char *p = text, *e;
+
+    while (n-- > 0 && (p = strchr(p, '\n')) != NULL)
+        p++;
+    if (p == NULL) {
+        snprintf(out, len, "(nothing)");
+        return;
+    }
+    e = strchr(p, '\n');
+    snprintf(out, len, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
+}
+
+/* Collective: every rank's effective configuration is rank 0's, or every
+ * rank fails naming the first setting that differs (training with several
+ * models or batch sizes at once runs on, silently wrong, or hangs). */
+static dml_status_t agree_options(const options_t *o)
+{
+    char mine[8192], theirs[8192], a[512], b[512];
+    dml_status_t st = DML_OK;
+    int i;
+
+    options_text(o, mine, sizeof(mine));
+    memcpy(theirs, mine, sizeof(theirs));
+    MPI_Bcast(theirs, (int)sizeof(theirs), MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (strcmp(mine, theirs) != 0) {
+        for (i = 0;; i++) {
+            nth_line(mine, i, a, sizeof(a));
+            nth_line(theirs, i, b, sizeof(b));
+            if (strcmp(a, b) != 0)
+                break;
+        }
+        st = dml_error_set(DML_ERR_MISMATCH, "rank %d was started with %s, rank 0 with %s: every "
+                           "rank must be given the same options (and the same --config file)",
+                           g_rank, a, b);
+    }
+    return dml_mpi_agree(MPI_COMM_WORLD, st, NULL);
+}
+
+/* Rank 0, before training: every output can be written, and none replaces
+ * an input or a file of another kind (docs/training.md). */
+static dml_status_t check_outputs(const options_t *o)
+{
+    const char *inputs[1] = {o->resume};
+    char index[4300], kind[128];
+    dml_status_t st;
+
+    if (o->output != NULL &&
+        (st = dml__output_check(o->output, "slurm-dml model", "model file", inputs, 1)) != DML_OK)
+        return st;
+    if (o->metrics != NULL &&
+        (st = dml__output_check_text(o->metrics, "{\"type\": ", "metrics file", NULL, 0)) != DML_OK)
+        return st;
+    if (o->cfg.ckpt_dir != NULL) {
+        snprintf(index, sizeof(index), "%s/index.h5", o->cfg.ckpt_dir);
+        if (dml__h5_file_format(index, kind, sizeof(kind)) == 0 &&
+            strcmp(kind, DML_DATASET_FORMAT) == 0)
+            return dml_error_set(DML_ERR_EXISTS, "--checkpoint-dir %s: is a dataset: checkpoints "
+                                 "go to a directory of their own", o->cfg.ckpt_dir);
+        if ((st = dml_ckpt_dir_prepare(o->cfg.ckpt_dir)) != DML_OK)
+            return st;
+    }
+    return DML_OK;
+}
+
+/* ---- the command line ----------------------------------------------------- */
+
+static const struct option opts[] = {
+    {"train", required_argument, 0, 'T'},     {"test", required_argument, 0, 't'},
+    {"model", required_argument, 0, 'm'},     {"epochs", required_argument, 0, 'e'},
+    {"batch", required_argument, 0, 'b'},     {"accum", required_argument, 0, 'a'},
+    {"optimizer", required_argument, 0, 'o'}, {"lr", required_argument, 0, 'l'},
+    {"momentum", required_argument, 0, 'M'},  {"nesterov", no_argument, 0, 'n'},
+    {"weight-decay", required_argument, 0, 'w'}, {"schedule", required_argument, 0, 's'},
+    {"warmup", required_argument, 0, 'W'},    {"step-every", required_argument, 0, 'E'},
+    {"gamma", required_argument, 0, 'g'},     {"clip", required_argument, 0, 'c'},
+    {"seed", required_argument, 0, 'S'},      {"shuffle", required_argument, 0, 'h' + 256},
+    {"cache", required_argument, 0, 'C'},     {"prefetch", required_argument, 0, 'p'},
+    {"blas-threads", required_argument, 0, 'B'}, {"bucket-kb", required_argument, 0, 'K'},
+    {"log-every", required_argument, 0, 'L'}, {"metrics", required_argument, 0, 'j'},
+    {"output", required_argument, 0, 'O'},    {"help", no_argument, 0, 'h'},
+    {"config", required_argument, 0, 'F'},
+    {"checkpoint-dir", required_argument, 0, 'D' + 256},
+    {"checkpoint-every", required_argument, 0, 'N' + 256},
+    {"checkpoint-seconds", required_argument, 0, 'Z' + 256},
+    {"keep", required_argument, 0, 'k' + 256}, {"resume", required_argument, 0, 'r' + 256},
+    {"signals", required_argument, 0, 'x' + 256},
+    {"time-margin", required_argument, 0, 'y' + 256},
+    {"requeue", no_argument, 0, 'q' + 256},
+    {"stall-timeout", required_argument, 0, 'z' + 256},
+    {"grad-reduce", required_argument, 0, 'R' + 256}, {0, 0, 0, 0}};
+
+/* Parses argv into o; 0, 1 for --help, or 2 with the detail recorded. */
+static int parse_options(int argc, char **argv, options_t *o)
+{
+    dml_trainer_config_t *cfg = &o->cfg;
+    uint64_t u;
+    double v;
+    int c, rc = 0;
+
+    opterr = 0; /* getopt's own messages would come from every rank */
+    while (rc == 0 && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case 'T': cfg->train_dir = optarg; break;
+        case 't': cfg->test_dir = optarg; break;
+        case 'm': o->model = optarg; break;
+        case 'e': rc = inum("--epochs", optarg, 1, 1000000, &u); cfg->epochs = (int)u; break;
+        case 'b': rc = inum("--batch", optarg, 1, 1 << 20, &u); cfg->batch = (int)u; break;
+        case 'a': rc = inum("--accum", optarg, 1, 1 << 16, &u); cfg->accum = (int)u; break;
+        case 'o':
+            if (strcmp(optarg, "sgd") == 0) o->opt_type = DML_OPT_SGD;
+            else if (strcmp(optarg, "adamw") == 0) o->opt_type = DML_OPT_ADAMW;
+            else rc = bad("--optimizer", optarg, "sgd or adamw");
+            break;
+        case 'l': rc = num("--lr", optarg, 1e-30, 1e30, &v); cfg->lr.base = (float)v; break;
+        case 'M': rc = num("--momentum", optarg, 0, 0.999999, &o->momentum); break;
+        case 'n': o->nesterov = 1; break;
+        case 'w': rc = num("--weight-decay", optarg, 0, 1e3, &o->wd); break;
+        case 's':
+            if (strcmp(optarg, "constant") == 0) cfg->lr.kind = DML_LR_CONSTANT;
+            else if (strcmp(optarg, "step") == 0) cfg->lr.kind = DML_LR_STEP;
+            else if (strcmp(optarg, "cosine") == 0) cfg->lr.kind = DML_LR_COSINE;
+            else rc = bad("--schedule", optarg, "constant, step or cosine");
+            break;
+        case 'W': rc = inum("--warmup", optarg, 0, 1000000000000ULL, &cfg->lr.warmup); break;
+        case 'E': rc = inum("--step-every", optarg, 1, 1000000000000ULL, &cfg->lr.step_every); break;
+        case 'g': rc = num("--gamma", optarg, 0, 1, &v); cfg->lr.gamma = (float)v; break;
+        case 'c': rc = num("--clip", optarg, 0, 1e12, &cfg->clip); break;
+        case 'S': rc = inum("--seed", optarg, 0, UINT64_MAX, &cfg->seed); break;
+        case 'h' + 256:
+            if (strcmp(optarg, "full") == 0) cfg->shuffle = DML_SHUFFLE_FULL;
+            else if (strcmp(optarg, "window") == 0) cfg->shuffle = DML_SHUFFLE_WINDOW;
+            else if (strcmp(optarg, "none") == 0) cfg->shuffle = DML_SHUFFLE_NONE;
+            else rc = bad("--shuffle", optarg, "full, window or none");
+            break;
+        case 'C':
+            if (strcmp(optarg, "auto") == 0) cfg->cache = DML_CACHE_AUTO;
+            else if (strcmp(optarg, "on") == 0) cfg->cache = DML_CACHE_ON;
+            else if (strcmp(optarg, "off") == 0) cfg->cache = DML_CACHE_OFF;
+            else rc = bad("--cache", optarg, "auto, on or off");
+            break;
+        case 'p': rc = inum("--prefetch", optarg, 0, 1024, &u); cfg->prefetch = (int)u; break;
+        case 'B': rc = inum("--blas-threads", optarg, 1, 1024, &u); o->threads = (int)u; break;
+        case 'R' + 256:
+            if (strcmp(optarg, "auto") == 0) cfg->grad_reduce = DML_DP_AUTO;
+            else if (strcmp(optarg, "allreduce") == 0) cfg->grad_reduce = DML_DP_ALLREDUCE;
+            else if (strcmp(optarg, "shared") == 0) cfg->grad_reduce = DML_DP_SHARED;
+            else rc = bad("--grad-reduce", optarg, "auto, allreduce or shared");
+            break;
+        case 'K':
+            rc = inum("--bucket-kb", optarg, 1, 1 << 22, &u);
+            cfg->bucket_bytes = (size_t)u * 1024;
+            break;
+        case 'L': rc = inum("--log-every", optarg, 0, INT32_MAX, &u); cfg->log_every = (int)u; break;
+        case 'j': o->metrics = optarg; break;
+        case 'O': o->output = optarg; break;
+        case 'F': break; /* read by with_config */
+        case 'D' + 256: cfg->ckpt_dir = optarg; break;
+        case 'N' + 256: rc = inum("--checkpoint-every", optarg, 0, 1000000000000000ULL, &cfg->ckpt_every); break;
+        case 'Z' + 256: rc = num("--checkpoint-seconds", optarg, 0, 1e9, &cfg->ckpt_seconds); break;
+        case 'k' + 256: rc = inum("--keep", optarg, 0, 1000000, &u); cfg->ckpt_keep = (int)u; break;
+        case 'r' + 256: o->resume = optarg; break;
+        case 'x' + 256: o->signals = optarg; break;
+        case 'y' + 256: rc = num("--time-margin", optarg, 0, 1e9, &cfg->deadline_margin); break;
+        case 'q' + 256: o->requeue = 1; break;
+        case 'z' + 256: rc = num("--stall-timeout", optarg, 0, 1e9, &cfg->stall_timeout); break;
+        case 'h': return 1;
+        case ':':
+            dml_error_set(DML_ERR_INVALID_ARG, "%s: needs a value (see --help)", argv[optind - 1]);
+            return 2;
+        default:
+            dml_error_set(DML_ERR_INVALID_ARG, "unknown option '%s' (see --help)", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (rc != 0)
+        return rc;
+    if (cfg->train_dir == NULL || o->model == NULL) {
+        dml_error_set(DML_ERR_INVALID_ARG, "--train and --model are required (see --help)");
+        return 2;
+    }
+    if (optind != argc) {
+        dml_error_set(DML_ERR_INVALID_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
+        return 2;
+    }
+    if (dml_model_spec_parse(o->model, &cfg->spec) != DML_OK) {
+        dml_error_set(DML_ERR_INVALID_ARG, "--model: %s", dml_error_message());
+        return 2;
+    }
+    if (strcmp(o->resume, "never") == 0 && cfg->ckpt_dir == NULL) {
+        dml_error_set(DML_ERR_INVALID_ARG, "--resume never: without --checkpoint-dir there is "
+                      "nothing to resume from anyway");
+        return 2;
+    }
+    if (cfg->ckpt_dir != NULL && dml_ckpt_signals_install(o->signals, &g_stop) != DML_OK) {
+        dml_error_set(DML_ERR_INVALID_ARG, "--signals: %s", dml_error_message());
+        return 2;
+    }
+    return 0;
+}
+
+/* The Slurm job this runs in (SLURM_JOB_ID), or 0. */
+static uint32_t slurm_job(void)
+{
+    const char *id = getenv("SLURM_JOB_ID");
+    char *end;
+    unsigned long v;
+
+    if (id == NULL || *id == '\0')
+        return 0;
+    v = strtoul(id, &end, 10);
+    return *end == '\0' && v <= UINT32_MAX ? (uint32_t)v : 0;
+}
+
 /* An agreed failure before training: rank 0 prints it, every rank leaves. */
-static int fail_before_training(dml_trainer_t *tr)
+static int fail_before_training(dml_trainer_t *tr, int rc)
 {
     if (g_rank == 0)
         dml_error("%s", dml_error_message());
@@ -321,236 +754,194 @@ static int fail_before_training(dml_trainer_t *tr)
     if (g_metrics)
         fclose(g_metrics);
     MPI_Finalize();
-    return 1;
+    return rc;
+}
+
+/* After a checkpoint and stop: exit 75, the job requeued if asked. */
+static int stopped(const options_t *o)
+{
+    const uint32_t job = slurm_job();
+
+    if (g_rank != 0)
+        return DML_CKPT_EXIT_REQUEUE;
+    dml_info("%s; exit %d: requeue the job to continue", dml_error_message(),
+             DML_CKPT_EXIT_REQUEUE);
+    if (!o->requeue)
+        return DML_CKPT_EXIT_REQUEUE;
+    if (job == 0)
+        dml_warn("--requeue: not in a Slurm job (no SLURM_JOB_ID): nothing to requeue");
+    else if (dml_ckpt_slurm_requeue(job) != DML_OK)
+        dml_error("--requeue: %s", dml_error_message());
+    else
+        dml_info("requeued job %u through slurmctld: Slurm starts it again after its requeue "
+                 "delay (about two minutes; `scontrol update jobid=%u StartTime=now` lifts it) "
+                 "and it resumes from the checkpoint", job, job);
+    return DML_CKPT_EXIT_REQUEUE;
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"train", required_argument, 0, 'T'},     {"test", required_argument, 0, 't'},
-        {"model", required_argument, 0, 'm'},     {"epochs", required_argument, 0, 'e'},
-        {"batch", required_argument, 0, 'b'},     {"accum", required_argument, 0, 'a'},
-        {"optimizer", required_argument, 0, 'o'}, {"lr", required_argument, 0, 'l'},
-        {"momentum", required_argument, 0, 'M'},  {"nesterov", no_argument, 0, 'n'},
-        {"weight-decay", required_argument, 0, 'w'}, {"schedule", required_argument, 0, 's'},
-        {"warmup", required_argument, 0, 'W'},    {"step-every", required_argument, 0, 'E'},
-        {"gamma", required_argument, 0, 'g'},     {"clip", required_argument, 0, 'c'},
-        {"seed", required_argument, 0, 'S'},      {"shuffle", required_argument, 0, 'h' + 256},
-        {"cache", required_argument, 0, 'C'},     {"prefetch", required_argument, 0, 'p'},
-        {"blas-threads", required_argument, 0, 'B'}, {"bucket-kb", required_argument, 0, 'K'},
-        {"log-every", required_argument, 0, 'L'}, {"metrics", required_argument, 0, 'j'},
-        {"output", required_argument, 0, 'O'},    {"help", no_argument, 0, 'h'},
-        {"config", required_argument, 0, 'F'},
-        {"checkpoint-dir", required_argument, 0, 'D' + 256},
-        {"checkpoint-every", required_argument, 0, 'N' + 256},
-        {"checkpoint-seconds", required_argument, 0, 'Z' + 256},
-        {"keep", required_argument, 0, 'k' + 256}, {"resume", required_argument, 0, 'r' + 256},
-        {"signals", required_argument, 0, 'x' + 256},
-        {"time-margin", required_argument, 0, 'y' + 256},
-        {"grad-reduce", required_argument, 0, 'R' + 256}, {0, 0, 0, 0}};
-    dml_trainer_config_t cfg;
+    options_t o;
+    dml_trainer_config_t *cfg = &o.cfg;
     dml_trainer_t *tr = NULL;
-    const char *model = NULL, *metrics = NULL, *output = NULL, *resume = "auto";
-    const char *signals = "USR1,USR2,TERM";
     dml_resume_info_t ri;
     hold_t hold = {0, NULL};
-    double v, momentum = -1, wd = -1;
-    int provided, c, rc = 0, threads = 1, nesterov = 0, opt_type = DML_OPT_SGD;
+    int provided, rc = 0, failed_rank;
+    uint32_t job;
     dml_status_t st;
 
+    dml_log_init("dml-train", -1);
+    if (dml_tool_launch_check("dml-train"))
+        return 2;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
-    dml_log_init("dml-train", -1);
+    dml_tool_hdf5_quiet();
     dml_log_set_rank(g_size > 1 ? g_rank : -1);
-    dml_trainer_config_init(&cfg);
-    argv = with_config(&argc, argv, opts, &rc);
-    if (dml_mpi_agree(MPI_COMM_WORLD, argv == NULL ? DML_ERR_INVALID_ARG : DML_OK, NULL) != DML_OK) {
+
+    memset(&o, 0, sizeof(o));
+    dml_trainer_config_init(cfg);
+    o.resume = "auto";
+    o.signals = "USR1,USR2,TERM";
+    o.momentum = o.wd = -1;
+    o.threads = 1;
+    o.opt_type = DML_OPT_SGD;
+    cfg->stall_timeout = 300;
+    cfg->on_stall = stalled;
+    argv = with_config(&argc, argv, opts);
+    rc = argv == NULL ? 2 : parse_options(argc, argv, &o);
+    /* Every rank parsed its own command line: agree before anything else. */
+    st = dml_mpi_agree(MPI_COMM_WORLD, rc == 2 ? dml_error_status() : DML_OK, &failed_rank);
+    if (st != DML_OK) {
+        if (g_rank == 0) {
+            if (failed_rank > 0)
+                dml_error("rank %d: %s", failed_rank, dml_error_message());
+            else
+                dml_error("%s", dml_error_message());
+        }
+        MPI_Finalize();
+        return 2;
+    }
+    if (rc == 1) {
+        if (g_rank == 0)
+            usage(stdout);
+        MPI_Finalize();
+        return 0;
+    }
+    if (agree_options(&o) != DML_OK) {
         if (g_rank == 0)
             dml_error("%s", dml_error_message());
         MPI_Finalize();
         return 2;
     }
+    st = g_rank == 0 ? check_outputs(&o) : DML_OK;
+    if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) != DML_OK)
+        return fail_before_training(NULL, 1);
 
-    /* Every rank parses the same arguments: all refuse alike, none waits. */
-    while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'T': cfg.train_dir = optarg; break;
-        case 't': cfg.test_dir = optarg; break;
-        case 'm': model = optarg; break;
-        case 'e': rc = num("--epochs", optarg, 1, 1e6, &v); cfg.epochs = (int)v; break;
-        case 'b': rc = num("--batch", optarg, 1, 1 << 20, &v); cfg.batch = (int)v; break;
-        case 'a': rc = num("--accum", optarg, 1, 1 << 16, &v); cfg.accum = (int)v; break;
-        case 'o':
-            if (strcmp(optarg, "sgd") == 0) opt_type = DML_OPT_SGD;
-            else if (strcmp(optarg, "adamw") == 0) opt_type = DML_OPT_ADAMW;
-            else rc = bad("--optimizer", optarg, "sgd or adamw");
-            break;
-        case 'l': rc = num("--lr", optarg, 1e-30, 1e30, &v); cfg.lr.base = (float)v; break;
-        case 'M': rc = num("--momentum", optarg, 0, 0.999999, &momentum); break;
-        case 'n': nesterov = 1; break;
-        case 'w': rc = num("--weight-decay", optarg, 0, 1e3, &wd); break;
-        case 's':
-            if (strcmp(optarg, "constant") == 0) cfg.lr.kind = DML_LR_CONSTANT;
-            else if (strcmp(optarg, "step") == 0) cfg.lr.kind = DML_LR_STEP;
-            else if (strcmp(optarg, "cosine") == 0) cfg.lr.kind = DML_LR_COSINE;
-            else rc = bad("--schedule", optarg, "constant, step or cosine");
-            break;
-        case 'W': rc = num("--warmup", optarg, 0, 1e12, &v); cfg.lr.warmup = (uint64_t)v; break;
-        case 'E': rc = num("--step-every", optarg, 1, 1e12, &v); cfg.lr.step_every = (uint64_t)v; break;
-        case 'g': rc = num("--gamma", optarg, 0, 1, &v); cfg.lr.gamma = (float)v; break;
-        case 'c': rc = num("--clip", optarg, 0, 1e12, &cfg.clip); break;
-        case 'S': rc = num("--seed", optarg, 0, 1e18, &v); cfg.seed = (uint64_t)v; break;
-        case 'h' + 256:
-            if (strcmp(optarg, "full") == 0) cfg.shuffle = DML_SHUFFLE_FULL;
-            else if (strcmp(optarg, "window") == 0) cfg.shuffle = DML_SHUFFLE_WINDOW;
-            else if (strcmp(optarg, "none") == 0) cfg.shuffle = DML_SHUFFLE_NONE;
-            else rc = bad("--shuffle", optarg, "full, window or none");
-            break;
-        case 'C':
-            if (strcmp(optarg, "auto") == 0) cfg.cache = DML_CACHE_AUTO;
-            else if (strcmp(optarg, "on") == 0) cfg.cache = DML_CACHE_ON;
-            else if (strcmp(optarg, "off") == 0) cfg.cache = DML_CACHE_OFF;
-            else rc = bad("--cache", optarg, "auto, on or off");
-            break;
-        case 'p': rc = num("--prefetch", optarg, 0, 1024, &v); cfg.prefetch = (int)v; break;
-        case 'B': rc = num("--blas-threads", optarg, 1, 1024, &v); threads = (int)v; break;
-        case 'R' + 256:
-            if (strcmp(optarg, "auto") == 0) cfg.grad_reduce = DML_DP_AUTO;
-            else if (strcmp(optarg, "allreduce") == 0) cfg.grad_reduce = DML_DP_ALLREDUCE;
-            else if (strcmp(optarg, "shared") == 0) cfg.grad_reduce = DML_DP_SHARED;
-            else rc = bad("--grad-reduce", optarg, "auto, allreduce or shared");
-            break;
-        case 'K': rc = num("--bucket-kb", optarg, 1, 1 << 22, &v); cfg.bucket_bytes = (size_t)v * 1024; break;
-        case 'L': rc = num("--log-every", optarg, 0, 1e12, &v); cfg.log_every = (int)v; break;
-        case 'j': metrics = optarg; break;
-        case 'O': output = optarg; break;
-        case 'F': break; /* read by with_config */
-        case 'D' + 256: cfg.ckpt_dir = optarg; break;
-        case 'N' + 256: rc = num("--checkpoint-every", optarg, 0, 1e15, &v); cfg.ckpt_every = (uint64_t)v; break;
-        case 'Z' + 256: rc = num("--checkpoint-seconds", optarg, 0, 1e9, &cfg.ckpt_seconds); break;
-        case 'k' + 256: rc = num("--keep", optarg, 0, 1e6, &v); cfg.ckpt_keep = (int)v; break;
-        case 'r' + 256: resume = optarg; break;
-        case 'x' + 256: signals = optarg; break;
-        case 'y' + 256: rc = num("--time-margin", optarg, 0, 1e9, &cfg.deadline_margin); break;
-        case 'h':
-            if (g_rank == 0)
-                usage(stdout);
-            MPI_Finalize();
-            return 0;
-        default: rc = 2; break;
-        }
-    }
-    if (rc == 0 && (cfg.train_dir == NULL || model == NULL || optind != argc)) {
-        if (g_rank == 0)
-            dml_error("--train and --model are required (see --help)");
-        rc = 2;
-    }
-    if (rc == 0 && dml_model_spec_parse(model, &cfg.spec) != DML_OK) {
-        if (g_rank == 0)
-            dml_error("--model: %s", dml_error_message());
-        rc = 2;
-    }
-    if (rc == 0 && cfg.ckpt_dir != NULL && dml_ckpt_signals_install(signals, &g_stop) != DML_OK) {
-        if (g_rank == 0)
-            dml_error("--signals: %s", dml_error_message());
-        rc = 2;
-    }
-    if (rc != 0) {
-        MPI_Finalize();
-        return rc;
-    }
-    if (cfg.ckpt_dir != NULL) {
-        cfg.stop = &g_stop;
+    job = slurm_job();
+    if (cfg->ckpt_dir != NULL) {
+        cfg->stop = &g_stop;
         /* A write past a file size limit must fail with EFBIG and be
          * reported, not kill the process half-way through a checkpoint. */
         signal(SIGXFSZ, SIG_IGN);
         /* Rank 0 asks slurmctld once; the loop compares on rank 0 only. */
-        if (g_rank == 0 && getenv("SLURM_JOB_ID") != NULL) {
+        if (g_rank == 0 && job != 0) {
             time_t end;
-            if (dml_ckpt_slurm_end_time(&end) == DML_OK) {
-                cfg.deadline = (double)end;
+            if (dml_ckpt_slurm_end_time(job, &end) == DML_OK) {
+                cfg->deadline = (double)end;
                 if (end != 0)
-                    dml_info("job %s ends in %.0f s: checkpoint and stop %.0f s before",
-                             getenv("SLURM_JOB_ID"), difftime(end, time(NULL)), cfg.deadline_margin);
+                    dml_info("job %u ends in %.0f s: checkpoint and stop %.0f s before", job,
+                             difftime(end, time(NULL)), cfg->deadline_margin);
             } else {
                 dml_warn("%s; only signals stop training early", dml_error_message());
             }
         }
     }
-    dml_opt_config_init(&cfg.opt, (dml_opt_type_t)opt_type);
-    if (momentum >= 0)
-        cfg.opt.momentum = (float)momentum;
-    if (wd >= 0)
-        cfg.opt.weight_decay = (float)wd;
-    cfg.opt.nesterov = nesterov;
-    hold_setup(&cfg, &hold);
+    dml_opt_config_init(&cfg->opt, (dml_opt_type_t)o.opt_type);
+    if (o.momentum >= 0)
+        cfg->opt.momentum = (float)o.momentum;
+    if (o.wd >= 0)
+        cfg->opt.weight_decay = (float)o.wd;
+    cfg->opt.nesterov = o.nesterov;
+    hold_setup(cfg, &hold);
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
-    openblas_set_num_threads(threads);
-#else
-    (void)threads;
+    openblas_set_num_threads(o.threads);
 #endif
 
-    st = dml_trainer_create(MPI_COMM_WORLD, &cfg, &tr);
-    if (st == DML_OK && cfg.ckpt_dir != NULL && g_rank == 0)
-        st = dml_ckpt_dir_prepare(cfg.ckpt_dir);
-    if (st == DML_OK && metrics != NULL && g_rank == 0 && (g_metrics = fopen(metrics, "w")) == NULL)
-        st = dml_error_set_errno(errno, "%s: cannot open the metrics file", metrics);
-    st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL);
+    st = dml_trainer_create(MPI_COMM_WORLD, cfg, &tr);
     if (st != DML_OK)
-        return fail_before_training(tr);
-    if (g_rank == 0 && getenv("SLURM_JOB_ID") != NULL)
-        dml_info("Slurm job %s%s%s, restart %s, nodes %s", getenv("SLURM_JOB_ID"),
+        return fail_before_training(tr, 1);
+    if (g_rank == 0 && job != 0)
+        dml_info("Slurm job %u%s%s, restart %s, nodes %s", job,
                  getenv("SLURM_ARRAY_TASK_ID") ? " array task " : "",
                  getenv("SLURM_ARRAY_TASK_ID") ? getenv("SLURM_ARRAY_TASK_ID") : "",
                  getenv("SLURM_RESTART_COUNT") ? getenv("SLURM_RESTART_COUNT") : "0",
                  getenv("SLURM_JOB_NODELIST") ? getenv("SLURM_JOB_NODELIST") : "?");
     if (g_rank == 0) {
         char spec[256];
-        dml_model_spec_format(&cfg.spec, spec, sizeof(spec));
+        dml_model_spec_format(&cfg->spec, spec, sizeof(spec));
         dml_info("training %s on %s%s%s: %d ranks x batch %d x accum %d = global batch %d, %d epochs, "
                  "%s lr %g (%s, warm-up %llu), momentum %g%s, weight decay %g, clip %g, seed %llu, "
                  "%llu parameters, gradients summed by %s",
-                 spec, cfg.train_dir, cfg.test_dir ? ", testing on " : "",
-                 cfg.test_dir ? cfg.test_dir : "", g_size, cfg.batch, cfg.accum,
-                 g_size * cfg.batch * cfg.accum, cfg.epochs,
-                 opt_type == DML_OPT_SGD ? "SGD" : "AdamW", (double)cfg.lr.base,
-                 cfg.lr.kind == DML_LR_CONSTANT ? "constant" : cfg.lr.kind == DML_LR_STEP ? "step" : "cosine",
-                 (unsigned long long)cfg.lr.warmup, (double)cfg.opt.momentum,
-                 nesterov ? " (Nesterov)" : "", (double)cfg.opt.weight_decay, cfg.clip,
-                 (unsigned long long)cfg.seed,
+                 spec, cfg->train_dir, cfg->test_dir ? ", testing on " : "",
+                 cfg->test_dir ? cfg->test_dir : "", g_size, cfg->batch, cfg->accum,
+                 g_size * cfg->batch * cfg->accum, cfg->epochs,
+                 o.opt_type == DML_OPT_SGD ? "SGD" : "AdamW", (double)cfg->lr.base,
+                 cfg->lr.kind == DML_LR_CONSTANT ? "constant" : cfg->lr.kind == DML_LR_STEP ? "step" : "cosine",
+                 (unsigned long long)cfg->lr.warmup, (double)cfg->opt.momentum,
+                 o.nesterov ? " (Nesterov)" : "", (double)cfg->opt.weight_decay, cfg->clip,
+                 (unsigned long long)cfg->seed,
                  (unsigned long long)dml_model_nparams(dml_trainer_model(tr)),
                  dml_trainer_grad_reduce(tr) == DML_DP_SHARED ? "shared memory (one node)"
                                                                : "bucketed MPI allreduce");
     }
-    if (strcmp(resume, "never") != 0 && (cfg.ckpt_dir != NULL || strcmp(resume, "auto") != 0)) {
-        st = dml_trainer_resume(tr, strcmp(resume, "auto") == 0 ? cfg.ckpt_dir : resume, skipped,
-                                NULL, &ri);
+    memset(&ri, 0, sizeof(ri));
+    if (strcmp(o.resume, "never") == 0) {
+        /* A new run: the directory's checkpoints are an earlier run's. */
+        char moved[4096] = "";
+        st = g_rank == 0 ? dml_ckpt_dir_set_aside(cfg->ckpt_dir, moved, sizeof(moved)) : DML_OK;
+        if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) != DML_OK)
+            return fail_before_training(tr, 1);
+        if (g_rank == 0 && moved[0] != '\0')
+            dml_info("--resume never: a new run in %s; the checkpoints of the run before it are "
+                     "kept in %s", cfg->ckpt_dir, moved);
+    } else if (cfg->ckpt_dir != NULL || strcmp(o.resume, "auto") != 0) {
+        st = dml_trainer_resume(tr, strcmp(o.resume, "auto") == 0 ? cfg->ckpt_dir : o.resume,
+                                skipped, NULL, &ri);
         if (st != DML_OK)
-            return fail_before_training(tr);
+            return fail_before_training(tr, 1);
         if (g_rank == 0 && ri.resumed)
             dml_info("resumed from %s: step %llu, epoch %llu, saved by %d rank%s, now %d",
-                     ri.path, (unsigned long long)ri.step, (unsigned long long)ri.epoch,
+                     ri.path, (unsigned long long)ri.step, (unsigned long long)ri.epoch + 1,
                      ri.world_size, ri.world_size == 1 ? "" : "s", g_size);
     }
+    /* Metrics: continued where a run resumes, new otherwise. */
+    if (o.metrics != NULL && g_rank == 0) {
+        g_metrics_path = o.metrics;
+        if ((g_metrics = fopen(o.metrics, ri.resumed ? "a" : "w")) == NULL)
+            st = dml_error_set_errno(errno, "%s: cannot open the metrics file", o.metrics);
+    }
+    if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) != DML_OK)
+        return fail_before_training(tr, 1);
+
     st = dml_trainer_run(tr, report, NULL);
-    if (st == DML_OK && output != NULL)
-        st = dml_trainer_save_model(tr, output);
+    if (st == DML_OK && o.output != NULL)
+        st = dml_trainer_save_model(tr, o.output);
+    if (g_metrics != NULL) {
+        if (fclose(g_metrics) != 0 && st == DML_OK)
+            st = dml_error_set_errno(errno, "%s: cannot write the metrics", o.metrics);
+        g_metrics = NULL;
+    }
     if (st == DML_ERR_INTERRUPTED) {
-        if (g_rank == 0)
-            dml_info("%s; exit %d: requeue the job to continue", dml_error_message(),
-                     DML_CKPT_EXIT_REQUEUE);
-        rc = DML_CKPT_EXIT_REQUEUE;
+        rc = stopped(&o);
     } else if (st != DML_OK) {
         if (g_rank == 0)
             dml_error("%s%s", dml_error_message(),
-                      output && st == DML_ERR_NUMERIC ? " (no model written)" : "");
+                      o.output && st == DML_ERR_NUMERIC ? " (no model written)" : "");
         rc = 1;
-    } else if (output != NULL && g_rank == 0) {
-        dml_info("model written to %s", output);
+    } else if (o.output != NULL && g_rank == 0) {
+        dml_info("model written to %s", o.output);
     }
-    if (g_metrics)
-        fclose(g_metrics);
     dml_trainer_free(tr);
     MPI_Finalize();
     return rc;

@@ -304,6 +304,16 @@ typedef struct {
      * a chosen step (docs/checkpoints.md). */
     void (*on_step)(void *arg, uint64_t step);
     void *on_step_arg;
+    /* The stall watchdog: while dml_trainer_run trains, a rank that has not
+     * been heard from, or has not moved while the others wait in a
+     * collective for it, for stall_timeout seconds is reported through
+     * on_stall (called once, from a thread of the library, on the rank that
+     * finds it) with a report naming each such rank (host, PID, last step).
+     * on_stall ends the job (MPI_Abort): the others cannot leave their
+     * collective. 0 or no on_stall: no watchdog. Needs MPI_THREAD_MULTIPLE. */
+    double stall_timeout;
+    void (*on_stall)(void *arg, const char *report);
+    void *on_stall_arg;
 } dml_trainer_config_t;
 
 void dml_trainer_config_init(dml_trainer_config_t *c);
@@ -322,7 +332,10 @@ typedef struct {
     double checkpoint_seconds;
 } dml_progress_t;
 
-typedef void (*dml_progress_cb_t)(void *arg, const dml_progress_t *p);
+/* Called on every rank; a status other than DML_OK on any rank (an output
+ * that cannot be written) stops training on every rank with that status
+ * and its detail (the ranks agree on it right after the call). */
+typedef dml_status_t (*dml_progress_cb_t)(void *arg, const dml_progress_t *p);
 
 typedef struct dml_trainer dml_trainer_t;
 

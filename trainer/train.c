@@ -12,6 +12,7 @@
 #include "dml_h5util.h"
 #include "dml_mpi.h"
 #include "dml_train.h"
+#include "train_private.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -39,7 +40,14 @@ struct dml_trainer {
     double sync_seconds;          /* in the per-step metrics allreduce */
     double data_reported, comm_reported; /* totals at the last report */
     double last_ckpt;             /* when the last checkpoint was taken (monotonic) */
+    dml__watchdog_t *wd;          /* while dml_trainer_run trains, if asked */
 };
+
+/* Progress, for the stall watchdog: before and after each collective. */
+static inline void dml__beat(dml_trainer_t *tr)
+{
+    dml__watchdog_beat(tr->wd, tr->step);
+}
 
 /* A row of the metrics history: epoch, step, loss, accuracy, test loss, test
  * accuracy (NaN without a test set), samples per second. */
@@ -206,6 +214,7 @@ static dml_status_t dml__evaluate(dml_trainer_t *tr, double *loss, double *acc)
         st = dml_loader_next(tr->eval_ld, &b);
         if (st == DML_OK && b->n > 0)
             st = dml_model_eval(tr->m, b->x, b->y, (int)b->n, NULL, &l, &c);
+        dml__beat(tr);
         st = dml_mpi_agree(tr->comm, st, NULL);
         if (st != DML_OK)
             return st;
@@ -245,7 +254,11 @@ static dml_status_t dml__checkpoint_now(dml_trainer_t *tr, const char *reason, d
 {
     char path[4096];
     double t0 = dml__now();
-    dml_status_t st = dml_trainer_checkpoint(tr, path, sizeof(path));
+    dml_status_t st;
+
+    dml__beat(tr);
+    st = dml_trainer_checkpoint(tr, path, sizeof(path));
+    dml__beat(tr);
 
     tr->last_ckpt = dml__now();
     if (st == DML_OK && cb != NULL) {
@@ -256,12 +269,12 @@ static dml_status_t dml__checkpoint_now(dml_trainer_t *tr, const char *reason, d
         p.checkpoint = path;
         p.checkpoint_reason = reason;
         p.checkpoint_seconds = tr->last_ckpt - t0;
-        cb(arg, &p);
+        st = dml_mpi_agree(tr->comm, cb(arg, &p), NULL);
     }
     return st;
 }
 
-dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
+static dml_status_t dml__run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
 {
     const dml_trainer_config_t *c = &tr->cfg;
     double win[3] = {0, 0, 0};  /* loss sum, correct, samples since the last report */
@@ -283,10 +296,12 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
         while (!last) {
             double l = 0;
             int corr = 0;
+            dml__beat(tr);
             st = dml_mpi_agree(tr->comm, dml_loader_next(tr->ld, &b), NULL);
             if (st != DML_OK)
                 return st;
             last = micro + 1 == c->accum || b->epoch_end;
+            dml__beat(tr);
             st = dml_dp_step(tr->dp, b->x, b->y, (int)b->n, b->global_n,
                              c->seed * 0x9e3779b97f4a7c15ULL + tr->step * (uint64_t)c->accum + (uint64_t)micro,
                              last, &l, &corr);
@@ -298,10 +313,12 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
             micro++;
         }
         lr = dml_lr_at(&c->lr, tr->step);
+        dml__beat(tr);
         st = dml_dp_update(tr->dp, tr->opt, lr, micro, c->clip, NULL);
         if (st != DML_OK)
             return st;
         tr->step++;
+        dml__beat(tr);
         if (c->on_step != NULL)
             c->on_step(c->on_step_arg, tr->step);
 
@@ -316,7 +333,9 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
         if (tr->rank == 0 && c->ckpt_dir != NULL && c->deadline > 0 &&
             (double)time(NULL) + c->deadline_margin >= c->deadline)
             local[5] = 1;
+        dml__beat(tr);
         MPI_Allreduce(local, global, 6, MPI_DOUBLE, MPI_SUM, tr->comm);
+        dml__beat(tr);
         tr->sync_seconds += dml__now() - t0;
         if (!isfinite(global[0]))
             return dml_error_set(DML_ERR_NUMERIC, "the training loss became %g at step %llu (epoch "
@@ -367,8 +386,8 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
             p.compute = 1 - p.data - p.comm;
             tr->data_reported = data;
             tr->comm_reported = comm;
-            if (cb != NULL)
-                cb(arg, &p);
+            if (cb != NULL && (st = dml_mpi_agree(tr->comm, cb(arg, &p), NULL)) != DML_OK)
+                return st;
             memset(win, 0, sizeof(win));
             t_win = dml__now();
             if (b->epoch_end) {
@@ -399,6 +418,20 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
             return st;
     }
     return DML_OK;
+}
+
+dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
+{
+    dml_status_t st = DML_OK;
+
+    if (tr->cfg.stall_timeout > 0 && tr->cfg.on_stall != NULL)
+        st = dml__watchdog_start(tr->comm, tr->cfg.stall_timeout, tr->cfg.on_stall,
+                                 tr->cfg.on_stall_arg, &tr->wd);
+    if (st == DML_OK)
+        st = dml__run(tr, cb, arg);
+    dml__watchdog_stop(tr->wd);
+    tr->wd = NULL;
+    return st;
 }
 
 /* What a model file holds besides the weights and class names, at loc (a
@@ -449,9 +482,9 @@ static dml_status_t dml__write_model(dml_trainer_t *tr, const char *path)
     /* The loader's prefetch thread reads HDF5 too: one caller at a time. */
     dml_io_hdf5_lock();
     dml__h5_quiet_begin(&q);
-    f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    f = dml__h5_create(tmp, H5F_ACC_TRUNC);
     if (f < 0) {
-        st = dml_error_set(DML_ERR_IO, "%s: cannot create the model file", tmp);
+        st = dml__create_failed(tmp, "model file");
         goto out;
     }
     str = H5Tcopy(H5T_C_S1);
@@ -792,10 +825,20 @@ dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb
     }
     for (i = 0; i < n; i++) {
         dml__loaded_t l;
+        /* Everything a resume reads is checked before it is used: every
+         * array's checksum (those the resume does not read too) and the
+         * attributes'. A committed checkpoint never changes, so rank 0's
+         * answer holds for every rank; they then read what they need. */
         dml_io_hdf5_lock();
-        st = dml__load_one(tr, e[i].path, &l);
+        st = tr->rank == 0 ? dml_ckpt_verify(e[i].path) : DML_OK;
         dml_io_hdf5_unlock();
         st = dml_mpi_agree(tr->comm, st, NULL);
+        if (st == DML_OK) {
+            dml_io_hdf5_lock();
+            st = dml__load_one(tr, e[i].path, &l);
+            dml_io_hdf5_unlock();
+            st = dml_mpi_agree(tr->comm, st, NULL);
+        }
         if (st != DML_OK) {
             size_t used = strlen(skipped);
             if (skip != NULL)
@@ -832,8 +875,9 @@ dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb
         goto out;
     }
     if (n > 0)
-        st = dml_error_set(DML_ERR_NOT_FOUND, "%s: no checkpoint loads (%s); move them away or "
-                           "train from scratch with --resume=never", from, skipped);
+        st = dml_error_set(DML_ERR_NOT_FOUND, "%s: no checkpoint loads (%s); move them away, or "
+                           "start a new run with --resume never (which keeps them in "
+                           "%s/earlier-run-*)", from, skipped, from);
 out:
     if (e != &one)
         free(e);

@@ -16,38 +16,13 @@
 # Kills and signals come at a chosen step (dml-train's DML_TEST_HOLD pauses
 # rank 0 there) and go to the PIDs of the ranks this test started, so the
 # outcome depends neither on the machine's speed nor on other processes.
-set -euo pipefail
-# A command that fails under set -e says which, so that no failure is silent.
-set -E
-trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
-: "${abs_top_builddir:?run through make check}" "${MPIRUN:?}"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-train=$abs_top_builddir/trainer/dml-train
-data=$abs_top_builddir/io/dml-data
-ckpt=$abs_top_builddir/ckpt/dml-ckpt
-work=$(mktemp -d /tmp/dml-ckpt-test.XXXXXX)
-trap 'pkill -9 -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "$0")/../lib.sh"
+: "${MPIRUN:?run this test through make check}"
+make_work ckpt-test
+# the ranks of a run this test killed or stopped: its own (its work directory
+# is in their command line)
+at_exit 'pkill -9 -f "$work" 2>/dev/null || true'
 run() { local n=$1; shift; timeout 300 "$MPIRUN" --oversubscribe -np "$n" "$train" "$@"; }
-# Like run, each rank writing its PID to PIDDIR/pid.RANK first.
-run_pids() { # n piddir args...
-    local n=$1 dir=$2
-    shift 2
-    mkdir -p "$dir"
-    timeout 300 "$MPIRUN" --oversubscribe -np "$n" bash -c \
-        'echo $$ >"$0/pid.$OMPI_COMM_WORLD_RANK" && exec "$@"' "$dir" "$train" "$@"
-}
-# Waits until rank 0 holds at its DML_TEST_HOLD step (FILE.held exists);
-# fails at once if the run ended instead.
-wait_held() { # file pid what
-    local i
-    for i in $(seq 1 6000); do
-        [ -e "$1.held" ] && return 0
-        kill -0 "$2" 2>/dev/null || fail "$3: the run ended before its hold step"
-        sleep 0.05
-    done
-    fail "$3: the run did not reach its hold step in 300 s"
-}
 newest() { ls "$1" | grep -E '^ckpt-[0-9]+\.h5$' | sort | tail -n 1; }
 
 "$data" synth --out "$work/ds" --samples 6000 --shape 32 --classes 4 --noise 0.8 --seed 2 \
@@ -59,7 +34,7 @@ common=(--train "$work/ds" --test "$work/ds" --model mlp:32-64-4 --batch 16 --lr
 run 2 "${common[@]}" --epochs 6 --output "$work/full.h5" >/dev/null 2>&1 || fail "reference run failed"
 # Killed (SIGKILL, every rank) at step 250, after the checkpoint of step 194.
 touch "$work/hold-k"
-DML_TEST_HOLD="250:$work/hold-k" run_pids 2 "$work/kp" "${common[@]}" --epochs 6 \
+DML_TEST_HOLD="250:$work/hold-k" mpirun_pids 2 "$work/kp" "$train" "${common[@]}" --epochs 6 \
     --checkpoint-dir "$work/k" --checkpoint-every 97 --output "$work/killed.h5" >"$work/k.out" 2>&1 &
 pid=$!
 wait_held "$work/hold-k" $pid "the run to kill"
@@ -212,7 +187,7 @@ grep -q "passing over checkpoint $d/ckpt-999999999.h5: saved for model mlp:32-8-
 e=$work/allbad
 mkdir -p "$e" && cp "$d/ckpt-999999999.h5" "$e/"
 if out=$(run 2 "${common[@]}" --epochs 3 --checkpoint-dir "$e" 2>&1); then fail "trained over a directory of unusable checkpoints"; fi
-grep -q "$e: no checkpoint loads (.*saved for model mlp:32-8-4.*); move them away or train from scratch with --resume=never" <<<"$out" ||
+grep -q "$e: no checkpoint loads (.*saved for model mlp:32-8-4.*); move them away, or start a new run with --resume never (which keeps them in $e/earlier-run-\*)" <<<"$out" ||
     fail "unclear refusal: $out"
 echo "ok: truncated, corrupted and foreign checkpoints named and passed over"
 
@@ -229,7 +204,7 @@ if ! mount -t tmpfs -o size=4m tmpfs "$d" 2>/dev/null; then
     [ -z "${CI:-}" ] || fail "cannot mount a small tmpfs (CI runs as root and must test a full disk)"
     echo "note: not root: full-disk case not run"
 else
-    trap 'umount "$work/small" 2>/dev/null || true; pkill -9 -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
+    at_exit 'umount "$work/small" 2>/dev/null || true'
     run 2 "${big[@]}" --epochs 1 --checkpoint-dir "$d" >/dev/null 2>&1 || fail "setup for the full disk failed"
     good=$(newest "$d")
     if out=$(run 2 "${big[@]}" --epochs 2 --checkpoint-dir "$d" 2>&1); then
@@ -261,7 +236,7 @@ d=$work/sig
 # Long enough never to end; held at step 300, signalled (its last rank, by
 # the PID it started), released: the checkpoint is that step's.
 touch "$d.hold"
-DML_TEST_HOLD="300:$d.hold" run_pids 2 "$d.pids" "${common[@]}" --epochs 100000 \
+DML_TEST_HOLD="300:$d.hold" mpirun_pids 2 "$d.pids" "$train" "${common[@]}" --epochs 100000 \
     --checkpoint-dir "$d" >"$d.out" 2>&1 &
 pid=$!
 wait_held "$d.hold" $pid "SIGUSR1"

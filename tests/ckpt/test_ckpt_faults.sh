@@ -5,14 +5,9 @@
 # collective MPI-IO write (DML_CKPT_PIECE=0) MPI-IO picks the ranks that
 # write, so no rank can be made to fail alone: there the free space and the
 # file size limit are checked before anything is written (test_ckpt.sh).
-set -euo pipefail
-# A command that fails under set -e says which, so that no failure is silent.
-set -E
-trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
-: "${abs_top_builddir:?run through make check}" "${MPIRUN:?}"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-work=$(mktemp -d /tmp/dml-ckpt-faults.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/../lib.sh"
+: "${MPIRUN:?run this test through make check}"
+make_work ckpt-faults
 export DML_CKPT_SINGLE_MAX=0
 for piece in default 4096; do
     for n in 2 3; do

@@ -4,17 +4,10 @@
 #
 # These tests need root and the Slurm packages. Outside CI they skip (exit 77)
 # without them; in CI (CI set) they fail instead, so they are never skipped there.
-set -euo pipefail
-# A command that fails under set -e says which, so that no failure is silent.
-set -E
-trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-: "${abs_top_builddir:?run this test through make check}"
 DML_CLUSTER=$abs_top_builddir/jobs/dml-cluster
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 CLUSTER_DIR=""
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # Fails with the cause first, then the end of each file given (jobs' output):
 # CI shows the start of a failing test's log. The daemons' logs follow.
@@ -67,10 +60,9 @@ free_port_base() { # nodes
 }
 
 cluster_cleanup() {
-    local rc=$? f
-    trap - EXIT
+    local f
     if [ -n "$CLUSTER_DIR" ]; then
-        if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+        if [ "$_rc" -ne 0 ] && [ "$_rc" -ne 77 ]; then
             for f in "$CLUSTER_DIR"/log/*.log; do
                 [ -e "$f" ] || continue
                 echo "---- $f ----" >&2
@@ -80,7 +72,6 @@ cluster_cleanup() {
         "$DML_CLUSTER" stop --dir "$CLUSTER_DIR" >/dev/null 2>&1 || true
         rm -rf "$CLUSTER_DIR"
     fi
-    exit $rc
 }
 
 cluster_start() { # nodes [dml-cluster start options...]
@@ -89,7 +80,7 @@ cluster_start() { # nodes [dml-cluster start options...]
     require_root
     require_slurm
     CLUSTER_DIR=$(mktemp -d /tmp/dml-test.XXXXXX)
-    trap cluster_cleanup EXIT
+    at_exit cluster_cleanup
     CLUSTER_PORT=$(free_port_base "$nodes")
     "$DML_CLUSTER" start --dir "$CLUSTER_DIR" --nodes "$nodes" --port "$CLUSTER_PORT" "$@" ||
         fail "dml-cluster start failed"

@@ -8,7 +8,13 @@
 #  (c) node failure: one node's slurmd and every process of the job on it
 #      killed, the node marked down -> Slurm requeues the job, it resumes on
 #      the two nodes left with fewer ranks and finishes with the accuracy
-#      expected.
+#      expected;
+#  (d) a signal sent to the batch script alone (#SBATCH --signal=B:USR2@90,
+#      scancel --batch) is passed on to dml-train: checkpoint, requeue (the
+#      log says what the requeue's lines mean), resume in the epoch it
+#      stopped in, finish;
+#  (e) dml-train --requeue under a job script that does not requeue (no
+#      scontrol): dml-train requeues its job through libslurm, it resumes.
 # Each fault comes at a chosen step: dml-train's DML_TEST_HOLD pauses the
 # job's ranks there until the test has sent its signal, waited for the time
 # limit to come near or failed the node, so the outcome does not depend on
@@ -69,7 +75,7 @@ wait_file() { # file timeout what
 }
 final_accuracy() { grep -o 'test loss [0-9.]* acc [0-9.]*' "$1" | tail -n 1 | awk '{print $5}'; }
 
-only=${DML_TEST_ONLY:-abc} # for working on one part: DML_TEST_ONLY=c
+only=${DML_TEST_ONLY:-abcde} # for working on one part: DML_TEST_ONLY=c
 
 # ---- (a) a signal: checkpoint, requeue, resume, finish ----------------------
 if [[ $only == *a* ]]; then
@@ -145,5 +151,50 @@ awk -v a="$acc" 'BEGIN { exit !(a >= 0.80) }' || fail_job "(c) final test accura
 echo "ok (c): node n3 failed at step 250 -> requeued -> resumed from step 200 on 2 nodes -> test accuracy $acc"
 "$DML_CLUSTER" revive-node --dir "$CLUSTER_DIR" n3 >revive.out 2>&1 || fail "(c) revive-node failed: $(cat revive.out)"
 grep -qx "dml-cluster: node n3 back: idle" revive.out || fail "(c) n3 not idle after revive-node: $(cat revive.out)"
+fi
+# ---- (d) a signal to the batch script alone -------------------------------------
+if [[ $only == *d* ]]; then
+touch "$work/hold-d"
+id=$(DML_TEST_HOLD="300:$work/hold-d" sbatch --parsable -N2 --ntasks-per-node=1 "$script" "${args[@]}" \
+    --epochs 3 --checkpoint-dir "$work/ck-d" --output "$work/model-d.h5") || fail "sbatch refused train.sbatch"
+out=dml-train-$id.out
+wait_file "$work/hold-d.held" 120 "(d) job $id holding at step 300"
+scancel --batch --signal=USR2 "$id"
+wait_file "$work/hold-d.stop" 60 "(d) USR2 passed on to dml-train of job $id"
+rm "$work/hold-d"
+state=$(wait_done "$id" 300)
+[ "$state" = COMPLETED ] || fail_job "(d) job $id ended $state"
+grep -q "train.sbatch: SIGUSR2 came to the batch script: passing it on to dml-train" "$out" ||
+    fail_job "(d) the batch script did not pass USR2 on"
+grep -q "checkpoint at step 300 (stop requested (signal))" "$out" || fail_job "(d) no checkpoint at step 300"
+grep -q "train.sbatch: dml-train stopped after a checkpoint (exit 75; srun reports it as 'error: ... Exited with exit code 75'); requeueing job $id. Slurm ends this start as 'CANCELLED ... DUE TO JOB REQUEUE' and starts the job again after its requeue delay" "$out" ||
+    fail_job "(d) the log does not explain the requeue"
+stop=$(grep -o 'stopped at step 300 (epoch [0-9]*)' "$out" | sed 's/.*(epoch \([0-9]*\))/\1/')
+again=$(grep -o "resumed from $work/ck-d/ckpt-000000300.h5: step 300, epoch [0-9]*" "$out" | sed 's/.*epoch //')
+[ -n "$stop" ] && [ "$stop" = "$again" ] || fail_job "(d) stopped in epoch '$stop', resumed in epoch '$again'"
+grep -q "epoch 3 step" "$out" && [ -s "$work/model-d.h5" ] || fail_job "(d) training did not finish"
+echo "ok (d): USR2 to the batch script -> passed on -> checkpoint at step 300 (epoch $stop) -> requeue -> resumed in epoch $again -> finished"
+fi
+
+# ---- (e) dml-train --requeue, no scontrol -------------------------------------------
+if [[ $only == *e* ]]; then
+printf '%s\n' '#!/bin/bash' '#SBATCH --requeue' '#SBATCH --open-mode=append' '#SBATCH --output=plain-%j.out' \
+    'echo "plain.sbatch: start ${SLURM_RESTART_COUNT:-0}"' 'exec srun --mpi=pmix dml-train "$@" --requeue' \
+    >"$work/plain.sbatch"
+touch "$work/hold-e"
+id=$(DML_TEST_HOLD="300:$work/hold-e" sbatch --parsable -N2 --ntasks-per-node=1 "$work/plain.sbatch" "${args[@]}" \
+    --epochs 3 --checkpoint-dir "$work/ck-e" --output "$work/model-e.h5") || fail "sbatch refused plain.sbatch"
+out=plain-$id.out
+wait_file "$work/hold-e.held" 120 "(e) job $id holding at step 300"
+scancel --signal=USR1 "$id"
+wait_file "$work/hold-e.stop" 60 "(e) USR1 reaching rank 0 of job $id"
+rm "$work/hold-e"
+state=$(wait_done "$id" 300)
+[ "$state" = COMPLETED ] || fail_job "(e) job $id ended $state"
+grep -q "requeued job $id through slurmctld" "$out" || fail_job "(e) dml-train did not requeue its job"
+grep -q "plain.sbatch: start 1" "$out" || fail_job "(e) no second start"
+grep -q "resumed from $work/ck-e/ckpt-000000300.h5" "$out" && [ -s "$work/model-e.h5" ] ||
+    fail_job "(e) did not resume from step 300 and finish"
+echo "ok (e): --requeue: dml-train requeued its job through libslurm (no scontrol); resumed from step 300, finished"
 fi
 echo PASS

@@ -66,10 +66,10 @@ all_done 300
 [ ! -e crash-once ] || fail "(b) task 2 did not reach its crash point"
 ls ob/.part-00002.h5.tmp.* >/dev/null 2>&1 || fail "(b) the killed task left no partial part"
 rc=0; dml-infer status --out ob >status.out || rc=$?
-[ $rc -eq 2 ] || fail_logs "(b) status exited $rc" status.out
+[ $rc -eq 3 ] || fail_logs "(b) status exited $rc, expected 3" status.out
 [ "$(dml-infer status --out ob --array-list || true)" = 2 ] || fail_logs "(b) status does not list exactly part 2" status.out
 rc=0; dml-infer merge --out ob 2>merge.err || rc=$?
-[ $rc -eq 2 ] && grep -q "part 2 is missing" merge.err || fail_logs "(b) merge did not refuse naming part 2 (rc $rc)" merge.err
+[ $rc -eq 3 ] && grep -q "part 2 is missing" merge.err || fail_logs "(b) merge did not refuse naming part 2 (rc $rc)" merge.err
 sbatch --parsable --array=2 "$jobs/infer-array.sbatch" "${run[@]}" --out "$work/ob" --tasks 4 >/dev/null ||
     fail "sbatch refused the resubmission"
 all_done 300

@@ -1,9 +1,10 @@
 #!/bin/bash
 # mpirun (no Slurm) runs the same MPI check oversubscribed on this machine's cores.
 set -euo pipefail
-# A command that fails under set -e says which, so that no failure is silent.
+# A command that fails under set -e says which (in this shell; a subshell's
+# failure is named by the command that ran it), so that no failure is silent.
 set -E
-trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
+trap 'e=$?; [ "$BASHPID" != "$$" ] || echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $e" >&2' ERR
 : "${abs_top_builddir:?run this test through make check}"
 : "${MPIRUN:?}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -1,7 +1,8 @@
 #!/bin/bash
 # srun --mpi=pmix runs one MPI job across three slurmd: each rank lands on its
 # own node, the allreduce is right on every rank, and a failing rank makes srun
-# fail.
+# fail. slurm-dml's MPI tools started by srun without PMIx say in one line
+# what to do, instead of Open MPI's page of PMI errors.
 . "$(dirname "$0")/lib.sh"
 cluster_start 3
 
@@ -29,4 +30,17 @@ per_node=$(echo "$out" | sed -n 's/^rank [0-9]* of 4 on \(n[0-9]*\):.*/\1/p' | s
 if timeout 60 srun -N3 -n3 bash -c '[ "$SLURM_PROCID" != 1 ] || exit 7' 2>/dev/null; then
     fail "srun returned 0 although task 1 exited 7"
 fi
+# srun without PMIx: one line saying what to do, exit 2, in every tool.
+for tool in "io/dml-data synth --samples 10 --out $CLUSTER_DIR/x" "trainer/dml-train --train x --model mlp:2-2" \
+            "serve-batch/dml-infer run --model m --input x --out $CLUSTER_DIR/y --task 0 --tasks 1"; do
+    set -- $tool
+    rc=0
+    timeout 60 srun --mpi=none -N1 -n1 "$abs_top_builddir/$@" >"$CLUSTER_DIR/nopmix.out" 2>&1 || rc=$?
+    grep -q "error: started by srun without PMIx, which MPI needs: run \`srun --mpi=pmix" "$CLUSTER_DIR/nopmix.out" ||
+        fail "$1 under srun --mpi=none: $(cat "$CLUSTER_DIR/nopmix.out")"
+    ! grep -q "OPAL ERROR\|PMI support" "$CLUSTER_DIR/nopmix.out" || fail "$1: Open MPI's PMI errors came through: $(cat "$CLUSTER_DIR/nopmix.out")"
+    [ "$(grep -vc "^srun: error: .*Exited with exit code 2$" "$CLUSTER_DIR/nopmix.out")" -eq 1 ] ||
+        fail "$1: more than one line: $(cat "$CLUSTER_DIR/nopmix.out")"
+done
+echo "ok: dml-data, dml-train and dml-infer under srun without PMIx: one line saying what to do"
 echo "PASS"

@@ -78,6 +78,13 @@ static void test_error_detail(void)
     /* A failure recorded without detail still says what kind it was. */
     dml_error_set(DML_ERR_CHECKSUM, "%s", "");
     CU_ASSERT_STRING_EQUAL(dml_error_message(), "checksum mismatch");
+
+    /* The current detail, prefixed: read whole before it is replaced. */
+    dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": needs at least an input and an output size",
+                  "mlp:20");
+    dml_error_set(DML_ERR_INVALID_ARG, "--model: %s", dml_error_message());
+    CU_ASSERT_STRING_EQUAL(dml_error_message(), "--model: model \"mlp:20\": needs at least an "
+                           "input and an output size");
     dml_error_clear();
 }
 

@@ -2,20 +2,14 @@
 # dml-data convert of the real Fashion-MNIST files: 60000 training and 10000
 # test samples, labels 0..9 with the published class names, the first image's
 # bytes and label identical to the IDX files, and validate passes.
-set -euo pipefail
-# A command that fails under set -e says which, so that no failure is silent.
-set -E
-trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
-: "${abs_top_builddir:?run through make check}"
+. "$(dirname "$0")/../lib.sh"
 fm=/usr/share/datasets/fashion-mnist
 if [ ! -r "$fm/train-images-idx3-ubyte.gz" ]; then
     [ -z "${CI:-}" ] || { echo "ERROR: $fm missing (package dataset-fashion-mnist)" >&2; exit 99; }
     echo "SKIP: $fm missing (package dataset-fashion-mnist)"; exit 77
 fi
 dml_data=$abs_top_builddir/io/dml-data
-work=$(mktemp -d /tmp/dml-fmnist-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+make_work fmnist-test
 
 "$dml_data" convert --fashion-mnist --out "$work/fm" --shard-size 16000 || fail "convert"
 "$dml_data" validate "$work/fm/train" "$work/fm/test" || fail "validate"

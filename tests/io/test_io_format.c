@@ -190,7 +190,7 @@ static void collect(void *arg, dml_status_t st, const char *problem)
 
 static int copy_dataset(const char *from, const char *to)
 {
-    char cmd[1200];
+    char cmd[1600]; /* three paths of up to 511 bytes */
     snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -r '%s' '%s'", to, from, to);
     return system(cmd);
 }
@@ -228,7 +228,50 @@ static void write_shard(const char *path, hid_t xtype, const hsize_t *xdims, int
     H5Dwrite(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, id);
     H5Dclose(d);
     H5Sclose(s);
+    /* the record a real shard carries: its format and number (from its name) */
+    {
+        const char *name = strrchr(path, '/');
+        uint64_t shard = strtoull(name + strlen("/shard-"), NULL, 10);
+        s = H5Screate(H5S_SCALAR);
+        d = H5Tcopy(H5T_C_S1);
+        H5Tset_size(d, sizeof(DML_DATASET_FORMAT " shard"));
+        hid_t a = H5Acreate2(f, "format", d, s, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, d, DML_DATASET_FORMAT " shard");
+        H5Aclose(a);
+        H5Tclose(d);
+        a = H5Acreate2(f, "shard", H5T_NATIVE_UINT64, s, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, H5T_NATIVE_UINT64, &shard);
+        H5Aclose(a);
+        H5Sclose(s);
+    }
     H5Fclose(f);
+}
+
+/* A copy of shard `from`'s arrays as `to`, with its record (root attributes)
+ * left out (record 0) or saying it is shard `number`. */
+static void copy_shard_record(const char *from, const char *to, int record, uint64_t number)
+{
+    static const char *const arrays[] = {"x", "y", "id"};
+    hid_t src = H5Fopen(from, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t dst = H5Fcreate(to, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    size_t i;
+
+    for (i = 0; i < 3; i++)
+        H5Ocopy(src, arrays[i], dst, arrays[i], H5P_DEFAULT, H5P_DEFAULT);
+    if (record) {
+        hid_t sp = H5Screate(H5S_SCALAR), t = H5Tcopy(H5T_C_S1), a;
+        H5Tset_size(t, sizeof(DML_DATASET_FORMAT " shard"));
+        a = H5Acreate2(dst, "format", t, sp, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, t, DML_DATASET_FORMAT " shard");
+        H5Aclose(a);
+        a = H5Acreate2(dst, "shard", H5T_NATIVE_UINT64, sp, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, H5T_NATIVE_UINT64, &number);
+        H5Aclose(a);
+        H5Tclose(t);
+        H5Sclose(sp);
+    }
+    H5Fclose(dst);
+    H5Fclose(src);
 }
 
 static void test_corruptions(void)
@@ -296,6 +339,27 @@ static void test_corruptions(void)
         CU_ASSERT_NOT_EQUAL(validate_all(bad, problems, &n), DML_OK);
         CU_ASSERT_PTR_NOT_NULL(strstr(problems, "1 labels outside 0..4 (first: sample 42 has label 9)"));
         CU_ASSERT_PTR_NOT_NULL(strstr(problems, "checksum mismatch"));
+    }
+
+    /* A shard whose record (root attributes) cannot be read, or names
+     * another shard: the arrays alone do not make it sound. */
+    {
+        char goodshard[600];
+        snprintf(goodshard, sizeof(goodshard), "%s/shard-00001.h5", good);
+        CU_ASSERT_EQUAL_FATAL(copy_dataset(good, bad), 0);
+        copy_shard_record(goodshard, shard, 0, 0);
+        CU_ASSERT_EQUAL(validate_all(bad, problems, &n), DML_ERR_FORMAT);
+        CU_ASSERT_PTR_NOT_NULL(strstr(problems, "shard-00001.h5: its attributes (format, shard) "
+                                                "cannot be read: damaged"));
+        CU_ASSERT_EQUAL_FATAL(copy_dataset(good, bad), 0);
+        copy_shard_record(goodshard, shard, 1, 2);
+        CU_ASSERT_EQUAL(validate_all(bad, problems, &n), DML_ERR_MISMATCH);
+        CU_ASSERT_PTR_NOT_NULL(strstr(problems, "records itself as 'slurm-dml dataset shard' "
+                                                "number 2, the index lists it as shard 1"));
+        /* and with its own number: sound again */
+        CU_ASSERT_EQUAL_FATAL(copy_dataset(good, bad), 0);
+        copy_shard_record(goodshard, shard, 1, 1);
+        CU_ASSERT_EQUAL(validate_all(bad, problems, &n), DML_OK);
     }
 
     /* A damaged index: not HDF5, or a shard table that does not match the

@@ -3,17 +3,11 @@
 # epoch in the permutation's order, the same sequence at every world size,
 # resume from state (also 4 -> 3 ranks), and a bad dataset stopping every
 # rank with one message.
-set -euo pipefail
-# A command that fails under set -e says which, so that no failure is silent.
-set -E
-trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
-: "${abs_top_builddir:?run through make check}" "${MPIRUN:?}"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+. "$(dirname "$0")/../lib.sh"
+: "${MPIRUN:?run this test through make check}"
 export OMPI_MCA_rmaps_base_oversubscribe=1
 prog=$abs_top_builddir/tests/io/test_loader
-work=$(mktemp -d /tmp/dml-loader-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+make_work loader-test
 run() { # ranks args...
     local n=$1
     shift

@@ -15,18 +15,9 @@
 #    complete part touched;
 #  - status names missing, corrupt and stale parts and the --array= list,
 #    and merge refuses until every part is complete.
-set -euo pipefail
-# A command that fails under set -e says which, so that no failure is silent.
-set -E
-trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
-: "${abs_top_builddir:?run through make check}" "${MPIRUN:?}"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-train=$abs_top_builddir/trainer/dml-train
-data=$abs_top_builddir/io/dml-data
-infer=$abs_top_builddir/serve-batch/dml-infer
-work=$(mktemp -d /tmp/dml-infer-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "$0")/../lib.sh"
+: "${MPIRUN:?run this test through make check}"
+make_work infer-test
 mpi() { local n=$1; shift; timeout 300 "$MPIRUN" --oversubscribe -np "$n" "$@"; }
 same() { # file-a file-b dataset: equal bytes
     h5dump -d "/$3" -b LE -o "$work/a.bin" "$1" >/dev/null && h5dump -d "/$3" -b LE -o "$work/b.bin" "$2" >/dev/null &&
@@ -126,14 +117,14 @@ echo "ok: wrong input size, damaged and truncated model, foreign output director
 rm "$work/o3/part-00001.h5"
 printf 'garbage' | dd of="$work/o3/part-00002.h5" bs=1 seek=2000 conv=notrunc status=none
 rc=0; "$infer" status --out "$work/o3" >"$work/st" || rc=$?
-[ $rc -eq 2 ] || fail "status exited $rc with parts missing"
+[ $rc -eq 3 ] || fail "status exited $rc with parts missing, expected 3"
 grep -q "^part 0: complete" "$work/st" && grep -q "^part 1: missing" "$work/st" &&
     grep -q "^part 2: corrupt" "$work/st" && grep -q "^resubmit: --array=1,2$" "$work/st" ||
     fail "status output: $(cat "$work/st")"
 [ "$("$infer" status --out "$work/o3" --array-list || true)" = "1,2" ] || fail "--array-list"
 rm -f "$work/o3/predictions.h5"
 rc=0; "$infer" merge --out "$work/o3" 2>"$work/m" || rc=$?
-[ $rc -eq 2 ] && grep -q "part 1 is missing" "$work/m" && grep -q "part 2 is corrupt" "$work/m" ||
+[ $rc -eq 3 ] && grep -q "part 1 is missing" "$work/m" && grep -q "part 2 is corrupt" "$work/m" ||
     fail "merge with parts missing: rc $rc, $(cat "$work/m")"
 [ ! -e "$work/o3/predictions.h5" ] || fail "merge wrote predictions with parts missing"
 # A replaced model makes every part stale; its tasks redo them.
@@ -144,4 +135,27 @@ grep -q "redone: .*made by model" "$work/r" || fail "the stale part was not name
 rc=0; "$infer" status --out "$work/o3" >"$work/st" || rc=$?
 grep -q "^part 0: complete" "$work/st" && grep -q "^resubmit: --array=1,2$" "$work/st" || fail "after --replace: $(cat "$work/st")"
 echo "ok: status names missing, corrupt and stale parts; merge refuses until complete"
+
+# ---- outputs never over a part; usage errors exit 2 ----------------------------
+"$infer" run "${run[@]}" --out "$work/o2" --task 0 --tasks 2 2>/dev/null &&
+    "$infer" run "${run[@]}" --out "$work/o2" --task 1 --tasks 2 2>/dev/null || fail "the 2-part run failed"
+cp "$work/o2/part-00000.h5" "$work/part0.before"
+rc=0; "$infer" merge --out "$work/o2" --predictions "$work/o2/part-00000.h5" 2>"$work/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "part-00000.h5: exists and is a slurm-dml inference part file, not a predictions file: refusing" "$work/err" ||
+    fail "merge over a part: exit $rc, $(cat "$work/err")"
+cmp -s "$work/o2/part-00000.h5" "$work/part0.before" || fail "merge wrote over a part"
+echo "my notes" >"$work/o2/notes.txt"
+rc=0; "$infer" merge --out "$work/o2" --report "$work/o2/notes" 2>"$work/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "notes.txt: exists and is not a text inference report: refusing" "$work/err" ||
+    fail "merge with its report over notes.txt: exit $rc, $(cat "$work/err")"
+[ "$(cat "$work/o2/notes.txt")" = "my notes" ] && [ ! -e "$work/o2/notes.json" ] || fail "merge wrote a report over notes"
+"$infer" merge --out "$work/o2" >/dev/null || fail "the merge of o2 failed"
+"$infer" merge --out "$work/o2" >/dev/null || fail "a second merge over its own outputs failed"
+for args in "frobnicate" "run --batch x --out $work/o2" "run --tasks 0 --out $work/o9 --task 0" "status"; do
+    rc=0; "$infer" $args >"$work/err" 2>&1 || rc=$?
+    [ $rc -eq 2 ] || fail "dml-infer $args: exit $rc for a usage error, expected 2: $(cat "$work/err")"
+done
+"$infer" run --tasks 0 --out "$work/o9" --task 0 >"$work/err" 2>&1 || true
+grep -q -- "--tasks '0': expected 1 to 4294967295" "$work/err" || fail "--tasks 0 not explained: $(cat "$work/err")"
+echo "ok: merge refuses a part or a file of the user's as its output; usage errors exit 2"
 echo PASS

@@ -2,11 +2,8 @@
 # A bounded libFuzzer run (20 s) over the plugin's argument parser, built
 # with AddressSanitizer and UBSan. Needs clang with libFuzzer (Debian:
 # clang-14 libclang-rt-14-dev); skips without it, except in CI.
-set -euo pipefail
-# A command that fails under set -e says which, so that no failure is silent.
-set -E
-trap 'echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
-: "${abs_top_builddir:?run through make check}" "${abs_top_srcdir:?}"
+. "$(dirname "$0")/../lib.sh"
+: "${abs_top_srcdir:?}"
 cc=$(command -v clang-14 || command -v clang || true)
 out=$abs_top_builddir/tests/spank
 if [ -z "$cc" ] || ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }' |
@@ -21,7 +18,7 @@ rm -f "$out/fuzz-probe"
     "$abs_top_srcdir/tests/spank/fuzz_args.c" "$abs_top_srcdir/spank-plugin/args.c" \
     -o "$out/fuzz_args"
 corpus=$(mktemp -d /tmp/dml-fuzz.XXXXXX)
-trap 'rm -rf "$corpus"' EXIT
+at_exit 'rm -rf "$corpus"'
 cp "$abs_top_srcdir"/tests/spank/fuzz-corpus/* "$corpus/"
 cd "$out"
 "$out/fuzz_args" -max_total_time=20 -seed=1 -max_len=512 -print_final_stats=1 "$corpus" 2>&1 | tail -n 12

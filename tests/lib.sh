@@ -1,0 +1,66 @@
+# lib.sh: sourced first by every shell test (tests/cluster/lib.sh builds on it).
+#
+#  - strict mode, and a command that fails under set -e says which (in the
+#    test's own shell; a subshell's failure is named by the command that ran
+#    it), so that no failure is silent;
+#  - the tools as built: $train, $data, $infer, $ckpt;
+#  - fail MESSAGE; at_exit COMMAND (undone at exit, last first, whatever the
+#    outcome; $_rc holds the test's exit status); make_work NAME (a fresh
+#    $work directory, removed at exit);
+#  - mpirun_pids and wait_held: the ranks' PIDs and a hold at a chosen step
+#    (dml-train's DML_TEST_HOLD), so that a test signals or kills its own
+#    processes at a step it chose, never processes found by name and never
+#    in a race with the machine's speed.
+set -euo pipefail
+set -E
+trap 'e=$?; [ "$BASHPID" != "$$" ] || echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $e" >&2' ERR
+
+: "${abs_top_builddir:?run this test through make check}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+train=$abs_top_builddir/trainer/dml-train
+data=$abs_top_builddir/io/dml-data
+infer=$abs_top_builddir/serve-batch/dml-infer
+ckpt=$abs_top_builddir/ckpt/dml-ckpt
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+_undo=()
+_rc=0
+at_exit() { _undo=("$1" ${_undo[@]+"${_undo[@]}"}); }
+_at_exit_run() {
+    local c
+    _rc=$?
+    trap - EXIT
+    for c in ${_undo[@]+"${_undo[@]}"}; do
+        eval "$c" || true
+    done
+    exit $_rc
+}
+trap _at_exit_run EXIT
+
+make_work() { # name
+    work=$(mktemp -d "/tmp/dml-$1.XXXXXX")
+    at_exit 'rm -rf "$work"'
+}
+
+# mpirun -np N PROGRAM ARGS..., each rank writing its PID to PIDDIR/pid.RANK
+# first (bounded by 300 s: a hang is a failure).
+mpirun_pids() { # n piddir program args...
+    local n=$1 dir=$2
+    shift 2
+    mkdir -p "$dir"
+    timeout 300 "${MPIRUN:?}" --oversubscribe -np "$n" bash -c \
+        'echo $$ >"$0/pid.$OMPI_COMM_WORLD_RANK" && exec "$@"' "$dir" "$@"
+}
+
+# Waits until rank 0 holds at its DML_TEST_HOLD step (FILE.held exists);
+# fails at once if the run (PID) ended instead.
+wait_held() { # file pid what
+    local i
+    for i in $(seq 1 6000); do
+        [ -e "$1.held" ] && return 0
+        kill -0 "$2" 2>/dev/null || fail "$3: the run ended before its hold step"
+        sleep 0.05
+    done
+    fail "$3: the run did not reach its hold step in 300 s"
+}
