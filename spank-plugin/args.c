@@ -17,7 +17,7 @@ void dml_spank_config_defaults(dml_spank_config_t *cfg)
     cfg->enabled_by_default = 0;
     cfg->bind = 1;
     cfg->override = 0;
-    cfg->gpu_ipc = 0;
+    cfg->gpu_ipc = -1; /* auto */
     snprintf(cfg->cache, sizeof(cfg->cache), "%s", "/run/slurm-dml");
 }
 
@@ -76,8 +76,12 @@ int dml_spank_parse_config(int ac, char **av, dml_spank_config_t *cfg, char *err
             if (parse_bool(key, eq, &cfg->override, err, errlen) != 0)
                 return -1;
         } else if (strcmp(key, "gpu_ipc") == 0) {
-            if (parse_bool(key, eq, &cfg->gpu_ipc, err, errlen) != 0)
+            if (strcmp(eq, "auto") == 0)
+                cfg->gpu_ipc = -1;
+            else if (parse_bool(key, eq, &cfg->gpu_ipc, err, errlen) != 0) {
+                snprintf(err, errlen, "plugstack.conf: gpu_ipc=%s: expected auto, yes or no", eq);
                 return -1;
+            }
         } else if (strcmp(key, "topology") == 0) {
             if (parse_str(key, eq, cfg->topology, sizeof(cfg->topology), err, errlen) != 0)
                 return -1;

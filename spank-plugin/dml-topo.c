@@ -45,6 +45,7 @@ int main(int argc, char **argv)
         {0, 0, 0, 0}};
     dml_topo_request_t req;
     dml_task_map_t *maps;
+    char note[512] = "";
     dml_topo_t *topo;
     const char *xml = NULL;
     char *end;
@@ -53,8 +54,11 @@ int main(int argc, char **argv)
     int c;
 
     dml_log_init("dml-topo", -1);
+    dml_topo_limit_plugins();
     memset(&req, 0, sizeof(req));
     req.ntasks = 1;
+    req.note = note;
+    req.note_len = sizeof(note);
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'x': xml = optarg; break;
@@ -113,8 +117,13 @@ int main(int argc, char **argv)
         dml_topo_free(topo);
         return 1;
     }
-    printf("# node: %d GPUs, %d active InfiniBand ports%s%s\n", dml_topo_gpus(topo),
-           dml_topo_hcas(topo), xml ? "; topology " : "", xml ? xml : "");
+    printf("# node: %d GPUs%s, %d active InfiniBand ports", dml_topo_gpus(topo),
+           dml_topo_gpu_kind(topo) == DML_GPU_AMD ? " (AMD)" : "", dml_topo_hcas(topo));
+    if (dml_topo_hcas_down(topo) > 0)
+        printf(", %d InfiniBand HCAs with no active port", dml_topo_hcas_down(topo));
+    printf("%s%s\n", xml ? "; topology " : "", xml ? xml : "");
+    if (note[0] != '\0')
+        printf("# note: %s\n", note);
     for (k = 0; k < req.ntasks; k++) {
         const dml_task_map_t *m = &maps[k];
         printf("task %u: gpus=%s cpus=%s cores=%u numa=%d net=%s hca=%s netdev=%s\n", k,

@@ -1,26 +1,31 @@
 /*
  * dml_spank.c: the SPANK plugin. srun --dml-gpus maps each task to its GPU(s),
  * the cores and NUMA node near them and the nearest InfiniBand port (dml_topo.h),
- * binds the task there and sets up UCX, NCCL and Open MPI for that network.
+ * binds the task there and sets up UCX, NCCL, Open MPI and the usual framework
+ * variables (PyTorch's env:// rendezvous included) for that network.
  *
  * Contexts (Slurm 22.05):
  *  - init in slurmd (as root, once at its start): discover this node's
  *    topology (a PCI scan, ~10 ms) and keep it as XML in the cache directory,
- *    so that each step loads it in ~2 ms instead;
+ *    written as a root daemon must (topo_cache.c), so that each step loads
+ *    it in ~2 ms instead;
  *  - init (every job context): parse plugstack.conf arguments, register the
  *    options (so srun, sbatch and salloc all accept them);
  *  - option callbacks (srun/sbatch/salloc, and again in slurmstepd): check
  *    the values, so that srun refuses bad ones before anything is launched;
  *  - user_init (slurmstepd, once per node and step): compute the node's
- *    mapping; an error here would only reach slurmd's log, so it is kept
+ *    mapping and the step's rendezvous address; an error here would only
+ *    reach slurmd's log, so it is kept
  *  - task_init (each task, just before exec): report a kept error (the user
  *    sees it and the task fails), else bind and set the environment.
- * Batch and extern steps are left alone.
+ * Batch and extern steps are left alone. hwloc is kept from loading its GL,
+ * OpenCL, CUDA and Level Zero plugins into slurmd and slurmstepd.
  */
 #include "config.h"
 
 #include "args.h"
 #include "dml_topo.h"
+#include "ucx_probe.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -37,18 +42,31 @@ SPANK_PLUGIN(dml, 1);
 
 #define MPOL_PREFERRED 1
 
+/* MASTER_PORT: derived from the job and step ids (so that every node of a
+ * step computes the same), in [DML_PORT_BASE, DML_PORT_BASE + DML_PORT_SPAN):
+ * below the kernel's ephemeral ports (32768 up), and steps of one job, and
+ * jobs up to 1000 ids apart, never share one. */
+#define DML_PORT_BASE 12000
+#define DML_PORT_SPAN 20000
+#define DML_PORT_STEPS 20
+
 static dml_spank_config_t g_cfg;
 static int g_requested;            /* a --dml-* option was given */
 static int g_per_task;             /* --dml-gpus value */
 static int g_net_explicit;
 static dml_net_t g_net = DML_NET_AUTO;
 static int g_verbose;
-static int g_ipc = -1;             /* --dml-gpu-ipc, else the site default */
+static int g_ipc = -1;             /* --dml-gpu-ipc (1), --dml-gpu-isolate (0), else the site's */
 static int g_skip = 1;
 static dml_task_map_t *g_maps;
 static unsigned g_ntasks;
 static char g_error[1024];
-static char g_step_visible[DML_TOPO_STR]; /* all step GPUs, for --dml-gpu-ipc */
+static char g_note[512];           /* what the mapping passed over (verbose) */
+static char g_step_visible[DML_TOPO_STR]; /* all step GPUs, for their visibility */
+static const char *g_gpu_var;      /* CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES or NULL */
+static char g_node_hcas[DML_TOPO_STR];    /* every usable port of the node */
+static int g_hcas_down;            /* HCAs without an active port */
+static char g_master_addr[256], g_master_port[16];
 
 static int opt_gpus(int val, const char *optarg, int remote)
 {
@@ -90,10 +108,9 @@ static int opt_verbose(int val, const char *optarg, int remote)
 
 static int opt_ipc(int val, const char *optarg, int remote)
 {
-    (void)val;
     (void)optarg;
     (void)remote;
-    g_ipc = 1;
+    g_ipc = val;
     return 0;
 }
 
@@ -106,34 +123,26 @@ static struct spank_option g_options[] = {
      "Set up UCX, NCCL and Open MPI for this network (auto: InfiniBand where a port is "
      "active, else TCP; shm: one node only)",
      1, 0, opt_net},
-    {"dml-verbose", NULL, "Print each task's mapping and the variables set", 0, 0, opt_verbose},
+    {"dml-verbose", NULL, "Print each task's mapping, the variables set and what UCX finds", 0, 0,
+     opt_verbose},
     {"dml-gpu-ipc", NULL,
-     "Each task sees all of the step's GPUs, its own first (keeps CUDA IPC between local ranks)",
-     0, 0, opt_ipc},
+     "Each task sees all of the step's GPUs, its own first (the default where a node runs more "
+     "than one GPU task: NCCL and CUDA IPC need to see the peers)",
+     0, 1, opt_ipc},
+    {"dml-gpu-isolate", NULL, "Each task sees its own GPU(s) only", 0, 0, opt_ipc},
     SPANK_OPTIONS_TABLE_END};
-
-static void cache_path(char *buf, size_t len)
-{
-    snprintf(buf, len, "%s/topology.xml", g_cfg.cache);
-}
 
 /* slurmd's init: keep this node's topology where the steps will find it. */
 static int slurmd_cache_topology(void)
 {
-    char path[600];
     dml_topo_t *topo = NULL;
 
     if (g_cfg.topology[0] != '\0' || strcmp(g_cfg.cache, "none") == 0)
         return 0;
     /* A cache that cannot be written only costs time: log it and go on. */
-    if (mkdir(g_cfg.cache, 0755) != 0 && errno != EEXIST) {
-        slurm_info("dml: %s: cannot create the topology cache (%s); steps will discover it",
-                   g_cfg.cache, strerror(errno));
-        return 0;
-    }
-    cache_path(path, sizeof(path));
-    if (dml_topo_load(NULL, &topo) != DML_OK || dml_topo_export(topo, path) != DML_OK)
-        slurm_info("dml: topology cache: %s; steps will discover it", dml_error_message());
+    if (dml_topo_load(NULL, &topo) != DML_OK || dml_topo_cache_write(topo, g_cfg.cache) != DML_OK)
+        slurm_info("dml: topology cache: %s; steps will discover the topology",
+                   dml_error_message());
     dml_topo_free(topo);
     return 0;
 }
@@ -148,6 +157,8 @@ int slurm_spank_init(spank_t sp, int ac, char **av)
         slurm_error("dml: %s", err);
         return -1;
     }
+    if (ctx == S_CTX_SLURMD || ctx == S_CTX_REMOTE)
+        dml_topo_limit_plugins();
     if (ctx == S_CTX_SLURMD)
         return slurmd_cache_topology();
     if (ctx != S_CTX_LOCAL && ctx != S_CTX_REMOTE && ctx != S_CTX_ALLOCATOR)
@@ -193,12 +204,48 @@ static int allowed_cpus(char *out, size_t len)
     return 0;
 }
 
+/*
+ * The step's rendezvous for frameworks' env:// (PyTorch's MASTER_ADDR and
+ * MASTER_PORT): rank 0 runs on the step's first node, and the address is
+ * that node's NodeAddr as slurmctld knows it (what other nodes reach it by;
+ * node names need not resolve, and on the local test cluster they do not),
+ * else its name.
+ */
+static void rendezvous(spank_t sp, uint32_t job, uint32_t step)
+{
+    char nodes[4096];
+    node_info_msg_t *info = NULL;
+    hostlist_t hl;
+    char *first = NULL;
+
+    g_master_addr[0] = '\0';
+    snprintf(g_master_port, sizeof(g_master_port), "%u",
+             DML_PORT_BASE + (job * DML_PORT_STEPS + step % DML_PORT_STEPS) % DML_PORT_SPAN);
+    if (!get_env(sp, "SLURM_STEP_NODELIST", nodes, sizeof(nodes)) &&
+        !get_env(sp, "SLURM_JOB_NODELIST", nodes, sizeof(nodes)))
+        return;
+    if ((hl = slurm_hostlist_create(nodes)) == NULL)
+        return;
+    first = slurm_hostlist_shift(hl);
+    slurm_hostlist_destroy(hl);
+    if (first == NULL)
+        return;
+    snprintf(g_master_addr, sizeof(g_master_addr), "%s", first);
+    if (slurm_load_node_single(&info, first, SHOW_ALL) == SLURM_SUCCESS && info != NULL &&
+        info->record_count > 0 && info->node_array[0].node_addr != NULL &&
+        info->node_array[0].node_addr[0] != '\0')
+        snprintf(g_master_addr, sizeof(g_master_addr), "%s", info->node_array[0].node_addr);
+    if (info != NULL)
+        slurm_free_node_info_msg(info);
+    free(first);
+}
+
 int slurm_spank_user_init(spank_t sp, int ac, char **av)
 {
-    char gpus[DML_TOPO_STR], visible[DML_TOPO_STR], cpus[DML_TOPO_STR];
+    char gpus[DML_TOPO_STR], visible[DML_TOPO_STR], cpus[DML_TOPO_STR], mapnote[256] = "";
     dml_topo_request_t req;
     dml_topo_t *topo = NULL;
-    uint32_t stepid = 0, ntasks = 0;
+    uint32_t jobid = 0, stepid = 0, ntasks = 0;
     int have_gpus, have_visible;
 
     (void)ac;
@@ -213,23 +260,48 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
         snprintf(g_error, sizeof(g_error), "cannot get the number of local tasks");
         return 0;
     }
+    spank_get_item(sp, S_JOB_ID, &jobid);
+
+    {
+        /* The site's topology file, else slurmd's cache, else discovery. */
+        const char *why = NULL;
+        if (g_cfg.topology[0] != '\0') {
+            if (dml_topo_load(g_cfg.topology, &topo) != DML_OK)
+                why = dml_error_message();
+        } else if (strcmp(g_cfg.cache, "none") == 0 || dml_topo_cache_load(g_cfg.cache, &topo) != DML_OK) {
+            if (strcmp(g_cfg.cache, "none") != 0)
+                snprintf(g_note, sizeof(g_note), "topology cache not used (%s)", dml_error_message());
+            if (dml_topo_load(NULL, &topo) != DML_OK)
+                why = dml_error_message();
+        }
+        if (why != NULL) {
+            snprintf(g_error, sizeof(g_error), "%s", why);
+            return 0;
+        }
+    }
 
     memset(&req, 0, sizeof(req));
     req.ntasks = ntasks;
-    req.gpus_per_task = g_per_task;
+    req.gpus_per_task = g_per_task; /* auto where only default=on asked */
     req.net = g_net;
     req.hca_exclude = g_cfg.hca_exclude[0] ? g_cfg.hca_exclude : NULL;
     req.netdev = g_cfg.netdev[0] ? g_cfg.netdev : NULL;
-    /* SLURM_STEP_GPUS names the node's GPUs (locality); CUDA_VISIBLE_DEVICES
-     * names them as the tasks must (renumbered under ConstrainDevices). */
+    req.note = mapnote;
+    req.note_len = sizeof(mapnote);
+    /* SLURM_STEP_GPUS names the node's GPUs (locality); the GPU kind's
+     * visibility variable names them as the tasks must (renumbered under
+     * ConstrainDevices). */
+    g_gpu_var = dml_gpu_visible_var(dml_topo_gpu_kind(topo));
     have_gpus = get_env(sp, "SLURM_STEP_GPUS", gpus, sizeof(gpus)) ||
                 get_env(sp, "SLURM_JOB_GPUS", gpus, sizeof(gpus));
-    have_visible = get_env(sp, "CUDA_VISIBLE_DEVICES", visible, sizeof(visible));
+    have_visible = g_gpu_var != NULL && get_env(sp, g_gpu_var, visible, sizeof(visible));
     if (have_gpus) {
         req.gpus = gpus;
         req.visible = have_visible ? visible : NULL;
     } else if (have_visible) {
         req.gpus = visible;
+    } else if (g_gpu_var == NULL && get_env(sp, "CUDA_VISIBLE_DEVICES", visible, sizeof(visible))) {
+        req.gpus = visible; /* a node without GPUs: passed over, and said so */
     }
     /* A recorded topology is another machine's: its CPUs are not ours. */
     if (g_cfg.topology[0] == '\0' && allowed_cpus(cpus, sizeof(cpus)) == 0)
@@ -238,26 +310,27 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
     g_maps = calloc(ntasks, sizeof(*g_maps));
     if (g_maps == NULL) {
         snprintf(g_error, sizeof(g_error), "no memory for %u task mappings", ntasks);
-        return 0;
-    }
-    {
-        /* The site's topology file, else slurmd's cache, else discovery. */
-        char path[600];
-        const char *xml = NULL;
-        cache_path(path, sizeof(path));
-        if (g_cfg.topology[0] != '\0')
-            xml = g_cfg.topology;
-        else if (strcmp(g_cfg.cache, "none") != 0 && access(path, R_OK) == 0)
-            xml = path;
-        if (dml_topo_load(xml, &topo) != DML_OK && xml == path)
-            (void)dml_topo_load(NULL, &topo); /* a damaged cache: discover */
-    }
-    if (topo == NULL || dml_topo_map(topo, &req, g_maps) != DML_OK) {
+    } else if (dml_topo_map(topo, &req, g_maps) != DML_OK) {
         snprintf(g_error, sizeof(g_error), "%s", dml_error_message());
     } else {
         g_ntasks = ntasks;
         snprintf(g_step_visible, sizeof(g_step_visible), "%s",
                  have_visible ? visible : have_gpus ? gpus : "");
+        /* No GPU list (no GRES): the step has all of the node's GPUs. */
+        if (req.gpus == NULL) {
+            int g;
+            size_t used = 0;
+            for (g = 0; g < dml_topo_gpus(topo) && used + 8 < sizeof(g_step_visible); g++)
+                used += (size_t)snprintf(g_step_visible + used, sizeof(g_step_visible) - used,
+                                         "%s%d", g ? "," : "", g);
+        }
+        dml_topo_usable_hcas(topo, req.hca_exclude, g_node_hcas, sizeof(g_node_hcas));
+        g_hcas_down = dml_topo_hcas_down(topo);
+        rendezvous(sp, jobid, stepid);
+    }
+    if (mapnote[0] != '\0') {
+        size_t used = strlen(g_note);
+        snprintf(g_note + used, sizeof(g_note) - used, "%s%s", used ? "; " : "", mapnote);
     }
     dml_topo_free(topo);
     return 0;
@@ -312,11 +385,34 @@ static int apply_binding(const dml_task_map_t *m)
     return 0;
 }
 
+/* The task's GPUs as it must see them: its own, then (ipc) the step's
+ * others in order, so that device 0 is its own and NCCL and CUDA IPC still
+ * see the GPUs of the node's other ranks. */
+static void gpu_list(const dml_task_map_t *m, int ipc, char *out, size_t len)
+{
+    char tok[DML_TOPO_STR], own[DML_TOPO_STR + 2], pat[128], *save = NULL, *t;
+
+    snprintf(out, len, "%s", m->visible);
+    if (!ipc || g_step_visible[0] == '\0')
+        return;
+    snprintf(tok, sizeof(tok), "%s", g_step_visible);
+    snprintf(own, sizeof(own), ",%s,", m->visible);
+    for (t = strtok_r(tok, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        snprintf(pat, sizeof(pat), ",%s,", t);
+        if (strstr(own, pat) == NULL && strlen(out) + strlen(t) + 2 < len) {
+            strcat(out, ",");
+            strcat(out, t);
+        }
+    }
+}
+
 int slurm_spank_task_init(spank_t sp, int ac, char **av)
 {
-    char log[4096] = "", num[32], host[256] = "?", visible[DML_TOPO_STR];
+    char log[4096] = "", num[32], host[256] = "?", visible[DML_TOPO_STR], ucx[1024] = "";
+    char hcas[DML_TOPO_STR + 1], ifname[72];
     const dml_task_map_t *m;
     uint32_t global = 0, total = 0;
+    unsigned k, gpu_tasks = 0;
     int taskid = -1, bound = 0, ipc;
 
     (void)ac;
@@ -344,40 +440,37 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
         bound = 1;
     }
 
-    /* The GPUs are what --dml-gpus is for: always set. */
-    ipc = g_ipc >= 0 ? g_ipc : g_cfg.gpu_ipc;
-    if (m->ngpus > 0) {
-        if (ipc && g_step_visible[0] != '\0') {
-            /* Its own GPU(s) first, then the step's others, in order. */
-            char tok[DML_TOPO_STR], *save = NULL, *t;
-            snprintf(visible, sizeof(visible), "%s", m->visible);
-            snprintf(tok, sizeof(tok), "%s", g_step_visible);
-            for (t = strtok_r(tok, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-                char pat[128], own[DML_TOPO_STR + 2];
-                snprintf(pat, sizeof(pat), ",%s,", t);
-                snprintf(own, sizeof(own), ",%s,", m->visible);
-                if (strstr(own, pat) == NULL && strlen(visible) + strlen(t) + 2 < sizeof(visible)) {
-                    strcat(visible, ",");
-                    strcat(visible, t);
-                }
-            }
-        } else {
-            snprintf(visible, sizeof(visible), "%s", m->visible);
-        }
-        set_var(sp, "CUDA_VISIBLE_DEVICES", visible, 1, log, sizeof(log));
+    /* The GPUs are what --dml-gpus is for: always set. Where the node runs
+     * more than one GPU task, each sees the others' GPUs after its own
+     * (unless --dml-gpu-isolate): with one GPU each, NCCL cannot find the
+     * NVLink between local ranks and CUDA IPC between them fails. */
+    for (k = 0; k < g_ntasks; k++)
+        gpu_tasks += g_maps[k].ngpus > 0;
+    ipc = g_ipc >= 0 ? g_ipc : g_cfg.gpu_ipc >= 0 ? g_cfg.gpu_ipc : gpu_tasks > 1;
+    if (m->ngpus > 0 && g_gpu_var != NULL) {
+        gpu_list(m, ipc, visible, sizeof(visible));
+        set_var(sp, g_gpu_var, visible, 1, log, sizeof(log));
     }
 
+    /* NCCL: every usable port of the node, the same on every rank (NCCL
+     * picks each GPU's nearest NIC itself, and lists that differ between
+     * ranks break its rings); "=": these names exactly, not as prefixes.
+     * UCX: this task's own port. */
+    snprintf(ifname, sizeof(ifname), "=%s", m->netdev);
     switch (m->net) {
     case DML_NET_IB: {
         char first[64];
         snprintf(first, sizeof(first), "%.*s", (int)strcspn(m->hcas, ","), m->hcas);
+        snprintf(hcas, sizeof(hcas), "=%s", g_node_hcas);
         set_var(sp, "OMPI_MCA_pml", "ucx", 0, log, sizeof(log));
         set_var(sp, "UCX_NET_DEVICES", first, 0, log, sizeof(log));
         set_var(sp, "UCX_TLS", m->ngpus > 0 ? "rc,sm,cuda_copy,cuda_ipc,self" : "rc,sm,self", 0, log,
                 sizeof(log));
-        set_var(sp, "NCCL_IB_HCA", m->hcas, 0, log, sizeof(log));
-        if (m->netdev[0])
-            set_var(sp, "NCCL_SOCKET_IFNAME", m->netdev, 0, log, sizeof(log));
+        set_var(sp, "NCCL_IB_HCA", hcas, 0, log, sizeof(log));
+        if (m->netdev[0]) {
+            set_var(sp, "NCCL_SOCKET_IFNAME", ifname, 0, log, sizeof(log));
+            set_var(sp, "GLOO_SOCKET_IFNAME", m->netdev, 0, log, sizeof(log));
+        }
         break;
     }
     case DML_NET_TCP:
@@ -396,8 +489,10 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
         if (m->net == DML_NET_TCP && m->netdev[0])
             set_var(sp, "UCX_NET_DEVICES", m->netdev, 0, log, sizeof(log));
         set_var(sp, "NCCL_IB_DISABLE", "1", 0, log, sizeof(log));
-        if (m->netdev[0])
-            set_var(sp, "NCCL_SOCKET_IFNAME", m->netdev, 0, log, sizeof(log));
+        if (m->netdev[0]) {
+            set_var(sp, "NCCL_SOCKET_IFNAME", ifname, 0, log, sizeof(log));
+            set_var(sp, "GLOO_SOCKET_IFNAME", m->netdev, 0, log, sizeof(log));
+        }
         break;
     case DML_NET_AUTO:
         break;
@@ -414,15 +509,32 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
     set_var(sp, "WORLD_SIZE", num, 0, log, sizeof(log));
     snprintf(num, sizeof(num), "%u", g_ntasks);
     set_var(sp, "LOCAL_WORLD_SIZE", num, 0, log, sizeof(log));
+    if (g_master_addr[0] != '\0') {
+        set_var(sp, "MASTER_ADDR", g_master_addr, 0, log, sizeof(log));
+        set_var(sp, "MASTER_PORT", g_master_port, 0, log, sizeof(log));
+    }
 
+    /* No InfiniBand although the node has HCAs: the fast path is missing,
+     * and users should know before they wonder why training is slow. */
+    if (taskid == 0 && m->net == DML_NET_TCP && !g_net_explicit && g_hcas_down > 0)
+        fprintf(stderr, "dml: warning: %s has %d InfiniBand HCA(s) but no active port: falling "
+                "back to TCP\n", spank_getenv(sp, "SLURMD_NODENAME", host, sizeof(host)) == ESPANK_SUCCESS
+                                     ? host : "this node", g_hcas_down);
     if (g_verbose) {
-        char node[256];
+        char node[256], tls[256] = "", devs[256] = "";
         if (spank_getenv(sp, "SLURMD_NODENAME", node, sizeof(node)) == ESPANK_SUCCESS)
             snprintf(host, sizeof(host), "%s", node);
-        fprintf(stderr, "dml: rank %u (local %d) on %s: gpu %s, cpus %s%s, numa %d, net %s, hca %s;%s\n",
+        /* What UCX itself finds, within what the task's variables allow. */
+        spank_getenv(sp, "UCX_TLS", tls, sizeof(tls));
+        spank_getenv(sp, "UCX_NET_DEVICES", devs, sizeof(devs));
+        if (dml_ucx_probe(tls[0] ? tls : NULL, devs[0] ? devs : NULL, ucx, sizeof(ucx)) != 0)
+            snprintf(ucx, sizeof(ucx), "(UCX not found)");
+        fprintf(stderr, "dml: rank %u (local %d) on %s: gpu %s, cpus %s%s, numa %d, net %s, hca %s; "
+                "ucx finds %s;%s%s%s\n",
                 global, taskid, host, m->ngpus ? m->visible : "-", m->cpus,
                 bound ? " (bound)" : " (not bound)", m->numa, dml_net_name(m->net),
-                m->hcas[0] ? m->hcas : "-", log);
+                m->hcas[0] ? m->hcas : "-", ucx[0] ? ucx : "nothing", log,
+                g_note[0] ? "; note: " : "", g_note);
         fflush(stderr);
     }
     return 0;

@@ -5,12 +5,18 @@
  * answer to each task; dml-topo prints it for admins and tests.
  *
  * The rules:
- *  - GPUs: the step's GPUs are spread evenly over the tasks in blocks (task t
- *    of T gets GPUs [t*G/T...]); with fewer GPUs than tasks, consecutive tasks
- *    share one.
+ *  - GPUs: the node's NVIDIA GPUs, else its AMD ones. The step's GPUs are
+ *    spread evenly over the tasks in blocks starting at GPU floor(t*G/T) for
+ *    task t of T, so that with N GPUs per task and fewer tasks than GPUs the
+ *    tasks still land on every socket; with fewer GPUs than tasks,
+ *    consecutive tasks share one. A GPU the node does not have (a user's
+ *    stray CUDA_VISIBLE_DEVICES, a GPU hwloc does not see) is never an
+ *    error: on a node without GPUs the list is ignored, elsewhere such a GPU
+ *    is handed out as named, without locality.
  *  - Cores: a task's locality is its first GPU's NUMA domain (or, without
  *    GPUs, the NUMA nodes in turn); the allowed cores of a domain are split
- *    into equal contiguous parts among the tasks that share it.
+ *    into equal contiguous parts among the tasks that share it (its PUs
+ *    where it has no Core objects).
  *  - Network: for each of a task's GPUs, the nearest active InfiniBand port by
  *    PCI topology (deepest common ancestor, then same NUMA node); among equally
  *    near ports the least used, so that no port idles while an equally near
@@ -21,6 +27,8 @@
 #define DML_TOPO_H
 
 #include "dml_status.h"
+
+#include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,18 +45,51 @@ const char *dml_net_name(dml_net_t net);
 typedef struct dml_topo dml_topo_t;
 
 /* Loads a topology: xml_path (an hwloc XML export), or this machine if NULL.
- * PCI and OS devices are kept: GPUs and NICs are found through them. */
+ * PCI and OS devices are kept: GPUs and NICs are found through them.
+ * hwloc's GL, OpenCL, CUDA and Level Zero components are not used: the
+ * mapping needs none of them, and the CUDA one would start the CUDA driver
+ * inside slurmstepd. */
 dml_status_t dml_topo_load(const char *xml_path, dml_topo_t **topo_out);
+/* The same from an XML document in memory (len bytes, NUL not needed). */
+dml_status_t dml_topo_load_buffer(const char *xml, size_t len, dml_topo_t **topo_out);
 void dml_topo_free(dml_topo_t *topo);
 
-/* Writes the topology as hwloc XML to path, atomically (a temporary file
- * renamed into place), so that later loads skip the PCI scan. */
-dml_status_t dml_topo_export(const dml_topo_t *topo, const char *path);
+/* Keeps hwloc from loading its GL and OpenCL plugins into this process
+ * (they bring libX11 and libOpenCL along), and its CUDA and Level Zero ones:
+ * sets HWLOC_PLUGINS_BLACKLIST, which hwloc reads when a process first uses
+ * it. For the SPANK plugin and dml-topo, called before the first load; a
+ * library call that changes the environment, on the caller's request. */
+void dml_topo_limit_plugins(void);
 
-/* What the node has: GPUs (NVIDIA, in PCI bus order, as CUDA with
- * CUDA_DEVICE_ORDER=PCI_BUS_ID and NVML number them) and active IB ports. */
+/* ---- the topology cache (slurmd's init writes it as root; steps read it).
+ * The directory is made (0755) if missing, and used only if it is a
+ * directory, not a link, owned by the caller (root) and writable by nobody
+ * else; the file is written as a new temporary (O_EXCL, never through a
+ * link) with mode 0644 whatever the umask, then renamed into place. A cache
+ * is loaded only if it is a regular file owned by root and writable by no
+ * one else, and was written on this host by this hwloc: anything else is
+ * refused (DML_ERR_MISMATCH, DML_ERR_PERMISSION, ...), naming why, and the
+ * caller discovers the topology instead. */
+dml_status_t dml_topo_cache_write(const dml_topo_t *topo, const char *dir);
+dml_status_t dml_topo_cache_load(const char *dir, dml_topo_t **topo_out);
+
+typedef enum { DML_GPU_NONE = 0, DML_GPU_NVIDIA, DML_GPU_AMD } dml_gpu_kind_t;
+
+/* What the node has: GPUs (NVIDIA, else AMD; in PCI bus order, as CUDA with
+ * CUDA_DEVICE_ORDER=PCI_BUS_ID, NVML and ROCm number them), their kind,
+ * active IB ports, and InfiniBand HCAs with no active port. */
 int dml_topo_gpus(const dml_topo_t *topo);
+dml_gpu_kind_t dml_topo_gpu_kind(const dml_topo_t *topo);
 int dml_topo_hcas(const dml_topo_t *topo);
+int dml_topo_hcas_down(const dml_topo_t *topo);
+
+/* The variable a task's GPUs are chosen with for that kind of GPU:
+ * CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, or NULL. */
+const char *dml_gpu_visible_var(dml_gpu_kind_t kind);
+
+/* The node's usable InfiniBand ports (active, not in exclude), in PCI order,
+ * as "mlx5_0:1,mlx5_1:1": the same on every task of the node. */
+void dml_topo_usable_hcas(const dml_topo_t *topo, const char *exclude, char *buf, size_t len);
 
 typedef struct {
     unsigned ntasks;         /* tasks of the step on this node (>= 1) */
@@ -64,6 +105,10 @@ typedef struct {
     dml_net_t net;
     const char *hca_exclude; /* HCA names never used ("mlx5_8,mlx5_9"), or NULL */
     const char *netdev;      /* the TCP/socket device to use, or NULL: nearest */
+    /* Out, may be NULL: what was passed over and why ("GPU list \"0\":
+     * this node has no GPU; the list is not used"), or "". */
+    char *note;
+    size_t note_len;
 } dml_topo_request_t;
 
 typedef struct {
@@ -81,8 +126,10 @@ typedef struct {
 
 /*
  * Maps req->ntasks tasks; maps has that many entries. DML_ERR_INVALID_ARG
- * (with a message naming the value) for an unknown GPU, no allowed CPU, more
- * GPUs asked for than the step has, or IB asked for where no port is active.
+ * (with a message naming the value) for a malformed GPU or CPU list, no
+ * allowed CPU, more GPUs asked for than the step has, or IB asked for where
+ * no port is active; never for a GPU this node does not have (req->note
+ * says what was passed over).
  */
 dml_status_t dml_topo_map(const dml_topo_t *topo, const dml_topo_request_t *req,
                           dml_task_map_t *maps);

@@ -8,6 +8,7 @@
 #include "dml_topo.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <hwloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,9 @@ typedef struct {
 
 struct dml_topo {
     hwloc_topology_t t;
+    dml_gpu_kind_t kind;       /* of the GPUs in gpus[] */
     int ngpus, nhcas, neths;
+    int hcas_down;             /* InfiniBand HCAs with no active port */
     dml__gpu_t gpus[DML_TOPO_MAX_GPUS];
     dml__hca_t hcas[DML_TOPO_MAX_HCAS];
     hwloc_obj_t eths[DML_TOPO_MAX_HCAS]; /* Ethernet Net OS devices */
@@ -66,43 +69,63 @@ static hwloc_obj_t dml__pci_of(hwloc_obj_t os)
     return p != NULL && p->type == HWLOC_OBJ_PCI_DEVICE ? p : NULL;
 }
 
+/* Whether PCI device o is a GPU, of which kind, whether a driver's OS
+ * device (CUDA, NVML, ROCm SMI) hangs below it, and its NVIDIA UUID. AMD
+ * display controllers (class 0300) count only with a ROCm device: servers'
+ * and desktops' ordinary graphics share that class. */
+static int dml__gpu_pci(hwloc_obj_t o, dml_gpu_kind_t *kind, int *driven, const char **uuid)
+{
+    const unsigned cls = o->attr->pcidev.class_id, vendor = o->attr->pcidev.vendor_id;
+    hwloc_obj_t c;
+
+    *driven = 0;
+    *uuid = NULL;
+    if (vendor == 0x10de && (cls >> 8) == 0x03)
+        *kind = DML_GPU_NVIDIA;
+    else if (vendor == 0x1002 && ((cls >> 8) == 0x03 || (cls >> 8) == 0x12))
+        *kind = DML_GPU_AMD;
+    else
+        return 0;
+    for (c = o->io_first_child; c != NULL; c = c->next_sibling) {
+        if (c->type != HWLOC_OBJ_OS_DEVICE || c->name == NULL)
+            continue;
+        if ((c->attr->osdev.type == HWLOC_OBJ_OSDEV_COPROC || c->attr->osdev.type == HWLOC_OBJ_OSDEV_GPU) &&
+            (strncmp(c->name, "cuda", 4) == 0 || strncmp(c->name, "nvml", 4) == 0 ||
+             strncmp(c->name, "rsmi", 4) == 0))
+            *driven = 1;
+        if (hwloc_obj_get_info_by_name(c, "NVIDIAUUID") != NULL)
+            *uuid = hwloc_obj_get_info_by_name(c, "NVIDIAUUID");
+    }
+    return *kind == DML_GPU_NVIDIA || *driven || cls == 0x0380 || (cls >> 8) == 0x12;
+}
+
 static void dml__discover(dml_topo_t *tp)
 {
     hwloc_obj_t o = NULL;
 
-    /* GPUs: NVIDIA display/3D controllers (class 0x03xx, vendor 0x10de). If
-     * hwloc saw CUDA or NVML devices, only the controllers that have one
-     * count (the others are not driven, so CUDA does not number them);
-     * without those hwloc plugins, every NVIDIA controller counts. */
+    /* GPUs: the node's NVIDIA GPUs, else its AMD ones (one kind is mapped).
+     * If hwloc saw a driver's OS device for a kind, only the controllers
+     * that have one count (the others are not driven, so CUDA or ROCm do not
+     * number them); without those hwloc plugins, every one counts. */
     {
-        int pass, with_osdev = 0;
-        for (pass = 0; pass < 2; pass++) {
-            o = NULL;
-            while ((o = hwloc_get_next_pcidev(tp->t, o)) != NULL) {
-                hwloc_obj_t c;
-                int has = 0;
-                const char *uuid = NULL;
-                if (o->attr->pcidev.vendor_id != 0x10de || (o->attr->pcidev.class_id >> 8) != 0x03)
-                    continue;
-                for (c = o->io_first_child; c != NULL; c = c->next_sibling) {
-                    if (c->type == HWLOC_OBJ_OS_DEVICE &&
-                        (c->attr->osdev.type == HWLOC_OBJ_OSDEV_COPROC ||
-                         c->attr->osdev.type == HWLOC_OBJ_OSDEV_GPU) &&
-                        c->name != NULL && (strncmp(c->name, "cuda", 4) == 0 || strncmp(c->name, "nvml", 4) == 0))
-                        has = 1;
-                    if (hwloc_obj_get_info_by_name(c, "NVIDIAUUID") != NULL)
-                        uuid = hwloc_obj_get_info_by_name(c, "NVIDIAUUID");
-                }
-                if (pass == 0) {
-                    with_osdev |= has;
-                    continue;
-                }
-                if ((with_osdev && !has) || tp->ngpus >= DML_TOPO_MAX_GPUS)
-                    continue;
-                tp->gpus[tp->ngpus].pci = o;
-                snprintf(tp->gpus[tp->ngpus].uuid, sizeof(tp->gpus[0].uuid), "%s", uuid ? uuid : "");
-                tp->ngpus++;
+        int with_osdev[3] = {0, 0, 0}, count[3] = {0, 0, 0};
+        dml_gpu_kind_t kind;
+        const char *uuid;
+        int driven;
+        while ((o = hwloc_get_next_pcidev(tp->t, o)) != NULL)
+            if (dml__gpu_pci(o, &kind, &driven, &uuid)) {
+                with_osdev[kind] |= driven;
+                count[kind]++;
             }
+        tp->kind = count[DML_GPU_NVIDIA] ? DML_GPU_NVIDIA : count[DML_GPU_AMD] ? DML_GPU_AMD : DML_GPU_NONE;
+        o = NULL;
+        while (tp->kind != DML_GPU_NONE && (o = hwloc_get_next_pcidev(tp->t, o)) != NULL) {
+            if (!dml__gpu_pci(o, &kind, &driven, &uuid) || kind != tp->kind ||
+                (with_osdev[kind] && !driven) || tp->ngpus >= DML_TOPO_MAX_GPUS)
+                continue;
+            tp->gpus[tp->ngpus].pci = o;
+            snprintf(tp->gpus[tp->ngpus].uuid, sizeof(tp->gpus[0].uuid), "%s", uuid ? uuid : "");
+            tp->ngpus++;
         }
     }
     qsort(tp->gpus, (size_t)tp->ngpus, sizeof(dml__gpu_t), dml__pci_cmp);
@@ -126,6 +149,8 @@ static void dml__discover(dml_topo_t *tp)
                 if (st != NULL && strcmp(st, "4") == 0)
                     break;
             }
+            if (port > 8)
+                tp->hcas_down++;
             if (port <= 8) {
                 dml__hca_t *h = &tp->hcas[tp->nhcas++];
                 hwloc_obj_t c;
@@ -145,9 +170,29 @@ static void dml__discover(dml_topo_t *tp)
     }
 }
 
-dml_status_t dml_topo_load(const char *xml_path, dml_topo_t **topo_out)
+/* The hwloc plugins (and components) the mapping has no use for. */
+#define DML__HWLOC_PLUGINS_OFF "hwloc_gl,hwloc_opencl,hwloc_cuda,hwloc_levelzero"
+static const char *const dml__components_off[] = {"gl", "opencl", "cuda", "levelzero"};
+
+void dml_topo_limit_plugins(void)
 {
+    const char *have = getenv("HWLOC_PLUGINS_BLACKLIST");
+    char both[1024];
+
+    if (have == NULL || *have == '\0') {
+        setenv("HWLOC_PLUGINS_BLACKLIST", DML__HWLOC_PLUGINS_OFF, 1);
+    } else if (strstr(have, DML__HWLOC_PLUGINS_OFF) == NULL) {
+        snprintf(both, sizeof(both), "%s,%s", have, DML__HWLOC_PLUGINS_OFF);
+        setenv("HWLOC_PLUGINS_BLACKLIST", both, 1);
+    }
+}
+
+/* xml_path, or buf[0..len), or (both NULL) this machine. */
+static dml_status_t dml__load(const char *xml_path, const char *buf, size_t len, dml_topo_t **topo_out)
+{
+    const char *what = xml_path ? xml_path : buf ? "the XML topology given" : "this machine";
     dml_topo_t *tp = calloc(1, sizeof(*tp));
+    size_t i;
 
     if (tp == NULL)
         return dml_error_set(DML_ERR_NO_MEMORY, "no memory for a topology");
@@ -156,39 +201,47 @@ dml_status_t dml_topo_load(const char *xml_path, dml_topo_t **topo_out)
         return dml_error_set(DML_ERR_NO_MEMORY, "hwloc_topology_init failed");
     }
     hwloc_topology_set_io_types_filter(tp->t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
-    if (xml_path != NULL && hwloc_topology_set_xml(tp->t, xml_path) != 0) {
+    /* A second line behind dml_topo_limit_plugins, for a process in which
+     * hwloc was already in use: these components then do not run. */
+    for (i = 0; i < sizeof(dml__components_off) / sizeof(dml__components_off[0]); i++)
+        hwloc_topology_set_components(tp->t, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST,
+                                      dml__components_off[i]);
+    if ((xml_path != NULL && hwloc_topology_set_xml(tp->t, xml_path) != 0) ||
+        (buf != NULL && (len > INT_MAX || hwloc_topology_set_xmlbuffer(tp->t, buf, (int)len) != 0))) {
         hwloc_topology_destroy(tp->t);
         free(tp);
-        return dml_error_set(DML_ERR_FORMAT, "%s: cannot read as an hwloc XML topology", xml_path);
+        return dml_error_set(DML_ERR_FORMAT, "%s: cannot read as an hwloc XML topology", what);
     }
     if (hwloc_topology_load(tp->t) != 0) {
         hwloc_topology_destroy(tp->t);
         free(tp);
-        return dml_error_set(DML_ERR_FORMAT, "%s: hwloc cannot load this topology",
-                             xml_path ? xml_path : "this machine");
+        return dml_error_set(DML_ERR_FORMAT, "%s: hwloc cannot load this topology", what);
+    }
+    if (hwloc_get_nbobjs_by_type(tp->t, HWLOC_OBJ_PU) <= 0) {
+        hwloc_topology_destroy(tp->t);
+        free(tp);
+        return dml_error_set(DML_ERR_FORMAT, "%s: a topology without processing units", what);
     }
     dml__discover(tp);
     *topo_out = tp;
     return DML_OK;
 }
 
-dml_status_t dml_topo_export(const dml_topo_t *topo, const char *path)
+dml_status_t dml_topo_load(const char *xml_path, dml_topo_t **topo_out)
 {
-    char tmp[4096];
+    return dml__load(xml_path, NULL, 0, topo_out);
+}
 
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
-        return dml_error_set(DML_ERR_INVALID_ARG, "%s: path too long", path);
-    if (hwloc_topology_export_xml(topo->t, tmp, 0) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return dml_error_set_errno(e, "%s: cannot write the topology", tmp);
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return dml_error_set_errno(e, "%s: cannot rename to %s", tmp, path);
-    }
-    return DML_OK;
+dml_status_t dml_topo_load_buffer(const char *xml, size_t len, dml_topo_t **topo_out)
+{
+    return dml__load(NULL, xml, len, topo_out);
+}
+
+/* For topo_cache.c, within the mapping library. */
+hwloc_topology_t dml__topo_hwloc(const dml_topo_t *topo);
+hwloc_topology_t dml__topo_hwloc(const dml_topo_t *topo)
+{
+    return topo->t;
 }
 
 void dml_topo_free(dml_topo_t *topo)
@@ -199,8 +252,33 @@ void dml_topo_free(dml_topo_t *topo)
     free(topo);
 }
 
+static int dml__excluded(const char *list, const char *name);
+
 int dml_topo_gpus(const dml_topo_t *topo) { return topo->ngpus; }
+dml_gpu_kind_t dml_topo_gpu_kind(const dml_topo_t *topo) { return topo->kind; }
 int dml_topo_hcas(const dml_topo_t *topo) { return topo->nhcas; }
+int dml_topo_hcas_down(const dml_topo_t *topo) { return topo->hcas_down; }
+
+void dml_topo_usable_hcas(const dml_topo_t *topo, const char *exclude, char *buf, size_t len)
+{
+    size_t used = 0;
+    int i;
+
+    if (len > 0)
+        buf[0] = '\0';
+    for (i = 0; i < topo->nhcas && used + 80 < len; i++)
+        if (!dml__excluded(exclude, topo->hcas[i].name))
+            used += (size_t)snprintf(buf + used, len - used, "%s%s:%d", used ? "," : "",
+                                     topo->hcas[i].name, topo->hcas[i].port);
+}
+
+const char *dml_gpu_visible_var(dml_gpu_kind_t kind)
+{
+    /* ROCm: ROCR_VISIBLE_DEVICES (what Slurm sets for AMD GPUs), not
+     * HIP_VISIBLE_DEVICES, whose indices count only the GPUs ROCR lets
+     * through: setting both to the same list would select twice. */
+    return kind == DML_GPU_NVIDIA ? "CUDA_VISIBLE_DEVICES" : kind == DML_GPU_AMD ? "ROCR_VISIBLE_DEVICES" : NULL;
+}
 
 /* ---- the step's GPU list ------------------------------------------------ */
 
@@ -244,8 +322,18 @@ static dml_status_t dml__step_gpus(const dml_topo_t *tp, const dml_topo_request_
                                    dml__sgpu_t *sg, int *nsg)
 {
     char loc[DML_TOPO_MAX_GPUS][96], vis[DML_TOPO_MAX_GPUS][96];
-    int n, nv, i;
+    int n, nv, i, unknown = 0;
 
+    if (req->gpus != NULL && tp->ngpus == 0) {
+        /* A node without GPUs: whatever names GPUs (a user's exported
+         * CUDA_VISIBLE_DEVICES, Slurm's list of GPUs the plugin does not
+         * drive) is not for this mapping. */
+        if (req->note != NULL && req->gpus[0] != '\0')
+            snprintf(req->note, req->note_len, "GPU list \"%s\": this node has no GPU the "
+                     "plugin maps; the list is left alone", req->gpus);
+        *nsg = 0;
+        return DML_OK;
+    }
     if (req->gpus == NULL) {
         for (i = 0; i < tp->ngpus; i++) {
             snprintf(sg[i].token, sizeof(sg[i].token), "%d", i);
@@ -283,13 +371,17 @@ static dml_status_t dml__step_gpus(const dml_topo_t *tp, const dml_topo_request_
             sg[i].node_gpu = -1; /* MIG-<uuid>: its parent is not named; no locality */
         } else {
             v = strtol(t, &end, 10);
-            if (*end != '\0' || v < 0 || v >= tp->ngpus)
-                return dml_error_set(DML_ERR_INVALID_ARG, "GPU \"%s\": not a GPU of this node (it "
-                                     "has %d: indices 0..%d, GPU-..., MIG-...)", t, tp->ngpus,
-                                     tp->ngpus - 1);
-            sg[i].node_gpu = (int)v;
+            if (*end != '\0' || v < 0)
+                return dml_error_set(DML_ERR_INVALID_ARG, "GPU \"%s\": expected an index, GPU-... "
+                                     "or MIG-...", t);
+            sg[i].node_gpu = v < tp->ngpus ? (int)v : -1;
         }
+        unknown += sg[i].node_gpu < 0 && strncmp(t, "MIG-", 4) != 0;
     }
+    if (unknown > 0 && req->note != NULL)
+        snprintf(req->note, req->note_len, "GPU list \"%s\": %d of its GPUs are not among this "
+                 "node's %d; they are handed out as named, without locality", req->gpus, unknown,
+                 tp->ngpus);
     *nsg = n;
     return DML_OK;
 }
@@ -363,6 +455,51 @@ static void dml__append(char *buf, size_t len, const char *item)
     snprintf(buf + l, len - l, "%s%s", l ? "," : "", item);
 }
 
+/* Whether s is a CPU list hwloc may be given: numbers and ranges a-b
+ * (a <= b) below DML__CPU_MAX, joined by commas. hwloc reads "-3" or "0-"
+ * as ranges up to its largest index, and allocates bitmaps of that size. */
+#define DML__CPU_MAX (1 << 20)
+static int dml__cpulist_ok(const char *s)
+{
+    const char *p = s;
+
+    if (*p == '\0')
+        return 0;
+    for (;;) {
+        char *end;
+        long a, b;
+        if (*p < '0' || *p > '9')
+            return 0;
+        a = strtol(p, &end, 10);
+        b = a;
+        if (*end == '-') {
+            if (end[1] < '0' || end[1] > '9')
+                return 0;
+            b = strtol(end + 1, &end, 10);
+        }
+        if (a < 0 || b < a || b >= DML__CPU_MAX)
+            return 0;
+        if (*end == '\0')
+            return 1;
+        if (*end != ',')
+            return 0;
+        p = end + 1;
+    }
+}
+
+/* The objects of type unit whose CPUs meet where, in order (at most max). */
+static unsigned dml__units(hwloc_topology_t t, hwloc_obj_type_t unit, hwloc_const_bitmap_t where,
+                           hwloc_obj_t *out, unsigned max)
+{
+    hwloc_obj_t o = NULL;
+    unsigned n = 0;
+
+    while ((o = hwloc_get_next_obj_by_type(t, unit, o)) != NULL && n < max)
+        if (hwloc_bitmap_intersects(o->cpuset, where))
+            out[n++] = o;
+    return n;
+}
+
 dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, dml_task_map_t *maps)
 {
     hwloc_topology_t t = tp->t;
@@ -376,6 +513,8 @@ dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, d
 
     if (T == 0)
         return dml_error_set(DML_ERR_INVALID_ARG, "no tasks to map");
+    if (req->note != NULL && req->note_len > 0)
+        req->note[0] = '\0';
     status = dml__step_gpus(tp, req, sg, &nsg);
     if (status != DML_OK)
         return status;
@@ -390,7 +529,7 @@ dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, d
         goto out;
     }
     if (req->cpus != NULL) {
-        hwloc_bitmap_t want = hwloc_bitmap_alloc();
+        hwloc_bitmap_t want = dml__cpulist_ok(req->cpus) ? hwloc_bitmap_alloc() : NULL;
         if (want == NULL || hwloc_bitmap_list_sscanf(want, req->cpus) != 0) {
             hwloc_bitmap_free(want);
             status = dml_error_set(DML_ERR_INVALID_ARG, "CPU list \"%s\": expected a list such as "
@@ -422,7 +561,10 @@ dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, d
         dml_task_map_t *m = &maps[k];
         int n = req->gpus_per_task < 0 || nsg == 0 ? 0 : per > 0 ? per : 1;
         for (j = 0; j < n; j++) {
-            int g = per > 0 ? (int)k * per + j : (int)((uint64_t)k * (unsigned)nsg / T);
+            /* Blocks start at floor(k * nsg / T): with fewer tasks than
+             * GPUs they spread over the node (its sockets) instead of
+             * crowding its first GPUs; per * T <= nsg keeps them apart. */
+            int g = (int)((uint64_t)k * (unsigned)nsg / T) + (per > 0 ? j : 0);
             m->gpu[m->ngpus++] = g;
             dml__append(m->visible, sizeof(m->visible), sg[g].token);
         }
@@ -494,9 +636,7 @@ dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, d
     /* Cores: each domain's allowed cores split among the tasks sharing it. */
     for (k = 0; k < T; k++) {
         unsigned idx = 0, cnt = 0, ncores = 0, c0, c1, c;
-        hwloc_obj_t core = NULL;
         hwloc_obj_t cores[4096];
-        hwloc_obj_type_t unit = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_CORE) > 0 ? HWLOC_OBJ_CORE : HWLOC_OBJ_PU;
 
         for (j = 0; j < (int)T; j++) {
             if (hwloc_bitmap_isequal(dom[j], dom[k])) {
@@ -505,9 +645,18 @@ dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, d
                 cnt++;
             }
         }
-        while ((core = hwloc_get_next_obj_by_type(t, unit, core)) != NULL && ncores < 4096)
-            if (hwloc_bitmap_intersects(core->cpuset, dom[k]))
-                cores[ncores++] = core;
+        /* The domain's cores; its PUs where it has no Core objects (hwloc
+         * reports none where the OS gives none); all the allowed CPUs if it
+         * has no PU either (a NUMA node with memory only). */
+        ncores = dml__units(t, HWLOC_OBJ_CORE, dom[k], cores, 4096);
+        if (ncores == 0)
+            ncores = dml__units(t, HWLOC_OBJ_PU, dom[k], cores, 4096);
+        if (ncores == 0)
+            ncores = dml__units(t, HWLOC_OBJ_PU, allowed, cores, 4096);
+        if (ncores == 0) {
+            status = dml_error_set(DML_ERR_INVALID_ARG, "no allowed processing unit on this node");
+            goto out;
+        }
         hwloc_bitmap_zero(cs);
         if (ncores >= cnt) {
             c0 = idx * ncores / cnt;

@@ -10,7 +10,9 @@
 #  - mpirun_pids and wait_held: the ranks' PIDs and a hold at a chosen step
 #    (dml-train's DML_TEST_HOLD), so that a test signals or kills its own
 #    processes at a step it chose, never processes found by name and never
-#    in a race with the machine's speed.
+#    in a race with the machine's speed;
+#  - fuzz_build OUTPUT SOURCES/FLAGS...: a libFuzzer target with ASan and
+#    UBSan, or skip where clang's libFuzzer is missing (fail in CI).
 set -euo pipefail
 set -E
 trap 'e=$?; [ "$BASHPID" != "$$" ] || echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $e" >&2' ERR
@@ -28,8 +30,8 @@ _undo=()
 _rc=0
 at_exit() { _undo=("$1" ${_undo[@]+"${_undo[@]}"}); }
 _at_exit_run() {
+    _rc=$? # first: any command before it (local too) would reset $?
     local c
-    _rc=$?
     trap - EXIT
     for c in ${_undo[@]+"${_undo[@]}"}; do
         eval "$c" || true
@@ -63,4 +65,23 @@ wait_held() { # file pid what
         sleep 0.05
     done
     fail "$3: the run did not reach its hold step in 300 s"
+}
+
+# Builds a libFuzzer target (AddressSanitizer, UBSan; the plugin's and
+# common headers) from the sources and flags given, or skips the test where
+# clang's libFuzzer is missing (fails in CI, where the packages are installed).
+fuzz_build() { # output sources-and-flags...
+    local out=$1 cc probe=$abs_top_builddir/tests/fuzz-probe.$$
+    shift
+    cc=$(command -v clang-14 || command -v clang || true)
+    if [ -z "$cc" ] || ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }' |
+        "$cc" -x c -fsanitize=fuzzer - -o "$probe" 2>/dev/null; then
+        rm -f "$probe"
+        [ -z "${CI:-}" ] || { echo "ERROR: clang with libFuzzer missing (clang-14 libclang-rt-14-dev)" >&2; exit 99; }
+        echo "SKIP: clang with libFuzzer missing"
+        exit 77
+    fi
+    rm -f "$probe"
+    "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+        -I"$abs_top_builddir" -I"$abs_top_srcdir/common" -I"$abs_top_srcdir/spank-plugin" "$@" -o "$out"
 }

@@ -35,7 +35,7 @@ for tool in "io/dml-data synth --samples 10 --out $CLUSTER_DIR/x" "trainer/dml-t
             "serve-batch/dml-infer run --model m --input x --out $CLUSTER_DIR/y --task 0 --tasks 1"; do
     set -- $tool
     rc=0
-    timeout 60 srun --mpi=none -N1 -n1 "$abs_top_builddir/$@" >"$CLUSTER_DIR/nopmix.out" 2>&1 || rc=$?
+    timeout 60 srun --quiet --mpi=none -N1 -n1 "$abs_top_builddir/$@" >"$CLUSTER_DIR/nopmix.out" 2>&1 || rc=$?
     grep -q "error: started by srun without PMIx, which MPI needs: run \`srun --mpi=pmix" "$CLUSTER_DIR/nopmix.out" ||
         fail "$1 under srun --mpi=none: $(cat "$CLUSTER_DIR/nopmix.out")"
     ! grep -q "OPAL ERROR\|PMI support" "$CLUSTER_DIR/nopmix.out" || fail "$1: Open MPI's PMI errors came through: $(cat "$CLUSTER_DIR/nopmix.out")"

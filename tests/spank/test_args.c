@@ -71,6 +71,7 @@ static void test_config(void)
     CU_ASSERT_EQUAL(c.enabled_by_default, 0); /* defaults: opt-in, bind, keep user values */
     CU_ASSERT_EQUAL(c.bind, 1);
     CU_ASSERT_EQUAL(c.override, 0);
+    CU_ASSERT_EQUAL(c.gpu_ipc, -1); /* auto: own GPU first where a node runs several GPU tasks */
     CU_ASSERT_EQUAL(dml_spank_parse_config(7, ok, &c, err, sizeof(err)), 0);
     CU_ASSERT_EQUAL(c.enabled_by_default, 1);
     CU_ASSERT_EQUAL(c.bind, 0);
@@ -93,6 +94,16 @@ static void test_config(void)
     CU_ASSERT_STRING_EQUAL(c.cache, "none");
     CU_ASSERT_EQUAL(dml_spank_parse_config(1, relcache, &c, err, sizeof(err)), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "cache=run/x: expected an absolute directory"));
+    {
+        char *ipc_auto[] = {"gpu_ipc=yes", "gpu_ipc=auto"}, *ipc_no[] = {"gpu_ipc=no"},
+             *ipc_bad[] = {"gpu_ipc=sometimes"};
+        CU_ASSERT_EQUAL(dml_spank_parse_config(2, ipc_auto, &c, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(c.gpu_ipc, -1);
+        CU_ASSERT_EQUAL(dml_spank_parse_config(1, ipc_no, &c, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(c.gpu_ipc, 0);
+        CU_ASSERT_EQUAL(dml_spank_parse_config(1, ipc_bad, &c, err, sizeof(err)), -1);
+        CU_ASSERT_STRING_EQUAL(err, "plugstack.conf: gpu_ipc=sometimes: expected auto, yes or no");
+    }
 }
 
 int main(void)

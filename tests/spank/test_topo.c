@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef TOPO_DIR
 #error TOPO_DIR must name tests/spank/topo-xml
@@ -224,11 +226,21 @@ static void test_no_infiniband(void)
 static void test_bad_requests(void)
 {
     dml_topo_request_t r = req_n(2);
-    char lines[64][512];
+    char lines[64][512], note[256];
 
+    /* A GPU the node does not have is handed out as named, without
+     * locality, and said so: never a failed task. */
     r.gpus = "0,9";
+    r.note = note;
+    r.note_len = sizeof(note);
+    CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100.xml", &r, lines), DML_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(lines[0], "gpus=0 cpus=0-55,112-167"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(lines[1], "gpus=9 cpus=56-111,168-223"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(note, "1 of its GPUs are not among this node's 8"));
+    r.gpus = "0,x9";
     CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
-    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "GPU \"9\": not a GPU of this node (it has 8"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "GPU \"x9\": expected an index"));
+    r.note = NULL;
     r.gpus = NULL;
     r.gpus_per_task = 5;
     CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
@@ -237,6 +249,11 @@ static void test_bad_requests(void)
     r.cpus = "500-600";
     CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
     r.cpus = "zero";
+    CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
+    /* ranges hwloc would take as "up to its largest index" (a 512 MB bitmap) */
+    r.cpus = "-3";
+    CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
+    r.cpus = "0-";
     CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
     r.cpus = NULL;
     r.gpus = "0,1";
@@ -254,11 +271,209 @@ static void test_bad_requests(void)
     }
 }
 
+/* With N GPUs per task and fewer tasks than GPUs, the tasks spread over the
+ * node's sockets: 2 tasks x 1 GPU on a 2 x 2 GPU node get one per socket. */
+static void test_spread_over_sockets(void)
+{
+    dml_topo_request_t r = req_n(2);
+    static const char *const lassen[] = {
+        "gpus=0 cpus=8-87 cores=20 numa=0 net=ib hca=mlx5_0:1 netdev=hsi0",
+        "gpus=2 cpus=96-175 cores=20 numa=8 net=ib hca=mlx5_2:1 netdev=hsi2"};
+    static const char *const dgx[] = {
+        "gpus=0,1 cpus=0-55,112-167 cores=56 numa=0 net=ib hca=mlx5_0:1,mlx5_1:1 netdev=ib0",
+        "gpus=4,5 cpus=56-111,168-223 cores=56 numa=1 net=ib hca=mlx5_4:1,mlx5_5:1 netdev=ib4"};
+    r.gpus_per_task = 1;
+    expect("coral-lassen.xml", &r, lassen);
+    r.gpus_per_task = 2;
+    expect("dgx-h100.xml", &r, dgx);
+}
+
+/* An AMD GPU node: its GPUs are mapped by locality and named through
+ * ROCR_VISIBLE_DEVICES, never CUDA_VISIBLE_DEVICES. */
+static void test_amd(void)
+{
+    dml_topo_request_t r = req_n(4);
+    dml_topo_t *t;
+    char path[1024];
+    static const char *const want[] = {
+        "gpus=0 cpus=0-3,16-19 cores=4 numa=0 net=ib hca=mlx5_0:1 netdev=ib0",
+        "gpus=1 cpus=4-7,20-23 cores=4 numa=0 net=ib hca=mlx5_0:1 netdev=ib0",
+        "gpus=2 cpus=8-11,24-27 cores=4 numa=1 net=ib hca=mlx5_1:1 netdev=ib1",
+        "gpus=3 cpus=12-15,28-31 cores=4 numa=1 net=ib hca=mlx5_1:1 netdev=ib1"};
+    expect("amd-mi250x.xml", &r, want);
+    snprintf(path, sizeof(path), "%s/amd-mi250x.xml", TOPO_DIR);
+    CU_ASSERT_EQUAL_FATAL(dml_topo_load(path, &t), DML_OK);
+    CU_ASSERT_EQUAL(dml_topo_gpu_kind(t), DML_GPU_AMD);
+    CU_ASSERT_STRING_EQUAL(dml_gpu_visible_var(dml_topo_gpu_kind(t)), "ROCR_VISIBLE_DEVICES");
+    dml_topo_free(t);
+    snprintf(path, sizeof(path), "%s/dgx-h100.xml", TOPO_DIR);
+    CU_ASSERT_EQUAL_FATAL(dml_topo_load(path, &t), DML_OK);
+    CU_ASSERT_STRING_EQUAL(dml_gpu_visible_var(dml_topo_gpu_kind(t)), "CUDA_VISIBLE_DEVICES");
+    dml_topo_free(t);
+}
+
+/* Degenerate nodes: a socket whose PUs have no Core objects (once a
+ * division by zero), a NUMA node with memory only: mapped on what is there. */
+static void test_degenerate(void)
+{
+    dml_topo_request_t r = req_n(4);
+    static const char *const nocores[] = {
+        "gpus=0 cpus=0-1 cores=2 numa=0 net=tcp hca=- netdev=-",
+        "gpus=0 cpus=2-3 cores=2 numa=0 net=tcp hca=- netdev=-",
+        "gpus=1 cpus=4-5 cores=2 numa=1 net=tcp hca=- netdev=-",
+        "gpus=1 cpus=6-7 cores=2 numa=1 net=tcp hca=- netdev=-"};
+    static const char *const cpuonly[] = {"gpus=- cpus=0 cores=1 numa=0 net=tcp hca=- netdev=eth0",
+                                          "gpus=- cpus=1 cores=1 numa=0 net=tcp hca=- netdev=eth0",
+                                          "gpus=- cpus=2 cores=1 numa=0 net=tcp hca=- netdev=eth0",
+                                          "gpus=- cpus=3 cores=1 numa=0 net=tcp hca=- netdev=eth0"};
+    char lines[64][512], note[256];
+    unsigned k;
+
+    expect("nocores.xml", &r, nocores);
+    r.gpus_per_task = -1;
+    CU_ASSERT_EQUAL_FATAL(map_lines("nocores.xml", &r, lines), DML_OK);
+    CU_ASSERT_STRING_EQUAL(lines[3], "gpus=- cpus=6-7 cores=2 numa=1 net=tcp hca=- netdev=-");
+    r.gpus_per_task = 0;
+    CU_ASSERT_EQUAL_FATAL(map_lines("memonly.xml", &r, lines), DML_OK);
+    for (k = 0; k < 4; k++)
+        CU_ASSERT_PTR_NOT_NULL(strstr(lines[k], "gpus=0 cpus="));
+    /* a node without GPUs: a GPU list (a user's exported
+     * CUDA_VISIBLE_DEVICES) is left alone, not an error */
+    r.gpus = "0,1";
+    r.note = note;
+    r.note_len = sizeof(note);
+    expect("cpuonly.xml", &r, cpuonly);
+    CU_ASSERT_PTR_NOT_NULL(strstr(note, "GPU list \"0,1\": this node has no GPU the plugin maps"));
+}
+
+/* NCCL gets every usable port of the node, the same on every task. */
+static void test_node_hcas(void)
+{
+    dml_topo_t *t;
+    char path[1024], buf[DML_TOPO_STR];
+
+    snprintf(path, sizeof(path), "%s/dgx-h100.xml", TOPO_DIR);
+    CU_ASSERT_EQUAL_FATAL(dml_topo_load(path, &t), DML_OK);
+    dml_topo_usable_hcas(t, NULL, buf, sizeof(buf));
+    CU_ASSERT_STRING_EQUAL(buf, "mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1,mlx5_8:1,mlx5_4:1,mlx5_5:1,"
+                                "mlx5_6:1,mlx5_7:1,mlx5_9:1");
+    dml_topo_usable_hcas(t, "mlx5_8,mlx5_9", buf, sizeof(buf));
+    CU_ASSERT_STRING_EQUAL(buf, "mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1,mlx5_4:1,mlx5_5:1,mlx5_6:1,mlx5_7:1");
+    CU_ASSERT_EQUAL(dml_topo_hcas_down(t), 0);
+    dml_topo_free(t);
+    snprintf(path, sizeof(path), "%s/dgx-h100-ib-down.xml", TOPO_DIR);
+    CU_ASSERT_EQUAL_FATAL(dml_topo_load(path, &t), DML_OK);
+    dml_topo_usable_hcas(t, NULL, buf, sizeof(buf));
+    CU_ASSERT_STRING_EQUAL(buf, "");
+    CU_ASSERT_EQUAL(dml_topo_hcas(t), 0);
+    CU_ASSERT_EQUAL(dml_topo_hcas_down(t), 10);
+    dml_topo_free(t);
+}
+
+/* hwloc's GL and OpenCL plugins (libX11, libOpenCL) are not loaded into the
+ * process (main asks, as the plugin does, before any topology is loaded). */
+static void test_no_gl_opencl(void)
+{
+    char line[1024];
+    dml_topo_t *t;
+    FILE *f;
+
+    CU_ASSERT_EQUAL_FATAL(dml_topo_load(NULL, &t), DML_OK);
+    dml_topo_free(t);
+    f = fopen("/proc/self/maps", "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        CU_ASSERT_PTR_NULL(strstr(line, "hwloc_gl"));
+        CU_ASSERT_PTR_NULL(strstr(line, "hwloc_opencl"));
+        CU_ASSERT_PTR_NULL(strstr(line, "libOpenCL"));
+        CU_ASSERT_PTR_NULL(strstr(line, "libX11"));
+    }
+    fclose(f);
+}
+
+/* The topology cache, written as root: a link planted at the temporary's
+ * name, a directory of another user's, a cache of another host: refused,
+ * nothing written through them. Needs root (CI runs as root). */
+static void test_cache_root_safety(void)
+{
+    char dir[] = "/tmp/dml-topo-cache.XXXXXX", path[256], target[256], tmp[512], xml[2048];
+    dml_topo_t *t, *back = NULL;
+    struct stat sb;
+    FILE *f;
+
+    if (geteuid() != 0) {
+        CU_ASSERT_PTR_NULL_FATAL(getenv("CI")); /* CI must run this as root */
+        fprintf(stderr, "\n(cache tests need root: not run)\n");
+        return;
+    }
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/cache", dir);
+    CU_ASSERT_EQUAL_FATAL(dml_topo_load(NULL, &t), DML_OK);
+    /* new directory, written, 0644 whatever the umask, loaded back */
+    umask(077);
+    CU_ASSERT_EQUAL(dml_topo_cache_write(t, path), DML_OK);
+    umask(022);
+    snprintf(tmp, sizeof(tmp), "%s/topology.xml", path);
+    CU_ASSERT_EQUAL(stat(tmp, &sb), 0);
+    CU_ASSERT_EQUAL(sb.st_mode & 0777, 0644);
+    CU_ASSERT_EQUAL(stat(path, &sb), 0);
+    CU_ASSERT_EQUAL(sb.st_mode & 0777, 0755);
+    CU_ASSERT_EQUAL(dml_topo_cache_load(path, &back), DML_OK);
+    dml_topo_free(back);
+    back = NULL;
+    /* a link planted at the temporary's name: the write fails, the link's
+     * target is untouched */
+    snprintf(target, sizeof(target), "%s/victim", dir);
+    f = fopen(target, "w");
+    fputs("precious", f);
+    fclose(f);
+    snprintf(tmp, sizeof(tmp), "%s/.topology.xml.%ld", path, (long)getpid());
+    CU_ASSERT_EQUAL(symlink(target, tmp), 0);
+    CU_ASSERT_NOT_EQUAL(dml_topo_cache_write(t, path), DML_OK);
+    f = fopen(target, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_PTR_NOT_NULL(fgets(xml, sizeof(xml), f));
+    CU_ASSERT_STRING_EQUAL(xml, "precious");
+    fclose(f);
+    unlink(tmp);
+    /* the directory a link: refused */
+    snprintf(tmp, sizeof(tmp), "%s/link", dir);
+    CU_ASSERT_EQUAL(symlink(path, tmp), 0);
+    CU_ASSERT_NOT_EQUAL(dml_topo_cache_write(t, tmp), DML_OK);
+    CU_ASSERT_NOT_EQUAL(dml_topo_cache_load(tmp, &back), DML_OK);
+    /* a directory of another user's, or writable by others: refused for
+     * writing and for reading */
+    CU_ASSERT_EQUAL(chown(path, 65534, 65534), 0);
+    CU_ASSERT_EQUAL(dml_topo_cache_write(t, path), DML_ERR_PERMISSION);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "owned by uid 65534"));
+    CU_ASSERT_EQUAL(dml_topo_cache_load(path, &back), DML_ERR_PERMISSION);
+    CU_ASSERT_EQUAL(chown(path, 0, 0), 0);
+    CU_ASSERT_EQUAL(chmod(path, 0777), 0);
+    CU_ASSERT_EQUAL(dml_topo_cache_write(t, path), DML_ERR_PERMISSION);
+    CU_ASSERT_EQUAL(chmod(path, 0755), 0);
+    /* another host's cache (a fixture: no HostName of this host) */
+    snprintf(xml, sizeof(xml), "cp %s/dgx-h100.xml %s/topology.xml", TOPO_DIR, path);
+    CU_ASSERT_EQUAL(system(xml), 0);
+    snprintf(tmp, sizeof(tmp), "%s/topology.xml", path);
+    chmod(tmp, 0644);
+    CU_ASSERT_EQUAL(dml_topo_cache_load(path, &back), DML_ERR_MISMATCH);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "written on host"));
+    /* a cache file anyone may write: refused */
+    CU_ASSERT_EQUAL(dml_topo_cache_write(t, path), DML_OK);
+    chmod(tmp, 0666);
+    CU_ASSERT_EQUAL(dml_topo_cache_load(path, &back), DML_ERR_PERMISSION);
+    dml_topo_free(t);
+    snprintf(xml, sizeof(xml), "rm -rf %s", dir);
+    CU_ASSERT_EQUAL(system(xml), 0);
+}
+
 int main(void)
 {
     CU_pSuite s;
     unsigned int failures;
 
+    /* as the plugin does, before hwloc's first use in the process */
+    dml_topo_limit_plugins();
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 99;
     s = CU_add_suite("task mapping", NULL, NULL);
@@ -272,6 +487,12 @@ int main(void)
     CU_add_test(s, "Pascal and hwloc fixture: shared HCA", test_pascal_and_hwloc_fixture);
     CU_add_test(s, "no InfiniBand: TCP, refused IB, shm", test_no_infiniband);
     CU_add_test(s, "bad requests are named", test_bad_requests);
+    CU_add_test(s, "N GPUs per task spread over the sockets", test_spread_over_sockets);
+    CU_add_test(s, "AMD GPUs: ROCR_VISIBLE_DEVICES", test_amd);
+    CU_add_test(s, "degenerate nodes, and GPU lists of a GPU-less node", test_degenerate);
+    CU_add_test(s, "the node's usable ports, the same for every task", test_node_hcas);
+    CU_add_test(s, "no GL or OpenCL plugin loaded", test_no_gl_opencl);
+    CU_add_test(s, "topology cache: root-safe", test_cache_root_safety);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

@@ -9,39 +9,22 @@ since no public export of such a node exists.
   storage/in-band ConnectX-7 per socket on its own root port (mlx5_8 on
   socket 0, mlx5_9 on socket 1); one Ethernet NIC (eno1) on socket 0.
 
-The port-down variant marks mlx5_2's port 1 as DOWN (state 1).
+The port-down variant marks mlx5_2's port 1 as DOWN (state 1); the ib-down
+variant marks every port DOWN (a node with HCAs and no fabric).
 Run: python3 gen-dgx-h100.py (in this directory).
 """
 
+from hwlocxml import bitmap, nid, reset, sets
+
 CORES, THREADS, SOCKETS = 56, 2, 2
 NPU = CORES * SOCKETS * THREADS
-gp = [0]
-
-
-def nid():
-    gp[0] += 1
-    return gp[0]
-
-
-def bitmap(bits):
-    """hwloc's XML bitmap: 32-bit hex words, most significant first."""
-    top = max(bits) // 32 + 1
-    words = [0] * top
-    for b in bits:
-        words[b // 32] |= 1 << (b % 32)
-    return ",".join("0x%08x" % w for w in reversed(words))
-
-
-def sets(cpus, nodes):
-    c, n = bitmap(cpus), bitmap(nodes)
-    return f'cpuset="{c}" complete_cpuset="{c}" nodeset="{n}" complete_nodeset="{n}"'
 
 
 def pu_of_core(core):
     return [core, core + CORES * SOCKETS]
 
 
-def gen(port_down):
+def gen(port_down, all_down=False):
     out = []
     w = out.append
     allpus = list(range(NPU))
@@ -91,7 +74,7 @@ def gen(port_down):
             w('              </object>')
             w('            </object>')
             # compute HCA
-            state = 1 if (port_down and g == 2) else 4
+            state = 1 if (port_down and g == 2) or all_down else 4
             w(f'            <object type="PCIDev" gp_index="{nid()}" pci_busid="0000:{root + 3:02x}:00.0" '
               f'pci_type="0207 [15b3:1021] [15b3:0041] 00" pci_link_speed="63.015385">')
             w('              <info name="PCIVendor" value="Mellanox Technologies"/>')
@@ -115,7 +98,7 @@ def gen(port_down):
         w('            <info name="PCIDevice" value="MT2910 Family [ConnectX-7] (storage)"/>')
         w(f'            <object type="OSDev" gp_index="{nid()}" name="ib{8 + s}" osdev_type="2"/>')
         w(f'            <object type="OSDev" gp_index="{nid()}" name="mlx5_{8 + s}" osdev_type="3">')
-        w('              <info name="Port1State" value="4"/>')
+        w('              <info name="Port1State" value="%d"/>' % (1 if all_down else 4))
         w('            </object>')
         w('          </object>')
         w('        </object>')
@@ -135,7 +118,8 @@ def gen(port_down):
     return "\n".join(out) + "\n"
 
 
-for name, down in (("dgx-h100.xml", False), ("dgx-h100-port-down.xml", True)):
-    gp[0] = 0
+for name, down, all_down in (("dgx-h100.xml", False, False), ("dgx-h100-port-down.xml", True, False),
+                             ("dgx-h100-ib-down.xml", False, True)):
+    reset()
     with open(name, "w") as f:
-        f.write(gen(down))
+        f.write(gen(down, all_down))
