@@ -20,6 +20,7 @@
  */
 #include "config.h"
 
+#include "ckpt_env.h"
 #include "dml_ckpt.h"
 
 #include <fcntl.h>
@@ -99,6 +100,7 @@ static double raw_overwrite(const char *path, const float *buf, uint64_t n)
 
 int main(int argc, char **argv)
 {
+    dml_ckpt_config_t cc;
     int rank, size, provided, r, reps;
     uint64_t n, dims[2] = {0, 0};
     float *buf;
@@ -123,6 +125,8 @@ int main(int argc, char **argv)
     for (uint64_t i = 0; i < n; i++)
         buf[i] = (float)(i % 9973) * 0.001f;
     dims[0] = n;
+    dml_ckpt_config_init(&cc);
+    dml_ckpt_config_env(&cc);
     if (rank == 0 && dml_ckpt_dir_prepare(dir) != DML_OK) {
         fprintf(stderr, "ckpt_bench: %s\n", dml_error_message());
         MPI_Abort(MPI_COMM_WORLD, 1);
@@ -139,7 +143,7 @@ int main(int argc, char **argv)
 
         settle();
         t0 = now();
-        if (dml_ckpt_begin(MPI_COMM_WORLD, dir, (uint64_t)r + 1, n * sizeof(float), &w) != DML_OK ||
+        if (dml_ckpt_begin(MPI_COMM_WORLD, dir, (uint64_t)r + 1, n * sizeof(float), &cc, &w) != DML_OK ||
             (t_begin = now() - t0,
              dml_ckpt_put(w, dml_ckpt_file(w), "state", H5T_NATIVE_FLOAT, dims, buf)) != DML_OK ||
             (t_put = now() - t0 - t_begin, dml_ckpt_commit(w, 1, NULL, 0)) != DML_OK) {

@@ -2,13 +2,12 @@
  * ckpt.c: the checkpoint writer and its commit protocol, listing and
  * verification (see dml_ckpt.h).
  *
- * Crash points: DML_CKPT_CRASH=<phase>[@rank] kills the process (SIGKILL, as
- * a node failure would) at one point of the protocol, so that tests can show
- * that no crash leaves a partial checkpoint taken for a good one. Phases, in
- * order: begin (temporary created), put (first array written), closed (all
- * ranks closed the file, nothing committed), renamed (in place, "latest" not
- * moved), latest (moved, older ones not yet pruned). Unset, it costs one
- * getenv per checkpoint.
+ * The protocol's phases are reported to the caller's on_phase (a test
+ * build's dml-train kills itself there, as a node failure would, to show
+ * that no crash leaves a partial checkpoint taken for a good one): begin
+ * (temporary created), put (first array written), closed (all ranks closed
+ * the file, nothing committed), renamed (in place, "latest" not moved),
+ * latest (moved, older ones not yet pruned).
  */
 #include "config.h"
 
@@ -53,64 +52,30 @@ struct dml_ckpt_writer {
     int fd;                /* where this rank writes arrays itself, else -1:
                               HDF5's where single, ours (to close) where not */
     uint64_t piece;        /* the pieces of arrays written that way; 0: none */
+    dml_ckpt_config_t cfg;
     dml__h5_quiet_t quiet;
 };
 
-/* Up to this much state (DML_CKPT_SINGLE_MAX bytes overrides it), rank 0
- * writes the checkpoint alone: its fixed cost (an MPI-IO open and close,
- * collective metadata) would otherwise dwarf the few milliseconds the bytes
- * take. Above it, every rank writes its share (parallel HDF5). */
+/* Up to this much state, rank 0 writes the checkpoint alone: its fixed cost
+ * (an MPI-IO open and close, collective metadata) would otherwise dwarf the
+ * few milliseconds the bytes take. Above it, every rank writes its share
+ * (parallel HDF5). */
 #define DML_CKPT_SINGLE_MAX_DEFAULT (64ULL << 20)
-
-/* A size in bytes from the environment; dflt where unset or not a number. */
-static uint64_t dml__env_bytes(const char *name, uint64_t dflt)
-{
-    const char *e = getenv(name);
-    char *end;
-    unsigned long long v;
-
-    if (e == NULL || *e == '\0')
-        return dflt;
-    v = strtoull(e, &end, 10);
-    return *end == '\0' ? (uint64_t)v : dflt;
-}
-
-static uint64_t dml__single_max(void)
-{
-    return dml__env_bytes("DML_CKPT_SINGLE_MAX", DML_CKPT_SINGLE_MAX_DEFAULT);
-}
 
 /* The pruned checkpoint kept for the next one to be written into
  * (reuse_vfd.c), in the checkpoint directory. A dot name: no reader of the
  * directory takes it for a checkpoint or a temporary. */
 #define DML_CKPT_SPARE ".spare.h5"
 
-/* DML_CKPT_REUSE=0 removes pruned checkpoints instead of keeping one to
- * write the next into. */
-static int dml__reuse(void)
-{
-    return dml__env_bytes("DML_CKPT_REUSE", 1) != 0;
-}
-
 static void dml__spare_path(const char *dir, char *path, size_t len)
 {
     snprintf(path, len, "%s/%s", dir, DML_CKPT_SPARE);
 }
 
-static void dml__crash_point(const dml_ckpt_writer_t *w, const char *phase)
+static void dml__phase(const dml_ckpt_writer_t *w, const char *phase)
 {
-    const char *env = getenv("DML_CKPT_CRASH"), *at;
-    size_t len;
-
-    if (env == NULL || *env == '\0')
-        return;
-    at = strchr(env, '@');
-    len = at ? (size_t)(at - env) : strlen(env);
-    if (strlen(phase) != len || strncmp(env, phase, len) != 0)
-        return;
-    if (at != NULL && atoi(at + 1) != w->rank)
-        return;
-    raise(SIGKILL);
+    if (w->cfg.on_phase != NULL)
+        w->cfg.on_phase(w->cfg.on_phase_arg, phase, w->rank);
 }
 
 /* A failed write says why where it can: most often the disk is full or the
@@ -140,8 +105,8 @@ static dml_status_t dml__write_failed(const char *path, const char *what)
  * never match the caller's messages. It is a duplicate of the caller's,
  * made at its first checkpoint and kept as an attribute of it (its Fortran
  * handle, which fits the attribute's pointer without an allocation):
- * MPI_Comm_dup took 0.1 ms per checkpoint, as much as all the directory
- * work. Freed when the caller's communicator is, except MPI_COMM_WORLD's,
+ * MPI_Comm_dup per checkpoint cost as much as all the directory work
+ * (docs/benchmarks/design-notes.md). Freed when the caller's communicator is, except MPI_COMM_WORLD's,
  * which MPI_Finalize releases with everything else. */
 static int dml__comm_keyval = MPI_KEYVAL_INVALID;
 
@@ -298,24 +263,22 @@ static dml_status_t dml__space_check(const char *dir, uint64_t expect, uint64_t 
  * at a time, the disk started on each
  * piece as soon as it is in the page cache and the CRC taken of it while it
  * is in the CPU's cache. The disk then works while the next piece is being
- * copied. Checkpoints of 4, 8, 16 and 64 MiB took 0.82, 1.0, 0.80 and 0.65
- * times as long as with one write of the array (bench/ckpt_bench, 2 ranks,
- * ext4 on a virtio disk); pieces of 1 or 3 MiB were slower than one write
- * at 4 MiB, pieces of 2 MiB never. Pieces end on page boundaries, so that
- * no page is written after its writeback began. */
+ * copied. 2 MiB pieces were never slower than one write, and up to a
+ * third faster, where 1 or 3 MiB pieces were slower at some sizes
+ * (docs/benchmarks/design-notes.md). Pieces end on page boundaries, so
+ * that no page is written after its writeback began. */
 #define DML_CKPT_PIECE_DEFAULT (2ULL << 20)
 
-/* DML_CKPT_PIECE overrides the piece (bytes, at least a page; 0: one write
- * per array, as before), for other file systems, and for tests. */
-static uint64_t dml__piece(void)
+void dml_ckpt_config_init(dml_ckpt_config_t *c)
 {
-    uint64_t v = dml__env_bytes("DML_CKPT_PIECE", DML_CKPT_PIECE_DEFAULT);
-
-    return v == 0 ? 0 : v < 4096 ? 4096 : v;
+    memset(c, 0, sizeof(*c));
+    c->single_max = DML_CKPT_SINGLE_MAX_DEFAULT;
+    c->piece = DML_CKPT_PIECE_DEFAULT;
+    c->reuse = 1;
 }
 
 dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint64_t expect_bytes,
-                            dml_ckpt_writer_t **w_out)
+                            const dml_ckpt_config_t *cfg, dml_ckpt_writer_t **w_out)
 {
     dml_ckpt_writer_t *w = calloc(1, sizeof(*w));
     dml_status_t st = DML_OK;
@@ -332,15 +295,22 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
     MPI_Comm_rank(comm, &w->rank);
     MPI_Comm_size(comm, &w->size);
     w->step = step;
+    if (cfg != NULL)
+        w->cfg = *cfg;
+    else
+        dml_ckpt_config_init(&w->cfg);
+    /* pieces of at least a page; 0: one write per array */
+    if (w->cfg.piece > 0 && w->cfg.piece < 4096)
+        w->cfg.piece = 4096;
     snprintf(w->dir, sizeof(w->dir), "%s", dir);
     snprintf(w->name, sizeof(w->name), "ckpt-%09llu.h5", (unsigned long long)step);
     if ((size_t)snprintf(w->final, sizeof(w->final), "%s/%s", dir, w->name) >= sizeof(w->final) ||
         (size_t)snprintf(w->tmp, sizeof(w->tmp), "%s.tmp", w->final) >= sizeof(w->tmp))
         st = dml_error_set(DML_ERR_INVALID_ARG, "%s: checkpoint directory name too long", dir);
 
-    w->single = expect_bytes <= dml__single_max();
+    w->single = expect_bytes <= w->cfg.single_max;
     /* whether this checkpoint is written into a spare, if there is one */
-    reuse = w->single && dml__reuse();
+    reuse = w->single && w->cfg.reuse;
     if (st == DML_OK && w->rank == 0) {
         DIR *d;
         struct dirent *e;
@@ -376,8 +346,8 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
         /* Rank 0 writes the file alone, with plain POSIX writes (HDF5's
          * sec2 driver): each array goes to the page cache in one write, as
          * a raw write would. Building the file in memory first (the core
-         * driver) cost a zeroed, page-faulted image and a second copy: 3 ms
-         * of a 4 MiB checkpoint's 16. Where a pruned checkpoint was kept,
+         * driver) cost a zeroed, page-faulted image and a second copy
+         * (docs/benchmarks/design-notes.md). Where a pruned checkpoint was kept,
          * the file is made in its blocks instead (reuse_vfd.c): its fsync
          * then has no allocation to commit. */
         char spare[4200];
@@ -412,7 +382,7 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
     /* Every attribute is written alike on every rank: rank 0's clock
      * decides the time (before anything can fail, so every rank gets here). */
     bc[0] = (int64_t)time(NULL);
-    bc[1] = (int64_t)dml__piece();
+    bc[1] = (int64_t)w->cfg.piece;
     MPI_Bcast(bc, 2, MPI_INT64_T, 0, w->comm);
     created = bc[0];
     /* Rank 0's piece decides for all: the datasets' creation properties
@@ -454,7 +424,7 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
         dml_ckpt_abort(w);
         return st;
     }
-    dml__crash_point(w, "begin");
+    dml__phase(w, "begin");
     *w_out = w;
     return DML_OK;
 fail:
@@ -506,10 +476,8 @@ static void dml__writeback_start(const dml_ckpt_writer_t *w, uint64_t a, uint64_
 /* Within a piece, the copy into the page cache and the CRC go a block at a
  * time, the CRC right after the kernel read the block: it then reads it
  * from the CPU's cache (L2), where a CRC of the whole piece after its copy
- * read it from memory again. Per 4 MiB checkpoint (bench/ckpt_bench, 2
- * ranks, 31 repeats, twice): put 2.53-2.66 ms in one pass, 2.32-2.37 ms in
- * 512 KiB blocks, 2.39-2.51 ms in 128 KiB blocks; the CRC before the copy
- * of each block was slower than either (2.7-3.0 ms). */
+ * read it from memory again; 512 KiB blocks were the fastest of those
+ * measured (docs/benchmarks/design-notes.md). */
 #define DML_CKPT_BLOCK (512u << 10)
 
 static dml_status_t dml__put_streamed(dml_ckpt_writer_t *w, const char *name, const char *p,
@@ -661,7 +629,7 @@ dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid
 agree:
     st = dml_mpi_agree(w->comm, st, NULL);
     if (st == DML_OK && w->puts++ == 0)
-        dml__crash_point(w, "put");
+        dml__phase(w, "put");
 out:
     if (dcpl != H5P_DEFAULT && dcpl >= 0)
         H5Pclose(dcpl);
@@ -930,7 +898,7 @@ static void dml__prune_join(void)
 
 static void dml__prune_atexit(void) { atexit(dml__prune_join); }
 
-static void dml__prune_start(const char *dir, uint64_t step, int keep)
+static void dml__prune_start(const char *dir, uint64_t step, int keep, const dml_ckpt_config_t *cfg)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     dml__prune_job_t *job = malloc(sizeof(*job));
@@ -944,8 +912,8 @@ static void dml__prune_start(const char *dir, uint64_t step, int keep)
     job->keep = keep;
     /* a file that rank 0 wrote alone, by its size (its state and HDF5's
      * metadata): a larger one's blocks would sit unused */
-    job->reuse = dml__reuse();
-    job->spare_max = dml__single_max();
+    job->reuse = cfg->reuse;
+    job->spare_max = cfg->single_max;
     pthread_mutex_lock(&dml__prune_lock);
     dml__pruner_running = pthread_create(&dml__pruner, NULL, dml__prune_main, job) == 0;
     pthread_mutex_unlock(&dml__prune_lock);
@@ -963,7 +931,7 @@ static dml_status_t dml__publish(dml_ckpt_writer_t *w, int keep)
 
     /* "latest": a relative symlink, replaced by rename so that readers see
      * the old or the new one, never none. The new link is made first, under
-     * a temporary name: making it (0.1 ms, a new inode) then happens while
+     * a temporary name: making it (a new inode) then happens while
      * the file's fsync waits for the disk, not after it. Both renames are
      * in the same directory: one fsync of it after them makes both durable
      * (and a journalling file system keeps their order, so "latest" never
@@ -980,17 +948,17 @@ static dml_status_t dml__publish(dml_ckpt_writer_t *w, int keep)
         st = dml_error_set_errno(errno, "%s: cannot rename to %s", w->tmp, w->final);
         goto unlink_link;
     }
-    dml__crash_point(w, "renamed");
+    dml__phase(w, "renamed");
     if (rename(link_tmp, link) != 0) {
         st = dml_error_set_errno(errno, "%s: cannot point at %s", link, w->name);
         goto unlink_link;
     }
     if ((st = dml__fsync_path(w->dir)) != DML_OK)
         return st;
-    dml__crash_point(w, "latest");
+    dml__phase(w, "latest");
 
     if (keep > 0)
-        dml__prune_start(w->dir, w->step, keep);
+        dml__prune_start(w->dir, w->step, keep, &w->cfg);
     return DML_OK;
 unlink_link:
     unlink(link_tmp);
@@ -1031,7 +999,7 @@ dml_status_t dml_ckpt_commit(dml_ckpt_writer_t *w, int keep, char *path_out, siz
     }
     dml__h5_quiet_end(&w->quiet);
     if (st == DML_OK)
-        dml__crash_point(w, "closed");
+        dml__phase(w, "closed");
     st = dml_mpi_agree(w->comm, st, NULL);
     if (st != DML_OK) {
         dml_ckpt_abort(w);
@@ -1325,4 +1293,33 @@ dml_status_t dml_ckpt_slurm_requeue(uint32_t job)
 #else
     return dml_error_set(DML_ERR_UNSUPPORTED, "built without Slurm: cannot requeue job %u", job);
 #endif
+}
+
+dml_status_t dml_ckpt_model_path(const char *path, char *file, size_t len)
+{
+    dml_ckpt_entry_t *e = NULL;
+    char fmt[64] = "";
+    size_t n = 0, i;
+    struct stat sb;
+    dml_status_t st;
+
+    if (stat(path, &sb) != 0)
+        return dml_error_set_errno(errno, "model %s", path);
+    if (!S_ISDIR(sb.st_mode)) {
+        snprintf(file, len, "%s", path);
+        if (dml__h5_file_format(path, fmt, sizeof(fmt)) == 0 && strcmp(fmt, DML_CKPT_FORMAT) == 0)
+            return dml_ckpt_verify(path);
+        return DML_OK;
+    }
+    if ((st = dml_ckpt_list(path, &e, &n)) != DML_OK)
+        return st;
+    for (i = 0; i < n; i++)
+        if (dml_ckpt_verify(e[i].path) == DML_OK) {
+            snprintf(file, len, "%s", e[i].path);
+            free(e);
+            return DML_OK;
+        }
+    free(e);
+    return dml_error_set(DML_ERR_NOT_FOUND, "model %s: a directory without a checkpoint that "
+                         "verifies (%zu found)", path, n);
 }

@@ -7,6 +7,7 @@
 #include "dml_ckpt.h"
 #include "dml_h5util.h"
 #include "dml_log.h"
+#include "dml_nn.h"
 #include "dml_tool.h"
 
 #include <errno.h>
@@ -258,41 +259,12 @@ static int cmd_inspect(const char *path)
 
 /* ---- export ------------------------------------------------------------- */
 
-static herr_t copy_attr(hid_t loc, const char *name, const H5A_info_t *info, void *arg)
-{
-    hid_t dst = *(hid_t *)arg, a, type, space, b = -1;
-    void *buf;
-    size_t sz;
-    herr_t rc = -1;
-
-    (void)info;
-    if ((a = H5Aopen(loc, name, H5P_DEFAULT)) < 0)
-        return -1;
-    type = H5Aget_type(a);
-    space = H5Aget_space(a);
-    sz = H5Tget_size(type) * (size_t)H5Sget_simple_extent_npoints(space);
-    buf = malloc(sz ? sz : 1);
-    if (buf != NULL && H5Aread(a, type, buf) >= 0 &&
-        (b = H5Acreate2(dst, name, type, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
-        H5Awrite(b, type, buf) >= 0)
-        rc = 0;
-    if (b >= 0)
-        H5Aclose(b);
-    free(buf);
-    H5Sclose(space);
-    H5Tclose(type);
-    H5Aclose(a);
-    return rc;
-}
-
 static int cmd_export(const char *path, const char *out)
 {
-    static const char *const parts[] = {"weights", "class_names", "stats"};
-    char file[4096], tmp[4200];
-    hid_t src = -1, dst = -1, g = -1;
-    dml__h5_quiet_t q;
-    size_t i;
-    int rc = 1;
+    char file[4096];
+    dml_model_t *m = NULL;
+    dml_model_info_t mi;
+    dml_status_t st;
 
     if (resolve(path, file, sizeof(file)) != 0)
         return 1;
@@ -308,55 +280,21 @@ static int cmd_export(const char *path, const char *out)
         dml_error("%s (nothing exported)", dml_error_message());
         return 1;
     }
-    if (dml_ckpt_open(file, &src) != DML_OK) {
-        dml_error("%s", dml_error_message());
+    /* The checkpoint's "model" group is a model file's root: nn/ reads it
+     * and writes the model file, its format's one owner. */
+    st = dml_model_load(file, 1, &m, &mi);
+    if (st == DML_OK && !mi.checkpoint)
+        st = dml_error_set(DML_ERR_FORMAT, "%s: not a dml-train checkpoint", file);
+    if (st == DML_OK)
+        st = dml_model_save(out, m, &mi);
+    dml_model_free(m);
+    dml_model_info_free(&mi);
+    if (st != DML_OK) {
+        dml_error("%s (nothing exported)", dml_error_message());
         return 1;
     }
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", out, (long)getpid());
-    dml__h5_quiet_begin(&q);
-    /* The checkpoint's "model" group is a model file's root: copy it over. */
-    if ((g = H5Gopen2(src, "model", H5P_DEFAULT)) < 0) {
-        dml_error("%s: no 'model' group: not a dml-train checkpoint", file);
-        goto out;
-    }
-    if ((dst = dml__h5_create(tmp, H5F_ACC_TRUNC)) < 0) {
-        dml__create_failed(tmp, "model file");
-        dml_error("%s", dml_error_message());
-        goto out;
-    }
-    if (H5Aiterate2(g, H5_INDEX_NAME, H5_ITER_INC, NULL, copy_attr, &dst) < 0)
-        goto fail;
-    for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
-        if (H5Ocopy(g, parts[i], dst, parts[i], H5P_DEFAULT, H5P_DEFAULT) < 0)
-            goto fail;
-    if (H5Fclose(dst) < 0) {
-        dst = -1;
-        goto fail;
-    }
-    dst = -1;
-    if (dml__fsync_path(tmp) != DML_OK || rename(tmp, out) != 0) {
-        dml_error("%s: cannot write %s: %s", tmp, out, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
     printf("%s: model of %s\n", out, file);
-    rc = 0;
-    goto out;
-fail:
-    dml_error("%s: cannot write the model file (disk full?)", tmp);
-    if (dst >= 0)
-        H5Fclose(dst);
-    dst = -1;
-    unlink(tmp);
-out:
-    if (dst >= 0)
-        H5Fclose(dst);
-    if (g >= 0)
-        H5Gclose(g);
-    if (src >= 0)
-        H5Fclose(src);
-    dml__h5_quiet_end(&q);
-    return rc;
+    return 0;
 }
 
 int main(int argc, char **argv)

@@ -40,6 +40,10 @@
 extern "C" {
 #endif
 
+/* The library exports what this header declares, and nothing else (it is
+ * built with -fvisibility=hidden). */
+#pragma GCC visibility push(default)
+
 #define DML_CKPT_FORMAT "slurm-dml checkpoint"
 /* 2: the attributes are checksummed too (root attribute attrs_crc32) */
 #define DML_CKPT_VERSION 2
@@ -68,11 +72,32 @@ dml_status_t dml_ckpt_dir_set_aside(const char *dir, char *moved, size_t len);
 
 typedef struct dml_ckpt_writer dml_ckpt_writer_t;
 
+/* How checkpoints are written: what a tool may tune (dml-train takes them
+ * from DML_CKPT_SINGLE_MAX, DML_CKPT_PIECE and DML_CKPT_REUSE,
+ * docs/checkpoints.md); the library reads no environment. */
+typedef struct {
+    uint64_t single_max;   /* up to this many bytes of state rank 0 writes the
+                              checkpoint alone with POSIX writes [64 MiB] */
+    uint64_t piece;        /* large arrays are written in pieces of this many
+                              bytes, each started on the disk as the next is
+                              copied (at least a page) [2 MiB]; 0: one write */
+    int reuse;             /* a pruned checkpoint rank 0 wrote alone is kept as
+                              DIR/.spare.h5 and the next written into its
+                              blocks [1] */
+    /* Called on every rank at each phase of the commit protocol ("begin",
+     * "put", "closed", "renamed", "latest"; dml_ckpt_commit), for tests that
+     * crash a run there. May be NULL. */
+    void (*on_phase)(void *arg, const char *phase, int rank);
+    void *on_phase_arg;
+} dml_ckpt_config_t;
+
+void dml_ckpt_config_init(dml_ckpt_config_t *c);
+
 /*
  * Collective: starts checkpoint `step` in dir (created if missing), removing
  * temporaries that a crashed writer left behind, and creates the temporary
  * file: with the MPI-IO driver, or where rank 0 writes alone (up to
- * DML_CKPT_SINGLE_MAX bytes) with POSIX writes, in dir/.spare.h5's blocks if
+ * cfg->single_max bytes) with POSIX writes, in dir/.spare.h5's blocks if
  * there is one. Every rank returns the same status.
  *
  * The checkpoint's collectives run on a duplicate of comm, made at its first
@@ -85,7 +110,7 @@ typedef struct dml_ckpt_writer dml_ckpt_writer_t;
  * ranks' error paths part ways and may wait on each other for ever).
  */
 dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint64_t expect_bytes,
-                            dml_ckpt_writer_t **w_out);
+                            const dml_ckpt_config_t *cfg, dml_ckpt_writer_t **w_out);
 
 /* The open file (write attributes and groups there, collectively: every rank
  * the same calls with the same values, as parallel HDF5 requires). */
@@ -95,10 +120,10 @@ hid_t dml_ckpt_file(const dml_ckpt_writer_t *w);
  * Collective: dataset `name` under loc, of dims[0] (x dims[1], 0 for 1-D)
  * elements of the native type `type`, from buf, which holds the whole array
  * on every rank (data-parallel state is replicated). Each rank writes its
- * share of the rows: an array of DML_CKPT_PIECE bytes (2 MiB) or more with
+ * share of the rows: an array of cfg->piece bytes (2 MiB) or more with
  * its own POSIX writes to the array's place in the file, in pieces started
  * on the disk one by one, a smaller one in one collective write (rank 0
- * writes all of a checkpoint of up to DML_CKPT_SINGLE_MAX bytes). Every rank
+ * writes all of a checkpoint of up to cfg->single_max bytes). Every rank
  * returns the same status; on failure call dml_ckpt_abort.
  */
 dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid_t type,
@@ -110,7 +135,7 @@ dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid
  * success renames into place, moves "latest" and keeps the newest `keep`
  * checkpoints (keep < 1: all); of those pruned, one that rank 0 wrote alone
  * stays as dir/.spare.h5, and the next such checkpoint is written into its
- * blocks (DML_CKPT_REUSE=0: none kept). path_out (may be NULL) gets the
+ * blocks (cfg->reuse 0: none kept). path_out (may be NULL) gets the
  * final path.
  * Frees w in every case; on failure the temporary is gone and the previous
  * checkpoints are untouched.
@@ -145,6 +170,12 @@ dml_status_t dml_ckpt_list(const char *dir, dml_ckpt_entry_t **entries, size_t *
  */
 dml_status_t dml_ckpt_verify(const char *path);
 
+/* The file that holds the model at path, for loading it (dml_model_load,
+ * dml_nn.h): a checkpoint directory's newest checkpoint that verifies; a
+ * checkpoint file, once it verifies; any other path as it is (a model file,
+ * checked where it is loaded). Local. */
+dml_status_t dml_ckpt_model_path(const char *path, char *file, size_t len);
+
 /* Opens a checkpoint read-only (no MPI-IO: every rank reads what it needs)
  * after checking its format and version. Close with H5Fclose under
  * dml_io_hdf5_lock if a loader runs. */
@@ -178,6 +209,8 @@ dml_status_t dml_ckpt_slurm_end_time(uint32_t job, time_t *end);
  * site's JobRequeue=1).
  */
 dml_status_t dml_ckpt_slurm_requeue(uint32_t job);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -7,9 +7,8 @@
  * (sec2) creates with O_TRUNC, which gives the blocks back; every block the
  * new file's data then lands in is allocated again, and the file's fsync has
  * to commit that allocation to the journal before it returns. Written in
- * place, the fsync only waits for the data: on ext4 here, 4 MiB written to a
- * new file and fsynced took 3.2-3.6 ms, the same bytes over an existing
- * file's 1.1-2.3 ms.
+ * place, the fsync only waits for the data, and is faster by half or more
+ * on ext4 (docs/benchmarks/design-notes.md).
  *
  * The driver is sec2 without the truncation: a file "created" through it
  * starts logically empty (HDF5 sees an end of file of 0 and reads zeros past

@@ -16,10 +16,16 @@
 extern "C" {
 #endif
 
+/* The library exports what this header declares, and nothing else (it is
+ * built with -fvisibility=hidden). */
+#pragma GCC visibility push(default)
+
 /* The CRC-32 of buf[0..n) continued from crc (0 to start), as
- * crc32_z(crc, buf, n). ISA-L's folding code where the build has it
- * (about 30 GB/s here), zlib's otherwise (about 2 GB/s). */
+ * crc32_z(crc, buf, n). ISA-L's folding code where the build has it (many
+ * times zlib's speed: docs/benchmarks/design-notes.md), zlib's otherwise. */
 uint32_t dml_crc32(uint32_t crc, const void *buf, size_t n);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,10 @@
 extern "C" {
 #endif
 
+/* The library exports what this header declares, and nothing else (it is
+ * built with -fvisibility=hidden). */
+#pragma GCC visibility push(default)
+
 typedef enum {
     DML_LOG_ERROR = 0,
     DML_LOG_WARN = 1,
@@ -62,6 +66,8 @@ void dml_log_emit(dml_log_level_t level, const char *fmt, ...)
 #define dml_info(...) DML_LOG(DML_LOG_INFO, __VA_ARGS__)
 #define dml_debug(...) DML_LOG(DML_LOG_DEBUG, __VA_ARGS__)
 #define dml_trace(...) DML_LOG(DML_LOG_TRACE, __VA_ARGS__)
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,10 @@
 extern "C" {
 #endif
 
+/* The library exports what this header declares, and nothing else (it is
+ * built with -fvisibility=hidden). */
+#pragma GCC visibility push(default)
+
 /*
  * Collective over comm. Returns DML_OK when every rank passed DML_OK; else the
  * status of the lowest-numbered failed rank, whose detail (dml_error_message)
@@ -31,6 +35,8 @@ dml_status_t dml_mpi_agree(MPI_Comm comm, dml_status_t local, int *failed_rank);
 
 /* The MPI error string of rc as a DML_ERR_MPI detail naming what failed. */
 dml_status_t dml_mpi_error(int rc, const char *what);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

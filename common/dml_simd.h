@@ -10,6 +10,9 @@
  * floats at a time on the clusters' CPUs without giving up older ones.
  * fp-contract=off: no clone fuses a multiply and an add, so every clone
  * rounds alike and a model gets the same input bits on every CPU.
+ * The libraries with such loops build with -fno-math-errno, so that sqrtf
+ * may be the vector instruction (the same, exactly rounded value; no errno
+ * for a negative argument, which nothing reads).
  *
  * Not installed; an internal header of the components.
  */

@@ -16,6 +16,10 @@
 extern "C" {
 #endif
 
+/* The library exports what this header declares, and nothing else (it is
+ * built with -fvisibility=hidden). */
+#pragma GCC visibility push(default)
+
 typedef enum {
     DML_OK = 0,
     DML_ERR_INVALID_ARG = -1,   /* a caller's or user's value is out of range */
@@ -65,6 +69,8 @@ const char *dml_error_message(void);
 dml_status_t dml_error_status(void);
 
 void dml_error_clear(void);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -709,6 +709,15 @@ static int cmd_inspect(int argc, char **argv)
     for (d = 0; d < sc->rank; d++)
         printf("%s%llu", d ? "x" : "", (unsigned long long)sc->shape[d]);
     printf(" (%llu per sample)\n", (unsigned long long)dml_schema_features(sc));
+    /* what a model's first layer sees (dml-train --model, docs/training.md) */
+    if (sc->rank == 1)
+        printf("model input:  %llu values (flat: dense layers, mlp:)\n",
+               (unsigned long long)sc->shape[0]);
+    else
+        printf("model input:  %llux%llux%llu (channels x height x width)\n",
+               (unsigned long long)(sc->rank == 3 ? sc->shape[0] : 1),
+               (unsigned long long)sc->shape[sc->rank == 3 ? 1 : 0],
+               (unsigned long long)sc->shape[sc->rank == 3 ? 2 : 1]);
     printf("statistics:   mean %.4g, std %.4g (over all features)\n", st->global_mean,
            st->global_std);
     printf("classes:      %u\n", sc->num_classes);

@@ -69,6 +69,16 @@ int dml__mkdir_p(const char *dir);
 /* fsync of a file or directory by path; errno-style status with detail. */
 dml_status_t dml__fsync_path(const char *path);
 
+/* The durable-write idiom, one helper for every file the tools write: the
+ * file is written under dml__tmp_name(path) ("path.tmp.<pid>", beside it on
+ * the same file system), then dml__commit_file fsyncs it, moves it to path
+ * and fsyncs the directory, so that a crash leaves either the old file or the
+ * whole new one, never half of one. exclusive: link() instead of rename(),
+ * DML_ERR_EXISTS (no detail) if path exists: of processes racing to create
+ * it, one wins. The temporary is removed whatever happens. */
+void dml__tmp_name(const char *path, char *buf, size_t len);
+dml_status_t dml__commit_file(const char *tmp, const char *path, int exclusive);
+
 /* ---- outputs (output.c) ------------------------------------------------ */
 
 /* The root "format" attribute of the HDF5 file at path into buf ("" if it

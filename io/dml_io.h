@@ -32,6 +32,10 @@
 extern "C" {
 #endif
 
+/* The library exports what this header declares, and nothing else (it is
+ * built with -fvisibility=hidden). */
+#pragma GCC visibility push(default)
+
 #define DML_DATASET_FORMAT "slurm-dml dataset"
 #define DML_DATASET_VERSION 1
 #define DML_DATASET_MAX_RANK 3     /* feature shape dimensions */
@@ -323,6 +327,8 @@ dml_status_t dml_loader_permutation(dml_shuffle_t shuffle, uint64_t seed, uint64
  * (parallel HDF5 is not thread-safe). Not recursive. */
 void dml_io_hdf5_lock(void);
 void dml_io_hdf5_unlock(void);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -279,6 +279,32 @@ dml_status_t dml__fsync_path(const char *path)
     return DML_OK;
 }
 
+void dml__tmp_name(const char *path, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s.tmp.%ld", path, (long)getpid());
+}
+
+dml_status_t dml__commit_file(const char *tmp, const char *path, int exclusive)
+{
+    char dir[4096], *slash;
+    dml_status_t st = dml__fsync_path(tmp);
+
+    if (st == DML_OK && (exclusive ? link(tmp, path) : rename(tmp, path)) != 0)
+        st = exclusive && errno == EEXIST
+                 ? DML_ERR_EXISTS
+                 : dml_error_set_errno(errno, "%s: cannot move to %s", tmp, path);
+    unlink(tmp);
+    if (st != DML_OK)
+        return st;
+    snprintf(dir, sizeof(dir), "%s", path);
+    slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = '\0';
+    else if (slash != NULL)
+        *slash = '\0';
+    return dml__fsync_path(slash ? dir : ".");
+}
+
 static int dml__rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;

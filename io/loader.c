@@ -538,8 +538,9 @@ static void *dml__producer(void *arg)
         __atomic_store_n(&ld->count, ld->count + 1, __ATOMIC_RELEASE);
         /* A consumer that keeps outpacing the producer is woken when the
          * ring is nearly full, not for each batch: every wake-up is a futex
-         * call and a context switch that the producer pays for (10% of its
-         * time at 128 samples a batch), and it waits as long in all. One
+         * call and a context switch that the producer pays for (a tenth of
+         * its time: docs/benchmarks/design-notes.md), and it waits as long
+         * in all. One
          * that waits only now and then is woken by the first batch. */
         if (ld->count >= (ld->starved >= 2 && ld->K > 1 ? ld->K - 1 : 1))
             pthread_cond_broadcast(&ld->cv_full);
@@ -839,7 +840,8 @@ static dml_status_t dml__read_labels(dml_loader_t *ld)
 
 /* Reads rows [r0, r1) of the dataset into the cache: contiguous reads of
  * many rows into a bounce buffer, then each row to its place with its id and
- * label (HDF5 scattering into the strided rows itself was 10x slower). */
+ * label (HDF5 scattering into the strided rows itself was far slower:
+ * docs/benchmarks/design-notes.md). */
 static dml_status_t dml__cache_read(dml_loader_t *ld, uint64_t r0, uint64_t r1)
 {
     const uint64_t chunk = ((uint64_t)8 << 20) / ld->xsz + 1;

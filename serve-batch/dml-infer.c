@@ -13,6 +13,7 @@
 
 #include "dml_infer.h"
 #include "dml_log.h"
+#include "dml_nn.h"
 
 #include <hdf5.h>
 
@@ -20,9 +21,11 @@
 
 #include <getopt.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
 void openblas_set_num_threads(int);
@@ -48,7 +51,7 @@ static void usage(FILE *f)
             "                    SLURM_ARRAY_TASK_COUNT of an array starting at 0]\n"
             "  --batch B         samples per forward pass, the unit parts and ranks are\n"
             "                    cut in [the run's manifest, else 1024]\n"
-            "  --blas-threads N  BLAS threads per rank [1: one rank per core]; the\n"
+            "  --blas-threads N  BLAS and convolution threads per rank [1: one rank per core]; the\n"
             "                    run's manifest records it (results depend on it)\n"
             "  --topk K          class probabilities kept per sample [3]\n"
             "  --no-verify       skip the input shards' checksums\n"
@@ -214,6 +217,34 @@ static int resolve_task(options_t *o)
     return parse_u32("SLURM_ARRAY_TASK_COUNT", cnt, &o->run.tasks);
 }
 
+#ifdef DML_TEST_HOOKS
+/* The tests' hook, built only with configure --enable-test-hooks:
+ * DML_INFER_CRASH="TASK:FLAG" kills part TASK's process with SIGKILL once
+ * its part is written under the temporary name but not yet committed (a
+ * task killed midway), if the file FLAG exists; FLAG is removed first, so
+ * that the rerun of the part goes through. */
+static void crash_at(void *arg, uint32_t task, const char *phase)
+{
+    const char *e = arg, *colon = strchr(e, ':');
+    char *end;
+
+    if (colon == NULL || strcmp(phase, "written") != 0 || strtoul(e, &end, 10) != task || end != colon)
+        return;
+    if (unlink(colon + 1) == 0)
+        raise(SIGKILL);
+}
+
+static void test_hooks(dml_infer_config_t *c)
+{
+    const char *e = getenv("DML_INFER_CRASH");
+
+    if (e != NULL && strchr(e, ':') != NULL) {
+        c->on_part = crash_at;
+        c->on_part_arg = (void *)e;
+    }
+}
+#endif
+
 static int cmd_run(options_t *o)
 {
     dml_infer_result_t res;
@@ -235,6 +266,10 @@ static int cmd_run(options_t *o)
     }
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
     openblas_set_num_threads(o->run.blas_threads);
+    dml_nn_set_threads(o->run.blas_threads);
+#ifdef DML_TEST_HOOKS
+    test_hooks(&o->run);
+#endif
 #endif
     st = dml_infer_run(MPI_COMM_WORLD, &o->run, &res);
     if (st != DML_OK) {

@@ -34,6 +34,10 @@
 extern "C" {
 #endif
 
+/* The library exports what this header declares, and nothing else (it is
+ * built with -fvisibility=hidden). */
+#pragma GCC visibility push(default)
+
 #define DML_INFER_PART_FORMAT "slurm-dml inference part"
 #define DML_INFER_VERSION 2
 #define DML_INFER_MAX_TOPK 16
@@ -56,6 +60,18 @@ typedef struct {
     int blas_threads;          /* BLAS threads per rank (a product's bits depend on it) */
 } dml_infer_manifest_t;
 
+/* One batch of a run, for a caller that watches them (dml_infer_config_t's
+ * on_batch: progress, profiling): its place and where its time went. */
+typedef struct {
+    uint64_t index;            /* the batch's number in this rank's share, from 0 */
+    uint64_t samples;          /* in it (the last may be short) */
+    int batch;                 /* the run's batch size */
+    uint64_t features;         /* per sample */
+    /* seconds: reading the rows, the drift counts, normalising, the forward
+     * pass, top-k; and the whole batch */
+    double read, drift, normalise, forward, topk, total;
+} dml_infer_batch_t;
+
 typedef struct {
     const char *model;         /* model file, checkpoint or checkpoint directory */
     const char *input;         /* dataset directory (io/ format) */
@@ -69,6 +85,14 @@ typedef struct {
     int verify;                /* check the input's shard checksums first [1] */
     int replace;               /* a manifest of another model or input is replaced */
     int drift_every;           /* histogram every k-th sample (by input index) [4] */
+    /* Called on the computing rank after each batch (may be NULL). */
+    void (*on_batch)(void *arg, const dml_infer_batch_t *b);
+    void *on_batch_arg;
+    /* Called by the rank that writes the part once it is written under its
+     * temporary name and before it is committed (phase "written"), for tests
+     * that kill a task there. May be NULL. */
+    void (*on_part)(void *arg, uint32_t task, const char *phase);
+    void *on_part_arg;
 } dml_infer_config_t;
 
 void dml_infer_config_init(dml_infer_config_t *c);
@@ -150,6 +174,8 @@ dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cf
 /* Population stability index of two histograms of `bins` counts, with each
  * bin's share floored at 1e-4 (empty bins would give infinities). */
 double dml_psi(const uint64_t *expected, const uint64_t *actual, int bins);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -4,20 +4,14 @@
  */
 #include "config.h"
 
+#include "dml_ckpt.h"
 #include "dml_h5util.h"
 #include "dml_infer.h"
 #include "dml_io.h"
 #include "dml_mpi.h"
-#include "dml_train.h"
+#include "dml_nn.h"
 #include "infer_private.h"
 
-#ifdef DML_INFER_DIAG
-#include "infer_diag.h" /* bench/infer_diag only: each batch's phases, paired with the bound */
-#else
-#define DML_DIAG_MARK(i, t0) ((void)0)
-#define DML_DIAG_BATCH(b, m, B, F, lat) ((void)0)
-#define DML_DIAG_REPORT() ((void)0)
-#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -134,36 +128,38 @@ dml_status_t dml_infer_manifest_read(const char *out, dml_infer_manifest_t *m)
     return DML_OK;
 }
 
-/* Temporary name, fsync, rename, fsync of the directory. With exclusive set,
- * link() instead of rename(): of array tasks starting together, one creates
- * the manifest and the others find it (DML_ERR_EXISTS). */
+/* Written under a temporary name, then committed (dml__commit_file: fsync,
+ * rename, fsync of the directory). With exclusive set, link() instead of
+ * rename(): of array tasks starting together, one creates the manifest and
+ * the others find it (DML_ERR_EXISTS). */
 dml_status_t dml__write_file_durably(const char *path, const char *text, int exclusive)
 {
-    char tmp[4300], dir[4300], *slash;
+    char tmp[4300];
     dml_status_t st = DML_OK;
     size_t n = strlen(text);
     int fd;
 
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    dml__tmp_name(path, tmp, sizeof(tmp));
     if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644)) < 0)
         return dml_error_set_errno(errno, "%s", tmp);
-    if (write(fd, text, n) != (ssize_t)n || fsync(fd) != 0)
+    if (write(fd, text, n) != (ssize_t)n)
         st = dml_error_set_errno(errno ? errno : EIO, "%s: cannot write", tmp);
     if (close(fd) != 0 && st == DML_OK)
         st = dml_error_set_errno(errno, "%s: cannot write", tmp);
-    if (st == DML_OK) {
-        if (exclusive ? link(tmp, path) != 0 : rename(tmp, path) != 0)
-            st = errno == EEXIST ? DML_ERR_EXISTS
-                                 : dml_error_set_errno(errno, "%s: cannot move to %s", tmp, path);
-    }
-    unlink(tmp);
-    if (st != DML_OK)
+    if (st != DML_OK) {
+        unlink(tmp);
         return st;
-    snprintf(dir, sizeof(dir), "%s", path);
-    slash = strrchr(dir, '/');
-    if (slash != NULL)
-        *slash = '\0';
-    return dml__fsync_path(slash ? dir : ".");
+    }
+    return dml__commit_file(tmp, path, exclusive);
+}
+
+dml_status_t dml__load_model(const char *path, int max_batch, dml_model_t **m,
+                             dml_model_info_t *mi)
+{
+    char file[4096];
+    dml_status_t st = dml_ckpt_model_path(path, file, sizeof(file));
+
+    return st != DML_OK ? st : dml_model_load(file, max_batch, m, mi);
 }
 
 static int dml__manifest_same(const dml_infer_manifest_t *a, const dml_infer_manifest_t *b)
@@ -223,37 +219,6 @@ static dml_status_t dml__manifest_settle(const dml_infer_config_t *cfg, const dm
 
 /* ---- the forward passes ---------------------------------------------------- */
 
-/* Whether probability a (of an earlier class where `earlier`) ranks above b:
- * greater, equal from an earlier class, or a number (or an earlier NaN)
- * against NaN. A total order: every class gets its own rank. */
-static inline int dml__ranks_above(float a, float b, int earlier)
-{
-    return (a > b) | ((a == b) & earlier) | ((b != b) & ((a == a) | earlier));
-}
-
-void dml__topk(const float *p, int C, int k, int32_t *cls, float *prob)
-{
-    int i, j, n = 0, at;
-
-    /* Insertion into the sorted top k, behind every kept class that ranks
-     * above; once k are kept, most classes rank below the last and are
-     * passed over with one comparison. */
-    for (j = 0; j < C; j++) {
-        if (n == k && !dml__ranks_above(p[j], prob[k - 1], 0))
-            continue;
-        for (at = n; at > 0 && !dml__ranks_above(prob[at - 1], p[j], 1); at--)
-            ;
-        if (n < k)
-            n++;
-        for (i = n - 1; i > at; i--) {
-            cls[i] = cls[i - 1];
-            prob[i] = prob[i - 1];
-        }
-        cls[at] = j;
-        prob[at] = p[j];
-    }
-}
-
 /* This rank's samples [first, first + n): read, normalise as in training,
  * count into the drift histograms, forward, top-k. */
 static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
@@ -305,9 +270,10 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
     for (pos = 0; pos < n; pos += (uint64_t)B, b++) {
         const uint64_t m = n - pos < (uint64_t)B ? n - pos : (uint64_t)B;
         const double t0 = dml__infer_now();
+        double at[5];
         if ((s = dml_dataset_reader_read(rd, first + pos, m, raw, NULL, NULL)) != DML_OK)
             goto out;
-        DML_DIAG_MARK(0, t0);
+        at[0] = at[1] = dml__infer_now();
         /* Every drift_every-th sample (by its index in the input, so that
          * the counts do not depend on how the input is split) is counted
          * into the drift histograms, then the batch is normalised exactly
@@ -318,7 +284,7 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
             for (i = (every - g0 % every) % every; i < m; i += every)
                 rp[nr++] = raw + i * F;
             dml__drift_count(drift, rp, nr);
-            DML_DIAG_MARK(1, t0);
+            at[1] = dml__infer_now();
             dml_normalize_u8(raw, m * F, scale, bias, x);
         } else {
             for (i = 0; i < m; i++) {
@@ -334,22 +300,25 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
                         o->hist[f * DML_DATASET_HIST_BINS + (uint64_t)dml_stats_bin(st, f, r[f])]++;
             }
         }
-        DML_DIAG_MARK(2, t0);
+        at[2] = dml__infer_now();
         if ((s = dml_model_eval(model, x, NULL, (int)m, probs, NULL, NULL)) != DML_OK)
             goto out;
-        DML_DIAG_MARK(3, t0);
+        at[3] = dml__infer_now();
         for (i = 0; i < m; i++) {
             int32_t *cls = o->tk_class + (pos + i) * (uint64_t)K;
             dml__topk(probs + i * (uint64_t)C, C, K, cls, o->tk_prob + (pos + i) * (uint64_t)K);
             o->pred[pos + i] = cls[0];
         }
-        o->lat[b] = dml__infer_now() - t0;
-        DML_DIAG_MARK(4, t0);
-        DML_DIAG_BATCH(b, m, B, F, o->lat[b]);
+        at[4] = dml__infer_now();
+        o->lat[b] = at[4] - t0;
+        if (cfg->on_batch != NULL) {
+            dml_infer_batch_t bs = {b, m, B, F, at[0] - t0, at[1] - at[0], at[2] - at[1],
+                                    at[3] - at[2], at[4] - at[3], at[4] - t0};
+            cfg->on_batch(cfg->on_batch_arg, &bs);
+        }
     }
     if (drift != NULL)
         dml__drift_hist(drift, o->hist);
-    DML_DIAG_REPORT();
     s = DML_OK;
 out:
     dml_dataset_reader_close(rd);
@@ -370,6 +339,24 @@ static dml_status_t dml__check_fit(const dml_model_info_t *mi, const dml_dataset
         return dml_error_set(DML_ERR_MISMATCH, "model %s takes %llu inputs, input %s has %llu "
                              "features per sample", mi->path, (unsigned long long)mi->features,
                              cfg->input, (unsigned long long)F);
+    /* Layers that see an image (not an mlp:) need the same shape, not only
+     * as many values: 784 values are not a 28x28 image unless the data say so. */
+    if (!mi->spec.mlp) {
+        int same = sc->rank == mi->feature_rank;
+        for (int i = 0; same && i < sc->rank; i++)
+            same = sc->shape[i] == mi->feature_shape[i];
+        if (!same) {
+            char a[64] = "", b[64] = "";
+            for (int i = 0; i < sc->rank; i++)
+                snprintf(a + strlen(a), sizeof(a) - strlen(a), "%s%llu", i ? "x" : "",
+                         (unsigned long long)sc->shape[i]);
+            for (int i = 0; i < mi->feature_rank; i++)
+                snprintf(b + strlen(b), sizeof(b) - strlen(b), "%s%llu", i ? "x" : "",
+                         (unsigned long long)mi->feature_shape[i]);
+            return dml_error_set(DML_ERR_MISMATCH, "model %s was trained on samples of shape %s, "
+                                 "input %s has shape %s", mi->path, b, cfg->input, a);
+        }
+    }
     if (sc->num_classes != mi->num_classes)
         return dml_error_set(DML_ERR_MISMATCH, "model %s has %u classes, input %s has %u",
                              mi->path, mi->num_classes, cfg->input, sc->num_classes);
@@ -451,7 +438,7 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
         MPI_Bcast(&cfg->batch, 1, MPI_INT, 0, comm);
     }
     if (st == DML_OK)
-        st = dml_model_load(cfg->model, cfg->batch, &model, &mi);
+        st = dml__load_model(cfg->model, cfg->batch, &model, &mi);
     if (st == DML_OK)
         st = dml_dataset_open(cfg->input, &ds);
     if (st == DML_OK)
@@ -561,7 +548,7 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
         all.seconds = dml__infer_now() - t0;
         snprintf(all.model_hash, sizeof(all.model_hash), "%s", mi.hash);
         snprintf(all.input_hash, sizeof(all.input_hash), "%s", dml_dataset_content_hash(ds));
-        st = dml__part_write(cfg->out, &all);
+        st = dml__part_write(cfg->out, &all, cfg);
     }
     st = dml_mpi_agree(comm, st, NULL);
 out:

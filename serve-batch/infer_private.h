@@ -7,6 +7,7 @@
 
 #include "dml_infer.h"
 #include "dml_io.h"
+#include "dml_nn.h"
 
 typedef struct {
     uint32_t task, tasks;
@@ -24,8 +25,8 @@ typedef struct {
 } dml__part_t;
 
 /* Writes the part under a temporary name in out, then renames it into place
- * (fsync of file and directory). */
-dml_status_t dml__part_write(const char *out, const dml__part_t *p);
+ * (fsync of file and directory); cfg's on_part hears of it in between. */
+dml_status_t dml__part_write(const char *out, const dml__part_t *p, const dml_infer_config_t *cfg);
 
 /* Allocates a part's arrays for n samples, top-k, the histograms of
  * `features` (zeroed) and nb batch times, and sets those sizes; the record
@@ -63,5 +64,11 @@ void dml__drift_free(dml__drift_t *d);
 
 dml_status_t dml__write_file_durably(const char *path, const char *text, int exclusive);
 double dml__infer_now(void);
+
+/* The model at path (a model file, a checkpoint, or a checkpoint directory's
+ * newest sound checkpoint: ckpt/ resolves and verifies it), loaded for
+ * batches of max_batch. */
+dml_status_t dml__load_model(const char *path, int max_batch, dml_model_t **m,
+                             dml_model_info_t *mi);
 
 #endif /* DML_INFER_PRIVATE_H */

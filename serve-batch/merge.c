@@ -6,7 +6,7 @@
 #include "config.h"
 
 #include "dml_h5util.h"
-#include "dml_train.h"
+#include "dml_nn.h"
 #include "infer_private.h"
 
 #include <errno.h>
@@ -121,7 +121,7 @@ static dml_status_t dml__write_predictions(const char *path, const dml_infer_man
     dml_status_t st = DML_OK;
     hid_t f, str = -1;
 
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    dml__tmp_name(path, tmp, sizeof(tmp));
     dml__h5_quiet_begin(&q);
     f = dml__h5_create(tmp, H5F_ACC_TRUNC);
     if (f < 0) {
@@ -149,13 +149,11 @@ static dml_status_t dml__write_predictions(const char *path, const dml_infer_man
     if (H5Fclose(f) < 0 && st == DML_OK)
         st = dml_error_set(DML_ERR_IO, "%s: cannot write the predictions", tmp);
     dml__h5_quiet_end(&q);
-    if (st == DML_OK)
-        st = dml__fsync_path(tmp);
-    if (st == DML_OK && rename(tmp, path) != 0)
-        st = dml_error_set_errno(errno, "%s: cannot rename to %s", tmp, path);
-    if (st != DML_OK)
+    if (st != DML_OK) {
         unlink(tmp);
-    return st;
+        return st;
+    }
+    return dml__commit_file(tmp, path, 0);
 }
 
 /* Concatenates the parts (in task order: sample order) into one. */
@@ -348,7 +346,7 @@ dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cf
     }
     /* The model (its training statistics and class names) and the input's
      * schema, both as the manifest names them. */
-    if ((st = dml_model_load(m.model_path, 1, &model, &mi)) != DML_OK)
+    if ((st = dml__load_model(m.model_path, 1, &model, &mi)) != DML_OK)
         goto out;
     if (strcmp(mi.hash, m.model_hash) != 0) {
         st = dml_error_set(DML_ERR_MISMATCH, "model %s has changed since the run (hash %s, the "

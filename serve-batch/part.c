@@ -58,24 +58,7 @@ static int dml__put(hid_t f, const char *name, hid_t type, uint64_t d0, uint64_t
     return dml__h5_write(f, name, type, dims, d0 ? buf : none);
 }
 
-/* For the tests: DML_INFER_CRASH="TASK:FLAG" kills part TASK's process with
- * SIGKILL once its part is written under the temporary name but not yet
- * committed (a task killed midway), if the file FLAG exists; FLAG is removed
- * first, so that the rerun of the part goes through. */
-static void dml__crash_point(uint32_t task)
-{
-    const char *e = getenv("DML_INFER_CRASH"), *colon;
-    char *end;
-
-    if (e == NULL || (colon = strchr(e, ':')) == NULL)
-        return;
-    if (strtoul(e, &end, 10) != task || end != colon)
-        return;
-    if (unlink(colon + 1) == 0)
-        raise(SIGKILL);
-}
-
-dml_status_t dml__part_write(const char *out, const dml__part_t *p)
+dml_status_t dml__part_write(const char *out, const dml__part_t *p, const dml_infer_config_t *cfg)
 {
     char path[4200], tmp[4300], host[256] = "";
     const uint64_t n = p->count, k = (uint64_t)p->topk;
@@ -122,17 +105,13 @@ dml_status_t dml__part_write(const char *out, const dml__part_t *p)
     if (H5Fclose(f) < 0 && st == DML_OK)
         st = dml_error_set(DML_ERR_IO, "%s: cannot write the part (disk full?)", tmp);
     dml__h5_quiet_end(&q);
-    if (st == DML_OK)
-        st = dml__fsync_path(tmp);
-    if (st == DML_OK)
-        dml__crash_point(p->task);
-    if (st == DML_OK && rename(tmp, path) != 0)
-        st = dml_error_set_errno(errno, "%s: cannot rename to %s", tmp, path);
+    if (st == DML_OK && cfg->on_part != NULL)
+        cfg->on_part(cfg->on_part_arg, p->task, "written");
     if (st != DML_OK) {
         unlink(tmp);
         return st;
     }
-    return dml__fsync_path(out);
+    return dml__commit_file(tmp, path, 0);
 }
 
 void dml__part_free(dml__part_t *p)

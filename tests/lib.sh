@@ -4,13 +4,14 @@
 #    test's own shell; a subshell's failure is named by the command that ran
 #    it), so that no failure is silent;
 #  - the tools as built: $train, $data, $infer, $ckpt;
-#  - fail MESSAGE; at_exit COMMAND (undone at exit, last first, whatever the
+#  - fail MESSAGE; skip_or_fail MESSAGE (skip, but never in CI); at_exit COMMAND (undone at exit, last first, whatever the
 #    outcome; $_rc holds the test's exit status); make_work NAME (a fresh
 #    $work directory, removed at exit);
 #  - mpirun_pids and wait_held: the ranks' PIDs and a hold at a chosen step
 #    (dml-train's DML_TEST_HOLD), so that a test signals or kills its own
 #    processes at a step it chose, never processes found by name and never
 #    in a race with the machine's speed;
+#  - need_test_hooks: skip (fail in CI) where the tools have no test hooks;
 #  - fuzz_build OUTPUT SOURCES/FLAGS...: a libFuzzer target with ASan and
 #    UBSan, or skip where clang's libFuzzer is missing (fail in CI).
 set -euo pipefail
@@ -25,6 +26,17 @@ infer=$abs_top_builddir/serve-batch/dml-infer
 ckpt=$abs_top_builddir/ckpt/dml-ckpt
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# What a test needs is missing: skip (77) outside CI; in CI (CI set), where
+# scripts/install-deps installed everything, an error (99): never skipped there.
+skip_or_fail() {
+    if [ -n "${CI:-}" ]; then
+        echo "ERROR: $1; CI must run this test, not skip it" >&2
+        exit 99
+    fi
+    echo "SKIP: $1" >&2
+    exit 77
+}
 
 _undo=()
 _rc=0
@@ -67,6 +79,14 @@ wait_held() { # file pid what
     fail "$3: the run did not reach its hold step in 300 s"
 }
 
+# The tools' fault-injection hooks (DML_TEST_HOLD, DML_CKPT_CRASH,
+# DML_INFER_CRASH) are built only with configure --enable-test-hooks, as
+# scripts/test-all configures.
+need_test_hooks() {
+    [ "${DML_HAVE_TEST_HOOKS:-no}" = yes ] ||
+        skip_or_fail "the tools were built without configure --enable-test-hooks (DML_TEST_HOLD, DML_CKPT_CRASH, DML_INFER_CRASH)"
+}
+
 # Builds a libFuzzer target (AddressSanitizer, UBSan; the plugin's and
 # common headers) from the sources and flags given, or skips the test where
 # clang's libFuzzer is missing (fails in CI, where the packages are installed).
@@ -77,9 +97,7 @@ fuzz_build() { # output sources-and-flags...
     if [ -z "$cc" ] || ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }' |
         "$cc" -x c -fsanitize=fuzzer - -o "$probe" 2>/dev/null; then
         rm -f "$probe"
-        [ -z "${CI:-}" ] || { echo "ERROR: clang with libFuzzer missing (clang-14 libclang-rt-14-dev)" >&2; exit 99; }
-        echo "SKIP: clang with libFuzzer missing"
-        exit 77
+        skip_or_fail "clang with libFuzzer missing (clang-14 libclang-rt-14-dev)"
     fi
     rm -f "$probe"
     "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \

@@ -13,6 +13,7 @@
  */
 #include "config.h"
 
+#include "ckpt_env.h"
 #include "dml_ckpt.h"
 #include "dml_h5util.h"
 #include "dml_log.h"
@@ -48,7 +49,9 @@ static void usage(FILE *out)
             "       mpirun -np N dml-train ...\n\n"
             "  --train DIR            training dataset (dml-data)\n"
             "  --test DIR             held-out dataset, evaluated after every epoch\n"
-            "  --model SPEC           e.g. mlp:784-512-256-10 or mlp:784-256-10:dropout=0.2\n"
+            "  --model SPEC           layers, e.g. conv2d(32,3),relu,maxpool(2),flatten,dense(64),relu,dense(10);\n"
+            "                         the book's cnn, cnn-bn, cnn-dropout; or mlp:784-512-256-10[:dropout=P]\n"
+            "                         (docs/training.md)\n"
             "  --epochs N             [10]\n"
             "  --batch N              samples per rank per step [128]; global batch = N x ranks x accum\n"
             "  --accum K              micro-batches per optimiser step [1]\n"
@@ -67,7 +70,7 @@ static void usage(FILE *out)
             "                         node's copies fit half its free memory, else one\n"
             "                         shared copy per node (on: even beyond) [auto]\n"
             "  --prefetch N           batches read ahead [4]\n"
-            "  --blas-threads N       BLAS threads per rank [1: one rank per core]\n"
+            "  --blas-threads N       BLAS and convolution threads per rank [1: one rank per core]\n"
             "  --grad-reduce auto|allreduce|shared   how gradients are summed: shared:\n"
             "                         in memory shared by the ranks of one node, each rank\n"
             "                         updating a slice; allreduce: bucketed MPI allreduce;\n"
@@ -427,15 +430,23 @@ static dml_status_t report(void *arg, const dml_progress_t *p)
     return metrics_flush();
 }
 
+#ifdef DML_TEST_HOOKS
 /*
- * The tests' way to act at a chosen step instead of racing the clock:
+ * The tests' hooks, built only with configure --enable-test-hooks
+ * (scripts/test-all): fault injection at a chosen point, so that no test
+ * races the clock.
+ *
  * DML_TEST_HOLD=STEP:FILE makes every rank, once STEP optimiser steps are
  * done, wait while FILE exists, before it reads its stop flag; rank 0
  * creates FILE.held when it starts waiting, and FILE.stop once a signal
  * has reached it (Slurm delivers scancel's signals asynchronously). A test
  * waits for FILE.held, sends its signal (and waits for FILE.stop) or kills
  * the ranks, and removes FILE: a signal that came to any rank meanwhile is
- * acted on at that very step. Unset, nothing happens.
+ * acted on at that very step.
+ *
+ * DML_CKPT_CRASH=PHASE[@RANK] kills the process (SIGKILL, as a node failure
+ * would) at that phase of the checkpoint commit (dml_ckpt_config_t's
+ * on_phase), on every rank or on RANK only.
  */
 typedef struct {
     uint64_t step;
@@ -466,11 +477,24 @@ static void hold_at(void *arg, uint64_t step)
         unlink(held);
 }
 
-static void hold_setup(dml_trainer_config_t *cfg, hold_t *h)
+static void crash_at(void *arg, const char *phase, int rank)
 {
-    const char *e = getenv("DML_TEST_HOLD"), *colon;
+    const char *want = arg, *at = strchr(want, '@');
+    size_t len = at ? (size_t)(at - want) : strlen(want);
+
+    if (strlen(phase) == len && strncmp(want, phase, len) == 0 && (at == NULL || atoi(at + 1) == rank))
+        raise(SIGKILL);
+}
+
+static void test_hooks(dml_trainer_config_t *cfg, hold_t *h)
+{
+    const char *e = getenv("DML_TEST_HOLD"), *colon, *crash = getenv("DML_CKPT_CRASH");
     char *end;
 
+    if (crash != NULL && *crash != '\0') {
+        cfg->ckpt.on_phase = crash_at;
+        cfg->ckpt.on_phase_arg = (void *)crash;
+    }
     if (e == NULL || (colon = strchr(e, ':')) == NULL)
         return;
     h->step = strtoull(e, &end, 10);
@@ -480,6 +504,7 @@ static void hold_setup(dml_trainer_config_t *cfg, hold_t *h)
     cfg->on_step = hold_at;
     cfg->on_step_arg = h;
 }
+#endif
 
 /* The stall watchdog found a rank that does not come (called once, from its
  * thread): the others cannot leave the collective they wait in, so the job
@@ -785,7 +810,9 @@ int main(int argc, char **argv)
     dml_trainer_config_t *cfg = &o.cfg;
     dml_trainer_t *tr = NULL;
     dml_resume_info_t ri;
+#ifdef DML_TEST_HOOKS
     hold_t hold = {0, NULL};
+#endif
     int provided, rc = 0, failed_rank;
     uint32_t job;
     dml_status_t st;
@@ -863,9 +890,14 @@ int main(int argc, char **argv)
     if (o.wd >= 0)
         cfg->opt.weight_decay = (float)o.wd;
     cfg->opt.nesterov = o.nesterov;
-    hold_setup(cfg, &hold);
+#ifdef DML_TEST_HOOKS
+    test_hooks(cfg, &hold);
+#endif
+    /* how checkpoints are written: the environment's overrides (docs/checkpoints.md) */
+    dml_ckpt_config_env(&cfg->ckpt);
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
     openblas_set_num_threads(o.threads);
+    dml_nn_set_threads(o.threads);
 #endif
 
     st = dml_trainer_create(MPI_COMM_WORLD, cfg, &tr);
@@ -878,7 +910,7 @@ int main(int argc, char **argv)
                  getenv("SLURM_RESTART_COUNT") ? getenv("SLURM_RESTART_COUNT") : "0",
                  getenv("SLURM_JOB_NODELIST") ? getenv("SLURM_JOB_NODELIST") : "?");
     if (g_rank == 0) {
-        char spec[256];
+        char spec[DML_MODEL_SPEC_MAX];
         dml_model_spec_format(&cfg->spec, spec, sizeof(spec));
         dml_info("training %s on %s%s%s: %d ranks x batch %d x accum %d = global batch %d, %d epochs, "
                  "%s lr %g (%s, warm-up %llu), momentum %g%s, weight decay %g, clip %g, seed %llu, "

@@ -1,22 +1,20 @@
 /*
- * dml_train.h: the data-parallel trainer's compute core: a feed-forward
- * network (MLP, ReLU, optional dropout, softmax cross-entropy) on BLAS, its
- * gradients in one flat buffer, and the optimisers and learning-rate
- * schedules that update it.
+ * dml_train.h: the data-parallel trainer: the optimisers and learning-rate
+ * schedules that update a network's parameters (the network itself, its
+ * layers and model files, is dml_nn.h), the data-parallel step that sums the
+ * gradients across MPI ranks, and the training loop with its checkpoints.
  *
- * The parameters and gradients are each one contiguous float array laid out
- * layer by layer (W0, b0, W1, b1, ...). Backward runs from the last layer to
- * the first and reports each layer's gradient range as soon as it is final,
- * so the caller can start reducing it across ranks (non-blocking allreduce of
- * buckets) while the earlier layers are still being computed.
- *
- * The data-parallel step (dml_dp_*) sums the gradients across MPI ranks;
- * the rest knows nothing of MPI. Nothing here prints.
+ * The network's backward pass reports each layer's gradient range as soon
+ * as it is final, so the data-parallel step can start reducing it across
+ * ranks (non-blocking allreduce of buckets) while the earlier layers are
+ * still being computed. Nothing here prints.
  */
 #ifndef DML_TRAIN_H
 #define DML_TRAIN_H
 
+#include "dml_ckpt.h"
 #include "dml_io.h"
+#include "dml_nn.h"
 #include "dml_status.h"
 
 #include <mpi.h>
@@ -28,91 +26,9 @@
 extern "C" {
 #endif
 
-#define DML_MODEL_MAX_LAYERS 16
-
-/* "mlp:784-512-256-10" or "mlp:784-512-256-10:dropout=0.2" */
-typedef struct {
-    int nlayers;                         /* weight layers: dims has nlayers + 1 */
-    int dims[DML_MODEL_MAX_LAYERS + 1];
-    float dropout;                       /* on hidden activations, training only */
-} dml_model_spec_t;
-
-dml_status_t dml_model_spec_parse(const char *text, dml_model_spec_t *spec);
-
-/* The spec back in text form (what model files and checkpoints record). */
-void dml_model_spec_format(const dml_model_spec_t *spec, char *buf, size_t len);
-
-typedef struct dml_model dml_model_t;
-
-/* He-initialised weights (normal, std sqrt(2/fan_in)), zero biases, from the
- * seed alone: every rank gets the same model. max_batch sizes the
- * activation buffers. */
-dml_status_t dml_model_create(const dml_model_spec_t *spec, uint64_t seed, int max_batch,
-                              dml_model_t **model_out);
-void dml_model_free(dml_model_t *m);
-
-const dml_model_spec_t *dml_model_spec(const dml_model_t *m);
-size_t dml_model_nparams(const dml_model_t *m);
-int dml_model_max_batch(const dml_model_t *m);
-float *dml_model_params(dml_model_t *m);
-float *dml_model_grads(dml_model_t *m);
-/* Layer l's parameters: [offset, offset + count) of the flat arrays. */
-void dml_model_layer_range(const dml_model_t *m, int l, size_t *offset, size_t *count);
-
-/* Called during backward when layer l's gradient is final. */
-typedef void (*dml_grad_ready_cb_t)(void *arg, int layer, size_t offset, size_t count);
-
-/*
- * One forward and backward pass over n samples (x: n x dims[0], y: labels).
- * Gradients are ADDED to the flat gradient array (zero it with
- * dml_model_zero_grads; accumulating over micro-batches needs nothing else),
- * scaled by `scale` (1/global batch, so that summing over ranks gives the
- * global mean). *loss_sum gets the summed cross-entropy of the n samples,
- * *correct the number predicted right. dropout_seed makes dropout masks
- * reproducible (any value when dropout is 0). DML_ERR_INVALID_ARG for a
- * label outside the output layer, naming it.
- */
-dml_status_t dml_model_train_step(dml_model_t *m, const float *x, const int32_t *y, int n,
-                                  float scale, uint64_t dropout_seed, double *loss_sum,
-                                  int *correct, dml_grad_ready_cb_t cb, void *cb_arg);
-
-/* Forward only (evaluation: no dropout): probabilities n x classes into
- * probs (may be NULL), summed loss and correct count (if y != NULL). */
-dml_status_t dml_model_eval(dml_model_t *m, const float *x, const int32_t *y, int n, float *probs,
-                            double *loss_sum, int *correct);
-
-void dml_model_zero_grads(dml_model_t *m);
-
-/* ---- trained models --------------------------------------------------- */
-
-/* What a model file says about its model (docs/formats/model.md). */
-typedef struct {
-    char path[4096];             /* the file loaded */
-    int checkpoint;              /* it was a checkpoint (its "model" group) */
-    dml_model_spec_t spec;
-    char spec_text[256];
-    char dataset[1024];          /* the training data, and its content hash */
-    char dataset_hash[17];
-    char normalisation[16];      /* "global": (x - mean) / std of stats */
-    int32_t feature_rank;
-    uint64_t features;           /* inputs: spec.dims[0] */
-    uint32_t num_classes;
-    char (*class_names)[DML_DATASET_NAME_MAX];
-    dml_stats_t stats;           /* the training data's statistics */
-    uint64_t steps, epochs;
-    char hash[17];               /* of spec and weights: the model's identity */
-} dml_model_info_t;
-
-/*
- * Local: loads a model for inference from a model file, a checkpoint, or a
- * checkpoint directory (its newest checkpoint that verifies). Checks the
- * format, the weights' shape and CRC-32 and that they are finite. max_batch
- * sizes the activation buffers. Free with dml_model_free and
- * dml_model_info_free.
- */
-dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out,
-                            dml_model_info_t *info);
-void dml_model_info_free(dml_model_info_t *info);
+/* The library exports what this header declares, and nothing else (it is
+ * built with -fvisibility=hidden). */
+#pragma GCC visibility push(default)
 
 /* ---- optimisers ------------------------------------------------------- */
 
@@ -270,7 +186,8 @@ double dml_dp_wait_seconds(const dml_dp_t *dp);
 typedef struct {
     const char *train_dir;       /* required */
     const char *test_dir;        /* NULL: no evaluation */
-    dml_model_spec_t spec;
+    dml_model_spec_t spec;       /* dml_model_spec_parse; bound to the training data's shape by
+                                    dml_trainer_create */
     uint64_t seed;               /* weights, sample order, dropout */
     int batch;                   /* samples per rank per micro-batch */
     int accum;                   /* micro-batches per optimiser step (>= 1) */
@@ -290,6 +207,7 @@ typedef struct {
     uint64_t ckpt_every;         /* optimiser steps between checkpoints; 0: not by steps */
     double ckpt_seconds;         /* seconds between checkpoints; 0: not by time */
     int ckpt_keep;               /* newest checkpoints kept [3]; 0: all */
+    dml_ckpt_config_t ckpt;      /* how they are written (dml_ckpt.h) [its defaults] */
     /* Set (by a signal handler, on any rank) to checkpoint at the next step
      * boundary and stop with DML_ERR_INTERRUPTED. May be NULL. */
     volatile sig_atomic_t *stop;
@@ -393,6 +311,8 @@ typedef struct {
  */
 dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb_t skip,
                                 void *arg, dml_resume_info_t *info);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -10,8 +10,7 @@
  * called. The last bucket (the first layers) becomes final when backward is
  * done: nothing is left to hide it behind, and it is reduced with the
  * blocking MPI_Allreduce, whose tuned algorithms move the same bytes faster
- * than the non-blocking schedule (on 2 ranks sharing a node, 7% more steps
- * per second for the reference model, which is one bucket).
+ * than the non-blocking schedule (docs/benchmarks/design-notes.md).
  *
  * SHARED, where every rank is on one node. With one rank per core there is
  * no idle core for communication to hide behind, and an allreduce followed
@@ -54,6 +53,7 @@ typedef struct {
 
 struct dml_dp {
     MPI_Comm comm;
+    MPI_Comm bncomm;    /* batch normalisation's statistics: their own order of collectives */
     dml_model_t *m;
     dml_dp_mode_t mode, mode_asked;
     int rank, size;
@@ -163,7 +163,7 @@ static dml_status_t dml__shared_create(dml_dp_t *dp)
         memcpy(shared, dml_model_params(dp->m), np * sizeof(float));
     memset(mine, 0, np * sizeof(float));
     dml__meet(dp);
-    dml__model_borrow_arrays(dp->m, shared, mine);
+    dml_model_borrow_arrays(dp->m, shared, mine);
     dp->lo = dml__slice_start(np, dp->rank, dp->size);
     dp->hi = dml__slice_start(np, dp->rank + 1, dp->size);
     return DML_OK;
@@ -177,10 +177,22 @@ fail:
     return st;
 }
 
+/* Batch normalisation's sums over the whole batch. On a communicator of
+ * their own: the gradient buckets' non-blocking reductions start in between
+ * them on ranks with samples but not on a rank without (which makes only
+ * these), and collectives on one communicator must come in one order. */
+static dml_status_t dml__bn_reduce(void *arg, double *buf, int n)
+{
+    dml_dp_t *dp = arg;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, dp->bncomm);
+
+    return rc == MPI_SUCCESS ? DML_OK : dml_mpi_error(rc, "MPI_Allreduce of batch statistics");
+}
+
 dml_status_t dml_dp_create(MPI_Comm comm, dml_model_t *model, dml_dp_mode_t mode,
                            size_t bucket_bytes, dml_dp_t **dp_out)
 {
-    const int L = dml_model_spec(model)->nlayers;
+    const int L = dml_model_param_layers(model);
     dml_dp_t *dp = calloc(1, sizeof(*dp));
     dml_status_t st = DML_OK;
     MPI_Comm node = MPI_COMM_NULL;
@@ -198,6 +210,12 @@ dml_status_t dml_dp_create(MPI_Comm comm, dml_model_t *model, dml_dp_mode_t mode
     }
     MPI_Comm_rank(dp->comm, &dp->rank);
     MPI_Comm_size(dp->comm, &dp->size);
+    rc = MPI_Comm_dup(comm, &dp->bncomm);
+    if (rc != MPI_SUCCESS) {
+        MPI_Comm_free(&dp->comm);
+        free(dp);
+        return dml_mpi_error(rc, "MPI_Comm_dup for batch normalisation");
+    }
     dp->m = model;
     dp->mode_asked = mode;
     dp->pwin = dp->gwin = MPI_WIN_NULL;
@@ -256,10 +274,13 @@ dml_status_t dml_dp_create(MPI_Comm comm, dml_model_t *model, dml_dp_mode_t mode
     }
     dp->mode = mode;
     if (st != DML_OK) {
+        MPI_Comm_free(&dp->bncomm);
         MPI_Comm_free(&dp->comm);
         free(dp);
         return st;
     }
+    if (dp->size > 1)
+        dml_model_set_reduce(model, dml__bn_reduce, dp);
     *dp_out = dp;
     return DML_OK;
 }
@@ -277,14 +298,16 @@ void dml_dp_free(dml_dp_t *dp)
         /* The model outlives the windows: it gets arrays of its own back
          * (should there be no memory for them, it must not keep pointers
          * into freed windows either: then it is left without). */
-        if (dml__model_own_arrays(dp->m) != DML_OK)
-            dml__model_borrow_arrays(dp->m, NULL, NULL);
+        if (dml_model_own_arrays(dp->m) != DML_OK)
+            dml_model_borrow_arrays(dp->m, NULL, NULL);
         MPI_Win_unlock_all(dp->gwin);
         MPI_Win_unlock_all(dp->pwin);
         MPI_Win_free(&dp->gwin);
         MPI_Win_free(&dp->pwin);
         free(dp->seg);
     }
+    dml_model_set_reduce(dp->m, NULL, NULL);
+    MPI_Comm_free(&dp->bncomm);
     MPI_Comm_free(&dp->comm);
     free(dp);
 }
@@ -362,7 +385,7 @@ DML_HOT static void dml__sum_block(const dml_dp_t *dp, size_t i, size_t n, int m
 dml_status_t dml_dp_step(dml_dp_t *dp, const float *x, const int32_t *y, int n, uint64_t global_n,
                          uint64_t dropout_seed, int reduce, double *loss_sum, int *correct)
 {
-    const int C = dml_model_spec(dp->m)->dims[dml_model_spec(dp->m)->nlayers];
+    const int C = dml_model_classes(dp->m);
     dml_status_t st = DML_OK;
     double t0;
     int i;
@@ -386,19 +409,14 @@ dml_status_t dml_dp_step(dml_dp_t *dp, const float *x, const int32_t *y, int n, 
 
     dp->next = 0;
     dp->failed = DML_OK;
-    if (n > 0) {
-        st = dml_model_train_step(dp->m, x, y, n, 1.0f / (float)global_n, dropout_seed, loss_sum,
-                                  correct, reduce && dp->mode == DML_DP_ALLREDUCE ? dml__on_ready : NULL,
-                                  dp);
-    } else {
-        /* A rank with no samples in a short last step still reduces. */
-        if (loss_sum)
-            *loss_sum = 0;
-        if (correct)
-            *correct = 0;
-        if (reduce && dp->mode == DML_DP_ALLREDUCE)
-            dml__on_ready(dp, 0, 0, 0);
-    }
+    /* A rank with no samples in a short last step still reduces (the
+     * model makes batch normalisation's reductions with nothing of its own,
+     * and the buckets start here). */
+    st = dml_model_train_step(dp->m, x, y, n, 1.0f / (float)global_n, dropout_seed, loss_sum,
+                              correct, reduce && dp->mode == DML_DP_ALLREDUCE ? dml__on_ready : NULL,
+                              dp);
+    if (n == 0 && reduce && dp->mode == DML_DP_ALLREDUCE)
+        dml__on_ready(dp, 0, 0, 0);
     if (!reduce)
         return st;
     if (dp->mode == DML_DP_SHARED) {

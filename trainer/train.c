@@ -68,6 +68,7 @@ void dml_trainer_config_init(dml_trainer_config_t *c)
     c->prefetch = 4;
     c->log_every = 100;
     c->ckpt_keep = 3;
+    dml_ckpt_config_init(&c->ckpt);
     c->deadline_margin = 60;
 }
 
@@ -104,13 +105,13 @@ void dml_trainer_progress(const dml_trainer_t *tr, uint64_t *step, uint64_t *epo
     *epoch = tr->epoch;
 }
 
-/* Local checks of the configuration against the datasets. */
-static dml_status_t dml__check(const dml_trainer_t *tr)
+/* Local checks of the configuration against the datasets; binds the model
+ * to the training data's sample shape. */
+static dml_status_t dml__check(dml_trainer_t *tr)
 {
-    const dml_trainer_config_t *c = &tr->cfg;
+    dml_trainer_config_t *c = &tr->cfg;
     const dml_schema_t *s = dml_dataset_schema(tr->train);
-    const int in = c->spec.dims[0], out = c->spec.dims[c->spec.nlayers];
-    uint64_t f = dml_schema_features(s);
+    dml_status_t st;
 
     if (c->batch < 1 || c->accum < 1 || c->epochs < 1)
         return dml_error_set(DML_ERR_INVALID_ARG, "batch (%d), accumulation (%d) and epochs (%d) "
@@ -119,20 +120,22 @@ static dml_status_t dml__check(const dml_trainer_t *tr)
         return dml_error_set(DML_ERR_INVALID_ARG, "learning rate %g: must be positive", (double)c->lr.base);
     if (c->clip < 0)
         return dml_error_set(DML_ERR_INVALID_ARG, "gradient clipping norm %g: must be >= 0", c->clip);
-    if ((uint64_t)in != f)
-        return dml_error_set(DML_ERR_MISMATCH, "%s: samples have %llu features, the model's input "
-                             "layer has %d", c->train_dir, (unsigned long long)f, in);
-    if (s->num_classes > (uint32_t)out)
-        return dml_error_set(DML_ERR_MISMATCH, "%s: labels go up to %u (%u classes), outside the "
-                             "model's output layer of %d", c->train_dir, s->num_classes - 1,
-                             s->num_classes, out);
+    if ((st = dml_model_spec_bind(&c->spec, s->rank, s->shape, s->num_classes)) != DML_OK)
+        return dml_error_set(st, "%s: %s", c->train_dir, dml_error_message());
     if (tr->test != NULL) {
         const dml_schema_t *t = dml_dataset_schema(tr->test);
-        if (dml_schema_features(t) != f || t->num_classes > (uint32_t)out)
-            return dml_error_set(DML_ERR_MISMATCH, "%s: %llu features and %u classes do not fit "
-                                 "the model (%d inputs, %d outputs)", c->test_dir,
-                                 (unsigned long long)dml_schema_features(t), t->num_classes, in,
-                                 out);
+        int same = t->rank == s->rank;
+        for (int i = 0; same && i < s->rank; i++)
+            same = t->shape[i] == s->shape[i];
+        if ((!same && !c->spec.mlp) || dml_schema_features(t) != dml_schema_features(s) ||
+            t->num_classes > (uint32_t)c->spec.classes)
+            return dml_error_set(DML_ERR_MISMATCH, "%s: samples of %llu features (rank %d) and %u "
+                                 "classes do not fit the model trained on %s (%llu features, rank "
+                                 "%d; %d outputs)", c->test_dir,
+                                 (unsigned long long)dml_schema_features(t), t->rank,
+                                 t->num_classes, c->train_dir,
+                                 (unsigned long long)dml_schema_features(s), s->rank,
+                                 c->spec.classes);
     }
     return DML_OK;
 }
@@ -161,7 +164,7 @@ dml_status_t dml_trainer_create(MPI_Comm comm, const dml_trainer_config_t *cfg,
     if (st == DML_OK)
         st = dml__check(tr);
     if (st == DML_OK)
-        st = dml_model_create(&cfg->spec, cfg->seed, cfg->batch, &tr->m);
+        st = dml_model_create(&tr->cfg.spec, cfg->seed, cfg->batch, &tr->m);
     if (st == DML_OK)
         st = dml_opt_create(&cfg->opt, dml_model_nparams(tr->m), &tr->opt);
     st = dml_mpi_agree(tr->comm, st, NULL);
@@ -434,112 +437,40 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
     return st;
 }
 
-/* What a model file holds besides the weights and class names, at loc (a
- * file's root, or a checkpoint's "model" group, where every rank makes the
- * same calls): the model's description and the training data's statistics,
- * which batch inference normalises with and measures drift against. */
-static int dml__model_meta(dml_trainer_t *tr, hid_t loc)
+/* What the model file says of the training: the data (its path, content
+ * hash, sample shape, classes and statistics, which batch inference
+ * normalises with and measures drift against) and how far it went. Points
+ * into the dataset: not to be freed. */
+static void dml__model_info(const dml_trainer_t *tr, dml_model_info_t *info)
 {
     const dml_schema_t *s = dml_dataset_schema(tr->train);
-    char spec[256];
-    uint64_t steps = tr->step, epochs = tr->epoch;
-    int32_t version = 1, rank = s->rank;
-    hid_t g;
-    int rc;
 
-    dml_model_spec_format(&tr->cfg.spec, spec, sizeof(spec));
-    if (dml__h5_attr_write_str(loc, "format", "slurm-dml model") != 0 ||
-        dml__h5_attr_write(loc, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
-        dml__h5_attr_write_str(loc, "model", spec) != 0 ||
-        dml__h5_attr_write_str(loc, "dataset", tr->cfg.train_dir) != 0 ||
-        dml__h5_attr_write_str(loc, "dataset_hash", dml_dataset_content_hash(tr->train)) != 0 ||
-        dml__h5_attr_write_str(loc, "normalisation", "global") != 0 ||
-        dml__h5_attr_write(loc, "feature_rank", H5T_NATIVE_INT32, 1, &rank) != 0 ||
-        dml__h5_attr_write(loc, "steps", H5T_NATIVE_UINT64, 1, &steps) != 0 ||
-        dml__h5_attr_write(loc, "epochs", H5T_NATIVE_UINT64, 1, &epochs) != 0)
-        return -1;
-    g = H5Gcreate2(loc, "stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0)
-        return -1;
-    rc = dml_stats_write_h5(g, dml_dataset_stats(tr->train), s->num_classes) == DML_OK ? 0 : -1;
-    H5Gclose(g);
-    return rc;
-}
-
-/* Rank 0 writes the model file: a temporary name, fsync, rename (the
- * durable-write idiom), so that a crash never leaves a half-written model
- * under the real name. */
-static dml_status_t dml__write_model(dml_trainer_t *tr, const char *path)
-{
-    const dml_schema_t *s = dml_dataset_schema(tr->train);
-    char tmp[4096];
-    uint64_t dims[2] = {dml_model_nparams(tr->m), 0};
-    hid_t f = -1, str = -1;
-    dml__h5_quiet_t q;
-    dml_status_t st = DML_OK;
-
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-    /* The loader's prefetch thread reads HDF5 too: one caller at a time. */
-    dml_io_hdf5_lock();
-    dml__h5_quiet_begin(&q);
-    f = dml__h5_create(tmp, H5F_ACC_TRUNC);
-    if (f < 0) {
-        st = dml__create_failed(tmp, "model file");
-        goto out;
-    }
-    str = H5Tcopy(H5T_C_S1);
-    if (str < 0 || H5Tset_size(str, DML_DATASET_NAME_MAX) < 0 || dml__model_meta(tr, f) != 0 ||
-        dml__h5_write(f, "weights", H5T_NATIVE_FLOAT, dims, dml_model_params(tr->m)) != 0)
-        goto fail;
-    /* The weights' CRC-32, as a checkpoint's weights carry it: a model file
-     * damaged on disk is named as such when loaded (dml_model_load). */
-    {
-        uint32_t crc = dml_crc32(0, dml_model_params(tr->m),
-                                 dml_model_nparams(tr->m) * sizeof(float));
-        hid_t d = H5Dopen2(f, "weights", H5P_DEFAULT);
-        int rc = d < 0 ? -1 : dml__h5_attr_write(d, "crc32", H5T_NATIVE_UINT32, 1, &crc);
-        if (d >= 0)
-            H5Dclose(d);
-        if (rc != 0)
-            goto fail;
-    }
-    dims[0] = s->num_classes;
-    if (dml__h5_write(f, "class_names", str, dims, s->class_names) != 0)
-        goto fail;
-    if (H5Fclose(f) < 0) {
-        f = -1;
-        goto fail;
-    }
-    f = -1;
-    if ((st = dml__fsync_path(tmp)) != DML_OK) {
-        unlink(tmp);
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
-        st = dml_error_set_errno(errno, "%s: cannot rename to %s", tmp, path);
-        unlink(tmp);
-    }
-    goto out;
-fail:
-    st = dml_error_set(DML_ERR_IO, "%s: cannot write the model file (disk full?)", tmp);
-    if (f >= 0)
-        H5Fclose(f);
-    f = -1;
-    unlink(tmp);
-out:
-    if (f >= 0)
-        H5Fclose(f);
-    if (str >= 0)
-        H5Tclose(str);
-    dml__h5_quiet_end(&q);
-    dml_io_hdf5_unlock();
-    return st;
+    memset(info, 0, sizeof(*info));
+    snprintf(info->dataset, sizeof(info->dataset), "%s", tr->cfg.train_dir);
+    snprintf(info->dataset_hash, sizeof(info->dataset_hash), "%s",
+             dml_dataset_content_hash(tr->train));
+    snprintf(info->normalisation, sizeof(info->normalisation), "global");
+    info->feature_rank = s->rank;
+    memcpy(info->feature_shape, s->shape, sizeof(info->feature_shape));
+    info->data_classes = s->num_classes;
+    info->class_names = s->class_names;
+    info->stats = *dml_dataset_stats(tr->train);
+    info->steps = tr->step;
+    info->epochs = tr->epoch;
 }
 
 dml_status_t dml_trainer_save_model(dml_trainer_t *tr, const char *path)
 {
-    dml_status_t st = tr->rank == 0 ? dml__write_model(tr, path) : DML_OK;
+    dml_status_t st = DML_OK;
 
+    if (tr->rank == 0) {
+        dml_model_info_t info;
+        dml__model_info(tr, &info);
+        /* The loader's prefetch thread reads HDF5 too: one caller at a time. */
+        dml_io_hdf5_lock();
+        st = dml_model_save(path, tr->m, &info);
+        dml_io_hdf5_unlock();
+    }
     return dml_mpi_agree(tr->comm, st, NULL);
 }
 
@@ -551,7 +482,7 @@ static const char *dml__opt_name(dml_opt_type_t t) { return t == DML_OPT_SGD ? "
 static void dml__config_text(const dml_trainer_t *tr, char *buf, size_t len)
 {
     const dml_trainer_config_t *c = &tr->cfg;
-    char spec[256];
+    char spec[DML_MODEL_SPEC_MAX];
 
     dml_model_spec_format(&c->spec, spec, sizeof(spec));
     snprintf(buf, len,
@@ -571,13 +502,20 @@ static void dml__config_text(const dml_trainer_t *tr, char *buf, size_t len)
              dml_dp_mode(tr->dp) == DML_DP_SHARED ? "shared" : "allreduce");
 }
 
+/* The model's arrays in a checkpoint: every rank's collective put. */
+static dml_status_t dml__put_ckpt(void *arg, int64_t loc, const char *name, int64_t type,
+                                  const uint64_t dims[2], const void *data)
+{
+    return dml_ckpt_put(arg, loc, name, type, dims, data);
+}
+
 /* Every rank's part of writing the state into an open checkpoint. */
 static dml_status_t dml__ckpt_fill(dml_trainer_t *tr, dml_ckpt_writer_t *w)
 {
-    const dml_schema_t *s = dml_dataset_schema(tr->train);
-    hid_t f = dml_ckpt_file(w), g = -1, str = -1;
+    hid_t f = dml_ckpt_file(w), g = -1;
     dml_loader_state_t ls;
-    char spec[256], text[2048], name[32];
+    dml_model_info_t info;
+    char spec[DML_MODEL_SPEC_MAX], text[4096], name[32];
     uint64_t dims[2] = {dml_model_nparams(tr->m), 0}, seed = tr->cfg.seed;
     int32_t batch = tr->cfg.batch, accum = tr->cfg.accum;
     dml_status_t st = DML_OK;
@@ -603,17 +541,14 @@ static dml_status_t dml__ckpt_fill(dml_trainer_t *tr, dml_ckpt_writer_t *w)
         meta = -1;
     if (meta == 0) {
         g = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        meta = g < 0 ? -1 : dml__model_meta(tr, g);
+        meta = g < 0 ? -1 : 0;
     }
     st = dml_mpi_agree(tr->comm, meta == 0 ? DML_OK : dml_error_set(DML_ERR_IO, "%s: cannot write "
                        "the checkpoint's attributes", tr->cfg.ckpt_dir), NULL);
-    if (st == DML_OK)
-        st = dml_ckpt_put(w, g, "weights", H5T_NATIVE_FLOAT, dims, dml_model_params(tr->m));
+    /* The "model" group is a model file's root (nn/model_file.c writes it). */
     if (st == DML_OK) {
-        uint64_t cd[2] = {s->num_classes, 0};
-        str = H5Tcopy(H5T_C_S1);
-        H5Tset_size(str, DML_DATASET_NAME_MAX);
-        st = dml_ckpt_put(w, g, "class_names", str, cd, s->class_names);
+        dml__model_info(tr, &info);
+        st = dml_mpi_agree(tr->comm, dml_model_write_h5(g, tr->m, &info, dml__put_ckpt, w), NULL);
     }
     if (g >= 0)
         H5Gclose(g);
@@ -635,8 +570,6 @@ static dml_status_t dml__ckpt_fill(dml_trainer_t *tr, dml_ckpt_writer_t *w)
     }
     if (g >= 0)
         H5Gclose(g);
-    if (str >= 0)
-        H5Tclose(str);
     return st;
 }
 
@@ -653,8 +586,9 @@ dml_status_t dml_trainer_checkpoint(dml_trainer_t *tr, char *path_out, size_t le
     dml_io_hdf5_lock();
     st = dml_ckpt_begin(tr->comm, tr->cfg.ckpt_dir, tr->step,
                         dml_model_nparams(tr->m) * sizeof(float) * (1 + (uint64_t)dml_opt_nbufs(tr->opt)) +
+                            dml_model_nbuffers(tr->m) * sizeof(float) +
                             tr->nhistory * DML__HIST_COLS * sizeof(double),
-                        &w);
+                        &tr->cfg.ckpt, &w);
     if (st == DML_OK) {
         st = dml__ckpt_fill(tr, w);
         if (st == DML_OK)
@@ -669,7 +603,7 @@ dml_status_t dml_trainer_checkpoint(dml_trainer_t *tr, char *path_out, size_t le
 /* One rank's attempt at one checkpoint; nothing of tr changes unless it all
  * loads and fits. */
 typedef struct {
-    float *params, **opt;
+    float *params, *bufs, **opt;
     double *history;
     uint64_t nhistory, step, epoch, opt_steps, seed;
     dml_loader_state_t ls;
@@ -681,6 +615,7 @@ static void dml__loaded_free(dml__loaded_t *l, int nbufs)
 {
     int i;
     free(l->params);
+    free(l->bufs);
     for (i = 0; l->opt && i < nbufs; i++)
         free(l->opt[i]);
     free(l->opt);
@@ -690,9 +625,9 @@ static void dml__loaded_free(dml__loaded_t *l, int nbufs)
 
 static dml_status_t dml__load_one(dml_trainer_t *tr, const char *path, dml__loaded_t *l)
 {
-    const size_t n = dml_model_nparams(tr->m);
+    const size_t n = dml_model_nparams(tr->m), nbuf = dml_model_nbuffers(tr->m);
     const int nb = dml_opt_nbufs(tr->opt);
-    char spec[256], want[256], hash[128] = "", opt[16] = "", name[32];
+    char spec[DML_MODEL_SPEC_MAX], want[DML_MODEL_SPEC_MAX], hash[128] = "", opt[16] = "", name[32];
     hid_t f = -1, space, d;
     hsize_t hd[2] = {0, 0};
     dml_status_t st;
@@ -742,6 +677,14 @@ static dml_status_t dml__load_one(dml_trainer_t *tr, const char *path, dml__load
     }
     if ((st = dml_ckpt_get(f, "model/weights", H5T_NATIVE_FLOAT, n, l->params)) != DML_OK)
         goto out;
+    if (nbuf > 0) {
+        if ((l->bufs = malloc(nbuf * sizeof(float))) == NULL) {
+            st = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory to load it", path);
+            goto out;
+        }
+        if ((st = dml_ckpt_get(f, "model/buffers", H5T_NATIVE_FLOAT, nbuf, l->bufs)) != DML_OK)
+            goto out;
+    }
     for (i = 0; i < nb; i++) {
         snprintf(name, sizeof(name), "optimizer/state%d", i);
         if ((l->opt[i] = malloc(n * sizeof(float))) == NULL) {
@@ -855,6 +798,8 @@ dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb
         }
         for (int b = 0; b < nb; b++)
             memcpy(dml_opt_buf(tr->opt, b), l.opt[b], dml_model_nparams(tr->m) * sizeof(float));
+        if (l.bufs != NULL)
+            memcpy(dml_model_buffers(tr->m), l.bufs, dml_model_nbuffers(tr->m) * sizeof(float));
         *dml_opt_steps(tr->opt) = l.opt_steps;
         tr->step = l.step;
         tr->epoch = l.epoch;

@@ -7,19 +7,6 @@
 
 #include "dml_train.h"
 
-/* A model of spec with its buffers, its parameters not initialised: for a
- * caller that fills every one of them (loading a model file, whose weights
- * replace them all, skips dml_model_create's He initialisation: 10 ms of
- * logarithms and cosines for the reference model). */
-dml_status_t dml__model_alloc(const dml_model_spec_t *spec, int max_batch, dml_model_t **model_out);
-
-/* The model's parameter and gradient arrays become the caller's (np floats
- * each, in memory the ranks of a node share: dp.c); its own are freed and
- * nothing is copied. dml__model_own_arrays goes back to arrays of its own,
- * the parameters' current values copied, the gradients zero. */
-void dml__model_borrow_arrays(dml_model_t *m, float *params, float *grads);
-dml_status_t dml__model_own_arrays(dml_model_t *m);
-
 /* Whether dml_opt_apply writes large parameter arrays with streaming
  * (non-temporal) stores: where ranks share them (dp.c), default off. */
 void dml__opt_stream_stores(dml_opt_t *o, int on);

@@ -17,6 +17,7 @@
 # rank 0 there) and go to the PIDs of the ranks this test started, so the
 # outcome depends neither on the machine's speed nor on other processes.
 . "$(dirname "$0")/../lib.sh"
+need_test_hooks
 : "${MPIRUN:?run this test through make check}"
 make_work ckpt-test
 # the ranks of a run this test killed or stopped: its own (its work directory

@@ -10,6 +10,7 @@
  * Run by test_ckpt_faults.sh with DML_CKPT_SINGLE_MAX=0 (every rank writes
  * its share of the array with its own writes, in pieces of DML_CKPT_PIECE).
  */
+#include "ckpt_env.h"
 #include "dml_ckpt.h"
 
 #include <limits.h>
@@ -38,12 +39,15 @@ static dml_status_t save(const char *dir, uint64_t step, const float *buf, uint6
 {
     uint64_t dims[2] = {n, 0};
     dml_ckpt_writer_t *w;
+    dml_ckpt_config_t cc;
     dml_status_t st;
 
+    dml_ckpt_config_init(&cc);
+    dml_ckpt_config_env(&cc);
     /* 1 byte expected: above DML_CKPT_SINGLE_MAX=0 (every rank writes), and
      * below any free-space or size-limit check, so that the write itself
      * fails */
-    if ((st = dml_ckpt_begin(MPI_COMM_WORLD, dir, step, 1, &w)) != DML_OK)
+    if ((st = dml_ckpt_begin(MPI_COMM_WORLD, dir, step, 1, &cc, &w)) != DML_OK)
         return st;
     if ((st = dml_ckpt_put(w, dml_ckpt_file(w), "state", H5T_NATIVE_FLOAT, dims, buf)) != DML_OK) {
         dml_ckpt_abort(w);

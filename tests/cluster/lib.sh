@@ -22,15 +22,6 @@ fail_logs() { # message [file...]
     exit 1
 }
 
-skip_or_fail() {
-    if [ -n "${CI:-}" ]; then
-        echo "ERROR: $1; CI must run this test, not skip it" >&2
-        exit 99
-    fi
-    echo "SKIP: $1" >&2
-    exit 77
-}
-
 require_root() {
     [ "$(id -u)" -eq 0 ] || skip_or_fail "needs root (slurmd starts jobs as their users)"
 }

@@ -20,6 +20,7 @@
 # limit to come near or failed the node, so the outcome does not depend on
 # how fast the machine trains.
 . "$(dirname "$0")/lib.sh"
+need_test_hooks
 cluster_start 3
 
 work=$CLUSTER_DIR/work

@@ -13,6 +13,7 @@
 #      merges;
 #  (d) drift: brightened images are flagged.
 . "$(dirname "$0")/lib.sh"
+need_test_hooks
 cluster_start 3
 
 work=$CLUSTER_DIR/work

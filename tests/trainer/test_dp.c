@@ -1,7 +1,10 @@
 /*
- * test_dp: the data-parallel step on every rank of a real MPI job (run by
- * test_dp.sh at 1, 2, 3 and 4 ranks), both ways of summing the gradients
- * (bucketed allreduce, and shared memory where each rank updates a slice):
+ * test_dp [cnn]: the data-parallel step on every rank of a real MPI job (run
+ * by test_dp.sh at 1, 2, 3 and 4 ranks), both ways of summing the gradients
+ * (bucketed allreduce, and shared memory where each rank updates a slice),
+ * for an MLP and (cnn) a network of convolution, batch normalisation over
+ * channels and over features, pooling and dense layers, whose batch
+ * statistics are the whole batch's over the ranks:
  *  - N ranks with B samples each give the same summed gradient, and after
  *    optimiser steps the same weights, as one process with all N*B samples,
  *    also with gradient clipping (the norm is the whole gradient's) and
@@ -28,10 +31,20 @@ void openblas_set_num_threads(int);
 #endif
 
 #define G 24 /* global batch: divisible by 1, 2, 3 and 4 */
-#define IN 20
-#define SPEC "mlp:20-32-16-4"
+#define IN_MAX 64
+
+/* the model and its samples' shape */
+static const char *SPEC = "mlp:20-32-16-4";
+static int IN = 20, RANK = 1;
+static uint64_t SHAPE[3] = {20, 0, 0};
 
 static int rank, size, failures;
+
+static void spec_of(dml_model_spec_t *spec)
+{
+    dml_model_spec_parse(SPEC, spec);
+    dml_model_spec_bind(spec, RANK, SHAPE, 4);
+}
 
 #define CHECK(c, ...)                                                      \
     do {                                                                   \
@@ -65,13 +78,13 @@ static dml_model_t *train(int steps, int mode, size_t bucket_bytes, double clip,
     dml_opt_config_t oc;
     dml_opt_t *o;
     dml_dp_t *dp = NULL;
-    float x[G * IN];
+    float x[G * IN_MAX];
     int32_t y[G];
     double loss, norm = 0;
     const int parallel = mode >= 0;
     int s, k, B = parallel ? G / size : G, off = parallel ? rank * (G / size) : 0;
 
-    dml_model_spec_parse(SPEC, &spec);
+    spec_of(&spec);
     dml_model_create(&spec, 11, G, &m);
     dml_opt_config_init(&oc, DML_OPT_SGD);
     dml_opt_create(&oc, dml_model_nparams(m), &o);
@@ -89,7 +102,7 @@ static dml_model_t *train(int steps, int mode, size_t bucket_bytes, double clip,
         for (k = 0; k < micro; k++) {
             /* micro-batch k: every micro-th sample of the rank's share */
             const int b = B / micro;
-            float xm[G * IN];
+            float xm[G * IN_MAX];
             int32_t ym[G];
             int i;
             for (i = 0; i < b; i++) {
@@ -151,6 +164,15 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (argc > 1 && strcmp(argv[1], "cnn") == 0) {
+        SPEC = "conv2d(4,3,padding=1),batchnorm,relu,maxpool(2),flatten,dense(8),batchnorm,relu,"
+               "dense(4)";
+        IN = 36;
+        RANK = 2;
+        SHAPE[0] = SHAPE[1] = 6;
+    }
+    if (rank == 0)
+        printf("model %s\n", SPEC);
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
     openblas_set_num_threads(1);
 #endif
@@ -194,6 +216,22 @@ int main(int argc, char **argv)
         }
         free(st_ref);
         free(st_par);
+        /* Batch normalisation's running statistics: the 1-process ones, and
+         * the same bits on every rank (each rank keeps its own). */
+        if (dml_model_nbuffers(par) > 0) {
+            const size_t nb = dml_model_nbuffers(par);
+            float *r0 = malloc(nb * sizeof(float));
+            double d = max_rel_diff(dml_model_buffers(par), dml_model_buffers(ref), nb);
+            CHECK(d < 1e-3, "%s: running statistics differ from the 1-process run by %g", way, d);
+            memcpy(r0, dml_model_buffers(par), nb * sizeof(float));
+            MPI_Bcast(r0, (int)nb, MPI_FLOAT, 0, MPI_COMM_WORLD);
+            CHECK(memcmp(r0, dml_model_buffers(par), nb * sizeof(float)) == 0,
+                  "%s: this rank's running statistics differ from rank 0's", way);
+            if (rank == 0)
+                printf("%d ranks, %s: running statistics, largest relative difference to 1 "
+                       "process %.2g, the same bits on every rank\n", size, way, d);
+            free(r0);
+        }
         /* Same seed, same world size: bit for bit. */
         par2 = train(20, mode, 0, 0, 1, NULL);
         CHECK(memcmp(dml_model_params(par), dml_model_params(par2), np * sizeof(float)) == 0,
@@ -237,11 +275,11 @@ int main(int argc, char **argv)
         dml_dp_t *dp;
         dml_model_t *m;
         dml_model_spec_t spec;
-        dml_model_spec_parse(SPEC, &spec);
+        spec_of(&spec);
         dml_model_create(&spec, 11, G, &m);
         dml_dp_create(MPI_COMM_WORLD, m, DML_DP_ALLREDUCE, 4, &dp);
-        CHECK(dml_dp_buckets(dp) == spec.nlayers, "%d buckets for %d layers", dml_dp_buckets(dp),
-              spec.nlayers);
+        CHECK(dml_dp_buckets(dp) == dml_model_param_layers(m), "%d buckets for %d layers",
+              dml_dp_buckets(dp), dml_model_param_layers(m));
         dml_dp_free(dp);
         dml_model_free(m);
         {
@@ -275,7 +313,7 @@ int main(int argc, char **argv)
         dml_dp_t *dp;
         float *want;
         size_t i;
-        dml_model_spec_parse(SPEC, &spec);
+        spec_of(&spec);
         dml_model_create(&spec, 11, G, &m);
         dml_dp_create(MPI_COMM_WORLD, m, DML_DP_AUTO, 0, &dp);
         want = malloc(np * sizeof(float));
@@ -296,14 +334,14 @@ int main(int argc, char **argv)
         dml_model_spec_t spec;
         dml_model_t *m;
         dml_dp_t *dp;
-        float x[G * IN];
+        float x[G * IN_MAX];
         int32_t y[G];
         double loss;
         dml_status_t st;
         int B = G / size;
         char msg[256] = "", first[256];
 
-        dml_model_spec_parse(SPEC, &spec);
+        spec_of(&spec);
         dml_model_create(&spec, 11, G, &m);
         dml_dp_create(MPI_COMM_WORLD, m, DML_DP_AUTO, 0, &dp);
         batch(0, x, y);

@@ -10,6 +10,7 @@
 # The ranks are held at a chosen step (DML_TEST_HOLD) and stopped by the PIDs
 # this test started; the outcome does not depend on the machine's speed.
 . "$(dirname "$0")/../lib.sh"
+need_test_hooks
 : "${MPIRUN:?run this test through make check}"
 make_work stall-test
 # the stopped ranks are this test's own: kill them by the PIDs it recorded

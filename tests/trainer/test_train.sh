@@ -57,7 +57,7 @@ expect_refusal() { # what... -- args
     [ "$(grep -c -- "$want" <<<"$out")" -eq 1 ] || fail "message printed more than once: $out"
 }
 expect_refusal "samples have 20 features, the model's input layer has 19" --train "$work/ds" --model mlp:19-8-4
-expect_refusal "labels go up to 3 (4 classes), outside the model's output layer of 3" \
+expect_refusal "the data's labels go up to 3 (4 classes), outside the output layer's 3 units" \
     --train "$work/ds" --model mlp:20-8-3
 expect_refusal "--batch '0': expected a whole number from 1 to 1048576" --train "$work/ds" --model mlp:20-8-4 --batch 0
 expect_refusal "--lr '-1': expected a number" --train "$work/ds" --model mlp:20-8-4 --lr -1

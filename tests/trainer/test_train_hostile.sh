@@ -14,6 +14,7 @@
 #    the file and the cause, exit 1;
 #  - the stop line and the resume line name the same epoch.
 . "$(dirname "$0")/../lib.sh"
+need_test_hooks
 : "${MPIRUN:?run this test through make check}"
 make_work train-hostile
 at_exit 'umount "$work/full" 2>/dev/null || true'

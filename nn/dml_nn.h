@@ -1,0 +1,273 @@
+/*
+ * dml_nn.h: the network: a sequence of layers (dense, 2-D convolution, max
+ * and average pooling, batch normalisation, dropout, flatten, ReLU) ending in
+ * softmax cross-entropy, its forward and backward passes on the CPU, its
+ * parameters and gradients in flat arrays, and its file format (the model
+ * files dml-train writes and dml-infer reads; docs/formats/model.md).
+ *
+ * The trainer (dml_train.h) adds the optimisers, the data-parallel step and
+ * the loop; batch inference (dml_infer.h) uses this library alone.
+ *
+ * Tensors are laid out as PyTorch lays them out: a batch of n samples of C
+ * channels of H x W is n x C x H x W, row-major; flatten keeps that order;
+ * convolution weights are filters x C x kh x kw. A dense layer's weights are
+ * inputs x outputs (the transpose of torch.nn.Linear.weight).
+ *
+ * The parameters (weights, biases, batch normalisation's scale and shift) are
+ * one contiguous float array, layer by layer, each layer's weights before its
+ * bias; the gradients are a second array laid out alike. Batch
+ * normalisation's running statistics are not parameters (no optimiser
+ * touches them): they are the model's "buffers", a third array.
+ *
+ * Nothing here prints, exits, reads the environment or knows MPI: where batch
+ * normalisation needs statistics over the whole data-parallel batch, the
+ * caller supplies a reduction (dml_model_set_reduce).
+ */
+#ifndef DML_NN_H
+#define DML_NN_H
+
+#include "dml_io.h"
+#include "dml_status.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library exports what this header declares, and nothing else (it is
+ * built with -fvisibility=hidden). */
+#pragma GCC visibility push(default)
+
+#define DML_MODEL_MAX_LAYERS 64
+#define DML_MODEL_SPEC_MAX 1024      /* a spec's text, with its terminating NUL */
+
+/* ---- the spec ---------------------------------------------------------------
+ *
+ * Written by users on the command line and in config files:
+ *
+ *   mlp:784-512-256-10[:dropout=P]            dense layers with ReLU between
+ *   conv2d(32,3),relu,maxpool(2),flatten,dense(64),relu,dense(10)
+ *   cnn | cnn-bn | cnn-dropout                the book's three models
+ *
+ * Layers, separated by commas, each NAME or NAME(ARGS):
+ *   conv2d(FILTERS, KERNEL[, stride=S][, padding=P|same])   (KERNEL: K or KHxKW)
+ *   maxpool(K[, stride=S])   avgpool(K[, stride=S])          (stride: K)
+ *   batchnorm[(eps=E, momentum=M)]                           (1e-5, 0.1)
+ *   dropout(P)   flatten   dense(UNITS)   relu
+ * The input shape comes from the data (dml_model_spec_bind); the last layer
+ * is a dense layer with one unit per class.
+ */
+typedef enum {
+    DML_LAYER_DENSE = 0,
+    DML_LAYER_CONV2D,
+    DML_LAYER_MAXPOOL,
+    DML_LAYER_AVGPOOL,
+    DML_LAYER_BATCHNORM,
+    DML_LAYER_DROPOUT,
+    DML_LAYER_FLATTEN,
+    DML_LAYER_RELU
+} dml_layer_kind_t;
+
+typedef struct {
+    dml_layer_kind_t kind;
+    int units;                   /* dense: outputs; conv2d: filters */
+    int kh, kw, sh, sw, ph, pw;  /* conv2d, pooling: kernel, stride, padding */
+    int same;                    /* conv2d: padding=same (the output keeps the input's size) */
+    float p;                     /* dropout: the probability of dropping */
+    float eps, momentum;         /* batchnorm */
+    /* Filled by dml_model_spec_bind: input and output shapes, C x H x W
+     * (a flat tensor of F values: F x 1 x 1). */
+    int in[3], out[3];
+} dml_layer_t;
+
+typedef struct {
+    int nlayers;
+    dml_layer_t layer[DML_MODEL_MAX_LAYERS];
+    int mlp;                     /* given as mlp:...: written back so */
+    int mlp_inputs;              /* mlp: its input size */
+    float mlp_dropout;           /* mlp: its dropout (kept in the text without hidden layers) */
+    int bound;                   /* shapes known (dml_model_spec_bind) */
+    int in[3];                   /* bound: the input, C x H x W */
+    int classes;                 /* bound: outputs of the last layer */
+} dml_model_spec_t;
+
+/* Parses text into spec (not yet bound to an input shape, except an mlp:,
+ * whose input size is its first number: bound to F x 1 x 1). Refuses unknown
+ * layers and options, sizes that are zero, negative or too large, naming the
+ * layer (its position and text) and the reason. */
+dml_status_t dml_model_spec_parse(const char *text, dml_model_spec_t *spec);
+
+/*
+ * Binds spec to one sample's feature shape (rank 1: F values; rank 2: H x W,
+ * one channel; rank 3: C x H x W) and its number of classes: computes every
+ * layer's shapes and checks that each layer fits its input (a window larger
+ * than its input, a convolution on flat data, a dense layer on an image
+ * without flatten, an output layer with fewer units than classes), that no
+ * size overflows, and, for an mlp:, that its input size is the data's. The
+ * message names the layer and the reason.
+ */
+dml_status_t dml_model_spec_bind(dml_model_spec_t *spec, int rank, const uint64_t *shape,
+                                 uint32_t classes);
+
+/* The spec in its canonical text (every default left out, the mlp: form
+ * kept): what model files and checkpoints record, and what two specs are
+ * compared by. */
+void dml_model_spec_format(const dml_model_spec_t *spec, char *buf, size_t len);
+
+/* A layer in the spec's text form ("maxpool(2)"), for messages. */
+void dml_layer_format(const dml_layer_t *l, char *buf, size_t len);
+
+/* Parameters and buffer values of layer l (0 for layers without). */
+size_t dml_layer_nparams(const dml_layer_t *l);
+size_t dml_layer_nbuffers(const dml_layer_t *l);
+
+/* ---- the model --------------------------------------------------------------- */
+
+typedef struct dml_model dml_model_t;
+
+/* Bound spec, initialised weights: He (normal, std sqrt(2/fan_in)) for dense
+ * and convolution weights, zero biases, batch normalisation's scale 1, shift
+ * 0, running mean 0 and variance 1; from the seed alone, so every rank gets
+ * the same model. max_batch sizes the activation buffers. */
+dml_status_t dml_model_create(const dml_model_spec_t *spec, uint64_t seed, int max_batch,
+                              dml_model_t **model_out);
+void dml_model_free(dml_model_t *m);
+
+const dml_model_spec_t *dml_model_spec(const dml_model_t *m);
+size_t dml_model_nparams(const dml_model_t *m);
+size_t dml_model_nbuffers(const dml_model_t *m);
+int dml_model_max_batch(const dml_model_t *m);
+float *dml_model_params(dml_model_t *m);
+float *dml_model_grads(dml_model_t *m);
+float *dml_model_buffers(dml_model_t *m);
+/* Number of classes: outputs of the last layer. */
+int dml_model_classes(const dml_model_t *m);
+/* Floating-point operations of one sample's forward pass (multiply-adds
+ * count two), for throughput bounds. */
+double dml_model_flops(const dml_model_t *m);
+
+/* Layers with parameters, in order: the units in which backward reports
+ * gradients as final (dml_grad_ready_cb_t), and their ranges of the flat
+ * arrays: [offset, offset + count). */
+int dml_model_param_layers(const dml_model_t *m);
+void dml_model_layer_range(const dml_model_t *m, int l, size_t *offset, size_t *count);
+
+/* Batch normalisation in training uses statistics of the whole batch, which
+ * in data-parallel training is spread over the ranks: reduce sums n doubles
+ * in place over every rank (MPI_Allreduce in the trainer), the same on every
+ * rank, so that every rank normalises alike and keeps the same running
+ * statistics (as torch.nn.SyncBatchNorm does). NULL: this process's batch is
+ * the whole batch. */
+typedef dml_status_t (*dml_model_reduce_fn)(void *arg, double *buf, int n);
+void dml_model_set_reduce(dml_model_t *m, dml_model_reduce_fn reduce, void *arg);
+
+/* Called during backward when parameter layer l's gradient is final. */
+typedef void (*dml_grad_ready_cb_t)(void *arg, int layer, size_t offset, size_t count);
+
+/*
+ * One forward and backward pass over n samples (x: n x the input's size,
+ * normalised; y: labels). Gradients are ADDED to the flat gradient array (zero
+ * it with dml_model_zero_grads; accumulating over micro-batches needs nothing
+ * else), scaled by `scale` (1/global batch, so that summing over ranks gives
+ * the global mean). *loss_sum gets the summed cross-entropy of the n samples,
+ * *correct the number predicted right. dropout_seed makes dropout masks
+ * reproducible (any value without dropout). Batch normalisation's running
+ * statistics are updated. DML_ERR_INVALID_ARG for a label outside the output
+ * layer, naming it; a failed reduction's status.
+ */
+dml_status_t dml_model_train_step(dml_model_t *m, const float *x, const int32_t *y, int n,
+                                  float scale, uint64_t dropout_seed, double *loss_sum,
+                                  int *correct, dml_grad_ready_cb_t cb, void *cb_arg);
+
+/* Forward only (evaluation: no dropout, running statistics): probabilities
+ * n x classes into probs (may be NULL), summed loss and correct count (if
+ * y != NULL). A sample's result depends on the samples beside it in the call
+ * only through the shape of the call (the BLAS and convolution kernels chosen
+ * for it). */
+dml_status_t dml_model_eval(dml_model_t *m, const float *x, const int32_t *y, int n, float *probs,
+                            double *loss_sum, int *correct);
+
+void dml_model_zero_grads(dml_model_t *m);
+
+/* The model computes with the caller's parameter and gradient arrays (nparams
+ * floats each: memory the ranks of a node share, in the trainer's shared
+ * data-parallel step); its own are freed and nothing is copied. The caller
+ * keeps them alive until dml_model_own_arrays, which goes back to arrays of
+ * the model's own, the parameters' current values copied, the gradients
+ * zero (or until dml_model_free, which leaves them alone). */
+void dml_model_borrow_arrays(dml_model_t *m, float *params, float *grads);
+dml_status_t dml_model_own_arrays(dml_model_t *m);
+
+/* The threads the convolutions may use (oneDNN's OpenMP threads; BLAS's are
+ * set apart, with openblas_set_num_threads): process-wide, for the tools to
+ * set (a rank per core: 1). */
+void dml_nn_set_threads(int n);
+
+/* ---- model files ---------------------------------------------------------------
+ *
+ * The format's one owner (docs/formats/model.md): a model file is an HDF5
+ * file whose root holds it; a checkpoint holds the same layout in its "model"
+ * group (docs/formats/checkpoint.md). Version 2 records the layers' spec and
+ * the input shape, and the buffers; version-1 files (mlp: models) still load.
+ */
+
+/* What a model file says about its model and the data it was trained on. */
+typedef struct {
+    char path[4096];             /* the file loaded */
+    int checkpoint;              /* it was a checkpoint (its "model" group) */
+    int version;                 /* of the format */
+    dml_model_spec_t spec;       /* bound */
+    char spec_text[DML_MODEL_SPEC_MAX];
+    char dataset[1024];          /* the training data, and its content hash */
+    char dataset_hash[17];
+    char normalisation[16];      /* "global": (x - mean) / std of stats */
+    int32_t feature_rank;
+    uint64_t feature_shape[DML_DATASET_MAX_RANK];
+    uint64_t features;           /* the product of the shape */
+    uint32_t num_classes;        /* the model's outputs */
+    uint32_t data_classes;       /* the training data's classes (<= num_classes) */
+    char (*class_names)[DML_DATASET_NAME_MAX]; /* num_classes names: the data's, then "class<k>" */
+    dml_stats_t stats;           /* the training data's statistics */
+    uint64_t steps, epochs;
+    char hash[17];               /* of spec, weights and buffers: the model's identity */
+} dml_model_info_t;
+
+/*
+ * Loads a model for inference from a model file or a checkpoint file (its
+ * "model" group; a checkpoint directory is resolved to a file, and the whole
+ * checkpoint verified, by dml_ckpt_model_path first). Checks the format, the
+ * spec against the recorded input shape, the arrays' shapes and CRC-32 and
+ * that they are finite. max_batch sizes the activation buffers. Free with
+ * dml_model_free and dml_model_info_free.
+ */
+dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out,
+                            dml_model_info_t *info);
+void dml_model_info_free(dml_model_info_t *info);
+
+/* Writes model m as a model file at path (format version 2) with what info
+ * says of its training (dataset, dataset_hash, normalisation, feature_rank
+ * and feature_shape, data_classes and as many class_names, stats, steps,
+ * epochs; the rest is ignored): to a temporary name, fsync'ed and renamed
+ * into place. */
+dml_status_t dml_model_save(const char *path, dml_model_t *m, const dml_model_info_t *info);
+
+/*
+ * For writers that store the arrays their own way (a checkpoint's parallel,
+ * checksummed writes): the model's layout at loc (an open HDF5 file or group,
+ * hid_t passed as int64_t), every attribute and the stats group written here,
+ * and each array (weights, buffers, class_names; dims[1] 0 for 1-D) handed to
+ * put. Collective where put is: every rank makes the same calls.
+ */
+typedef dml_status_t (*dml_model_put_fn)(void *arg, int64_t loc, const char *name, int64_t type,
+                                         const uint64_t dims[2], const void *data);
+dml_status_t dml_model_write_h5(int64_t loc, dml_model_t *m, const dml_model_info_t *info,
+                                dml_model_put_fn put, void *put_arg);
+
+#pragma GCC visibility pop
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DML_NN_H */

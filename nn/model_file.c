@@ -1,0 +1,365 @@
+/*
+ * model_file.c: the model file format's one reader and writer
+ * (docs/formats/model.md). A model file's root, and a checkpoint's "model"
+ * group, hold: the attributes (format, version, model spec, the data's feature
+ * shape, dataset and its content hash, normalisation, steps, epochs), the
+ * arrays weights (and buffers, where the model has batch normalisation) with
+ * their CRC-32, class_names, and the training data's statistics (group
+ * stats). Version 1 (mlp: models, no feature shape, no buffers) still loads.
+ * A checkpoint is ckpt/'s to resolve and verify (dml_ckpt_model_path); read
+ * here is only its "model" group, each array's checksum checked.
+ */
+#include "config.h"
+
+#include "dml_crc.h"
+#include "dml_h5util.h"
+#include "nn_private.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DML_MODEL_FORMAT "slurm-dml model"
+#define DML_MODEL_VERSION 2
+#define DML_CKPT_FORMAT "slurm-dml checkpoint" /* ckpt/'s files hold a model in "model" */
+
+void dml_model_info_free(dml_model_info_t *info)
+{
+    if (info == NULL)
+        return;
+    free(info->class_names);
+    dml_stats_free(&info->stats);
+    memset(info, 0, sizeof(*info));
+}
+
+/* A float array of exactly n values at loc, its CRC-32 checked where
+ * recorded, every value finite. */
+static dml_status_t dml__read_array(hid_t loc, const char *file, const char *name, size_t n,
+                                    float *buf)
+{
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT), sp = -1;
+    hsize_t dims[2];
+    uint32_t want = 0, have;
+    dml_status_t st = DML_OK;
+    size_t i;
+    int nd;
+
+    sp = d < 0 ? -1 : H5Dget_space(d);
+    nd = sp < 0 ? -1 : H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (nd != 1 || dims[0] != n) {
+        st = dml_error_set(DML_ERR_FORMAT, "model %s: %s missing or not %zu values", file, name, n);
+        goto out;
+    }
+    if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        st = dml_error_set(DML_ERR_IO, "model %s: cannot read %s (damaged file?)", file, name);
+        goto out;
+    }
+    have = dml_crc32(0, buf, n * sizeof(float));
+    if (dml__h5_attr_read(d, "crc32", H5T_NATIVE_UINT32, 1, &want) == 0 && want != have) {
+        st = dml_error_set(DML_ERR_CHECKSUM, "model %s: %s have CRC-32 %08x, the file recorded "
+                           "%08x: the file is damaged", file, name, have, want);
+        goto out;
+    }
+    for (i = 0; i < n; i++)
+        if (!isfinite(buf[i])) {
+            st = dml_error_set(DML_ERR_FORMAT, "model %s: %s value %zu is not finite", file, name,
+                               i);
+            goto out;
+        }
+out:
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (d >= 0)
+        H5Dclose(d);
+    return st;
+}
+
+/* The spec, bound to the recorded feature shape. */
+static dml_status_t dml__read_spec(hid_t loc, const char *file, dml_model_info_t *info)
+{
+    uint64_t shape[DML_DATASET_MAX_RANK];
+    dml_status_t st;
+    int r;
+
+    if ((st = dml_model_spec_parse(info->spec_text, &info->spec)) != DML_OK)
+        return dml_error_set(DML_ERR_FORMAT, "model %s: %s", file, dml_error_message());
+    if (info->feature_rank < 1 || info->feature_rank > DML_DATASET_MAX_RANK)
+        return dml_error_set(DML_ERR_FORMAT, "model %s: feature_rank %d", file,
+                             (int)info->feature_rank);
+    if (info->version >= 2) {
+        if (dml__h5_attr_read(loc, "feature_shape", H5T_NATIVE_UINT64, (size_t)info->feature_rank,
+                              info->feature_shape) != 0)
+            return dml_error_set(DML_ERR_FORMAT, "model %s: feature_shape missing or not %d "
+                                 "values", file, (int)info->feature_rank);
+        memcpy(shape, info->feature_shape, sizeof(shape));
+        r = info->feature_rank;
+    } else {
+        /* Version 1 recorded no shape: an mlp: is flat. */
+        if (!info->spec.mlp)
+            return dml_error_set(DML_ERR_FORMAT, "model %s: a version-1 file of a model other "
+                                 "than mlp:", file);
+        shape[0] = (uint64_t)info->spec.mlp_inputs;
+        r = 1;
+        info->feature_shape[0] = shape[0];
+    }
+    if ((st = dml_model_spec_bind(&info->spec, r, shape, 0)) != DML_OK)
+        return dml_error_set(DML_ERR_FORMAT, "model %s: %s", file, dml_error_message());
+    info->features = 1;
+    for (int i = 0; i < r; i++)
+        info->features *= shape[i];
+    info->num_classes = (uint32_t)info->spec.classes;
+    return DML_OK;
+}
+
+dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out,
+                            dml_model_info_t *info)
+{
+    char file[4096], fmt[64];
+    dml_model_t *m = NULL;
+    hid_t f = -1, loc = -1, str = -1;
+    uint64_t h = DML_FNV1A_INIT;
+    int32_t version = 0;
+    struct stat sb;
+    uint32_t i;
+    dml__h5_quiet_t q;
+    dml_status_t st;
+
+    *m_out = NULL;
+    memset(info, 0, sizeof(*info));
+    if (stat(path, &sb) != 0)
+        return dml_error_set_errno(errno, "model %s", path);
+    if (S_ISDIR(sb.st_mode))
+        return dml_error_set(DML_ERR_INVALID_ARG, "model %s: a directory (of checkpoints? "
+                             "dml_ckpt_model_path picks the newest sound one)", path);
+    snprintf(file, sizeof(file), "%s", path);
+    dml__h5_quiet_begin(&q);
+    if (H5Fis_hdf5(file) <= 0 || (f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
+        st = dml_error_set(DML_ERR_FORMAT, "model %s: not a readable HDF5 file (truncated or "
+                           "corrupt?)", file);
+        goto out;
+    }
+    if (dml__h5_attr_read_str(f, "format", fmt, sizeof(fmt)) != 0)
+        fmt[0] = '\0';
+    if (strcmp(fmt, DML_CKPT_FORMAT) == 0) {
+        info->checkpoint = 1;
+        loc = H5Gopen2(f, "model", H5P_DEFAULT);
+    } else if (strcmp(fmt, DML_MODEL_FORMAT) == 0) {
+        loc = H5Gopen2(f, "/", H5P_DEFAULT);
+    } else {
+        st = dml_error_set(DML_ERR_FORMAT, "model %s: neither a slurm-dml model file nor a "
+                           "checkpoint (format attribute \"%s\")", file, fmt);
+        goto out;
+    }
+    snprintf(info->path, sizeof(info->path), "%s", file);
+    st = dml_error_set(DML_ERR_FORMAT, "model %s: attributes missing or malformed (format, "
+                       "version, model, dataset, dataset_hash, normalisation, feature_rank)", file);
+    if (loc < 0 || dml__h5_attr_read_str(loc, "format", fmt, sizeof(fmt)) != 0 ||
+        strcmp(fmt, DML_MODEL_FORMAT) != 0 ||
+        dml__h5_attr_read(loc, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
+        dml__h5_attr_read_str(loc, "model", info->spec_text, sizeof(info->spec_text)) != 0 ||
+        dml__h5_attr_read_str(loc, "dataset", info->dataset, sizeof(info->dataset)) != 0 ||
+        dml__h5_attr_read_str(loc, "dataset_hash", info->dataset_hash,
+                              sizeof(info->dataset_hash)) != 0 ||
+        dml__h5_attr_read_str(loc, "normalisation", info->normalisation,
+                              sizeof(info->normalisation)) != 0 ||
+        dml__h5_attr_read(loc, "feature_rank", H5T_NATIVE_INT32, 1, &info->feature_rank) != 0)
+        goto out;
+    if (version < 1 || version > DML_MODEL_VERSION) {
+        st = dml_error_set(DML_ERR_FORMAT, "model %s: format version %d, this build reads 1 to %d",
+                           file, (int)version, DML_MODEL_VERSION);
+        goto out;
+    }
+    info->version = version;
+    if (strcmp(info->normalisation, "global") != 0) {
+        st = dml_error_set(DML_ERR_FORMAT, "model %s: normalisation \"%s\" (this build knows "
+                           "\"global\")", file, info->normalisation);
+        goto out;
+    }
+    dml__h5_attr_read(loc, "steps", H5T_NATIVE_UINT64, 1, &info->steps);
+    dml__h5_attr_read(loc, "epochs", H5T_NATIVE_UINT64, 1, &info->epochs);
+    if ((st = dml__read_spec(loc, file, info)) != DML_OK)
+        goto out;
+    /* no initialisation: the file's weights replace all of them */
+    if ((st = dml__model_alloc(&info->spec, max_batch, &m)) != DML_OK)
+        goto out;
+    if ((st = dml__read_array(loc, file, "weights", dml_model_nparams(m), dml_model_params(m))) !=
+        DML_OK)
+        goto out;
+    if (dml_model_nbuffers(m) > 0 &&
+        (st = dml__read_array(loc, file, "buffers", dml_model_nbuffers(m), dml_model_buffers(m))) !=
+            DML_OK)
+        goto out;
+    /* The model's identity in inference records: spec and weights (and
+     * buffers), the same for a checkpoint and the model file exported from
+     * it. */
+    h = dml__fnv1a(h, info->spec_text, strlen(info->spec_text));
+    h = dml__fnv1a(h, dml_model_params(m), dml_model_nparams(m) * sizeof(float));
+    if (dml_model_nbuffers(m) > 0)
+        h = dml__fnv1a(h, dml_model_buffers(m), dml_model_nbuffers(m) * sizeof(float));
+    snprintf(info->hash, sizeof(info->hash), "%016llx", (unsigned long long)h);
+
+    /* Class names: the training data's, as many as it had classes (at most
+     * the model's outputs); outputs beyond are named by number. */
+    {
+        hid_t d = H5Dopen2(loc, "class_names", H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
+        hsize_t cd[2] = {0, 0};
+        int nd = sp < 0 ? -1 : H5Sget_simple_extent_dims(sp, cd, NULL);
+        if (sp >= 0)
+            H5Sclose(sp);
+        if (d >= 0)
+            H5Dclose(d);
+        if (nd != 1 || cd[0] < 1 || cd[0] > info->num_classes) {
+            st = dml_error_set(DML_ERR_FORMAT, "model %s: class_names missing or not 1 to %u "
+                               "entries", file, info->num_classes);
+            goto out;
+        }
+        info->data_classes = (uint32_t)cd[0];
+    }
+    info->class_names = calloc(info->num_classes, DML_DATASET_NAME_MAX);
+    str = H5Tcopy(H5T_C_S1);
+    if (info->class_names == NULL || str < 0 || H5Tset_size(str, DML_DATASET_NAME_MAX) < 0 ||
+        dml__h5_read(loc, "class_names", str, info->data_classes, 0, info->class_names) != 0) {
+        st = dml_error_set(DML_ERR_FORMAT, "model %s: class_names unreadable", file);
+        goto out;
+    }
+    for (i = 0; i < info->num_classes; i++) {
+        if (i >= info->data_classes)
+            snprintf(info->class_names[i], DML_DATASET_NAME_MAX, "class%u", i);
+        info->class_names[i][DML_DATASET_NAME_MAX - 1] = '\0';
+    }
+    {
+        hid_t g = H5Gopen2(loc, "stats", H5P_DEFAULT);
+        st = g < 0 ? DML_ERR_FORMAT
+                   : dml_stats_read_h5(g, info->features, info->data_classes, &info->stats);
+        if (g >= 0)
+            H5Gclose(g);
+        if (st != DML_OK) {
+            st = dml_error_set(DML_ERR_FORMAT, "model %s: the training statistics (group stats) "
+                               "are missing or malformed", file);
+            goto out;
+        }
+    }
+    st = DML_OK;
+    dml_error_clear();
+out:
+    if (str >= 0)
+        H5Tclose(str);
+    if (loc >= 0)
+        H5Gclose(loc);
+    if (f >= 0)
+        H5Fclose(f);
+    dml__h5_quiet_end(&q);
+    if (st != DML_OK) {
+        dml_model_free(m);
+        dml_model_info_free(info);
+        return st;
+    }
+    *m_out = m;
+    return DML_OK;
+}
+
+/* ---- writing -------------------------------------------------------------------- */
+
+dml_status_t dml_model_write_h5(int64_t loc, dml_model_t *m, const dml_model_info_t *info,
+                                dml_model_put_fn put, void *put_arg)
+{
+    char spec[DML_MODEL_SPEC_MAX];
+    uint64_t dims[2] = {0, 0};
+    int32_t version = DML_MODEL_VERSION, rank = info->feature_rank;
+    hid_t g = -1, str = -1;
+    dml_status_t st = DML_OK;
+
+    dml_model_spec_format(dml_model_spec(m), spec, sizeof(spec));
+    if (rank < 1 || rank > DML_DATASET_MAX_RANK || info->data_classes < 1)
+        return dml_error_set(DML_ERR_INVALID_ARG, "model file: feature rank %d, %u classes",
+                             (int)rank, info->data_classes);
+    if (dml__h5_attr_write_str(loc, "format", DML_MODEL_FORMAT) != 0 ||
+        dml__h5_attr_write(loc, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
+        dml__h5_attr_write_str(loc, "model", spec) != 0 ||
+        dml__h5_attr_write_str(loc, "dataset", info->dataset) != 0 ||
+        dml__h5_attr_write_str(loc, "dataset_hash", info->dataset_hash) != 0 ||
+        dml__h5_attr_write_str(loc, "normalisation",
+                               info->normalisation[0] ? info->normalisation : "global") != 0 ||
+        dml__h5_attr_write(loc, "feature_rank", H5T_NATIVE_INT32, 1, &rank) != 0 ||
+        dml__h5_attr_write(loc, "feature_shape", H5T_NATIVE_UINT64, (size_t)rank,
+                           info->feature_shape) != 0 ||
+        dml__h5_attr_write(loc, "steps", H5T_NATIVE_UINT64, 1, &info->steps) != 0 ||
+        dml__h5_attr_write(loc, "epochs", H5T_NATIVE_UINT64, 1, &info->epochs) != 0)
+        return dml_error_set(DML_ERR_IO, "cannot write the model's attributes (disk full?)");
+    g = H5Gcreate2(loc, "stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0 || dml_stats_write_h5(g, &info->stats, info->data_classes) != DML_OK) {
+        st = dml_error_set(DML_ERR_IO, "cannot write the model's training statistics (disk full?)");
+        goto out;
+    }
+    dims[0] = dml_model_nparams(m);
+    if ((st = put(put_arg, loc, "weights", H5T_NATIVE_FLOAT, dims, dml_model_params(m))) != DML_OK)
+        goto out;
+    dims[0] = dml_model_nbuffers(m);
+    if (dims[0] > 0 &&
+        (st = put(put_arg, loc, "buffers", H5T_NATIVE_FLOAT, dims, dml_model_buffers(m))) != DML_OK)
+        goto out;
+    str = H5Tcopy(H5T_C_S1);
+    if (str < 0 || H5Tset_size(str, DML_DATASET_NAME_MAX) < 0) {
+        st = dml_error_set(DML_ERR_HDF5, "cannot make a string type");
+        goto out;
+    }
+    dims[0] = info->data_classes;
+    st = put(put_arg, loc, "class_names", str, dims, info->class_names);
+out:
+    if (str >= 0)
+        H5Tclose(str);
+    if (g >= 0)
+        H5Gclose(g);
+    return st;
+}
+
+/* A model file's arrays: written whole, floats with their CRC-32. */
+static dml_status_t dml__put_plain(void *arg, int64_t loc, const char *name, int64_t type,
+                                   const uint64_t dims[2], const void *data)
+{
+    const char *path = arg;
+
+    if (dml__h5_write(loc, name, type, dims, data) != 0)
+        return dml_error_set(DML_ERR_IO, "%s: cannot write %s (disk full?)", path, name);
+    if (H5Tequal(type, H5T_NATIVE_FLOAT) > 0) {
+        uint32_t crc = dml_crc32(0, data, dims[0] * sizeof(float));
+        hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+        int rc = d < 0 ? -1 : dml__h5_attr_write(d, "crc32", H5T_NATIVE_UINT32, 1, &crc);
+        if (d >= 0)
+            H5Dclose(d);
+        if (rc != 0)
+            return dml_error_set(DML_ERR_IO, "%s: cannot write %s (disk full?)", path, name);
+    }
+    return DML_OK;
+}
+
+dml_status_t dml_model_save(const char *path, dml_model_t *m, const dml_model_info_t *info)
+{
+    char tmp[4096];
+    hid_t f;
+    dml__h5_quiet_t q;
+    dml_status_t st;
+
+    dml__tmp_name(path, tmp, sizeof(tmp));
+    dml__h5_quiet_begin(&q);
+    f = dml__h5_create(tmp, H5F_ACC_TRUNC);
+    if (f < 0) {
+        st = dml__create_failed(tmp, "model file");
+        dml__h5_quiet_end(&q);
+        return st;
+    }
+    st = dml_model_write_h5(f, m, info, dml__put_plain, tmp);
+    if (H5Fclose(f) < 0 && st == DML_OK)
+        st = dml_error_set(DML_ERR_IO, "%s: cannot write the model file (disk full?)", tmp);
+    dml__h5_quiet_end(&q);
+    if (st != DML_OK) {
+        unlink(tmp);
+        return st;
+    }
+    return dml__commit_file(tmp, path, 0);
+}
