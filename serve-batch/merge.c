@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <hdf5.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -97,20 +98,6 @@ static double dml__pct(const double *v, uint64_t n, double q)
     return v[i > 0 ? i - 1 : 0];
 }
 
-static void dml__json_str(dml__buf_t *b, const char *s)
-{
-    dml__printf(b, "\"");
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            dml__printf(b, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            dml__printf(b, "\\u%04x", *s);
-        else
-            dml__printf(b, "%c", *s);
-    }
-    dml__printf(b, "\"");
-}
-
 static dml_status_t dml__write_predictions(const char *path, const dml_infer_manifest_t *m,
                                            const dml__part_t *all, const dml_model_info_t *mi)
 {
@@ -187,13 +174,14 @@ static dml_status_t dml__concat(dml__part_t *parts, uint32_t np, dml__part_t *al
 static dml_status_t dml__report(const dml_infer_manifest_t *m, const dml_infer_merge_config_t *cfg,
                                 const dml__part_t *parts, const dml__part_t *all,
                                 const dml_model_info_t *mi, const dml_schema_t *sc,
-                                dml__buf_t *js, dml__buf_t *tx)
+                                char **js, dml__buf_t *tx)
 {
     const uint32_t C = mi->num_classes;
     const uint64_t n = all->count, F = all->features;
     uint64_t *counts = calloc(C, sizeof(uint64_t)), *conf = calloc((size_t)C * C, sizeof(uint64_t));
     uint64_t groups, per, g, f, i, correct = 0, flagged = 0, gmax = 0;
     double *psi = NULL, *lat = NULL, rank_seconds = 0, maxpsi = 0;
+    json_t *r = NULL, *cc, *cm, *row, *ga;
     uint32_t t, c, c2;
 
     /* Feature groups: the rows of an image (first dimension of the feature
@@ -227,43 +215,59 @@ static dml_status_t dml__report(const dml_infer_manifest_t *m, const dml_infer_m
     memcpy(lat, all->lat, all->nb * sizeof(double));
     qsort(lat, all->nb, sizeof(double), dml__cmp_double);
 
-    /* JSON, for programs. */
-    dml__printf(js, "{\n  \"format\": \"slurm-dml inference report\",\n  \"version\": 1,\n");
-    dml__printf(js, "  \"model\": {\"path\": "), dml__json_str(js, m->model_path);
-    dml__printf(js, ", \"hash\": \"%s\", \"spec\": ", m->model_hash), dml__json_str(js, mi->spec_text);
-    dml__printf(js, "},\n  \"input\": {\"path\": "), dml__json_str(js, m->input_path);
-    dml__printf(js, ", \"hash\": \"%s\"},\n", m->input_hash);
-    dml__printf(js, "  \"tasks\": %u,\n  \"samples\": %llu,\n  \"topk\": %d,\n", m->tasks,
-                (unsigned long long)n, m->topk);
-    dml__printf(js, "  \"class_counts\": {");
+    /* JSON, for programs: written by jansson (docs/formats/inference.md).
+     * Every number here is finite (counts, fractions, seconds, PSI of
+     * clamped frequencies). */
+    r = json_pack("{s:s, s:i, s:{s:s, s:s, s:s}, s:{s:s, s:s}, s:I, s:I, s:i}", "format",
+                  "slurm-dml inference report", "version", 1, "model", "path", m->model_path,
+                  "hash", m->model_hash, "spec", mi->spec_text, "input", "path", m->input_path,
+                  "hash", m->input_hash, "tasks", (json_int_t)m->tasks, "samples", (json_int_t)n,
+                  "topk", m->topk);
+    cc = json_object();
+    cm = json_array();
+    ga = json_array();
+    if (r == NULL || cc == NULL || cm == NULL || ga == NULL)
+        goto nomem;
+    if (json_object_set(r, "class_counts", cc) != 0)
+        goto nomem;
+    for (c = 0; c < C; c++)
+        if (json_object_set_new(cc, mi->class_names[c], json_integer((json_int_t)counts[c])) != 0)
+            goto nomem;
+    if (json_object_set_new(r, "labeled", json_true()) != 0 ||
+        json_object_set_new(r, "accuracy", json_real(n ? (double)correct / (double)n : 0.0)) != 0 ||
+        json_object_set_new(r, "correct", json_integer((json_int_t)correct)) != 0)
+        goto nomem;
     for (c = 0; c < C; c++) {
-        dml__printf(js, "%s", c ? ", " : ""), dml__json_str(js, mi->class_names[c]);
-        dml__printf(js, ": %llu", (unsigned long long)counts[c]);
-    }
-    dml__printf(js, "},\n  \"labeled\": true,\n  \"accuracy\": %.6f,\n  \"correct\": %llu,\n",
-                n ? (double)correct / (double)n : 0.0, (unsigned long long)correct);
-    dml__printf(js, "  \"confusion\": [");
-    for (c = 0; c < C; c++) {
-        dml__printf(js, "%s\n    [", c ? "," : "");
+        if ((row = json_array()) == NULL || json_array_append_new(cm, row) != 0)
+            goto nomem;
         for (c2 = 0; c2 < C; c2++)
-            dml__printf(js, "%s%llu", c2 ? ", " : "", (unsigned long long)conf[(size_t)c * C + c2]);
-        dml__printf(js, "]");
+            if (json_array_append_new(row, json_integer((json_int_t)conf[(size_t)c * C + c2])) != 0)
+                goto nomem;
     }
-    dml__printf(js, "],\n  \"throughput\": {\"task_seconds\": %.3f, \"rank_seconds\": %.3f, "
-                "\"samples_per_rank_second\": %.1f},\n", all->seconds, rank_seconds,
-                rank_seconds > 0 ? (double)n / rank_seconds : 0.0);
-    dml__printf(js, "  \"latency_ms\": {\"batch\": %d, \"batches\": %llu, \"p50\": %.3f, "
-                "\"p95\": %.3f, \"p99\": %.3f},\n", parts[0].batch, (unsigned long long)all->nb,
-                1e3 * dml__pct(lat, all->nb, 0.50), 1e3 * dml__pct(lat, all->nb, 0.95),
-                1e3 * dml__pct(lat, all->nb, 0.99));
-    dml__printf(js, "  \"drift\": {\"metric\": \"psi\", \"threshold\": %g, \"drifted\": %s, "
-                "\"max\": %.4f, \"max_group\": %llu, \"groups_flagged\": %llu, \"group_of\": \"%s\", "
-                "\"groups\": [", cfg->drift_threshold, flagged ? "true" : "false", maxpsi,
-                (unsigned long long)gmax, (unsigned long long)flagged,
-                sc->rank >= 2 ? "row" : "feature");
     for (g = 0; g < groups; g++)
-        dml__printf(js, "%s%.4f", g ? ", " : "", psi[g]);
-    dml__printf(js, "]}\n}\n");
+        if (json_array_append_new(ga, json_real(psi[g])) != 0)
+            goto nomem;
+    if (json_object_set(r, "confusion", cm) != 0 ||
+        json_object_set_new(r, "throughput",
+                            json_pack("{s:f, s:f, s:f}", "task_seconds", all->seconds,
+                                      "rank_seconds", rank_seconds, "samples_per_rank_second",
+                                      rank_seconds > 0 ? (double)n / rank_seconds : 0.0)) != 0 ||
+        json_object_set_new(r, "latency_ms",
+                            json_pack("{s:i, s:I, s:f, s:f, s:f}", "batch", parts[0].batch,
+                                      "batches", (json_int_t)all->nb, "p50",
+                                      1e3 * dml__pct(lat, all->nb, 0.50), "p95",
+                                      1e3 * dml__pct(lat, all->nb, 0.95), "p99",
+                                      1e3 * dml__pct(lat, all->nb, 0.99))) != 0 ||
+        json_object_set_new(r, "drift",
+                            json_pack("{s:s, s:f, s:b, s:f, s:I, s:I, s:s, s:O}", "metric", "psi",
+                                      "threshold", cfg->drift_threshold, "drifted", flagged > 0,
+                                      "max", maxpsi, "max_group", (json_int_t)gmax,
+                                      "groups_flagged", (json_int_t)flagged, "group_of",
+                                      sc->rank >= 2 ? "row" : "feature", "groups", ga)) != 0)
+        goto nomem;
+    /* nine significant digits: an accuracy of up to 1e9 samples exactly */
+    if ((*js = json_dumps(r, JSON_INDENT(2) | JSON_REAL_PRECISION(9))) == NULL)
+        goto nomem;
 
     /* Text, for people. */
     dml__printf(tx, "inference report: %llu samples in %u parts, model %s (%s), input %s\n",
@@ -290,9 +294,15 @@ static dml_status_t dml__report(const dml_infer_manifest_t *m, const dml_infer_m
                 sc->rank >= 2 ? "row" : "feature", (unsigned long long)gmax,
                 (unsigned long long)flagged, (unsigned long long)groups);
     free(counts), free(conf), free(psi), free(lat);
-    if (js->failed || tx->failed)
+    json_decref(r), json_decref(cc), json_decref(cm), json_decref(ga);
+    if (tx->failed)
         return dml_error_set(DML_ERR_NO_MEMORY, "no memory for the report");
     return DML_OK;
+nomem:
+    free(counts), free(conf), free(psi), free(lat);
+    json_decref(r), json_decref(cc), json_decref(cm), json_decref(ga);
+    return dml_error_set(DML_ERR_FORMAT, "cannot make the JSON report: a path, spec or class "
+                         "name that is not UTF-8, or no memory");
 }
 
 dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cfg,
@@ -303,7 +313,8 @@ dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cf
     dml_model_info_t mi;
     dml_model_t *model = NULL;
     dml_dataset_t *ds = NULL;
-    dml__buf_t js = {0}, tx = {0};
+    dml__buf_t tx = {0};
+    char *js = NULL;
     char pred[4300], json[4300], txt[4300], why[1024];
     uint32_t t, bad = 0;
     dml_status_t st;
@@ -365,7 +376,7 @@ dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cf
     if ((st = dml__report(&m, cfg, parts, &all, &mi, dml_dataset_schema(ds), &js, &tx)) != DML_OK)
         goto out;
     if ((st = dml__write_predictions(pred, &m, &all, &mi)) != DML_OK ||
-        (st = dml__write_file_durably(json, js.s, 0)) != DML_OK ||
+        (st = dml__write_file_durably(json, js, 0)) != DML_OK ||
         (st = dml__write_file_durably(txt, tx.s, 0)) != DML_OK)
         goto out;
     if (text) {
@@ -378,7 +389,7 @@ out:
             dml__part_free(&parts[t]);
     free(parts);
     dml__part_free(&all);
-    free(js.s), free(tx.s);
+    free(js), free(tx.s);
     dml_dataset_close(ds);
     dml_model_free(model);
     dml_model_info_free(&mi);

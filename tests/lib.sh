@@ -13,7 +13,8 @@
 #    in a race with the machine's speed;
 #  - need_test_hooks: skip (fail in CI) where the tools have no test hooks;
 #  - fuzz_build OUTPUT SOURCES/FLAGS...: a libFuzzer target with ASan and
-#    UBSan, or skip where clang's libFuzzer is missing (fail in CI).
+#    UBSan, or skip where clang's libFuzzer is missing (fail in CI);
+#  - json FILE [EXPR]: the tools' JSON read by a standard parser.
 set -euo pipefail
 set -E
 trap 'e=$?; [ "$BASHPID" != "$$" ] || echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $e" >&2' ERR
@@ -26,6 +27,35 @@ infer=$abs_top_builddir/serve-batch/dml-infer
 ckpt=$abs_top_builddir/ckpt/dml-ckpt
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# json FILE [EXPR]: FILE parsed by Python's standard json module (a *.jsonl
+# file line by line), as UTF-8, refusing NaN and Infinity (Python accepts
+# them; JSON has neither); a file that does not parse fails naming the file,
+# the line and the cause. With EXPR (Python over d: the document, or the
+# list of lines), prints its value.
+json() {
+    /usr/bin/python3 -c '
+import json, sys
+def refuse(c):
+    raise ValueError("%s is not JSON" % c)
+path = sys.argv[1]
+try:
+    with open(path, encoding="utf-8") as f:
+        if path.endswith(".jsonl"):
+            d = []
+            for i, l in enumerate(f, 1):
+                try:
+                    d.append(json.loads(l, parse_constant=refuse))
+                except ValueError as e:
+                    sys.exit("%s line %d: not JSON: %s" % (path, i, e))
+        else:
+            d = json.load(f, parse_constant=refuse)
+except (OSError, ValueError) as e:
+    sys.exit("%s: not JSON: %s" % (path, e))
+if len(sys.argv) > 2:
+    print(eval(sys.argv[2]))
+' "$@"
+}
 
 # What a test needs is missing: skip (77) outside CI; in CI (CI set), where
 # scripts/install-deps installed everything, an error (99): never skipped there.

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <ini.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -385,8 +386,33 @@ static dml_status_t metrics_flush(void)
     return DML_OK;
 }
 
+/* A JSON number, or null where the value is not finite (a diverged loss):
+ * JSON has no NaN or infinity, and pandas reads null as NaN. */
+static json_t *jnum(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+/* One metrics line, written by jansson (one object per line, keys in the
+ * order given, six significant digits as the log shows). Takes o. */
+static dml_status_t metrics_line(json_t *o)
+{
+    int rc;
+
+    if (o == NULL)
+        return dml_error_set(DML_ERR_NO_MEMORY, "%s: cannot make a metrics line", g_metrics_path);
+    rc = json_dumpf(o, g_metrics, JSON_REAL_PRECISION(6));
+    json_decref(o);
+    if (rc != 0 || fputc('\n', g_metrics) == EOF)
+        return dml_error_set_errno(errno ? errno : EIO, "%s: cannot write the metrics",
+                                   g_metrics_path);
+    return metrics_flush();
+}
+
 static dml_status_t report(void *arg, const dml_progress_t *p)
 {
+    json_t *o;
+
     (void)arg;
     if (g_rank != 0)
         return DML_OK;
@@ -395,10 +421,10 @@ static dml_status_t report(void *arg, const dml_progress_t *p)
                  p->checkpoint_reason, p->checkpoint, p->checkpoint_seconds);
         if (g_metrics == NULL)
             return DML_OK;
-        fprintf(g_metrics, "{\"type\": \"checkpoint\", \"epoch\": %llu, \"step\": %llu, "
-                "\"seconds\": %.6f, \"reason\": \"%s\"}\n", (unsigned long long)p->epoch,
-                (unsigned long long)p->step, p->checkpoint_seconds, p->checkpoint_reason);
-        return metrics_flush();
+        return metrics_line(json_pack("{s:s, s:I, s:I, s:o, s:s}", "type", "checkpoint", "epoch",
+                                      (json_int_t)p->epoch, "step", (json_int_t)p->step,
+                                      "seconds", jnum(p->checkpoint_seconds), "reason",
+                                      p->checkpoint_reason));
     }
     if (p->is_epoch) {
         char test[96] = "";
@@ -416,18 +442,18 @@ static dml_status_t report(void *arg, const dml_progress_t *p)
                  p->lr, p->samples_per_s, 100 * p->compute, 100 * p->comm, 100 * p->data);
     if (g_metrics == NULL)
         return DML_OK;
-    fprintf(g_metrics,
-            "{\"type\": \"%s\", \"epoch\": %llu, \"step\": %llu, \"loss\": %.6g, \"accuracy\": "
-            "%.6g, \"lr\": %.6g, \"samples_per_s\": %.6g, \"compute\": %.4f, \"comm\": %.4f, "
-            "\"data\": %.4f",
-            p->is_epoch ? "epoch" : "step", (unsigned long long)p->epoch,
-            (unsigned long long)p->step, p->loss, p->accuracy, p->lr, p->samples_per_s,
-            p->compute, p->comm, p->data);
-    if (p->has_test)
-        fprintf(g_metrics, ", \"test_loss\": %.6g, \"test_accuracy\": %.6g", p->test_loss,
-                p->test_accuracy);
-    fputs("}\n", g_metrics);
-    return metrics_flush();
+    o = json_pack("{s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "type",
+                  p->is_epoch ? "epoch" : "step", "epoch", (json_int_t)p->epoch, "step",
+                  (json_int_t)p->step, "loss", jnum(p->loss), "accuracy", jnum(p->accuracy), "lr",
+                  jnum(p->lr), "samples_per_s", jnum(p->samples_per_s), "compute",
+                  jnum(p->compute), "comm", jnum(p->comm), "data", jnum(p->data));
+    if (o != NULL && p->has_test &&
+        (json_object_set_new(o, "test_loss", jnum(p->test_loss)) != 0 ||
+         json_object_set_new(o, "test_accuracy", jnum(p->test_accuracy)) != 0)) {
+        json_decref(o);
+        o = NULL;
+    }
+    return metrics_line(o);
 }
 
 #ifdef DML_TEST_HOOKS

@@ -14,12 +14,16 @@ learning rate 0.1. Each must agree to a relative difference of 1e-4 (the
 largest absolute difference over the largest magnitude of PyTorch's values).
 Exit 0 if all agree, 1 (naming what differs) if not.
 """
-import re
+import os
 import sys
 
 import h5py
 import numpy as np
 import torch
+
+# the package's network builder, from the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from slurm_dml.model import build_torch  # noqa: E402
 
 TOL = 1e-4
 M64 = (1 << 64) - 1
@@ -57,117 +61,26 @@ class FixedDropout(torch.nn.Module):
         return x * m * (1.0 / np.float32(1.0 - self.p))
 
 
-def pair(v):
-    a, _, b = v.partition("x")
-    return (int(a), int(b or a))
-
-
-def layers_of(spec):
-    """[(name, {args}, [positional])] from the canonical text (or mlp:)."""
-    if spec.startswith("mlp:"):
-        body, _, opt = spec[4:].partition(":")
-        dims = [int(d) for d in body.split("-")]
-        p = float(opt.split("=")[1]) if opt else 0.0
-        out = []
-        for i, d in enumerate(dims[1:]):
-            out.append(("dense", {}, [str(d)]))
-            if i < len(dims) - 2:
-                out.append(("relu", {}, []))
-                if p > 0:
-                    out.append(("dropout", {}, [str(p)]))
-        return out
-    out = []
-    for m in re.finditer(r"([a-z0-9]+)(?:\(([^)]*)\))?(?:,|$)", spec):
-        name, args = m.group(1), m.group(2)
-        kw, pos = {}, []
-        for a in (args.split(",") if args else []):
-            if "=" in a:
-                k, v = a.split("=")
-                kw[k] = v
-            else:
-                pos.append(a)
-        out.append((name, kw, pos))
-    return out
-
-
 def build(spec, shape, seed, params, buffers):
-    """The torch model with slurm-dml's weights, and how to lay gradients
-    out as slurm-dml does (a function per parameter layer)."""
-    c, h, w = (int(s) for s in shape)
-    flat = h == 1 and w == 1
-    mods, layout = [], []
-    po = bo = 0
-    size = (c, h, w)
-    for li, (name, kw, pos) in enumerate(layers_of(spec)):
-        if name == "conv2d":
-            f = int(pos[0])
-            kh, kwd = pair(pos[1])
-            sh, sw = pair(kw.get("stride", "1"))
-            pad = kw.get("padding", "0")
-            conv = torch.nn.Conv2d(size[0], f, (kh, kwd), stride=(sh, sw),
-                                   padding="same" if pad == "same" else pair(pad))
-            nw = f * size[0] * kh * kwd
-            with torch.no_grad():
-                conv.weight.copy_(torch.from_numpy(params[po:po + nw].reshape(conv.weight.shape)))
-                conv.bias.copy_(torch.from_numpy(params[po + nw:po + nw + f]))
-            layout.append((conv, lambda m: np.concatenate([m.weight.grad.numpy().ravel(),
-                                                           m.bias.grad.numpy().ravel()]),
-                           lambda m: np.concatenate([m.weight.detach().numpy().ravel(),
-                                                     m.bias.detach().numpy().ravel()])))
-            po += nw + f
-            if pad == "same":
-                oh, ow = size[1], size[2]
-            else:
-                ph, pw = pair(pad)
-                oh, ow = (size[1] + 2 * ph - kh) // sh + 1, (size[2] + 2 * pw - kwd) // sw + 1
-            size = (f, oh, ow)
-            mods.append(conv)
-        elif name in ("maxpool", "avgpool"):
-            kh, kwd = pair(pos[0])
-            sh, sw = pair(kw.get("stride", pos[0]))
-            cls = torch.nn.MaxPool2d if name == "maxpool" else torch.nn.AvgPool2d
-            mods.append(cls((kh, kwd), stride=(sh, sw)))
-            size = (size[0], (size[1] - kh) // sh + 1, (size[2] - kwd) // sw + 1)
-        elif name == "batchnorm":
-            ch = size[0]
-            cls = torch.nn.BatchNorm1d if flat else torch.nn.BatchNorm2d
-            bn = cls(ch, eps=float(kw.get("eps", 1e-5)), momentum=float(kw.get("momentum", 0.1)))
-            with torch.no_grad():
-                bn.weight.copy_(torch.from_numpy(params[po:po + ch]))
-                bn.bias.copy_(torch.from_numpy(params[po + ch:po + 2 * ch]))
-                bn.running_mean.copy_(torch.from_numpy(buffers[bo:bo + ch]))
-                bn.running_var.copy_(torch.from_numpy(buffers[bo + ch:bo + 2 * ch]))
-            layout.append((bn, lambda m: np.concatenate([m.weight.grad.numpy(), m.bias.grad.numpy()]),
-                           lambda m: np.concatenate([m.weight.detach().numpy(),
-                                                     m.bias.detach().numpy()])))
-            po += 2 * ch
-            bo += 2 * ch
-            mods.append(bn)
-        elif name == "dropout":
-            mods.append(FixedDropout(float(pos[0]), li, seed))
-        elif name == "flatten":
-            mods.append(torch.nn.Flatten())
-            size = (size[0] * size[1] * size[2], 1, 1)
-            flat = True
-        elif name == "relu":
-            mods.append(torch.nn.ReLU())
-        elif name == "dense":
-            din, dout = size[0] * size[1] * size[2], int(pos[0])
-            lin = torch.nn.Linear(din, dout)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(params[po:po + din * dout].reshape(din, dout).T.copy()))
-                lin.bias.copy_(torch.from_numpy(params[po + din * dout:po + din * dout + dout]))
-            layout.append((lin, lambda m: np.concatenate([m.weight.grad.numpy().T.ravel(),
-                                                          m.bias.grad.numpy()]),
+    """The torch model with slurm-dml's weights (the slurm_dml package's
+    build_torch, with slurm-dml's dropout masks), and how to lay gradients
+    and values out as slurm-dml does: per parameter layer, (module,
+    gradients of, values of)."""
+    model = build_torch(spec, tuple(int(s) for s in shape), params, buffers,
+                        dropout=lambda p, layer: FixedDropout(p, layer, seed), spare_buffers=True)
+    layout = []
+    for m in model:
+        if isinstance(m, torch.nn.Linear):  # slurm-dml keeps W as inputs x outputs
+            layout.append((m, lambda m: np.concatenate([m.weight.grad.numpy().T.ravel(), m.bias.grad.numpy()]),
                            lambda m: np.concatenate([m.weight.detach().numpy().T.ravel(),
                                                      m.bias.detach().numpy()])))
-            po += din * dout + dout
-            size = (dout, 1, 1)
-            mods.append(lin)
-        else:
-            raise SystemExit(f"torch_ref: unknown layer {name}")
-    assert po == params.size, (po, params.size)
-    return torch.nn.Sequential(*mods), layout, bo
+        elif isinstance(m, (torch.nn.Conv2d, torch.nn.modules.batchnorm._BatchNorm)):
+            layout.append((m, lambda m: np.concatenate([m.weight.grad.numpy().ravel(),
+                                                        m.bias.grad.numpy().ravel()]),
+                           lambda m: np.concatenate([m.weight.detach().numpy().ravel(),
+                                                     m.bias.detach().numpy().ravel()])))
+    return model, layout, sum(2 * m.num_features for m in model
+                              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
 
 
 def rel(a, b):

@@ -74,7 +74,14 @@ for d in id pred label topk_class topk_prob; do
     same "$work/o1r2/predictions.h5" "$work/o1/predictions.h5" $d || fail "2 ranks and 1 rank differ in $d"
 done
 grep -q "^accuracy $acc " "$work/o3.report" || fail "report accuracy is not the trainer's $acc: $(head -2 "$work/o3.report")"
-grep -q '"drifted": false' "$work/o3/report.json" || fail "the training data itself drifted"
+json "$work/o3/report.json" >/dev/null || fail "the JSON report does not parse"
+[ "$(json "$work/o3/report.json" 'd["drift"]["drifted"]')" = False ] || fail "the training data itself drifted"
+# the JSON report holds what the text one says, consistently
+[ "$(json "$work/o3/report.json" '"%.4f" % d["accuracy"]')" = "$acc" ] || fail "JSON report accuracy is not the trainer's $acc"
+[ "$(json "$work/o3/report.json" '(d["correct"] / d["samples"] == d["accuracy"] and
+    sum(map(sum, d["confusion"])) == sum(d["class_counts"].values()) == d["samples"] and
+    sum(d["confusion"][i][i] for i in range(len(d["confusion"]))) == d["correct"])')" = True ] ||
+    fail "the JSON report's counts, confusion and accuracy disagree: $(cat "$work/o3/report.json")"
 echo "ok: 3 parts == 1 part == 2 ranks; a part redone has its first bits; accuracy $acc as the trainer's; complete part skipped"
 
 # ---- a checkpoint as the model ------------------------------------------------

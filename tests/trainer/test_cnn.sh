@@ -22,7 +22,7 @@ make_work cnn-test
 at_exit 'pkill -9 -f "$work" 2>/dev/null || true'
 run() { local n=$1; shift; timeout 600 "$MPIRUN" --oversubscribe -np "$n" "$train" "$@"; }
 newest() { ls "$1" | grep -E '^ckpt-[0-9]+\.h5$' | sort | tail -n 1; }
-last_acc() { grep '"type": "epoch"' "$1" | tail -n 1 | sed 's/.*"test_accuracy": \([0-9.e-]*\).*/\1/'; }
+last_acc() { json "$1" '[l for l in d if l["type"] == "epoch"][-1]["test_accuracy"]'; }
 same_state() { # a b: weights and (where there are) buffers, bit for bit
     h5diff "$1" "$2" /weights /weights >/dev/null || return 1
     if h5ls "$1/buffers" >/dev/null 2>&1; then h5diff "$1" "$2" /buffers /buffers >/dev/null || return 1; fi
@@ -44,7 +44,7 @@ for model in cnn cnn-bn cnn-dropout; do
         --input "$work/fm/test" --out "$work/inf-$model" --task 0 --tasks 1 >"$work/i.out" 2>&1 ||
         fail "dml-infer on the $model model: $(cat "$work/i.out")"
     "$infer" merge --out "$work/inf-$model" >"$work/m.out" 2>&1 || fail "merge: $(cat "$work/m.out")"
-    iacc=$(sed -n 's/.*"accuracy": \([0-9.e-]*\).*/\1/p' "$work/inf-$model/report.json" | head -n 1)
+    iacc=$(json "$work/inf-$model/report.json" 'd["accuracy"]')
     # the same forward pass in other batches: the same predictions but where
     # two classes' probabilities are within rounding (none in 10000 here)
     awk -v a="$acc" -v b="$iacc" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 0.0001) }' ||

@@ -1,7 +1,7 @@
 #!/bin/bash
 # dml-train end to end under mpirun (oversubscribed):
 #  - a short run on a learnable synthetic dataset reaches 90% test accuracy,
-#    writes metrics as JSON lines and a model file;
+#    writes metrics as JSON lines (read by Python's json) and a model file;
 #  - the same seed and world size give bit-identical weights;
 #  - 2 ranks x batch 32 train the same model as 1 rank x batch 64;
 #  - bad input is refused before training, on every rank, naming the cause;
@@ -23,9 +23,10 @@ cat "$work/out.txt"
 # 2 ranks on one node: the gradients are summed in shared memory by default
 grep -q "gradients summed by shared memory (one node)" "$work/out.txt" ||
     fail "2 ranks on one node did not default to the shared reduction"
-grep -q '"type": "step"' "$work/m.jsonl" || fail "no step lines in the metrics"
-[ "$(grep -c '"type": "epoch"' "$work/m.jsonl")" -eq 3 ] || fail "expected 3 epoch lines in the metrics"
-acc=$(grep '"type": "epoch"' "$work/m.jsonl" | tail -n 1 | sed 's/.*"test_accuracy": \([0-9.e-]*\).*/\1/')
+json "$work/m.jsonl" >/dev/null || fail "the metrics are not JSON lines"
+[ "$(json "$work/m.jsonl" 'sum(l["type"] == "step" for l in d)')" -ge 1 ] || fail "no step lines in the metrics"
+[ "$(json "$work/m.jsonl" 'sum(l["type"] == "epoch" for l in d)')" -eq 3 ] || fail "expected 3 epoch lines in the metrics"
+acc=$(json "$work/m.jsonl" '[l for l in d if l["type"] == "epoch"][-1]["test_accuracy"]')
 awk -v a="$acc" 'BEGIN { exit !(a >= 0.90) }' || fail "test accuracy $acc after 3 epochs, expected >= 0.90"
 h5dump -a format "$work/a.h5" | grep -q '"slurm-dml model"' || fail "no model file format attribute"
 h5dump -a model "$work/a.h5" | grep -q '"mlp:20-32-4"' || fail "the model file does not record the spec"
@@ -84,10 +85,12 @@ grep -q -- "--config $work/none.ini: cannot open: No such file" <<<"$out" || fai
 
 # A loss that becomes NaN stops training; the earlier model file survives.
 cp "$work/a.h5" "$work/keep.h5"
-if out=$(run 2 --train "$work/ds" --model mlp:20-32-4 --lr 1e30 --epochs 2 --output "$work/keep.h5" 2>&1); then
+if out=$(run 2 --train "$work/ds" --model mlp:20-32-4 --lr 1e30 --epochs 2 --output "$work/keep.h5" \
+    --log-every 1 --metrics "$work/nan.jsonl" 2>&1); then
     fail "training with lr 1e30 did not stop"
 fi
 grep -q "the training loss became .* at step [0-9]* (epoch 1); last good: step" <<<"$out" ||
     fail "no clear NaN message: $out"
 cmp -s "$work/a.h5" "$work/keep.h5" || fail "the earlier model file was overwritten"
+json "$work/nan.jsonl" >/dev/null || fail "the metrics of a diverging run are not JSON lines"
 echo PASS
