@@ -318,13 +318,21 @@ static int ini_entry(void *user, const char *section, const char *name, const ch
 
 /* Finds --config FILE in argv and returns a new argv with the file's settings
  * before the command line's (getopt takes the last value: flags win). NULL
- * with the detail recorded on an error. */
+ * with the detail recorded on an error. The new argv lives as long as the
+ * process, as argv does (the options point into it): freed at exit. */
+static char **g_config_argv;
+
+static void free_config_argv(void)
+{
+    free(g_config_argv);
+}
+
 static char **with_config(int *argc, char **argv, const struct option *opts)
 {
     static char *args[1000];
+    char **out;
     ini_args_t a = {opts, args, 0, ""};
     const char *file = NULL;
-    char **out;
     int i, j, k, line;
 
     for (i = 1; i < *argc; i++) {
@@ -364,6 +372,8 @@ static char **with_config(int *argc, char **argv, const struct option *opts)
         out[k++] = argv[i];
     }
     *argc = k;
+    g_config_argv = out;
+    atexit(free_config_argv);
     return out;
 }
 
