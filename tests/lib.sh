@@ -97,6 +97,22 @@ mpirun_pids() { # n piddir program args...
         'echo $$ >"$0/pid.$OMPI_COMM_WORLD_RANK" && exec "$@"' "$dir" "$@"
 }
 
+# At exit, what a test started in the background and left running: each PID
+# given with every process under it (timeout, mpirun), and the ranks whose
+# PIDs mpirun_pids wrote in each PIDDIR given. Never processes found by name.
+kill_started() { # pid-or-piddir...
+    local a f
+    _kill_tree() { local c; for c in $(pgrep -P "$1"); do _kill_tree "$c"; done; kill -9 "$1" 2>/dev/null; }
+    for a in "$@"; do
+        if [ -d "$a" ]; then
+            for f in "$a"/pid.*; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+        elif [[ "$a" =~ ^[0-9]+$ ]]; then
+            _kill_tree "$a"
+        fi
+    done
+    return 0
+}
+
 # Waits until rank 0 holds at its DML_TEST_HOLD step (FILE.held exists);
 # fails at once if the run (PID) ended instead.
 wait_held() { # file pid what

@@ -20,9 +20,9 @@
 need_test_hooks
 : "${MPIRUN:?run this test through make check}"
 make_work ckpt-test
-# the ranks of a run this test killed or stopped: its own (its work directory
-# is in their command line)
-at_exit 'pkill -9 -f "$work" 2>/dev/null || true'
+# the runs this test killed or stopped, and their ranks, by the PIDs it
+# recorded
+at_exit 'kill_started "${pid:-}" "$work/kp" ${d:+"$d.pids"}'
 run() { local n=$1; shift; timeout 300 "$MPIRUN" --oversubscribe -np "$n" "$train" "$@"; }
 newest() { ls "$1" | grep -E '^ckpt-[0-9]+\.h5$' | sort | tail -n 1; }
 

@@ -19,7 +19,7 @@ fm=${DML_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 [ -e "$fm/train-images-idx3-ubyte.gz" ] || [ -e "$fm/train-images-idx3-ubyte" ] ||
     skip_or_fail "Fashion-MNIST not found in $fm (package dataset-fashion-mnist)"
 make_work cnn-test
-at_exit 'pkill -9 -f "$work" 2>/dev/null || true'
+at_exit 'kill_started "${pid:-}" "$work/kp"'
 run() { local n=$1; shift; timeout 600 "$MPIRUN" --oversubscribe -np "$n" "$train" "$@"; }
 newest() { ls "$1" | grep -E '^ckpt-[0-9]+\.h5$' | sort | tail -n 1; }
 last_acc() { json "$1" '[l for l in d if l["type"] == "epoch"][-1]["test_accuracy"]'; }
