@@ -13,6 +13,7 @@
 
 #include "dml_infer.h"
 #include "dml_log.h"
+#include "dml_registry.h"
 #include "dml_nn.h"
 
 #include <hdf5.h>
@@ -43,7 +44,8 @@ static void usage(FILE *f)
             "  merge   verify every part, write OUT/predictions.h5 and the report\n"
             "          (OUT/report.json, OUT/report.txt). Exit 3: parts missing\n\n"
             "run options:\n"
-            "  --model PATH      model file, checkpoint, or checkpoint directory (newest)\n"
+            "  --model PATH      model file, checkpoint, or checkpoint directory (newest);\n"
+            "                    REGISTRY:REF a registry's version or alias (dml-registry)\n"
             "  --input DIR       dataset (dml-data's format)\n"
             "  --out DIR         the run's output directory\n"
             "  --task I          this part [SLURM_ARRAY_TASK_ID]\n"
@@ -115,6 +117,8 @@ typedef struct {
     dml_infer_merge_config_t merge;
     int have_task, have_tasks, array_list;
 } options_t;
+
+static char g_model_path[4400];
 
 static int parse(int argc, char **argv, options_t *o)
 {
@@ -375,6 +379,21 @@ int main(int argc, char **argv)
     }
     if (parse(argc - 1, argv + 1, &o) != 0)
         return 2;
+    if (o.run.model != NULL) {
+        /* --model REGISTRY:REF: the registry's model file (an alias is read
+         * once, here: a run's manifest pins the model by its hash). */
+        int is_ref;
+        char version[17];
+        if (dml_registry_resolve_spec(o.run.model, g_model_path, sizeof(g_model_path), version,
+                                      &is_ref) != DML_OK) {
+            dml_error("--model %s: %s", o.run.model, dml_error_message());
+            return 2;
+        }
+        if (is_ref) {
+            dml_debug("--model %s: version %s, %s", o.run.model, version, g_model_path);
+            o.run.model = g_model_path;
+        }
+    }
     if (strcmp(cmd, "run") == 0)
         return cmd_run(&o);
     if (strcmp(cmd, "status") == 0)

@@ -25,6 +25,7 @@ train=$abs_top_builddir/trainer/dml-train
 data=$abs_top_builddir/io/dml-data
 infer=$abs_top_builddir/serve-batch/dml-infer
 ckpt=$abs_top_builddir/ckpt/dml-ckpt
+registry=$abs_top_builddir/registry/dml-registry
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 

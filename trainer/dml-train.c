@@ -99,6 +99,8 @@ static void usage(FILE *out)
             "                         wait, for S seconds is named (host, PID, step) and the\n"
             "                         job ended with exit 75 [300; 0: never]\n"
             "  Exit status 75 means: checkpointed and stopped on request; requeue the job.\n"
+            "  --check                check the options, --config file and model spec, and\n"
+            "                         exit (0: valid, 2: not); no MPI, no data read\n"
             "  --config FILE          settings from an INI file: any option above as\n"
             "                         key = value (without --), optionally under [train];\n"
             "                         options on the command line win\n");
@@ -673,7 +675,7 @@ static const struct option opts[] = {
     {"blas-threads", required_argument, 0, 'B'}, {"bucket-kb", required_argument, 0, 'K'},
     {"log-every", required_argument, 0, 'L'}, {"metrics", required_argument, 0, 'j'},
     {"output", required_argument, 0, 'O'},    {"help", no_argument, 0, 'h'},
-    {"config", required_argument, 0, 'F'},
+    {"config", required_argument, 0, 'F'},    {"check", no_argument, 0, 'X' + 256},
     {"checkpoint-dir", required_argument, 0, 'D' + 256},
     {"checkpoint-every", required_argument, 0, 'N' + 256},
     {"checkpoint-seconds", required_argument, 0, 'Z' + 256},
@@ -749,6 +751,7 @@ static int parse_options(int argc, char **argv, options_t *o)
         case 'j': o->metrics = optarg; break;
         case 'O': o->output = optarg; break;
         case 'F': break; /* read by with_config */
+        case 'X' + 256: break; /* seen by main before MPI */
         case 'D' + 256: cfg->ckpt_dir = optarg; break;
         case 'N' + 256: rc = inum("--checkpoint-every", optarg, 0, 1000000000000000ULL, &cfg->ckpt_every); break;
         case 'Z' + 256: rc = num("--checkpoint-seconds", optarg, 0, 1e9, &cfg->ckpt_seconds); break;
@@ -854,6 +857,25 @@ int main(int argc, char **argv)
     dml_status_t st;
 
     dml_log_init("dml-train", -1);
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--check") != 0)
+            continue;
+        /* Options, --config and model spec checked without MPI or data: what
+         * a pipeline does before it submits anything. */
+        memset(&o, 0, sizeof(o));
+        dml_trainer_config_init(cfg);
+        o.resume = "auto";
+        o.signals = "USR1,USR2,TERM";
+        argv = with_config(&argc, argv, opts);
+        rc = argv == NULL ? 2 : parse_options(argc, argv, &o);
+        if (rc == 2) {
+            dml_error("%s", dml_error_message());
+            return 2;
+        }
+        if (rc == 0)
+            printf("dml-train: options and model %s are valid\n", o.model);
+        return 0;
+    }
     if (dml_tool_launch_check("dml-train"))
         return 2;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);

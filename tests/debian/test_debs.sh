@@ -40,7 +40,7 @@ apt-get install -y -q --no-install-recommends "${debs[@]}" >"$work/apt.log" 2>&1
 echo "ok: installed: $pkgs"
 
 ma=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
-for t in dml-data dml-train dml-ckpt dml-infer dml-topo dml-cluster; do
+for t in dml-data dml-train dml-ckpt dml-infer dml-topo dml-cluster dml-registry dml-pipeline; do
     [ "$(command -v $t)" = "/usr/bin/$t" ] || fail "$t is not /usr/bin/$t"
     [ -s "/usr/share/man/man1/$t.1.gz" ] || fail "no manual page for $t"
 done
@@ -52,6 +52,10 @@ grep -q "^#required /usr/lib/$ma/slurm-wlm/dml_spank.so" "$snip" || fail "$snip:
 [ "$(pkg-config --modversion slurm-dml)" = "$(dpkg-query -W -f '${Version}' libslurm-dml-dev)" ] ||
     fail "pkg-config does not find slurm-dml's installed version"
 [ -f /usr/include/slurm-dml/dml_train.h ] || fail "no headers in /usr/include/slurm-dml"
+# the pipeline finds its sbatch scripts and report beside it, in /usr/share/slurm-dml
+for f in train.sbatch infer-submit dml-pipeline-report; do
+    [ -x "/usr/share/slurm-dml/$f" ] || fail "/usr/share/slurm-dml/$f is not there for dml-pipeline"
+done
 /usr/bin/python3 -c 'import slurm_dml; assert slurm_dml.__file__.startswith("/usr/lib/python3/dist-packages/")' ||
     fail "/usr/bin/python3 does not import slurm_dml from dist-packages"
 echo "ok: tools, pages, plugin, commented plugstack.conf.d snippet, pkg-config, headers, Python package in place"
@@ -78,5 +82,10 @@ timeout 300 srun -N1 -n2 --mpi=pmix dml-infer run --model "$work/m.h5" --input "
     { cat "$work/infer.out" >&2; fail "dml-infer failed"; }
 /usr/bin/python3 -c 'import slurm_dml, sys; r = slurm_dml.read_report(sys.argv[1]); assert r["samples"] == 2000, r' \
     "$work/inf" || fail "the installed Python package cannot read the installed dml-infer's report"
-echo "ok: on a 2-node cluster with the installed plugin: srun --dml-gpus, dml-train (srun --mpi=pmix), dml-infer"
+v=$(dml-registry --registry "$work/reg" register "$work/m.h5" 2>/dev/null) &&
+    dml-registry --registry "$work/reg" alias production "$v" >/dev/null 2>&1 &&
+    timeout 300 srun -N1 -n1 --mpi=pmix dml-infer run --model "$work/reg:production" --input "$work/ds" \
+        --out "$work/inf2" --task 0 --tasks 1 >"$work/infer2.out" 2>&1 && dml-infer merge --out "$work/inf2" >/dev/null 2>&1 &&
+    grep -q "\"hash\": \"$v\"" "$work/inf2/report.json" || { cat "$work/infer2.out" >&2; fail "dml-registry and dml-infer --model REG:production failed"; }
+echo "ok: on a 2-node cluster with the installed plugin: srun --dml-gpus, dml-train (srun --mpi=pmix), dml-infer, dml-registry"
 echo PASS

@@ -38,11 +38,12 @@ echo "ok: headers in include/slurm-dml; a program on every library builds with p
 
 # Manual pages: installed, and each tool's page covers its --help.
 for page in man1/dml-data.1 man1/dml-train.1 man1/dml-ckpt.1 man1/dml-infer.1 man1/dml-topo.1 \
-    man1/dml-cluster.1 man8/dml_spank.8; do
+    man1/dml-cluster.1 man1/dml-registry.1 man1/dml-pipeline.1 man8/dml_spank.8; do
     [ -s "$mandir/$page" ] || fail "no manual page $mandir/$page"
 done
 bash "$srcdir/install/check_man.sh" "$mandir" "$bindir/dml-data" "$bindir/dml-train" "$bindir/dml-ckpt" \
-    "$bindir/dml-infer" "$bindir/dml-topo" "$bindir/dml-cluster" || fail "the manual pages do not cover --help"
+    "$bindir/dml-infer" "$bindir/dml-topo" "$bindir/dml-cluster" "$bindir/dml-registry" \
+    "$bindir/dml-pipeline" || fail "the manual pages do not cover --help"
 echo "ok: manual pages for every tool and the plugin, covering every option of --help"
 if [ -n "${pythondir:-}" ] && [ "${PYTHON:-:}" != : ]; then
     got=$(PYTHONPATH=$pythondir "$PYTHON" -c 'import slurm_dml, sys

@@ -8,7 +8,8 @@
 . "$(dirname "$0")/../lib.sh"
 src=$abs_top_srcdir
 bash "$src/tests/install/check_man.sh" "$src/man" "$data" "$train" "$ckpt" "$infer" \
-    "$abs_top_builddir/spank-plugin/dml-topo" "$abs_top_builddir/jobs/dml-cluster" ||
+    "$abs_top_builddir/spank-plugin/dml-topo" "$abs_top_builddir/jobs/dml-cluster" "$registry" \
+    "$src/jobs/dml-pipeline" ||
     fail "a manual page lacks options of its tool's --help, or does not format cleanly"
 page=$(sed -e 's/\\f[BIRP]//g' -e 's/\\-/-/g' "$src/man/dml_spank.8")
 opts=$(sed -n 's/^ *{"\(dml-[a-z-]*\)",.*/\1/p' "$src/spank-plugin/dml_spank.c")
@@ -17,4 +18,4 @@ keys=$(grep -o 'strcmp(key, "[a-z_]*")' "$src/spank-plugin/args.c" | sed 's/.*"\
     fail "could not read the plugin's options ($opts) and keys ($keys) from its source"
 for o in $opts; do grep -qF -- "--$o" <<<"$page" || fail "dml_spank.8 lacks the user option --$o"; done
 for k in $keys; do grep -qF -- "$k=" <<<"$page" || fail "dml_spank.8 lacks the plugstack key $k="; done
-echo "ok: 6 tool pages cover their --help; dml_spank.8 covers $(wc -w <<<"$opts") options and $(wc -w <<<"$keys") keys"
+echo "ok: 8 tool pages cover their --help; dml_spank.8 covers $(wc -w <<<"$opts") options and $(wc -w <<<"$keys") keys"

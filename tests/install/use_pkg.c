@@ -12,6 +12,7 @@
 #include <dml_log.h>
 #include <dml_mpi.h>
 #include <dml_nn.h>
+#include <dml_registry.h>
 #include <dml_status.h>
 #include <dml_topo.h>
 #include <dml_train.h>
@@ -38,6 +39,7 @@ int main(int argc, char **argv)
     float probs[10], sum = 0;
     dml_model_spec_t spec;
     dml_model_t *m = NULL;
+    dml_registry_t *reg = NULL;
     dml_dataset_t *ds = NULL;
     dml_opt_config_t oc;
     dml_ckpt_config_t cc;
@@ -65,6 +67,9 @@ int main(int argc, char **argv)
     CHECK(mc.drift_threshold > 0, "dml_infer_merge_config_init");
     CHECK(strcmp(dml_net_name(DML_NET_TCP), "tcp") == 0, "dml_net_name");
     CHECK(strcmp(dml_status_string(DML_ERR_CHECKSUM), "") != 0, "dml_status_string");
+    /* a registry that is not there is named, not created */
+    CHECK(dml_registry_open("/nonexistent/slurm-dml-registry", 0, &reg) == DML_ERR_NOT_FOUND,
+          "dml_registry_open of a missing registry: %s", dml_error_message());
     printf("use_pkg: ok: %llu samples in %s; %s with %zu parameters\n",
            (unsigned long long)dml_dataset_samples(ds), argv[1], text, dml_model_nparams(m));
     dml_model_free(m);

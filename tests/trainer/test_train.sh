@@ -93,4 +93,16 @@ grep -q "the training loss became .* at step [0-9]* (epoch 1); last good: step" 
     fail "no clear NaN message: $out"
 cmp -s "$work/a.h5" "$work/keep.h5" || fail "the earlier model file was overwritten"
 json "$work/nan.jsonl" >/dev/null || fail "the metrics of a diverging run are not JSON lines"
+
+# --check: options, config and spec checked without MPI or data, nothing written.
+printf '[train]\nmodel = cnn-bn\nlr = 0.001\noptimizer = adamw\n' >"$work/ok.ini"
+out=$("$train" --check --config "$work/ok.ini" --train "$work/nodata" --output "$work/never.h5" 2>&1) ||
+    fail "--check refused a valid config: $out"
+grep -q "options and model cnn-bn are valid" <<<"$out" && [ ! -e "$work/never.h5" ] || fail "--check: $out"
+for bad in "--model cnnx:unknown layer" "--lr -1:--lr '-1'" "--optimizer adam:sgd or adamw" "--learning-rate 3:unknown option"; do
+    rc=0
+    # shellcheck disable=SC2086 # the option and its value are two words
+    out=$("$train" --check --train "$work/nodata" --model cnn ${bad%%:*} 2>&1) || rc=$?
+    [ $rc -eq 2 ] && grep -qF -- "${bad#*:}" <<<"$out" || fail "--check with ${bad%%:*}: exit $rc, $out"
+done
 echo PASS

@@ -1,0 +1,368 @@
+/*
+ * dml-registry: the model registry from the command line and from jobs
+ * (register, list, show, alias, rollback, verify, gc, resolve). No MPI and
+ * no server: any job on any node may run it at the same time as others.
+ * The work is in dml_registry.h.
+ */
+#include "config.h"
+
+#include <hdf5.h>
+
+#include "dml_log.h"
+#include "dml_nn.h"
+#include "dml_registry.h"
+#include "dml_tool.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: dml-registry --registry DIR COMMAND [ARGS] [OPTIONS]\n\n"
+            "Commands:\n"
+            "  register MODEL        add a model file or checkpoint as a version (its hash);\n"
+            "                        prints the version. Registering it again changes nothing\n"
+            "  list                  the versions, oldest first: version, time, name, spec,\n"
+            "                        metrics, aliases (--json: the records)\n"
+            "  show REF              a version's record with its lineage (JSON)\n"
+            "  path REF              the model file of REF, for other tools\n"
+            "  alias NAME REF        point alias NAME at REF (a compare-and-set with --expect)\n"
+            "  alias NAME            the alias's version and history (JSON)\n"
+            "  rollback NAME         the alias back to the version it named before\n"
+            "                        (--to REF: to that one)\n"
+            "  verify                check every version's record, model file and hash, and\n"
+            "                        every alias; names what is damaged or foreign\n"
+            "  hash MODEL            a model file's hash, the version it would be (no\n"
+            "                        registry needed)\n"
+            "  gc                    remove versions no alias names, except the newest\n"
+            "                        --keep, and a killed registration's leftovers\n\n"
+            "REF: an alias, a version (16 hex digits) or a unique prefix of 4 or more.\n"
+            "dml-infer --model DIR:REF takes a registry's model the same way.\n\n"
+            "Options:\n"
+            "  --registry DIR        the registry (created by the first register) [DML_REGISTRY]\n"
+            "  --name NAME           register: a name for the version (a variant's name)\n"
+            "  --param KEY=VALUE     register: a hyperparameter (repeatable)\n"
+            "  --metric KEY=NUMBER   register: a metric (repeatable), e.g. val_accuracy=0.91\n"
+            "  --checkpoint PATH     register: the checkpoint the model came from\n"
+            "  --lineage FILE        register: a JSON object of more lineage\n"
+            "  --job ID              register: the job [SLURM_JOB_ID, or the array task's]\n"
+            "  --expect REF|none     alias: set only if the alias names REF now (none: no\n"
+            "                        such alias yet); exit 4 and change nothing otherwise\n"
+            "  --note TEXT           alias, rollback: why, kept in the alias's history\n"
+            "  --to REF              rollback: the version to go back to\n"
+            "  --keep N              gc: newest versions kept even without an alias [3]\n"
+            "  --dry-run             gc: say what would go\n"
+            "  --json                list: JSON\n\n"
+            "Exit status: 0 done, 1 failed (verify: problems found), 2 usage, 4 --expect\n"
+            "did not hold. Messages go to stderr.\n");
+}
+
+enum { O_REG = 256, O_NAME, O_PARAM, O_METRIC, O_CKPT, O_LINEAGE, O_JOB, O_EXPECT, O_NOTE, O_TO,
+       O_KEEP, O_DRY, O_JSON, O_HELP };
+
+static const struct option opts[] = {
+    {"registry", required_argument, 0, O_REG}, {"name", required_argument, 0, O_NAME},
+    {"param", required_argument, 0, O_PARAM},  {"metric", required_argument, 0, O_METRIC},
+    {"checkpoint", required_argument, 0, O_CKPT}, {"lineage", required_argument, 0, O_LINEAGE},
+    {"job", required_argument, 0, O_JOB},      {"expect", required_argument, 0, O_EXPECT},
+    {"note", required_argument, 0, O_NOTE},    {"to", required_argument, 0, O_TO},
+    {"keep", required_argument, 0, O_KEEP},    {"dry-run", no_argument, 0, O_DRY},
+    {"json", no_argument, 0, O_JSON},          {"help", no_argument, 0, O_HELP},
+    {0, 0, 0, 0}};
+
+typedef struct {
+    const char *dir, *expect, *note, *to, *lineage_file;
+    json_t *lineage; /* name, params, metrics, checkpoint, job */
+    int keep, dry_run, json;
+} options_t;
+
+/* KEY=VALUE into obj[member][KEY]; numbers only for metrics. */
+static int add_pair(json_t *lineage, const char *member, const char *opt, const char *kv, int number)
+{
+    const char *eq = strchr(kv, '=');
+    char key[256], *end;
+    json_t *obj = json_object_get(lineage, member), *val;
+    double x;
+
+    if (eq == NULL || eq == kv || (size_t)(eq - kv) >= sizeof(key)) {
+        dml_error("%s '%s': not KEY=VALUE", opt, kv);
+        return -1;
+    }
+    memcpy(key, kv, (size_t)(eq - kv));
+    key[eq - kv] = '\0';
+    if (number) {
+        errno = 0;
+        x = strtod(eq + 1, &end);
+        if (eq[1] == '\0' || *end != '\0' || errno != 0) {
+            dml_error("%s %s: '%s' is not a number", opt, key, eq + 1);
+            return -1;
+        }
+        val = json_real(x);
+    } else {
+        val = json_string(eq + 1);
+    }
+    if (obj == NULL) {
+        obj = json_object();
+        json_object_set_new(lineage, member, obj);
+    }
+    if (val == NULL || json_object_set_new(obj, key, val) != 0) {
+        dml_error("%s '%s': not valid UTF-8 text", opt, kv);
+        return -1;
+    }
+    return 0;
+}
+
+static void show_finding(void *arg, const char *entry, dml_status_t st, const char *detail)
+{
+    (void)arg;
+    if (st == DML_OK)
+        printf("ok       %s: %s\n", entry, detail);
+    else
+        printf("PROBLEM  %s: %s\n", entry, detail);
+}
+
+static void print_list(const char *text)
+{
+    json_t *arr = json_loads(text, 0, NULL), *v, *m, *x;
+    size_t i, j;
+    const char *k;
+
+    printf("%-16s  %-20s  %-14s  %-24s  %-28s  %s\n", "VERSION", "REGISTERED", "NAME", "SPEC",
+           "METRICS", "ALIASES");
+    json_array_foreach(arr, i, v) {
+        char metrics[256] = "", aliases[256] = "";
+        size_t n = 0;
+        m = json_object_get(v, "metrics");
+        json_object_foreach(m, k, x)
+            if (n < sizeof(metrics))
+                n += (size_t)snprintf(metrics + n, sizeof(metrics) - n, "%s%s=%.4g", n ? " " : "",
+                                      k, json_number_value(x));
+        n = 0;
+        json_array_foreach(json_object_get(v, "aliases"), j, x)
+            if (n < sizeof(aliases))
+                n += (size_t)snprintf(aliases + n, sizeof(aliases) - n, "%s%s", n ? "," : "",
+                                      json_string_value(x));
+        printf("%-16s  %-20s  %-14s  %-24.24s  %-28s  %s\n", json_string_value(json_object_get(v, "version")),
+               json_string_value(json_object_get(v, "registered")),
+               json_string_value(json_object_get(v, "name")) ? json_string_value(json_object_get(v, "name")) : "-",
+               json_string_value(json_object_get(v, "spec")), *metrics ? metrics : "-",
+               *aliases ? aliases : "-");
+    }
+    json_decref(arr);
+}
+
+/* Who does it, for an alias's history: user, host, job. */
+static void who(char *buf, size_t len, const char *note)
+{
+    char host[256] = "?";
+    struct passwd *pw = getpwuid(getuid());
+    const char *job = getenv("SLURM_JOB_ID");
+
+    gethostname(host, sizeof(host) - 1);
+    snprintf(buf, len, "%s%s%s@%s%s%s", note ? note : "", note ? " (" : "", pw ? pw->pw_name : "?",
+             host, job ? " job " : "", job ? job : "");
+    if (note)
+        strncat(buf, ")", len - strlen(buf) - 1);
+}
+
+int main(int argc, char **argv)
+{
+    options_t o;
+    dml_registry_t *r = NULL;
+    const char *cmd;
+    char version[17], prev[17], path[4400], note[1024], *text = NULL;
+    int c, rc = 1, existed, n;
+    dml_status_t st = DML_OK;
+
+    dml_log_init("dml-registry", -1);
+    memset(&o, 0, sizeof(o));
+    o.keep = 3;
+    o.dir = getenv("DML_REGISTRY");
+    o.lineage = json_object();
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case O_REG: o.dir = optarg; break;
+        case O_NAME: json_object_set_new(o.lineage, "name", json_string(optarg)); break;
+        case O_PARAM: if (add_pair(o.lineage, "params", "--param", optarg, 0)) goto usage_err; break;
+        case O_METRIC: if (add_pair(o.lineage, "metrics", "--metric", optarg, 1)) goto usage_err; break;
+        case O_CKPT: json_object_set_new(o.lineage, "checkpoint", json_string(optarg)); break;
+        case O_LINEAGE: o.lineage_file = optarg; break;
+        case O_JOB: json_object_set_new(o.lineage, "job", json_string(optarg)); break;
+        case O_EXPECT: o.expect = optarg; break;
+        case O_NOTE: o.note = optarg; break;
+        case O_TO: o.to = optarg; break;
+        case O_KEEP:
+            o.keep = atoi(optarg);
+            if (o.keep < 1 || strspn(optarg, "0123456789") != strlen(optarg)) {
+                dml_error("--keep '%s': not a whole number of at least 1", optarg);
+                goto usage_err;
+            }
+            break;
+        case O_DRY: o.dry_run = 1; break;
+        case O_JSON: o.json = 1; break;
+        case O_HELP: usage(stdout); rc = 0; goto out;
+        case ':': dml_error("%s: needs a value (see --help)", argv[optind - 1]); goto usage_err;
+        default: dml_error("unknown option '%s' (see --help)", argv[optind - 1]); goto usage_err;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        goto usage_err;
+    }
+    cmd = argv[optind++];
+    n = argc - optind;
+    if (strcmp(cmd, "hash") == 0) {
+        dml_model_t *m = NULL;
+        dml_model_info_t info;
+        if (n != 1) {
+            dml_error("hash: give one model file (see --help)");
+            goto usage_err;
+        }
+        dml_tool_hdf5_quiet();
+        memset(&info, 0, sizeof(info));
+        if ((st = dml_model_load(argv[optind], 1, &m, &info)) != DML_OK)
+            goto fail;
+        printf("%s\n", info.hash);
+        dml_model_free(m);
+        dml_model_info_free(&info);
+        rc = 0;
+        goto out;
+    }
+    if (o.dir == NULL || *o.dir == '\0') {
+        dml_error("no registry: give --registry DIR (or set DML_REGISTRY)");
+        goto usage_err;
+    }
+#define NARGS(lo, hi)                                                                        \
+    if (n < (lo) || n > (hi)) {                                                              \
+        dml_error("%s: %s (see --help)", cmd, n < (lo) ? "missing argument" : "too many arguments"); \
+        goto usage_err;                                                                      \
+    }
+    /* A damaged model file is reported by the library, naming it. */
+    dml_tool_hdf5_quiet();
+
+    if (strcmp(cmd, "register") == 0) {
+        NARGS(1, 1);
+        if (o.lineage_file != NULL) {
+            json_error_t e;
+            json_t *f = json_load_file(o.lineage_file, JSON_REJECT_DUPLICATES, &e);
+            if (f == NULL || !json_is_object(f)) {
+                dml_error("--lineage %s: not a JSON object (%s)", o.lineage_file, f ? "another value" : e.text);
+                json_decref(f);
+                goto usage_err;
+            }
+            json_object_update_missing(o.lineage, f);
+            json_decref(f);
+        }
+        if (json_object_get(o.lineage, "job") == NULL && getenv("SLURM_JOB_ID") != NULL) {
+            const char *aj = getenv("SLURM_ARRAY_JOB_ID"), *at = getenv("SLURM_ARRAY_TASK_ID");
+            char job[64];
+            if (aj && at)
+                snprintf(job, sizeof(job), "%s_%s", aj, at);
+            else
+                snprintf(job, sizeof(job), "%s", getenv("SLURM_JOB_ID"));
+            json_object_set_new(o.lineage, "job", json_string(job));
+        }
+        text = json_dumps(o.lineage, 0);
+        if ((st = dml_registry_open(o.dir, 1, &r)) != DML_OK ||
+            (st = dml_registry_register(r, argv[optind], text, version, &existed)) != DML_OK)
+            goto fail;
+        printf("%s\n", version);
+        dml_info("%s: version %s %s", argv[optind], version,
+                 existed ? "was registered already: nothing changed" : "registered");
+    } else if (strcmp(cmd, "list") == 0) {
+        NARGS(0, 0);
+        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK || (st = dml_registry_list_json(r, &text)) != DML_OK)
+            goto fail;
+        if (o.json)
+            printf("%s\n", text);
+        else
+            print_list(text);
+    } else if (strcmp(cmd, "show") == 0) {
+        NARGS(1, 1);
+        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
+            (st = dml_registry_show_json(r, argv[optind], &text)) != DML_OK)
+            goto fail;
+        printf("%s\n", text);
+    } else if (strcmp(cmd, "path") == 0) {
+        NARGS(1, 1);
+        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
+            (st = dml_registry_resolve(r, argv[optind], version, path, sizeof(path))) != DML_OK)
+            goto fail;
+        printf("%s\n", path);
+    } else if (strcmp(cmd, "alias") == 0) {
+        NARGS(1, 2);
+        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK)
+            goto fail;
+        if (n == 1) {
+            if ((st = dml_registry_alias_json(r, argv[optind], &text)) != DML_OK)
+                goto fail;
+            printf("%s\n", text);
+        } else {
+            who(note, sizeof(note), o.note);
+            st = dml_registry_alias_set(r, argv[optind], argv[optind + 1], o.expect, note, prev);
+            if (st == DML_ERR_MISMATCH) {
+                dml_error("%s", dml_error_message());
+                rc = 4;
+                goto out;
+            }
+            if (st != DML_OK)
+                goto fail;
+            if (dml_registry_resolve(r, argv[optind], version, NULL, 0) != DML_OK)
+                goto fail;
+            printf("%s\n", version);
+            if (strcmp(prev, version) == 0)
+                dml_info("alias %s already names %s: unchanged", argv[optind], version);
+            else
+                dml_info("alias %s: %s -> %s", argv[optind], *prev ? prev : "(new)", version);
+        }
+    } else if (strcmp(cmd, "rollback") == 0) {
+        NARGS(1, 1);
+        who(note, sizeof(note), o.note ? o.note : "rollback");
+        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
+            (st = dml_registry_alias_rollback(r, argv[optind], o.to, note, version, prev)) != DML_OK)
+            goto fail;
+        printf("%s\n", version);
+        dml_info("alias %s rolled back: %s -> %s", argv[optind], prev, version);
+    } else if (strcmp(cmd, "verify") == 0) {
+        NARGS(0, 0);
+        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
+            (st = dml_registry_verify(r, show_finding, NULL, &n)) != DML_OK)
+            goto fail;
+        if (n > 0) {
+            dml_error("%s: %d entr%s damaged or foreign (PROBLEM lines); the others are usable",
+                      o.dir, n, n == 1 ? "y" : "ies");
+            goto out;
+        }
+        printf("%s: every version and alias is sound\n", o.dir);
+    } else if (strcmp(cmd, "gc") == 0) {
+        NARGS(0, 0);
+        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
+            (st = dml_registry_gc(r, o.keep, o.dry_run, show_finding, NULL, &n)) != DML_OK)
+            goto fail;
+        printf("%d entr%s %s\n", n, n == 1 ? "y" : "ies", o.dry_run ? "would be removed" : "removed");
+    } else {
+        dml_error("unknown command '%s' (see --help)", cmd);
+        goto usage_err;
+    }
+    rc = 0;
+    goto out;
+fail:
+    dml_error("%s", dml_error_message());
+    rc = 1;
+    goto out;
+usage_err:
+    rc = 2;
+out:
+    free(text);
+    json_decref(o.lineage);
+    dml_registry_close(r);
+    return rc;
+}

@@ -1,0 +1,169 @@
+#!/bin/bash
+# The model registry (dml-registry) on its own, and dml-infer --model REG:REF:
+#  (a) register: the version is the model's hash (dml-registry hash, and the
+#      hash dml-infer's report gives the same file); registering it again
+#      changes nothing; lineage from the model file and from the options;
+#      a checkpoint registers as the model it holds;
+#  (b) aliases: set, compare-and-set (--expect) refused without a change
+#      when the alias moved, rollback, history; bad names refused;
+#  (c) dml-infer --model REG:alias infers with the alias's version;
+#  (d) damage: a changed model file, a broken version record, a foreign
+#      entry and a broken alias are each named by verify (exit 1) while the
+#      other versions stay usable; leftovers of a killed registration and a
+#      half-written alias are ignored by readers and removed by gc;
+#  (e) registrations killed with SIGKILL at many points: the registry
+#      verifies and the alias names the old version or the new one;
+#  (f) gc removes only versions no alias names beyond --keep;
+#  (g) bad input: a registry in a directory of other files, a missing model,
+#      a non-model file, bad --metric: refused, nothing written.
+. "$(dirname "$0")/../lib.sh"
+make_work registry
+cd "$work"
+reg=$work/reg
+R() { "$registry" --registry "$reg" "$@"; }
+
+"$data" synth --out ds --samples 600 --shape 12 --classes 3 --seed 1 >/dev/null 2>&1 || fail "dml-data synth failed"
+for s in 1 2 3 4; do
+    "$train" --train ds --model mlp:12-8-3 --epochs 1 --batch 32 --seed "$s" --log-every 0 \
+        --output "m$s.h5" >/dev/null 2>&1 || fail "training model $s failed"
+done
+"$train" --train ds --model mlp:12-8-3 --epochs 1 --batch 32 --seed 9 --log-every 0 --checkpoint-dir ck \
+    --checkpoint-every 5 --output m9.h5 >/dev/null 2>&1 || fail "training with checkpoints failed"
+
+# ---- (a) register ------------------------------------------------------------
+h1=$("$registry" hash m1.h5) && [[ $h1 =~ ^[0-9a-f]{16}$ ]] || fail "dml-registry hash m1.h5 gave '$h1'"
+v1=$(R register m1.h5 --name first --param lr=0.05 --param model=mlp:12-8-3 --metric val_accuracy=0.75 \
+    --job 77 2>err) || fail "register m1.h5 failed: $(cat err)"
+[ "$v1" = "$h1" ] || fail "register printed $v1, not the model's hash $h1"
+v1b=$(R register m1.h5 2>err) || fail "registering m1.h5 again failed"
+[ "$v1b" = "$v1" ] && grep -q "registered already" err || fail "registering again did not say it was there: $(cat err)"
+[ "$(ls reg/versions | wc -l)" -eq 1 ] || fail "registering again made another version"
+R show "$v1" >show.json
+[ "$(json show.json 'd["name"], d["params"]["lr"], d["metrics"]["val_accuracy"], d["job"], d["spec"], d["dataset"]["hash"]')" = \
+  "('first', '0.05', 0.75, '77', 'mlp:12-8-3', '$("$data" inspect ds | sed -n 's/^content hash: *//p')')" ] ||
+    fail "the lineage is not what was registered: $(cat show.json)"
+v2=$(R register m2.h5 --name second --metric val_accuracy=0.8)
+v3=$(R register m3.h5 --name third)
+ck=$(ls ck/ckpt-*.h5 | tail -n 1)
+v9=$(R register "$ck" --checkpoint "$ck") || fail "registering a checkpoint failed"
+[ "$v9" = "$("$registry" hash m9.h5)" ] || fail "the checkpoint registered as $v9, not as the model it holds ($("$registry" hash m9.h5))"
+R list >list.txt
+for v in "$v1" "$v2" "$v3" "$v9"; do grep -q "^$v " list.txt || fail "list lacks $v: $(cat list.txt)"; done
+[ "$(R list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 4 ] || fail "list --json does not hold 4 versions"
+echo "ok: register, idempotent re-registration, lineage, checkpoint, list"
+
+# ---- (b) aliases -------------------------------------------------------------
+R alias production "$v1" --expect none >/dev/null || fail "setting a new alias with --expect none failed"
+rc=0; R alias production "$v2" --expect none >/dev/null 2>err || rc=$?
+[ $rc -eq 4 ] && grep -q "changed meanwhile" err || fail "--expect none on an existing alias: exit $rc, $(cat err)"
+rc=0; R alias production "$v2" --expect "$v3" >/dev/null 2>err || rc=$?
+[ $rc -eq 4 ] || fail "--expect of another version: exit $rc (want 4)"
+[ "$(R path production)" = "$reg/versions/$v1/model.h5" ] || fail "a refused compare-and-set changed the alias"
+R alias production "${v2:0:6}" --expect "$v1" --note "better" >/dev/null || fail "compare-and-set by prefix failed"
+[ "$(R path production)" = "$reg/versions/$v2/model.h5" ] || fail "production does not name $v2"
+back=$(R rollback production) && [ "$back" = "$v1" ] || fail "rollback went to '$back', not $v1"
+R alias production >alias.json
+[ "$(json alias.json 'len(d["history"]), d["history"][1]["note"].startswith("better"), d["history"][2]["action"], d["version"]')" = \
+  "(3, True, 'rollback', '$v1')" ] || fail "the alias history is wrong: $(cat alias.json)"
+for bad in "" ".x" "-x" "a/b" "$v1"; do
+    rc=0; R alias "$bad" "$v1" >/dev/null 2>err || rc=$?
+    [ $rc -ne 0 ] || fail "alias name '$bad' was accepted"
+done
+rc=0; R alias staging ffffffffffffffff >/dev/null 2>err || rc=$?
+[ $rc -eq 1 ] && grep -q "no version or alias 'ffffffffffffffff'" err || fail "an alias to a missing version: exit $rc, $(cat err)"
+echo "ok: aliases: compare-and-set refused without change, rollback, history with notes, bad names"
+
+# ---- (c) dml-infer --model REG:alias --------------------------------------------
+"$infer" run --model "$reg:production" --input ds --out inf --task 0 --tasks 1 >/dev/null 2>err ||
+    fail "dml-infer --model REG:production failed: $(cat err)"
+"$infer" merge --out inf >/dev/null 2>&1 || fail "merge failed"
+[ "$(json inf/report.json 'd["model"]["hash"]')" = "$v1" ] || fail "dml-infer used $(json inf/report.json 'd["model"]["hash"]'), not production's $v1"
+"$infer" run --model "$reg:${v3:0:8}" --input ds --out inf3 --task 0 --tasks 1 >/dev/null 2>&1 &&
+    "$infer" merge --out inf3 >/dev/null 2>&1 && [ "$(json inf3/report.json 'd["model"]["hash"]')" = "$v3" ] ||
+    fail "dml-infer --model REG:PREFIX did not use $v3"
+rc=0; "$infer" run --model "$reg:nosuch" --input ds --out inf4 --task 0 --tasks 1 >/dev/null 2>err || rc=$?
+[ $rc -eq 2 ] && grep -q "no version or alias 'nosuch'" err && [ ! -e inf4 ] ||
+    fail "dml-infer with a missing alias: exit $rc, $(cat err)"
+echo "ok: dml-infer --model REG:alias and REG:prefix use that version; a missing alias is named"
+
+# ---- (d) damage ----------------------------------------------------------------
+R verify >verify.out || fail "a sound registry does not verify: $(cat verify.out)"
+cp -a reg reg.bak
+# a bit of the weights flipped through HDF5 itself: only the model's own checksums see it
+"$abs_top_builddir/tests/ckpt/h5poke" "reg/versions/$v2/model.h5" flip /weights >/dev/null ||
+    fail "h5poke could not change the model file"
+echo '{"format": "slurm-dml registry version", "version": "0000"' >"reg/versions/$v3/version.json"
+mkdir reg/versions/notaversion
+echo 'nonsense' >reg/aliases/broken.json
+mkdir -p reg/tmp/reg-leftover && echo partial >reg/tmp/reg-leftover/model.h5
+echo '{"format": "slurm-dml registry alias", "alias": "prod' >reg/aliases/production.json.tmp.12345
+rc=0; R verify >verify.out 2>err || rc=$?
+[ $rc -eq 1 ] || fail "verify of a damaged registry exited $rc: $(cat verify.out err)"
+grep -q "PROBLEM  versions/$v2: " verify.out || fail "verify does not name the changed model $v2: $(cat verify.out)"
+grep -q "PROBLEM  versions/$v3: .*version.json" verify.out || fail "verify does not name the broken record of $v3"
+grep -q "PROBLEM  versions/notaversion: foreign" verify.out || fail "verify does not name the foreign entry"
+grep -q "PROBLEM  aliases/broken.json" verify.out || fail "verify does not name the broken alias"
+grep -q "ok       versions/$v1: sound" verify.out && grep -q "ok       aliases/production.json: names $v1" verify.out ||
+    fail "verify does not find the sound entries sound: $(cat verify.out)"
+[ "$(grep -c PROBLEM verify.out)" -eq 4 ] || fail "verify names other problems than the 4 made: $(cat verify.out)"
+[ "$(R path production)" = "$reg/versions/$v1/model.h5" ] || fail "production is not usable beside the damage"
+R list >list.txt && grep -q "^$v1 " list.txt && ! grep -q "^$v3 " list.txt || fail "list does not skip the broken record: $(cat list.txt)"
+touch -d '2 hours ago' reg/tmp/reg-leftover
+R gc --keep 10 >gc.out || fail "gc failed"
+[ ! -e reg/tmp/reg-leftover ] || fail "gc left a stale registration leftover"
+rm -rf reg && mv reg.bak reg
+echo "ok: verify names a changed model, a broken record, a foreign entry and a broken alias; the rest stays usable"
+
+# ---- (e) registrations and alias updates killed at many points ----------------------
+"$data" synth --out big --samples 600 --shape 256 --classes 3 --seed 2 >/dev/null 2>&1
+"$train" --train big --model mlp:256-512-512-3 --epochs 1 --batch 64 --log-every 0 --output big.h5 >/dev/null 2>&1 ||
+    fail "training the larger model failed"
+hb=$("$registry" hash big.h5)
+killed=0
+for d in 0.00 0.01 0.02 0.03 0.05 0.08 0.12 0.2; do
+    ( exec "$registry" --registry "$reg" register big.h5 >/dev/null 2>&1 ) &
+    p=$!
+    sleep "$d"
+    kill -KILL "$p" 2>/dev/null && killed=$((killed + 1))
+    wait "$p" 2>/dev/null || true
+    R verify >verify.out 2>&1 || fail "after a registration killed at +$d s the registry does not verify: $(cat verify.out)"
+    [ ! -e "reg/versions/$hb" ] || R path "$hb" >/dev/null || fail "a killed registration left version $hb unusable"
+    rm -rf "reg/versions/$hb"
+    ( exec "$registry" --registry "$reg" alias production "$v2" >/dev/null 2>&1 ) &
+    p=$!
+    sleep "$d"
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+    now=$(R alias production | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])') ||
+        fail "after an alias update killed at +$d s the alias does not read"
+    [ "$now" = "$v1" ] || [ "$now" = "$v2" ] || fail "the alias names $now, neither the old nor the new version"
+    R alias production "$v1" >/dev/null
+done
+echo "ok: registrations and alias updates killed by SIGKILL at 8 points ($killed while running): registry sound, alias old or new"
+
+# ---- (f) gc --------------------------------------------------------------------
+v4=$(R register m4.h5)
+R alias staging "$v3" >/dev/null
+R gc --keep 1 --dry-run >gc.out
+[ "$(ls reg/versions | wc -l)" -eq 5 ] || fail "gc --dry-run removed something"
+R gc --keep 1 >gc.out || fail "gc failed: $(cat gc.out)"
+for v in "$v1" "$v3" "$v4"; do [ -d "reg/versions/$v" ] || fail "gc removed $v (aliased or newest): $(cat gc.out)"; done
+for v in "$v2" "$v9"; do [ ! -e "reg/versions/$v" ] || fail "gc kept $v, which no alias names: $(cat gc.out)"; done
+R verify >/dev/null || fail "the registry does not verify after gc"
+echo "ok: gc removes what no alias names beyond --keep"
+
+# ---- (g) bad input --------------------------------------------------------------
+mkdir other && echo mine >other/notes.txt
+rc=0; "$registry" --registry other register m1.h5 >/dev/null 2>err || rc=$?
+[ $rc -eq 1 ] && grep -q "holds other files" err && [ "$(ls other)" = notes.txt ] ||
+    fail "registering into a directory of other files: exit $rc, $(cat err), $(ls other)"
+rc=0; R register nosuch.h5 >/dev/null 2>err || rc=$?
+[ $rc -eq 1 ] && grep -q "nosuch.h5" err || fail "a missing model: exit $rc, $(cat err)"
+rc=0; R register ds/index.h5 >/dev/null 2>err || rc=$?
+[ $rc -eq 1 ] && grep -q "index.h5" err || fail "a dataset file registered as a model: exit $rc, $(cat err)"
+rc=0; R register m1.h5 --metric acc=high >/dev/null 2>err || rc=$?
+[ $rc -eq 2 ] && grep -q "'high' is not a number" err || fail "--metric acc=high: exit $rc, $(cat err)"
+rc=0; "$registry" list >/dev/null 2>err || rc=$?
+[ $rc -eq 2 ] && grep -q "no registry" err || fail "no --registry: exit $rc, $(cat err)"
+[ "$(ls reg/versions | wc -l)" -eq 3 ] || fail "refused registrations changed the registry"
+echo "ok: bad input refused, naming the cause; nothing written"
