@@ -18,8 +18,9 @@
 #      the steps after it run again;
 #  (e) a worse candidate (its own config, same registry): not promoted, both
 #      figures reported, production unchanged; a better one: promoted;
-#  (f) configs with an unknown model, a bad hyperparameter or a key the
-#      pipeline owns: refused before any job is submitted.
+#  (f) configs with an unknown model, a bad hyperparameter, a key the
+#      pipeline owns or a variant given twice: refused before any job is
+#      submitted; a submission sbatch refuses: nothing of it left queued.
 . "$(dirname "$0")/lib.sh"
 cluster_start 3
 work=$CLUSTER_DIR/work
@@ -200,4 +201,10 @@ for b in bad1:'unknown layer "cnnx"' bad2:"--lr '-1'" bad3:'set by the pipeline'
         fail_logs "config ${b%%:*}: exit $rc, not refused naming '${b#*:}'" "${b%%:*}.out"
 done
 [ "$(squeue -h -t all | wc -l)" -eq "$before" ] || fail "a refused config submitted jobs"
-echo "ok: (f) bad configs refused before anything is submitted"
+# a submission sbatch refuses half-way: nothing of it stays queued
+rc=0
+"$pipeline" --dir "$work/pipe-f" --config a.ini --fashion-mnist "$fm" --sbatch "--partition=nosuch" >subf.out 2>&1 || rc=$?
+[ $rc -eq 1 ] && grep -q "invalid partition" subf.out && grep -q "failed: submission" "$work"/pipe-f/runs/*/status ||
+    fail_logs "a submission sbatch refused: exit $rc" subf.out
+[ "$(squeue -h | wc -l)" -eq 0 ] || fail "a failed submission left jobs queued: $(squeue)"
+echo "ok: (f) bad configs refused before anything is submitted; a failed submission leaves nothing queued"
