@@ -205,6 +205,69 @@ dml_status_t dml_model_own_arrays(dml_model_t *m);
  * set (a rank per core: 1). */
 void dml_nn_set_threads(int n);
 
+/* ---- devices -------------------------------------------------------------------
+ *
+ * Where a model computes: the CPU, or an NVIDIA GPU through CUDA where the
+ * library was built with the GPU path (configure found CUDA, cuBLAS, cuDNN,
+ * NCCL and nvcc). GPUs are numbered as the CUDA runtime numbers those this
+ * process sees: under Slurm with the SPANK plugin's --dml-gpus (or
+ * --gpus-per-task) that is the task's own GPU alone, number 0.
+ */
+typedef enum {
+    DML_DEVICE_CPU = 0,
+    DML_DEVICE_CUDA = 1
+} dml_device_kind_t;
+
+typedef struct {
+    dml_device_kind_t kind;
+    int index;                   /* CUDA: the runtime's number of the GPU */
+    char name[256];              /* "NVIDIA H200"; "cpu" */
+    char pci_bus_id[32];         /* "0000:19:00.0": the one name nvidia-smi, hwloc and Slurm share */
+    uint64_t memory;             /* CUDA: the GPU's memory, bytes */
+    int cc_major, cc_minor;      /* CUDA: compute capability (9.0: Hopper) */
+} dml_device_t;
+
+/* Whether this library was built with the GPU path. */
+int dml_nn_have_cuda(void);
+
+/* The GPUs this process sees. 0 where there are none (no GPU, no driver, an
+ * empty CUDA_VISIBLE_DEVICES); DML_ERR_UNSUPPORTED where the library was
+ * built without the GPU path. */
+dml_status_t dml_device_count(int *count);
+
+/*
+ * Chooses the device for want: "cpu"; "cuda" (GPU local_rank modulo the
+ * GPUs seen: each rank of a node its own while there are enough); "cuda:N";
+ * "auto" (as "cuda" where a GPU is seen, else the CPU). A GPU chosen is
+ * checked by running this build's GPU code on it, so that a GPU it was not
+ * built for, a driver older than the toolkit or a GPU that is busy in
+ * exclusive mode is refused here with CUDA's reason, not half-way into a
+ * job. The messages say what was asked, what is seen and why.
+ */
+dml_status_t dml_device_select(const char *want, int local_rank, dml_device_t *dev);
+
+/* "cuda:0 (NVIDIA H200, sm_90, 141 GiB, 0000:19:00.0)" or "cpu". */
+void dml_device_format(const dml_device_t *dev, char *buf, size_t len);
+
+/*
+ * Where model m computes from now on: the CPU (dev NULL or a CPU device), or
+ * the GPU dml_device_select chose. The GPU path runs networks of dense,
+ * ReLU, dropout and flatten layers (an mlp:) in fp32 with the same calls and
+ * results as the CPU path, to rounding: for each batch the parameters are
+ * copied to the GPU, and the batch's gradients copied back and added into
+ * the gradient array, each parameter layer's as soon as it is final, so that
+ * the optimiser, the data-parallel reduction and checkpoints work on the
+ * host's arrays as they do on the CPU path. Refuses (DML_ERR_UNSUPPORTED) a
+ * network with another layer, naming it, before asking anything of CUDA;
+ * out of GPU memory is DML_ERR_NO_MEMORY naming the model, the batch and the
+ * memory asked for. On failure the model stays on the device it was on.
+ *
+ * Not yet verified on a GPU (issue #25): scripts/check-gpu's gpu-layers
+ * step (tests/nn/test_gpu_layers) compares it with the CPU path.
+ */
+dml_status_t dml_model_set_device(dml_model_t *m, const dml_device_t *dev);
+const dml_device_t *dml_model_device(const dml_model_t *m);
+
 /* ---- model files ---------------------------------------------------------------
  *
  * The format's one owner (docs/formats/model.md): a model file is an HDF5

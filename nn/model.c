@@ -18,6 +18,12 @@
 #include "dml_simd.h"
 #include "nn_private.h"
 
+#ifdef HAVE_CUDA
+#include "gpu.h"
+
+#include <cuda_runtime.h>
+#endif
+
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -54,6 +60,10 @@ struct dml_model {
     dml_model_reduce_fn reduce;
     void *reduce_arg;
     double flops;
+    dml_device_t device;                /* where it computes (dml_model_set_device) */
+#ifdef HAVE_CUDA
+    dml__gpu_net_t *gpu;                /* the GPU path's state, on device.kind CUDA */
+#endif
 };
 
 /* ---- random numbers: a counter-based mix, so masks and initial weights
@@ -80,6 +90,9 @@ void dml_model_free(dml_model_t *m)
 
     if (m == NULL)
         return;
+#ifdef HAVE_CUDA
+    dml__gpu_net_free(m->gpu);
+#endif
     if (!m->borrowed) {
         free(m->params);
         free(m->grads);
@@ -126,6 +139,7 @@ dml_status_t dml__model_alloc(const dml_model_spec_t *spec, int max_batch, dml_m
     m->spec = *spec;
     m->max_batch = max_batch;
     m->max_elems = dml__elems(spec->in);
+    snprintf(m->device.name, sizeof(m->device.name), "cpu");
     for (l = 0; l < spec->nlayers; l++) {
         const dml_layer_t *L = &spec->layer[l];
         dml__lstate_t *s = &m->ls[l];
@@ -900,6 +914,97 @@ static dml_status_t dml__batch_begin(dml_model_t *m, const int32_t *y, int n, do
     return dml__check_labels(m, y, n);
 }
 
+/* ---- the device ------------------------------------------------------------------- */
+
+#ifdef HAVE_CUDA
+/* A GPU failure as the caller sees it: out of memory names the model and
+ * its batch; anything else CUDA's words. */
+static dml_status_t dml__gpu_status(dml_model_t *m, int rc)
+{
+    char spec[DML_MODEL_SPEC_MAX], dev[384];
+
+    if (rc == 0)
+        return DML_OK;
+    dml_model_spec_format(&m->spec, spec, sizeof(spec));
+    dml_device_format(&m->device, dev, sizeof(dev));
+    if (rc == DML_GPU_ERR_NO_MEMORY || rc == (int)cudaErrorMemoryAllocation)
+        return dml_error_set(DML_ERR_NO_MEMORY, "%s on %s, batches of up to %d: %s", spec, dev,
+                             m->max_batch, dml__gpu_error());
+    return dml_error_set(DML_ERR_UNSUPPORTED, "%s on %s: %s", spec, dev, dml__gpu_error());
+}
+#endif
+
+const dml_device_t *dml_model_device(const dml_model_t *m) { return &m->device; }
+
+dml_status_t dml_model_set_device(dml_model_t *m, const dml_device_t *dev)
+{
+#ifdef HAVE_CUDA
+    dml__gpu_layer_t gl[DML_MODEL_MAX_LAYERS];
+    dml__gpu_net_t *g = NULL;
+    cudaError_t err;
+    int rc;
+#endif
+    char what[128];
+    int l;
+
+    if (dev == NULL || dev->kind == DML_DEVICE_CPU) {
+#ifdef HAVE_CUDA
+        dml__gpu_net_free(m->gpu);
+        m->gpu = NULL;
+#endif
+        memset(&m->device, 0, sizeof(m->device));
+        snprintf(m->device.name, sizeof(m->device.name), "cpu");
+        return DML_OK;
+    }
+    /* What the GPU path runs, before anything is asked of CUDA: the refusal
+     * names the layer with or without a GPU. */
+    for (l = 0; l < m->spec.nlayers; l++) {
+        const dml_layer_kind_t k = m->spec.layer[l].kind;
+        if (k != DML_LAYER_DENSE && k != DML_LAYER_RELU && k != DML_LAYER_DROPOUT &&
+            k != DML_LAYER_FLATTEN) {
+            dml_layer_format(&m->spec.layer[l], what, sizeof(what));
+            return dml_error_set(DML_ERR_UNSUPPORTED,
+                                 "layer %d, %s: the GPU path runs dense, relu, dropout and flatten "
+                                 "layers so far, not this one; use --device cpu", l + 1, what);
+        }
+    }
+#ifdef HAVE_CUDA
+    for (l = 0; l < m->spec.nlayers; l++) {
+        const dml_layer_t *L = &m->spec.layer[l];
+        const dml__lstate_t *s = &m->ls[l];
+        gl[l].kind = L->kind == DML_LAYER_DENSE ? DML_GPU_DENSE
+                   : L->kind == DML_LAYER_RELU  ? DML_GPU_RELU
+                   : L->kind == DML_LAYER_DROPOUT ? DML_GPU_DROPOUT : DML_GPU_FLATTEN;
+        gl[l].isz = (int)s->isz;
+        gl[l].osz = (int)s->osz;
+        gl[l].poff = s->poff;
+        gl[l].np = s->np;
+        gl[l].pidx = s->pidx;
+        gl[l].need_dx = s->need_dx;
+        gl[l].p = L->p;
+    }
+    if ((err = cudaSetDevice(dev->index)) != cudaSuccess)
+        return dml_error_set(DML_ERR_UNSUPPORTED, "cuda:%d: %s", dev->index, cudaGetErrorString(err));
+    rc = dml__gpu_net_create(dev->index, gl, m->spec.nlayers, m->np, m->spec.classes, m->max_batch,
+                             &g);
+    if (rc != 0) {
+        const dml_device_t prev = m->device;
+        dml_status_t st;
+        m->device = *dev; /* for the message */
+        st = dml__gpu_status(m, rc);
+        m->device = prev;
+        return st;
+    }
+    dml__gpu_net_free(m->gpu);
+    m->gpu = g;
+    m->device = *dev;
+    return DML_OK;
+#else
+    return dml_error_set(DML_ERR_UNSUPPORTED, "this slurm-dml was built without the GPU path "
+                         "(configure found no CUDA); use --device cpu");
+#endif
+}
+
 dml_status_t dml_model_eval(dml_model_t *m, const float *x, const int32_t *y, int n, float *probs,
                             double *loss_sum, int *correct)
 {
@@ -907,6 +1012,11 @@ dml_status_t dml_model_eval(dml_model_t *m, const float *x, const int32_t *y, in
 
     if ((st = dml__batch_begin(m, y, n, loss_sum, correct)) != DML_OK || n == 0)
         return st;
+#ifdef HAVE_CUDA
+    if (m->gpu != NULL)
+        return dml__gpu_status(m, dml__gpu_net_eval(m->gpu, m->params, x, y, n, probs, loss_sum,
+                                                    correct));
+#endif
     if ((st = dml__forward(m, x, n, 0, 0)) != DML_OK)
         return st;
     if (probs != NULL)
@@ -951,6 +1061,12 @@ dml_status_t dml_model_train_step(dml_model_t *m, const float *x, const int32_t 
         return st;
     if (n == 0)
         return dml__train_empty(m);
+#ifdef HAVE_CUDA
+    if (m->gpu != NULL)
+        return dml__gpu_status(m, dml__gpu_net_train(m->gpu, m->params, x, y, n, scale,
+                                                     dropout_seed, m->grads, loss_sum, correct,
+                                                     cb, cb_arg));
+#endif
     if ((st = dml__forward(m, x, n, 1, dropout_seed)) != DML_OK)
         return st;
     dml__loss(m, y, n, loss_sum, correct);

@@ -72,6 +72,11 @@ static void usage(FILE *out)
             "                         shared copy per node (on: even beyond) [auto]\n"
             "  --prefetch N           batches read ahead [4]\n"
             "  --blas-threads N       BLAS and convolution threads per rank [1: one rank per core]\n"
+            "  --device cpu|cuda|cuda:N|auto   where the model computes: cuda, each rank the\n"
+            "                         GPU of its rank on the node (the one Slurm or srun\n"
+            "                         --dml-gpus gave it); auto: cuda where a GPU is seen and\n"
+            "                         the network runs there (so far dense, relu, dropout,\n"
+            "                         flatten; fp32), else the CPU [cpu]\n"
             "  --grad-reduce auto|allreduce|shared   how gradients are summed: shared:\n"
             "                         in memory shared by the ranks of one node, each rank\n"
             "                         updating a slice; allreduce: bucketed MPI allreduce;\n"
@@ -580,7 +585,8 @@ static void options_text(const options_t *o, char *buf, size_t len)
              "step-every=%llu\ngamma=%a\nclip=%a\nseed=%llu\nshuffle=%d\ncache=%d\nprefetch=%d\n"
              "blas-threads=%d\ngrad-reduce=%d\nbucket-kb=%zu\nlog-every=%d\nmetrics=%s\n"
              "output=%s\ncheckpoint-dir=%s\ncheckpoint-every=%llu\ncheckpoint-seconds=%a\n"
-             "keep=%d\nresume=%s\nsignals=%s\ntime-margin=%a\nrequeue=%d\nstall-timeout=%a\n",
+             "keep=%d\nresume=%s\nsignals=%s\ntime-margin=%a\nrequeue=%d\nstall-timeout=%a\n"
+             "device=%s\n",
              c->train_dir ? c->train_dir : "", c->test_dir ? c->test_dir : "",
              o->model ? o->model : "", c->epochs, c->batch, c->accum, o->opt_type,
              (double)c->lr.base, o->momentum, o->nesterov, o->wd, (int)c->lr.kind,
@@ -589,7 +595,8 @@ static void options_text(const options_t *o, char *buf, size_t len)
              (int)c->cache, c->prefetch, o->threads, (int)c->grad_reduce, c->bucket_bytes / 1024,
              c->log_every, o->metrics ? o->metrics : "", o->output ? o->output : "",
              c->ckpt_dir ? c->ckpt_dir : "", (unsigned long long)c->ckpt_every, c->ckpt_seconds,
-             c->ckpt_keep, o->resume, o->signals, c->deadline_margin, o->requeue, c->stall_timeout);
+             c->ckpt_keep, o->resume, o->signals, c->deadline_margin, o->requeue, c->stall_timeout,
+             c->device ? c->device : "cpu");
 }
 
 /* Line n (from 0) of text into out. */
@@ -684,7 +691,8 @@ static const struct option opts[] = {
     {"time-margin", required_argument, 0, 'y' + 256},
     {"requeue", no_argument, 0, 'q' + 256},
     {"stall-timeout", required_argument, 0, 'z' + 256},
-    {"grad-reduce", required_argument, 0, 'R' + 256}, {0, 0, 0, 0}};
+    {"grad-reduce", required_argument, 0, 'R' + 256},
+    {"device", required_argument, 0, 'd' + 256}, {0, 0, 0, 0}};
 
 /* Parses argv into o; 0, 1 for --help, or 2 with the detail recorded. */
 static int parse_options(int argc, char **argv, options_t *o)
@@ -749,6 +757,17 @@ static int parse_options(int argc, char **argv, options_t *o)
             break;
         case 'L': rc = inum("--log-every", optarg, 0, INT32_MAX, &u); cfg->log_every = (int)u; break;
         case 'j': o->metrics = optarg; break;
+        case 'd' + 256: {
+            /* The name only: whether a GPU is there is each rank's to find. */
+            char *end = NULL;
+            if (strcmp(optarg, "cpu") == 0 || strcmp(optarg, "cuda") == 0 || strcmp(optarg, "auto") == 0 ||
+                (strncmp(optarg, "cuda:", 5) == 0 && optarg[5] >= '0' && optarg[5] <= '9' &&
+                 strtol(optarg + 5, &end, 10) < 1024 && *end == '\0'))
+                cfg->device = optarg;
+            else
+                rc = bad("--device", optarg, "cpu, cuda, cuda:N or auto");
+            break;
+        }
         case 'O': o->output = optarg; break;
         case 'F': break; /* read by with_config */
         case 'X' + 256: break; /* seen by main before MPI */
@@ -968,11 +987,15 @@ int main(int argc, char **argv)
                  getenv("SLURM_RESTART_COUNT") ? getenv("SLURM_RESTART_COUNT") : "0",
                  getenv("SLURM_JOB_NODELIST") ? getenv("SLURM_JOB_NODELIST") : "?");
     if (g_rank == 0) {
-        char spec[DML_MODEL_SPEC_MAX];
+        char spec[DML_MODEL_SPEC_MAX], device[384];
         dml_model_spec_format(&cfg->spec, spec, sizeof(spec));
+        if (dml_model_device(dml_trainer_model(tr))->kind == DML_DEVICE_CPU)
+            snprintf(device, sizeof(device), "the CPU");
+        else
+            dml_device_format(dml_model_device(dml_trainer_model(tr)), device, sizeof(device));
         dml_info("training %s on %s%s%s: %d ranks x batch %d x accum %d = global batch %d, %d epochs, "
                  "%s lr %g (%s, warm-up %llu), momentum %g%s, weight decay %g, clip %g, seed %llu, "
-                 "%llu parameters, gradients summed by %s",
+                 "%llu parameters, gradients summed by %s, on %s%s%s%s",
                  spec, cfg->train_dir, cfg->test_dir ? ", testing on " : "",
                  cfg->test_dir ? cfg->test_dir : "", g_size, cfg->batch, cfg->accum,
                  g_size * cfg->batch * cfg->accum, cfg->epochs,
@@ -983,7 +1006,9 @@ int main(int argc, char **argv)
                  (unsigned long long)cfg->seed,
                  (unsigned long long)dml_model_nparams(dml_trainer_model(tr)),
                  dml_trainer_grad_reduce(tr) == DML_DP_SHARED ? "shared memory (one node)"
-                                                               : "bucketed MPI allreduce");
+                                                               : "bucketed MPI allreduce",
+                 device, *dml_trainer_device_note(tr) ? " (--device auto: " : "",
+                 dml_trainer_device_note(tr), *dml_trainer_device_note(tr) ? ")" : "");
     }
     memset(&ri, 0, sizeof(ri));
     if (strcmp(o.resume, "never") == 0) {

@@ -201,6 +201,12 @@ typedef struct {
     size_t bucket_bytes;         /* 0: 1 MiB */
     dml_dp_mode_t grad_reduce;   /* DML_DP_AUTO */
     int log_every;               /* steps between step reports; 0: epochs only */
+    /* Where the model computes (dml_device_select's names): NULL or "cpu";
+     * "cuda" or "cuda:N" (each rank the GPU of its rank on the node, modulo
+     * the GPUs it sees), refused where there is none or the network has a
+     * layer the GPU path lacks; "auto": "cuda" where a GPU is seen and the
+     * network runs there, else the CPU (dml_trainer_device_note says why). */
+    const char *device;
 
     /* Checkpoints (ckpt/, docs/formats/checkpoint.md); ckpt_dir NULL: none. */
     const char *ckpt_dir;
@@ -277,6 +283,8 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
 dml_status_t dml_trainer_save_model(dml_trainer_t *tr, const char *path);
 
 dml_model_t *dml_trainer_model(dml_trainer_t *tr);
+/* "auto" that stayed on the CPU with a GPU in sight: why ("" otherwise). */
+const char *dml_trainer_device_note(const dml_trainer_t *tr);
 /* How the gradients are summed (dml_dp_mode). */
 dml_dp_mode_t dml_trainer_grad_reduce(const dml_trainer_t *tr);
 

@@ -33,6 +33,7 @@ struct dml_trainer {
     dml_model_t *m;
     dml_opt_t *opt;
     dml_dp_t *dp;
+    char device_note[512];        /* auto stayed on the CPU: why */
     uint64_t step, epoch;
     double ep[3];                 /* this epoch so far: loss sum, correct, samples */
     double *history;              /* per finished epoch: DML__HIST_COLS values */
@@ -98,6 +99,28 @@ void dml_trainer_free(dml_trainer_t *tr)
 
 dml_dp_mode_t dml_trainer_grad_reduce(const dml_trainer_t *tr) { return dml_dp_mode(tr->dp); }
 dml_model_t *dml_trainer_model(dml_trainer_t *tr) { return tr->m; }
+const char *dml_trainer_device_note(const dml_trainer_t *tr) { return tr->device_note; }
+
+/* Puts the model on cfg.device; local: this rank's number on its node. */
+static dml_status_t dml__place(dml_trainer_t *tr, int local)
+{
+    const char *want = tr->cfg.device;
+    dml_device_t dev;
+    dml_status_t st;
+
+    if (want == NULL || strcmp(want, "cpu") == 0)
+        return DML_OK;
+    if ((st = dml_device_select(want, local, &dev)) != DML_OK || dev.kind == DML_DEVICE_CPU)
+        return st;
+    st = dml_model_set_device(tr->m, &dev);
+    if (st == DML_ERR_UNSUPPORTED && strcmp(want, "auto") == 0) {
+        /* A network the GPU path does not run yet stays on the CPU. */
+        snprintf(tr->device_note, sizeof(tr->device_note), "%s", dml_error_message());
+        dml_error_clear();
+        return DML_OK;
+    }
+    return st;
+}
 
 void dml_trainer_progress(const dml_trainer_t *tr, uint64_t *step, uint64_t *epoch)
 {
@@ -146,6 +169,8 @@ dml_status_t dml_trainer_create(MPI_Comm comm, const dml_trainer_config_t *cfg,
     dml_trainer_t *tr = calloc(1, sizeof(*tr));
     dml_loader_config_t lc;
     dml_status_t st = DML_OK;
+    MPI_Comm node;
+    int local = 0;
 
     if (tr == NULL)
         return dml_mpi_agree(comm, dml_error_set(DML_ERR_NO_MEMORY, "no memory"), NULL);
@@ -165,6 +190,14 @@ dml_status_t dml_trainer_create(MPI_Comm comm, const dml_trainer_config_t *cfg,
         st = dml__check(tr);
     if (st == DML_OK)
         st = dml_model_create(&tr->cfg.spec, cfg->seed, cfg->batch, &tr->m);
+    /* The rank's number on its node chooses its GPU; collective, so every
+     * rank asks, whatever failed before. */
+    if (MPI_Comm_split_type(tr->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_rank(node, &local);
+        MPI_Comm_free(&node);
+    }
+    if (st == DML_OK)
+        st = dml__place(tr, local);
     if (st == DML_OK)
         st = dml_opt_create(&cfg->opt, dml_model_nparams(tr->m), &tr->opt);
     st = dml_mpi_agree(tr->comm, st, NULL);

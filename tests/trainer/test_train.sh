@@ -4,7 +4,8 @@
 #    writes metrics as JSON lines (read by Python's json) and a model file;
 #  - the same seed and world size give bit-identical weights;
 #  - 2 ranks x batch 32 train the same model as 1 rank x batch 64;
-#  - bad input is refused before training, on every rank, naming the cause;
+#  - bad input is refused before training, on every rank, naming the cause
+#    (--device cuda where no GPU is seen too; auto trains on the CPU);
 #  - a loss that becomes NaN stops training with the step number and leaves
 #    an earlier model file untouched.
 . "$(dirname "$0")/../lib.sh"
@@ -99,10 +100,26 @@ printf '[train]\nmodel = cnn-bn\nlr = 0.001\noptimizer = adamw\n' >"$work/ok.ini
 out=$("$train" --check --config "$work/ok.ini" --train "$work/nodata" --output "$work/never.h5" 2>&1) ||
     fail "--check refused a valid config: $out"
 grep -q "options and model cnn-bn are valid" <<<"$out" && [ ! -e "$work/never.h5" ] || fail "--check: $out"
-for bad in "--model cnnx:unknown layer" "--lr -1:--lr '-1'" "--optimizer adam:sgd or adamw" "--learning-rate 3:unknown option"; do
+for bad in "--model cnnx:unknown layer" "--lr -1:--lr '-1'" "--optimizer adam:sgd or adamw" "--learning-rate 3:unknown option" \
+           "--device gpu:expected cpu, cuda, cuda:N or auto" "--device cuda1:--device 'cuda1'"; do
     rc=0
     # shellcheck disable=SC2086 # the option and its value are two words
     out=$("$train" --check --train "$work/nodata" --model cnn ${bad%%:*} 2>&1) || rc=$?
     [ $rc -eq 2 ] && grep -qF -- "${bad#*:}" <<<"$out" || fail "--check with ${bad%%:*}: exit $rc, $out"
 done
+
+# --device: auto trains on the CPU where no GPU is seen, and says where;
+# cuda without a GPU is refused on every rank before anything is written.
+# (With a GPU: tests/nn/test_gpu.sh and scripts/check-gpu.)
+if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
+    out=$(run 2 "${common[@]}" --epochs 1 --log-every 0 --device auto --output "$work/auto.h5" 2>&1) ||
+        fail "--device auto without a GPU: $out"
+    grep -q "gradients summed by .*, on the CPU$" <<<"$out" || fail "--device auto: not reported on the CPU: $out"
+    rc=0
+    out=$(run 2 "${common[@]}" --epochs 1 --device cuda --output "$work/cuda.h5" 2>&1) || rc=$?
+    [ $rc -ne 0 ] && [ ! -e "$work/cuda.h5" ] || fail "--device cuda without a GPU: exit $rc, $out"
+    grep -qE "device 'cuda': no GPU is visible to this process|built without the GPU path" <<<"$out" ||
+        fail "--device cuda without a GPU: no clear message: $out"
+    grep -q "training mlp" <<<"$out" && fail "--device cuda without a GPU started training: $out"
+fi
 echo PASS
