@@ -55,6 +55,11 @@ static void usage(FILE *f)
             "                    cut in [the run's manifest, else 1024]\n"
             "  --blas-threads N  BLAS and convolution threads per rank [1: one rank per core]; the\n"
             "                    run's manifest records it (results depend on it)\n"
+            "  --device cpu|cuda|cuda:N|auto   where the forward passes run: cuda, each rank\n"
+            "                    the GPU of its rank on the node; auto: cuda where a GPU is\n"
+            "                    seen and the network runs there (so far dense, relu,\n"
+            "                    dropout, flatten), else the CPU; the manifest records the\n"
+            "                    kind, which every part shares [cpu]\n"
             "  --topk K          class probabilities kept per sample [3]\n"
             "  --no-verify       skip the input shards' checksums\n"
             "  --drift-every K   count every K-th sample into the drift histograms [4]\n"
@@ -97,7 +102,7 @@ static int parse_in(const char *opt, const char *s, uint32_t lo, uint32_t hi, ui
 
 enum { OPT_MODEL = 256, OPT_INPUT, OPT_OUT, OPT_TASK, OPT_TASKS, OPT_BATCH, OPT_TOPK, OPT_NOVERIFY,
        OPT_REPLACE, OPT_ARRAYLIST, OPT_DRIFT, OPT_PRED, OPT_REPORT, OPT_HELP, OPT_DRIFT_EVERY,
-       OPT_BLAS_THREADS };
+       OPT_BLAS_THREADS, OPT_DEVICE };
 
 static const struct option opts[] = {
     {"model", required_argument, NULL, OPT_MODEL},   {"input", required_argument, NULL, OPT_INPUT},
@@ -110,6 +115,7 @@ static const struct option opts[] = {
     {"report", required_argument, NULL, OPT_REPORT}, {"help", no_argument, NULL, OPT_HELP},
     {"drift-every", required_argument, NULL, OPT_DRIFT_EVERY},
     {"blas-threads", required_argument, NULL, OPT_BLAS_THREADS},
+    {"device", required_argument, NULL, OPT_DEVICE},
     {NULL, 0, NULL, 0}};
 
 typedef struct {
@@ -151,6 +157,18 @@ static int parse(int argc, char **argv, options_t *o)
                 return -1;
             o->run.blas_threads = (int)v;
             break;
+        case OPT_DEVICE: {
+            /* The name only: whether a GPU is there is each rank's to find. */
+            char *dend = NULL;
+            if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0 && strcmp(optarg, "auto") != 0 &&
+                !(strncmp(optarg, "cuda:", 5) == 0 && optarg[5] >= '0' && optarg[5] <= '9' &&
+                  strtol(optarg + 5, &dend, 10) < 1024 && *dend == '\0')) {
+                dml_error("--device '%s': expected cpu, cuda, cuda:N or auto", optarg);
+                return -1;
+            }
+            o->run.device = optarg;
+            break;
+        }
         case OPT_TOPK:
             if (parse_u32("--topk", optarg, &v) != 0)
                 return -1;
@@ -291,10 +309,10 @@ static int cmd_run(options_t *o)
         else {
             if (res.redone)
                 dml_info("redone: %s", res.redone_why);
-            dml_info("part %u of %u: %llu samples (%llu+) in batches of %d on %d rank(s) in "
+            dml_info("part %u of %u: %llu samples (%llu+) in batches of %d on %d rank(s) (%s) in "
                      "%.2f s, %.0f samples/s: %s", o->run.task, o->run.tasks,
                      (unsigned long long)res.count, (unsigned long long)res.first, res.batch, size,
-                     res.seconds, res.samples_per_s, res.part);
+                     res.device, res.seconds, res.samples_per_s, res.part);
         }
     }
     MPI_Finalize();

@@ -58,6 +58,8 @@ typedef struct {
     int topk;
     int batch;                 /* samples per forward pass: the unit of every split */
     int blas_threads;          /* BLAS threads per rank (a product's bits depend on it) */
+    char device[8];            /* "cpu" or "cuda": where the parts are computed (their bits
+                                  depend on it); a manifest without it: "cpu" */
 } dml_infer_manifest_t;
 
 /* One batch of a run, for a caller that watches them (dml_infer_config_t's
@@ -82,6 +84,8 @@ typedef struct {
     int blas_threads;          /* the BLAS threads the caller runs with, per rank:
                                   recorded and checked, not set [1] */
     int topk;                  /* probabilities kept per sample [3] */
+    const char *device;        /* dml_device_select's name: NULL or "cpu", "cuda", "cuda:N",
+                                  "auto" (each rank its node-local GPU) [cpu] */
     int verify;                /* check the input's shard checksums first [1] */
     int replace;               /* a manifest of another model or input is replaced */
     int drift_every;           /* histogram every k-th sample (by input index) [4] */
@@ -116,6 +120,7 @@ typedef struct {
     char model_hash[17], input_hash[17];
     int redone;                /* a stale or damaged part was there and was redone */
     char redone_why[512];
+    char device[384];          /* rank 0's device (dml_device_format) */
 } dml_infer_result_t;
 
 /*

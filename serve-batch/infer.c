@@ -64,9 +64,11 @@ static void dml__manifest_format(const dml_infer_manifest_t *m, char *buf, size_
 {
     snprintf(buf, len,
              "format slurm-dml inference run\nversion %d\nmodel %s\nmodel_hash %s\ninput %s\n"
-             "input_hash %s\ntasks %u\nsamples %llu\ntopk %d\nbatch %d\nblas_threads %d\n",
+             "input_hash %s\ntasks %u\nsamples %llu\ntopk %d\nbatch %d\nblas_threads %d\n"
+             "device %s\n",
              DML_INFER_VERSION, m->model_path, m->model_hash, m->input_path, m->input_hash,
-             m->tasks, (unsigned long long)m->samples, m->topk, m->batch, m->blas_threads);
+             m->tasks, (unsigned long long)m->samples, m->topk, m->batch, m->blas_threads,
+             m->device[0] ? m->device : "cpu");
 }
 
 dml_status_t dml_infer_manifest_read(const char *out, dml_infer_manifest_t *m)
@@ -77,6 +79,7 @@ dml_status_t dml_infer_manifest_read(const char *out, dml_infer_manifest_t *m)
     FILE *f;
 
     memset(m, 0, sizeof(*m));
+    snprintf(m->device, sizeof(m->device), "cpu"); /* runs from before the GPU path */
     snprintf(path, sizeof(path), "%s/manifest", out);
     if ((f = fopen(path, "r")) == NULL)
         return errno == ENOENT ? dml_error_set(DML_ERR_NOT_FOUND, "%s: no inference run here "
@@ -113,6 +116,8 @@ dml_status_t dml_infer_manifest_read(const char *out, dml_infer_manifest_t *m)
             m->batch = atoi(v), seen |= 256;
         else if (strcmp(key, "blas_threads") == 0)
             m->blas_threads = atoi(v), seen |= 512;
+        else if (strcmp(key, "device") == 0)
+            snprintf(m->device, sizeof(m->device), "%s", v);
     }
     fclose(f);
     /* Version 1 cut parts at floor(S*i/n), wherever a batch was: its parts
@@ -122,7 +127,8 @@ dml_status_t dml_infer_manifest_read(const char *out, dml_infer_manifest_t *m)
                              "version 1, parts cut at other samples): use another output "
                              "directory, or --replace to redo every part", path);
     if (seen != 1023 || version != DML_INFER_VERSION || m->tasks == 0 || m->topk < 1 ||
-        m->topk > DML_INFER_MAX_TOPK || m->batch < 1 || m->blas_threads < 1)
+        m->topk > DML_INFER_MAX_TOPK || m->batch < 1 || m->blas_threads < 1 ||
+        (strcmp(m->device, "cpu") != 0 && strcmp(m->device, "cuda") != 0))
         return dml_error_set(DML_ERR_FORMAT, "%s: not a slurm-dml inference manifest of version "
                              "%d (damaged?)", path, DML_INFER_VERSION);
     return DML_OK;
@@ -166,7 +172,8 @@ static int dml__manifest_same(const dml_infer_manifest_t *a, const dml_infer_man
 {
     return strcmp(a->model_hash, b->model_hash) == 0 && strcmp(a->input_hash, b->input_hash) == 0 &&
            a->tasks == b->tasks && a->samples == b->samples && a->topk == b->topk &&
-           a->batch == b->batch && a->blas_threads == b->blas_threads;
+           a->batch == b->batch && a->blas_threads == b->blas_threads &&
+           strcmp(a->device, b->device) == 0;
 }
 
 /* Rank 0: makes or checks OUT/manifest. */
@@ -208,13 +215,56 @@ static dml_status_t dml__manifest_settle(const dml_infer_config_t *cfg, const dm
                                  have.input_path, have.input_hash, want->input_path,
                                  want->input_hash);
         return dml_error_set(DML_ERR_MISMATCH, "%s was split into %u parts with top-%d, batch %d "
-                             "and %d BLAS thread(s) (now %u parts, top-%d, batch %d, %d "
-                             "thread(s)): the same samples would come out in other bits; use "
-                             "the run's settings, another output directory, or --replace",
+                             "and %d BLAS thread(s) on %s (now %u parts, top-%d, batch %d, %d "
+                             "thread(s) on %s): the same samples would come out in other bits; "
+                             "use the run's settings, another output directory, or --replace",
                              cfg->out, have.tasks, have.topk, have.batch, have.blas_threads,
-                             want->tasks, want->topk, want->batch, want->blas_threads);
+                             have.device, want->tasks, want->topk, want->batch,
+                             want->blas_threads, want->device);
     }
     return dml_error_set(DML_ERR_IO, "%s: the manifest keeps changing under us", cfg->out);
+}
+
+/* ---- the device ------------------------------------------------------------- */
+
+/* Collective: puts the model on cfg->device, each rank on the GPU of its rank
+ * on the node; *kind the device kind, the same on every rank or an error
+ * (parts computed on two kinds would differ in their bits). "auto" keeps a
+ * network the GPU path does not run on the CPU. */
+static dml_status_t dml__place(MPI_Comm comm, const dml_infer_config_t *cfg, dml_model_t *model,
+                               dml_device_kind_t *kind, char *desc, size_t len)
+{
+    const char *want = cfg->device ? cfg->device : "cpu";
+    dml_status_t st = DML_OK;
+    dml_device_t dev;
+    MPI_Comm node;
+    int local = 0, k[2];
+
+    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_rank(node, &local);
+        MPI_Comm_free(&node);
+    }
+    if (strcmp(want, "cpu") != 0) {
+        st = dml_device_select(want, local, &dev);
+        if (st == DML_OK && dev.kind != DML_DEVICE_CPU) {
+            st = dml_model_set_device(model, &dev);
+            if (st == DML_ERR_UNSUPPORTED && strcmp(want, "auto") == 0) {
+                dml_error_clear();
+                st = DML_OK;
+            }
+        }
+    }
+    if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
+        return st;
+    *kind = dml_model_device(model)->kind;
+    dml_device_format(dml_model_device(model), desc, len);
+    k[0] = (int)*kind;
+    k[1] = -(int)*kind;
+    MPI_Allreduce(MPI_IN_PLACE, k, 2, MPI_INT, MPI_MAX, comm);
+    if (k[0] != -k[1])
+        return dml_error_set(DML_ERR_MISMATCH, "--device %s: some ranks of this task found a GPU "
+                             "and others none; a part is computed on one kind of device", want);
+    return DML_OK;
 }
 
 /* ---- the forward passes ---------------------------------------------------- */
@@ -418,6 +468,7 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
     dml__part_t mine, all;
     uint64_t first = 0, count = 0, my0, myn, F = 0;
     int rank, size, r, skip = 0, k = cfg->topk;
+    dml_device_kind_t kind = DML_DEVICE_CPU;
     int *cnt = NULL, *dsp = NULL, *cntk = NULL, *dspk = NULL, *cntb = NULL, *dspb = NULL;
     double t0 = dml__infer_now();
     dml_status_t st;
@@ -445,6 +496,8 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
         st = dml__check_fit(&mi, ds, cfg);
     if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
         goto out;
+    if ((st = dml__place(comm, cfg, model, &kind, res->device, sizeof(res->device))) != DML_OK)
+        goto out;
     F = mi.features;
     dml_infer_slice(dml_dataset_samples(ds), (uint64_t)cfg->batch, cfg->tasks, cfg->task, &first,
                     &count);
@@ -468,6 +521,7 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
     man.topk = cfg->topk;
     man.batch = cfg->batch;
     man.blas_threads = cfg->blas_threads;
+    snprintf(man.device, sizeof(man.device), "%s", kind == DML_DEVICE_CUDA ? "cuda" : "cpu");
     if (rank == 0) {
         st = dml__manifest_settle(cfg, &man);
         if (st == DML_OK) {

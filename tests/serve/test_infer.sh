@@ -6,7 +6,8 @@
 #    any BLAS kernel: test-all runs it again under OpenBLAS's Haswell one);
 #    a part computed again (on another number of ranks) has the first try's
 #    bits; a complete part is not computed again; later parts take the run's
-#    batch size, and another batch size or BLAS thread count is refused;
+#    batch size, and another batch size, BLAS thread count or kind of device
+#    is refused (--device cuda without a GPU too, before anything is made);
 #  - the model may be a model file, a checkpoint or a checkpoint directory:
 #    same model hash, same predictions;
 #  - bad input: a model of another input size, a damaged or truncated model
@@ -64,6 +65,25 @@ expect_fail "was split into 3 parts with top-3, batch 256 and 1 BLAS thread.*now
     "$infer" run --model "$work/model.h5" --input "$work/ds" --batch 512 --out "$work/o3" --task 2 --tasks 3
 expect_fail "batch 256 and 1 BLAS thread.*batch 256, 2 thread" \
     "$infer" run "${run[@]}" --blas-threads 2 --out "$work/o3" --task 2 --tasks 3
+# The device: the manifest records its kind, which every part shares; a run
+# from before the GPU path (no device line) is a CPU run.
+grep -qx "device cpu" "$work/o3/manifest" || fail "the manifest does not record the device: $(cat "$work/o3/manifest")"
+mkdir "$work/odev" && sed 's/^device cpu$/device cuda/' "$work/o3/manifest" >"$work/odev/manifest"
+expect_fail "batch 256 and 1 BLAS thread\(s\) on cuda .*on cpu\)" \
+    "$infer" run "${run[@]}" --out "$work/odev" --task 2 --tasks 3
+mkdir "$work/oold" && grep -v '^device ' "$work/o3/manifest" >"$work/oold/manifest"
+"$infer" run "${run[@]}" --out "$work/oold" --task 0 --tasks 3 2>"$work/err" ||
+    fail "a manifest without a device line was not taken as a CPU run: $(cat "$work/err")"
+if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
+    "$infer" run "${run[@]}" --device auto --out "$work/o3" --task 1 --tasks 3 2>"$work/err" ||
+        fail "--device auto without a GPU: $(cat "$work/err")"
+    grep -q "is complete .*nothing to do" "$work/err" || fail "--device auto without a GPU is not the CPU run: $(cat "$work/err")"
+    expect_fail "device 'cuda': (no GPU is visible|this slurm-dml was built without the GPU path)" \
+        mpi 2 "$infer" run "${run[@]}" --device cuda --out "$work/ocuda" --task 0 --tasks 1
+    [ ! -e "$work/ocuda" ] || fail "--device cuda without a GPU created its output directory"
+fi
+"$infer" run "${run[@]}" --device gpu --out "$work/ogpu" --task 0 --tasks 1 >"$work/err" 2>&1 && fail "--device gpu accepted"
+grep -q -- "--device 'gpu': expected cpu, cuda, cuda:N or auto" "$work/err" || fail "--device gpu: $(cat "$work/err")"
 "$infer" run "${run[@]}" --out "$work/o1" --task 0 --tasks 1 2>/dev/null || fail "single part failed"
 mpi 2 "$infer" run "${run[@]}" --out "$work/o1r2" --task 0 --tasks 1 2>/dev/null || fail "2-rank part failed"
 for o in o3 o1 o1r2; do
