@@ -17,6 +17,9 @@ With RANK, WORLD_SIZE and DML_DDP_INIT (a file:// URL) in the environment it
 is one process of a DistributedDataParallel run over gloo, PyTorch's own way
 to use several cores: BATCH per process, each its share of the same seeded
 permutation, gradients averaged by DDP; rank 0 prints the global samples/s.
+
+DML_TORCH_DEVICE=cuda trains on the GPU, the data in GPU memory (for
+scripts/check-gpu; one process); the clock is read after the GPU has finished.
 """
 import gzip
 import os
@@ -66,10 +69,17 @@ ytr = idx(os.path.join(d, "train-labels-idx1-ubyte")).astype(np.int64)
 xte = idx(os.path.join(d, "t10k-images-idx3-ubyte")).reshape(shape).astype(np.float32)
 yte = idx(os.path.join(d, "t10k-labels-idx1-ubyte")).astype(np.int64)
 mean, std = xtr.mean(), xtr.std()
-xtr, xte = torch.from_numpy((xtr - mean) / std), torch.from_numpy((xte - mean) / std)
-ytr, yte = torch.from_numpy(ytr), torch.from_numpy(yte)
+dev = torch.device(os.environ.get("DML_TORCH_DEVICE", "cpu"))
+xtr, xte = torch.from_numpy((xtr - mean) / std).to(dev), torch.from_numpy((xte - mean) / std).to(dev)
+ytr, yte = torch.from_numpy(ytr).to(dev), torch.from_numpy(yte).to(dev)
 
-model = model_of(name)
+
+def sync():
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+model = model_of(name).to(dev)
 rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 net = model
 if world > 1:
@@ -83,9 +93,10 @@ times, acc = [], 0.0
 for epoch in range(epochs):
     # the same permutation on every rank (same seed), each rank its share
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(1000 * seed + epoch))
-    share = perm[rank * n // world:(rank + 1) * n // world]
+    share = perm[rank * n // world:(rank + 1) * n // world].to(dev)
     if world > 1:
         dist.barrier()
+    sync()
     t0 = time.perf_counter()
     net.train()
     for i in range(0, len(share), batch):
@@ -96,6 +107,7 @@ for epoch in range(epochs):
         opt.step()
     if world > 1:
         dist.barrier()
+    sync()
     times.append(time.perf_counter() - t0)
     model.eval()
     with torch.inference_mode():
