@@ -221,7 +221,7 @@ typedef enum {
 typedef struct {
     dml_device_kind_t kind;
     int index;                   /* CUDA: the runtime's number of the GPU */
-    char name[256];              /* "NVIDIA H200"; "cpu" */
+    char name[256];              /* the GPU's name as CUDA gives it; "cpu" */
     char pci_bus_id[32];         /* "0000:19:00.0": the one name nvidia-smi, hwloc and Slurm share */
     uint64_t memory;             /* CUDA: the GPU's memory, bytes */
     int cc_major, cc_minor;      /* CUDA: compute capability (9.0: Hopper) */
@@ -246,7 +246,7 @@ dml_status_t dml_device_count(int *count);
  */
 dml_status_t dml_device_select(const char *want, int local_rank, dml_device_t *dev);
 
-/* "cuda:0 (NVIDIA H200, sm_90, 141 GiB, 0000:19:00.0)" or "cpu". */
+/* "cuda:N (the GPU's name, sm_XY, its memory in GiB, its PCI bus id)" or "cpu". */
 void dml_device_format(const dml_device_t *dev, char *buf, size_t len);
 
 /*
