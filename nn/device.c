@@ -1,9 +1,8 @@
 /*
  * device.c: choosing the device a model computes on, and saying which.
- *
- * The CUDA runtime itself honours CUDA_VISIBLE_DEVICES (set per task by the
- * SPANK plugin or by Slurm's --gpus-per-task), so this file never reads the
- * environment: it numbers the GPUs as the runtime shows them.
+ * What CUDA is asked goes through the GPU module (gpu.h, gpu_device.c),
+ * loaded only here, when a GPU is asked for: a run on the CPU never loads
+ * CUDA's libraries.
  */
 #include "config.h"
 
@@ -15,8 +14,6 @@
 
 #ifdef HAVE_CUDA
 #include "gpu.h"
-
-#include <cuda_runtime.h>
 #endif
 
 int dml_nn_have_cuda(void)
@@ -29,97 +26,46 @@ int dml_nn_have_cuda(void)
 }
 
 #ifdef HAVE_CUDA
-/* cudaGetDeviceCount's failure where no GPU can be used: no driver, no
- * device, every device hidden. Anything else is a real error. */
-static int dml__no_gpu(cudaError_t err)
+/* The GPU module's table, or the reason there is none as the error. */
+static dml_status_t dml__ops(const char *want, const dml__gpu_ops_t **ops)
 {
-    return err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver ||
-           err == cudaErrorInvalidDevice;
-}
+    const char *why;
 
-/* Why no GPU is seen, in the user's terms: "insufficient driver" is also
- * what the runtime says where there is no driver at all. */
-static const char *dml__why(cudaError_t err, char *buf, size_t len)
-{
-    int driver = 0, runtime = 0;
-
-    if (err != cudaErrorInsufficientDriver)
-        return cudaGetErrorString(err);
-    (void)cudaDriverGetVersion(&driver);
-    (void)cudaRuntimeGetVersion(&runtime);
-    if (driver == 0)
-        snprintf(buf, len, "no NVIDIA driver is loaded on this host");
-    else
-        snprintf(buf, len, "the NVIDIA driver supports CUDA %d.%d, this build needs %d.%d", driver / 1000,
-                 driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
-    return buf;
-}
-
-static dml_status_t dml__count(int *count, cudaError_t *why)
-{
-    cudaError_t err = cudaGetDeviceCount(count);
-
-    *why = err;
-    if (err == cudaSuccess)
+    if ((*ops = dml__gpu_ops(&why)) != NULL)
         return DML_OK;
-    *count = 0;
-    /* The runtime remembers an initialisation failure; clear it so that the
-     * next call asks again rather than repeating it. */
-    (void)cudaGetLastError();
-    if (dml__no_gpu(err))
-        return DML_OK;
-    {
-        char reason[128];
-        return dml_error_set(DML_ERR_UNSUPPORTED, "CUDA cannot count the GPUs: %s (%s)",
-                             dml__why(err, reason, sizeof(reason)), cudaGetErrorName(err));
-    }
+    return dml_error_set(DML_ERR_UNSUPPORTED, "device '%s': %s; use --device cpu", want, why);
 }
 
-static dml_status_t dml__describe(int index, dml_device_t *dev)
+static dml_status_t dml__describe(const dml__gpu_ops_t *o, int index, dml_device_t *dev)
 {
-    struct cudaDeviceProp prop;
-    cudaError_t err;
-
     memset(dev, 0, sizeof(*dev));
     dev->kind = DML_DEVICE_CUDA;
     dev->index = index;
-    err = cudaGetDeviceProperties(&prop, index);
-    if (err != cudaSuccess)
-        return dml_error_set(DML_ERR_UNSUPPORTED, "cuda:%d: cannot read its properties: %s", index,
-                             cudaGetErrorString(err));
-    snprintf(dev->name, sizeof(dev->name), "%s", prop.name);
-    dev->memory = (uint64_t)prop.totalGlobalMem;
-    dev->cc_major = prop.major;
-    dev->cc_minor = prop.minor;
-    if (cudaDeviceGetPCIBusId(dev->pci_bus_id, (int)sizeof(dev->pci_bus_id), index) != cudaSuccess)
-        dev->pci_bus_id[0] = '\0';
+    if (o->describe(index, dev->name, sizeof(dev->name), &dev->memory, &dev->cc_major, &dev->cc_minor,
+                    dev->pci_bus_id, sizeof(dev->pci_bus_id)) != 0)
+        return dml_error_set(DML_ERR_UNSUPPORTED, "cuda:%d: %s", index, o->error());
     return DML_OK;
 }
 
 /* Makes dev the thread's device and runs the build's code on it. */
-static dml_status_t dml__check(const dml_device_t *dev)
+static dml_status_t dml__check(const dml__gpu_ops_t *o, const dml_device_t *dev)
 {
     char what[384];
-    cudaError_t err;
     int rc;
 
     dml_device_format(dev, what, sizeof(what));
-    err = cudaSetDevice(dev->index);
-    if (err != cudaSuccess)
-        return dml_error_set(DML_ERR_UNSUPPORTED, "%s: cannot use it: %s (%s)", what,
-                             cudaGetErrorString(err), cudaGetErrorName(err));
-    rc = dml__gpu_selftest();
-    if (rc == (int)cudaErrorNoKernelImageForDevice || rc == (int)cudaErrorUnsupportedPtxVersion)
+    rc = o->use(dev->index);
+    if (rc == DML_GPU_ERR_NO_IMAGE)
         return dml_error_set(DML_ERR_UNSUPPORTED,
                              "%s: this build's GPU code does not run on it (%s): it was built for "
                              "the architectures in DML_CUDA_ARCH at configure time (sm_90 and "
                              "compute_90 PTX by default), and the PTX needs a driver as new as "
                              "the CUDA toolkit that built it; rebuild with this GPU's architecture",
-                             what, dml__gpu_error());
+                             what, o->error());
     if (rc == DML_GPU_ERR_WRONG)
-        return dml_error_set(DML_ERR_NUMERIC, "%s: %s", what, dml__gpu_error());
+        return dml_error_set(DML_ERR_NUMERIC, "%s: %s", what, o->error());
     if (rc != 0)
-        return dml_error_set(DML_ERR_UNSUPPORTED, "%s: cannot run on it: %s", what, dml__gpu_error());
+        return dml_error_set(DML_ERR_UNSUPPORTED, "%s: %s", what, o->error());
     return DML_OK;
 }
 #endif
@@ -128,8 +74,14 @@ dml_status_t dml_device_count(int *count)
 {
     *count = 0;
 #ifdef HAVE_CUDA
-    cudaError_t why;
-    return dml__count(count, &why);
+    const dml__gpu_ops_t *o;
+    dml_status_t st = dml__ops("cuda", &o);
+
+    if (st != DML_OK)
+        return st;
+    if (o->count(count) != 0)
+        return dml_error_set(DML_ERR_UNSUPPORTED, "%s", o->error());
+    return DML_OK;
 #else
     return dml_error_set(DML_ERR_UNSUPPORTED,
                          "this slurm-dml was built without the GPU path (configure found no CUDA)");
@@ -159,12 +111,13 @@ dml_status_t dml_device_select(const char *want, int local_rank, dml_device_t *d
     }
 #ifdef HAVE_CUDA
     {
-        cudaError_t why;
-        char reason[128];
-        dml_status_t st = dml__count(&count, &why);
+        const dml__gpu_ops_t *o;
+        dml_status_t st = dml__ops(want, &o);
 
         if (st != DML_OK)
-            return st;
+            return strcmp(want, "auto") == 0 ? DML_OK : st;
+        if (o->count(&count) != 0)
+            return dml_error_set(DML_ERR_UNSUPPORTED, "%s", o->error());
         if (count == 0) {
             if (strcmp(want, "auto") == 0)
                 return DML_OK;
@@ -172,7 +125,7 @@ dml_status_t dml_device_select(const char *want, int local_rank, dml_device_t *d
                                  "device '%s': no GPU is visible to this process (CUDA: %s); "
                                  "under Slurm, ask for one (--gpus-per-task, or srun --dml-gpus "
                                  "with the plugin), or use --device cpu",
-                                 want, dml__why(why, reason, sizeof(reason)));
+                                 want, o->error());
         }
         if (index >= count)
             return dml_error_set(DML_ERR_INVALID_ARG,
@@ -180,9 +133,9 @@ dml_status_t dml_device_select(const char *want, int local_rank, dml_device_t *d
                                  count, count == 1 ? "" : "s", count - 1);
         if (index < 0)
             index = (local_rank < 0 ? 0 : local_rank) % count;
-        st = dml__describe(index, dev);
+        st = dml__describe(o, index, dev);
         if (st == DML_OK)
-            st = dml__check(dev);
+            st = dml__check(o, dev);
         if (st != DML_OK) {
             dml_status_t keep = st;
             char msg[1024];

@@ -1,7 +1,7 @@
 /*
  * gpu.cu: the network library's device code, built by nvcc for DML_CUDA_ARCH
  * (sm_90 machine code and compute_90 PTX by default). Choosing and
- * describing devices is device.c's, in C; model.c hands a network whose
+ * describing devices is gpu_device.c's, in C; model.c hands a network whose
  * layers this file runs (gpu.h) to dml__gpu_net_*.
  *
  * The arithmetic follows model.c's CPU path step by step (the bias rows
@@ -27,7 +27,7 @@ static __thread char g_msg[512];
 
 extern "C" const char *dml__gpu_error(void) { return g_msg; }
 
-static int dml__fail(int code, const char *fmt, ...)
+extern "C" int dml__gpu_fail(int code, const char *fmt, ...)
 {
     va_list ap;
 
@@ -41,7 +41,7 @@ static int dml__fail(int code, const char *fmt, ...)
     do {                                                                                          \
         cudaError_t e_ = (call);                                                                  \
         if (e_ != cudaSuccess)                                                                    \
-            return dml__fail((int)e_, "%s: %s (%s)", what, cudaGetErrorString(e_),                \
+            return dml__gpu_fail((int)e_, "%s: %s (%s)", what, cudaGetErrorString(e_),                \
                              cudaGetErrorName(e_));                                               \
     } while (0)
 
@@ -49,7 +49,7 @@ static int dml__fail(int code, const char *fmt, ...)
     do {                                                                                          \
         cublasStatus_t s_ = (call);                                                               \
         if (s_ != CUBLAS_STATUS_SUCCESS)                                                          \
-            return dml__fail(DML_GPU_ERR_CUBLAS, "%s: cuBLAS: %s", what,                          \
+            return dml__gpu_fail(DML_GPU_ERR_CUBLAS, "%s: cuBLAS: %s", what,                          \
                              cublasGetStatusString(s_));                                          \
     } while (0)
 
@@ -86,11 +86,11 @@ extern "C" int dml__gpu_selftest(void)
         err = cudaMemcpy(h, d + N, N * sizeof(float), cudaMemcpyDeviceToHost);
     cudaFree(d);
     if (err != cudaSuccess)
-        return dml__fail((int)err, "%s (%s)", cudaGetErrorString(err), cudaGetErrorName(err));
+        return dml__gpu_fail((int)err, "%s (%s)", cudaGetErrorString(err), cudaGetErrorName(err));
     for (i = 0; i < N; i++)
         if (h[i] != 2.0f * (float)i + 1.0f)
             wrong = 1;
-    return wrong ? dml__fail(DML_GPU_ERR_WRONG, "the self-test computed wrong values") : 0;
+    return wrong ? dml__gpu_fail(DML_GPU_ERR_WRONG, "the self-test computed wrong values") : 0;
 }
 
 /* ---- kernels ---------------------------------------------------------------------- */
@@ -246,7 +246,7 @@ static int dml__alloc(void **p, size_t bytes, const char *what)
         size_t free_b = 0, total = 0;
         (void)cudaGetLastError();
         cudaMemGetInfo(&free_b, &total);
-        return dml__fail(DML_GPU_ERR_NO_MEMORY, "%s: %.1f MiB of GPU memory asked for, %.1f MiB free of %.1f",
+        return dml__gpu_fail(DML_GPU_ERR_NO_MEMORY, "%s: %.1f MiB of GPU memory asked for, %.1f MiB free of %.1f",
                          what, bytes / 1048576.0, free_b / 1048576.0, total / 1048576.0);
     }
     CUDA_TRY(e, what);
@@ -327,11 +327,11 @@ extern "C" int dml__gpu_net_create(int device, const dml__gpu_layer_t *layers, i
     *out = NULL;
     CUDA_TRY(cudaSetDevice(device), "cudaSetDevice");
     if (nlayers < 1 || nlayers > DML_GPU_MAX_LAYERS || layers[nlayers - 1].kind != DML_GPU_DENSE)
-        return dml__fail(DML_GPU_ERR_WRONG, "the GPU path needs 1 to %d layers, the last dense",
+        return dml__gpu_fail(DML_GPU_ERR_WRONG, "the GPU path needs 1 to %d layers, the last dense",
                          DML_GPU_MAX_LAYERS);
     g = (dml__gpu_net_t *)calloc(1, sizeof(*g));
     if (g == NULL)
-        return dml__fail(DML_GPU_ERR_NO_MEMORY, "no host memory");
+        return dml__gpu_fail(DML_GPU_ERR_NO_MEMORY, "no host memory");
     g->device = device;
     g->nl = nlayers;
     g->classes = classes;

@@ -20,8 +20,6 @@
 
 #ifdef HAVE_CUDA
 #include "gpu.h"
-
-#include <cuda_runtime.h>
 #endif
 
 #include <cblas.h>
@@ -63,6 +61,7 @@ struct dml_model {
     dml_device_t device;                /* where it computes (dml_model_set_device) */
 #ifdef HAVE_CUDA
     dml__gpu_net_t *gpu;                /* the GPU path's state, on device.kind CUDA */
+    const dml__gpu_ops_t *gops;         /* the GPU module's functions, with gpu */
 #endif
 };
 
@@ -91,7 +90,8 @@ void dml_model_free(dml_model_t *m)
     if (m == NULL)
         return;
 #ifdef HAVE_CUDA
-    dml__gpu_net_free(m->gpu);
+    if (m->gpu != NULL)
+        m->gops->net_free(m->gpu);
 #endif
     if (!m->borrowed) {
         free(m->params);
@@ -919,7 +919,7 @@ static dml_status_t dml__batch_begin(dml_model_t *m, const int32_t *y, int n, do
 #ifdef HAVE_CUDA
 /* A GPU failure as the caller sees it: out of memory names the model and
  * its batch; anything else CUDA's words. */
-static dml_status_t dml__gpu_status(dml_model_t *m, int rc)
+static dml_status_t dml__gpu_status(dml_model_t *m, const dml__gpu_ops_t *o, int rc)
 {
     char spec[DML_MODEL_SPEC_MAX], dev[384];
 
@@ -927,10 +927,10 @@ static dml_status_t dml__gpu_status(dml_model_t *m, int rc)
         return DML_OK;
     dml_model_spec_format(&m->spec, spec, sizeof(spec));
     dml_device_format(&m->device, dev, sizeof(dev));
-    if (rc == DML_GPU_ERR_NO_MEMORY || rc == (int)cudaErrorMemoryAllocation)
+    if (rc == DML_GPU_ERR_NO_MEMORY)
         return dml_error_set(DML_ERR_NO_MEMORY, "%s on %s, batches of up to %d: %s", spec, dev,
-                             m->max_batch, dml__gpu_error());
-    return dml_error_set(DML_ERR_UNSUPPORTED, "%s on %s: %s", spec, dev, dml__gpu_error());
+                             m->max_batch, o->error());
+    return dml_error_set(DML_ERR_UNSUPPORTED, "%s on %s: %s", spec, dev, o->error());
 }
 #endif
 
@@ -941,7 +941,8 @@ dml_status_t dml_model_set_device(dml_model_t *m, const dml_device_t *dev)
 #ifdef HAVE_CUDA
     dml__gpu_layer_t gl[DML_MODEL_MAX_LAYERS];
     dml__gpu_net_t *g = NULL;
-    cudaError_t err;
+    const dml__gpu_ops_t *o;
+    const char *why;
     int rc;
 #endif
     char what[128];
@@ -949,7 +950,8 @@ dml_status_t dml_model_set_device(dml_model_t *m, const dml_device_t *dev)
 
     if (dev == NULL || dev->kind == DML_DEVICE_CPU) {
 #ifdef HAVE_CUDA
-        dml__gpu_net_free(m->gpu);
+        if (m->gpu != NULL)
+            m->gops->net_free(m->gpu);
         m->gpu = NULL;
 #endif
         memset(&m->device, 0, sizeof(m->device));
@@ -983,20 +985,21 @@ dml_status_t dml_model_set_device(dml_model_t *m, const dml_device_t *dev)
         gl[l].need_dx = s->need_dx;
         gl[l].p = L->p;
     }
-    if ((err = cudaSetDevice(dev->index)) != cudaSuccess)
-        return dml_error_set(DML_ERR_UNSUPPORTED, "cuda:%d: %s", dev->index, cudaGetErrorString(err));
-    rc = dml__gpu_net_create(dev->index, gl, m->spec.nlayers, m->np, m->spec.classes, m->max_batch,
-                             &g);
+    if ((o = dml__gpu_ops(&why)) == NULL)
+        return dml_error_set(DML_ERR_UNSUPPORTED, "cuda:%d: %s", dev->index, why);
+    rc = o->net_create(dev->index, gl, m->spec.nlayers, m->np, m->spec.classes, m->max_batch, &g);
     if (rc != 0) {
         const dml_device_t prev = m->device;
         dml_status_t st;
         m->device = *dev; /* for the message */
-        st = dml__gpu_status(m, rc);
+        st = dml__gpu_status(m, o, rc);
         m->device = prev;
         return st;
     }
-    dml__gpu_net_free(m->gpu);
+    if (m->gpu != NULL)
+        m->gops->net_free(m->gpu);
     m->gpu = g;
+    m->gops = o;
     m->device = *dev;
     return DML_OK;
 #else
@@ -1014,7 +1017,7 @@ dml_status_t dml_model_eval(dml_model_t *m, const float *x, const int32_t *y, in
         return st;
 #ifdef HAVE_CUDA
     if (m->gpu != NULL)
-        return dml__gpu_status(m, dml__gpu_net_eval(m->gpu, m->params, x, y, n, probs, loss_sum,
+        return dml__gpu_status(m, m->gops, m->gops->net_eval(m->gpu, m->params, x, y, n, probs, loss_sum,
                                                     correct));
 #endif
     if ((st = dml__forward(m, x, n, 0, 0)) != DML_OK)
@@ -1063,7 +1066,7 @@ dml_status_t dml_model_train_step(dml_model_t *m, const float *x, const int32_t 
         return dml__train_empty(m);
 #ifdef HAVE_CUDA
     if (m->gpu != NULL)
-        return dml__gpu_status(m, dml__gpu_net_train(m->gpu, m->params, x, y, n, scale,
+        return dml__gpu_status(m, m->gops, m->gops->net_train(m->gpu, m->params, x, y, n, scale,
                                                      dropout_seed, m->grads, loss_sum, correct,
                                                      cb, cb_arg));
 #endif

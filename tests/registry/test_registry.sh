@@ -11,8 +11,10 @@
 #      entry and a broken alias are each named by verify (exit 1) while the
 #      other versions stay usable; leftovers of a killed registration and a
 #      half-written alias are ignored by readers and removed by gc;
-#  (e) registrations killed with SIGKILL at many points: the registry
-#      verifies and the alias names the old version or the new one;
+#  (e) a registration and an alias update killed with SIGKILL at each
+#      system call that changes the registry (strace's fault injection):
+#      the registry verifies, the alias names the old version or the new
+#      one, and a rerun lands;
 #  (f) gc removes only versions no alias names beyond --keep;
 #  (g) bad input: a registry in a directory of other files, a missing model,
 #      a non-model file, bad --metric: refused, nothing written.
@@ -114,32 +116,72 @@ R gc --keep 10 >gc.out || fail "gc failed"
 rm -rf reg && mv reg.bak reg
 echo "ok: verify names a changed model, a broken record, a foreign entry and a broken alias; the rest stays usable"
 
-# ---- (e) registrations and alias updates killed at many points ----------------------
+# ---- (e) registrations and alias updates killed at every step ------------------------
+# strace kills dml-registry with SIGKILL (what scancel, the OOM killer or a
+# lost node do) on entering the k-th call of each system call that changes
+# the registry, for every k the uninterrupted run makes: every point of a
+# registration and of an alias update, on any machine, with no race against
+# the clock. After each: the registry verifies, the version is absent or
+# whole, the alias names the old version or the new one; after them all, a
+# rerun over their leftovers lands. (LeakSanitizer cannot run under ptrace:
+# off for the traced runs.)
+command -v strace >/dev/null || skip_or_fail "strace is not installed (run scripts/install-deps)"
 "$data" synth --out big --samples 600 --shape 256 --classes 3 --seed 2 >/dev/null 2>&1
 "$train" --train big --model mlp:256-512-512-3 --epochs 1 --batch 64 --log-every 0 --output big.h5 >/dev/null 2>&1 ||
     fail "training the larger model failed"
 hb=$("$registry" hash big.h5)
-killed=0
-for d in 0.00 0.01 0.02 0.03 0.05 0.08 0.12 0.2; do
-    ( exec "$registry" --registry "$reg" register big.h5 >/dev/null 2>&1 ) &
-    p=$!
-    sleep "$d"
-    kill -KILL "$p" 2>/dev/null && killed=$((killed + 1))
-    wait "$p" 2>/dev/null || true
-    R verify >verify.out 2>&1 || fail "after a registration killed at +$d s the registry does not verify: $(cat verify.out)"
-    [ ! -e "reg/versions/$hb" ] || R path "$hb" >/dev/null || fail "a killed registration left version $hb unusable"
+calls=mkdir,flock,pwrite64,write,fsync,fdatasync,rename,renameat,renameat2,unlink,unlinkat,rmdir,ftruncate
+traced() { # strace-options... -- dml-registry arguments
+    local opts=()
+    while [ "$1" != -- ]; do opts+=("$1"); shift; done
+    shift
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+        "$abs_top_builddir/libtool" --mode=execute strace -qq "${opts[@]}" "$registry" --registry "$reg" "$@"
+}
+# kill_each NAME CHECK dml-registry-arguments...: the uninterrupted run's calls
+# counted, then one run killed at each; CHECK runs after each kill
+kill_each() {
+    local name=$1 check=$2 sc n k rc total=0
+    shift 2
+    traced -o "$name.calls" -e trace="$calls" -- "$@" >/dev/null 2>&1 || fail "$name under strace failed"
+    eval "$check reset"
+    for sc in ${calls//,/ }; do
+        n=$(grep -c "^$sc(" "$name.calls" || true)
+        for ((k = 1; k <= n; k++)); do
+            rc=0
+            traced -o /dev/null -e trace="$sc" -e inject="$sc:signal=KILL:when=$k" -- "$@" >/dev/null 2>&1 || rc=$?
+            [ $rc -eq 137 ] || fail "$name: not killed on entering $sc call $k of $n (exit $rc)"
+            eval "$check \"$sc call $k of $n\""
+            total=$((total + 1))
+        done
+    done
+    [ $total -ge 10 ] || fail "$name: only $total kill points ($(cat "$name.calls"))"
+    echo "$name killed at each of its $total steps that change the registry"
+}
+reg_check() { # reset | where-it-was-killed
+    if [ "$1" != reset ]; then
+        R verify >verify.out 2>&1 || fail "registration killed at $1: the registry does not verify: $(cat verify.out)"
+        [ ! -e "reg/versions/$hb" ] || grep -q "ok       versions/$hb: sound" verify.out ||
+            fail "registration killed at $1 left version $hb, not whole: $(cat verify.out)"
+    fi
     rm -rf "reg/versions/$hb"
-    ( exec "$registry" --registry "$reg" alias production "$v2" >/dev/null 2>&1 ) &
-    p=$!
-    sleep "$d"
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-    now=$(R alias production | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])') ||
-        fail "after an alias update killed at +$d s the alias does not read"
-    [ "$now" = "$v1" ] || [ "$now" = "$v2" ] || fail "the alias names $now, neither the old nor the new version"
-    R alias production "$v1" >/dev/null
-done
-echo "ok: registrations and alias updates killed by SIGKILL at 8 points ($killed while running): registry sound, alias old or new"
+}
+kill_each register reg_check register big.h5
+[ "$(R register big.h5 2>err)" = "$hb" ] && R verify >verify.out 2>&1 ||
+    fail "registering again over the killed registrations' leftovers failed: $(cat err verify.out)"
+rm -rf "reg/versions/$hb"
+alias_check() { # reset | where-it-was-killed
+    if [ "$1" != reset ]; then
+        R verify >verify.out 2>&1 || fail "alias update killed at $1: the registry does not verify: $(cat verify.out)"
+        grep -q "ok       aliases/production.json: names $v2" verify.out ||
+            { grep -q "ok       aliases/production.json: names $v1" verify.out && return; } ||
+            fail "alias update killed at $1: production names neither the old version nor the new: $(cat verify.out)"
+    fi
+    R alias production "$v1" >/dev/null 2>&1 || fail "setting production back to $v1 failed"
+}
+R alias production "$v1" >/dev/null 2>&1
+kill_each alias alias_check alias production "$v2"
+echo "ok: registrations and alias updates killed by SIGKILL at every step: registry sound, alias old or new, a rerun lands"
 
 # ---- (f) gc --------------------------------------------------------------------
 v4=$(R register m4.h5)

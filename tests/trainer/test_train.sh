@@ -122,4 +122,29 @@ if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
         fail "--device cuda without a GPU: no clear message: $out"
     grep -q "training mlp" <<<"$out" && fail "--device cuda without a GPU started training: $out"
 fi
+
+# A build with the GPU path on a node without CUDA (CUDA's library directory
+# hidden under an empty tmpfs, in a mount namespace of this test's own): the
+# GPU code is a module loaded only when a GPU is asked for, so --device cpu
+# trains, and --device cuda names the module and the library it lacks.
+mod=$abs_top_builddir/nn/.libs/dml_nn_cuda.so
+if [ -e "$mod" ]; then
+    cudadir=$(dirname "$(readlink -f "$(ldd "$mod" | awk '$1 ~ /^libcublas\.so/ {print $3}')")")
+    [ -d "$cudadir" ] && [ "$cudadir" != / ] || fail "ldd does not find the module's cuBLAS: $(ldd "$mod")"
+    if [ "$(id -u)" -ne 0 ] || ! unshare -m true 2>/dev/null; then
+        skip_or_fail "hiding CUDA needs root and unshare -m (a node without CUDA not checked)"
+    fi
+    hide() { unshare -m sh -c 'mount -t tmpfs none "$1" && shift && exec "$@"' _ "$cudadir" "$@"; }
+    hide test ! -e "$cudadir/$(basename "$(ldd "$mod" | awk '$1 ~ /^libcublas\.so/ {print $1}')")" ||
+        fail "CUDA's libraries are still visible in the namespace"
+    out=$(hide "$train" "${common[@]}" --epochs 1 --log-every 0 --device cpu --output "$work/nocuda.h5" 2>&1) ||
+        fail "--device cpu on a node without CUDA: $out"
+    [ -s "$work/nocuda.h5" ] || fail "--device cpu on a node without CUDA wrote no model: $out"
+    rc=0
+    out=$(hide "$train" "${common[@]}" --epochs 1 --device cuda --output "$work/nocuda2.h5" 2>&1) || rc=$?
+    [ $rc -ne 0 ] && [ ! -e "$work/nocuda2.h5" ] &&
+        grep -q "the GPU module .*dml_nn_cuda.so cannot be loaded: libcu.*\.so.*: cannot open" <<<"$out" ||
+        fail "--device cuda on a node without CUDA: exit $rc, not naming the module and the library: $out"
+    echo "a node without CUDA: --device cpu trains; --device cuda: ${out#*error: }"
+fi
 echo PASS
