@@ -2,7 +2,7 @@
  * gpu.cu: the network library's device code, built by nvcc for DML_CUDA_ARCH
  * (sm_90 machine code and compute_90 PTX by default). Choosing and
  * describing devices is gpu_device.c's, in C; model.c hands a network whose
- * layers this file runs (gpu.h) to dml__gpu_net_*.
+ * layers this file runs to dml__gpu_net_* (through the module's table, gpu.h).
  *
  * The arithmetic follows model.c's CPU path step by step (the bias rows
  * before the product in training, softmax with each row's maximum taken
@@ -37,20 +37,22 @@ extern "C" int dml__gpu_fail(int code, const char *fmt, ...)
     return code;
 }
 
+/* CUDA's out-of-memory from any call is DML_GPU_ERR_NO_MEMORY, so that the
+ * caller names the model and its batch whichever call ran out. */
 #define CUDA_TRY(call, what)                                                                      \
     do {                                                                                          \
         cudaError_t e_ = (call);                                                                  \
         if (e_ != cudaSuccess)                                                                    \
-            return dml__gpu_fail((int)e_, "%s: %s (%s)", what, cudaGetErrorString(e_),                \
-                             cudaGetErrorName(e_));                                               \
+            return dml__gpu_fail(e_ == cudaErrorMemoryAllocation ? DML_GPU_ERR_NO_MEMORY : (int)e_, \
+                                 "%s: %s (%s)", what, cudaGetErrorString(e_), cudaGetErrorName(e_)); \
     } while (0)
 
 #define CUBLAS_TRY(call, what)                                                                    \
     do {                                                                                          \
         cublasStatus_t s_ = (call);                                                               \
         if (s_ != CUBLAS_STATUS_SUCCESS)                                                          \
-            return dml__gpu_fail(DML_GPU_ERR_CUBLAS, "%s: cuBLAS: %s", what,                          \
-                             cublasGetStatusString(s_));                                          \
+            return dml__gpu_fail(DML_GPU_ERR_CUBLAS, "%s: cuBLAS: %s", what,                      \
+                                 cublasGetStatusString(s_));                                      \
     } while (0)
 
 /* ---- the self-test ------------------------------------------------------------ */
@@ -247,7 +249,7 @@ static int dml__alloc(void **p, size_t bytes, const char *what)
         (void)cudaGetLastError();
         cudaMemGetInfo(&free_b, &total);
         return dml__gpu_fail(DML_GPU_ERR_NO_MEMORY, "%s: %.1f MiB of GPU memory asked for, %.1f MiB free of %.1f",
-                         what, bytes / 1048576.0, free_b / 1048576.0, total / 1048576.0);
+                             what, bytes / 1048576.0, free_b / 1048576.0, total / 1048576.0);
     }
     CUDA_TRY(e, what);
     return 0;
@@ -328,7 +330,7 @@ extern "C" int dml__gpu_net_create(int device, const dml__gpu_layer_t *layers, i
     CUDA_TRY(cudaSetDevice(device), "cudaSetDevice");
     if (nlayers < 1 || nlayers > DML_GPU_MAX_LAYERS || layers[nlayers - 1].kind != DML_GPU_DENSE)
         return dml__gpu_fail(DML_GPU_ERR_WRONG, "the GPU path needs 1 to %d layers, the last dense",
-                         DML_GPU_MAX_LAYERS);
+                             DML_GPU_MAX_LAYERS);
     g = (dml__gpu_net_t *)calloc(1, sizeof(*g));
     if (g == NULL)
         return dml__gpu_fail(DML_GPU_ERR_NO_MEMORY, "no host memory");

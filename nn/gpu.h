@@ -102,7 +102,7 @@ typedef struct {
     /* Makes index the calling thread's device and runs the self-test on it:
      * 0, DML_GPU_ERR_NO_IMAGE, DML_GPU_ERR_WRONG or another failure. */
     int (*use)(int index);
-    /* dml__gpu_net_* below; out of GPU memory is DML_GPU_ERR_NO_MEMORY. */
+    /* dml__gpu_net_* above; out of GPU memory is DML_GPU_ERR_NO_MEMORY. */
     int (*net_create)(int device, const dml__gpu_layer_t *layers, int nlayers, size_t nparams,
                       int classes, int max_batch, dml__gpu_net_t **out);
     void (*net_free)(dml__gpu_net_t *g);

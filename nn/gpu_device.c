@@ -89,29 +89,6 @@ static int use(int index)
     return rc;
 }
 
-/* CUDA's out-of-memory as the caller tells it apart. */
-static int memory_code(int rc) { return rc == (int)cudaErrorMemoryAllocation ? DML_GPU_ERR_NO_MEMORY : rc; }
-
-static int net_create(int device, const dml__gpu_layer_t *layers, int nlayers, size_t nparams, int classes,
-                      int max_batch, dml__gpu_net_t **out)
-{
-    return memory_code(dml__gpu_net_create(device, layers, nlayers, nparams, classes, max_batch, out));
-}
-
-static int net_train(dml__gpu_net_t *g, const float *params, const float *x, const int32_t *y, int n,
-                     float scale, uint64_t dropout_seed, float *grads, double *loss_sum, int *correct,
-                     dml__gpu_ready_fn ready, void *ready_arg)
-{
-    return memory_code(dml__gpu_net_train(g, params, x, y, n, scale, dropout_seed, grads, loss_sum, correct,
-                                          ready, ready_arg));
-}
-
-static int net_eval(dml__gpu_net_t *g, const float *params, const float *x, const int32_t *y, int n,
-                    float *probs, double *loss_sum, int *correct)
-{
-    return memory_code(dml__gpu_net_eval(g, params, x, y, n, probs, loss_sum, correct));
-}
-
 /* The module's one exported symbol (gpu.h's DML_GPU_OPS_SYMBOL). */
 __attribute__((visibility("default"))) const dml__gpu_ops_t dml_nn_cuda_ops = {
     .abi = DML_GPU_ABI,
@@ -119,8 +96,8 @@ __attribute__((visibility("default"))) const dml__gpu_ops_t dml_nn_cuda_ops = {
     .count = count,
     .describe = describe,
     .use = use,
-    .net_create = net_create,
+    .net_create = dml__gpu_net_create,
     .net_free = dml__gpu_net_free,
-    .net_train = net_train,
-    .net_eval = net_eval,
+    .net_train = dml__gpu_net_train,
+    .net_eval = dml__gpu_net_eval,
 };

@@ -1017,8 +1017,8 @@ dml_status_t dml_model_eval(dml_model_t *m, const float *x, const int32_t *y, in
         return st;
 #ifdef HAVE_CUDA
     if (m->gpu != NULL)
-        return dml__gpu_status(m, m->gops, m->gops->net_eval(m->gpu, m->params, x, y, n, probs, loss_sum,
-                                                    correct));
+        return dml__gpu_status(m, m->gops,
+                               m->gops->net_eval(m->gpu, m->params, x, y, n, probs, loss_sum, correct));
 #endif
     if ((st = dml__forward(m, x, n, 0, 0)) != DML_OK)
         return st;
@@ -1066,9 +1066,9 @@ dml_status_t dml_model_train_step(dml_model_t *m, const float *x, const int32_t 
         return dml__train_empty(m);
 #ifdef HAVE_CUDA
     if (m->gpu != NULL)
-        return dml__gpu_status(m, m->gops, m->gops->net_train(m->gpu, m->params, x, y, n, scale,
-                                                     dropout_seed, m->grads, loss_sum, correct,
-                                                     cb, cb_arg));
+        return dml__gpu_status(m, m->gops,
+                               m->gops->net_train(m->gpu, m->params, x, y, n, scale, dropout_seed,
+                                                  m->grads, loss_sum, correct, cb, cb_arg));
 #endif
     if ((st = dml__forward(m, x, n, 1, dropout_seed)) != DML_OK)
         return st;
