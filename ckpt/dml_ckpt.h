@@ -206,9 +206,20 @@ dml_status_t dml_ckpt_slurm_end_time(uint32_t job, time_t *end);
  * requeue` does), so that a job whose training stopped after a checkpoint
  * starts again where no scontrol is at hand (a container, an array task's
  * step). The job must have been submitted requeueable (--requeue or the
- * site's JobRequeue=1).
+ * site's JobRequeue=1). A job that was cancelled (scancel) is not requeued:
+ * DML_ERR_INTERRUPTED.
  */
 dml_status_t dml_ckpt_slurm_requeue(uint32_t job);
+
+/*
+ * The state of Slurm job `job` as slurmctld has it (its base state, without
+ * the COMPLETING that scontrol shows while the job's processes end):
+ * "RUNNING", "CANCELLED" (scancel, by its user or an admin), "PREEMPTED",
+ * "TIMEOUT", "NODE_FAIL"... A stop on SIGTERM is a preemption, the time
+ * limit or a deliberate signal while the job is RUNNING, PREEMPTED or
+ * TIMEOUT, and the end its user asked for where it is CANCELLED.
+ */
+dml_status_t dml_ckpt_slurm_job_state(uint32_t job, char *state, size_t len);
 
 #pragma GCC visibility pop
 

@@ -11,11 +11,13 @@
 #include "io_private.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 const char *dml_dtype_name(dml_dtype_t t)
@@ -85,6 +87,28 @@ void dml_dataset_close(dml_dataset_t *ds)
     free(ds->source);
     free(ds->dir);
     free(ds);
+}
+
+dml_status_t dml__open_failure(const char *path, char *why, size_t len)
+{
+    struct stat sb;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), e;
+    dml_status_t st;
+
+    if (fd < 0) {
+        e = errno;
+        st = dml_status_from_errno(e);
+        snprintf(why, len, "%s: %s", e == ENOENT ? "missing" : "cannot be opened", strerror(e));
+        /* the caller names the file: "<path>: cannot be opened: Permission denied" */
+        return st == DML_OK ? DML_ERR_IO : st;
+    }
+    if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode))
+        snprintf(why, len, "a directory, not an HDF5 file");
+    else
+        snprintf(why, len, "not a readable HDF5 file (truncated or corrupt; %lld bytes)",
+                 fstat(fd, &sb) == 0 ? (long long)sb.st_size : -1LL);
+    close(fd);
+    return DML_ERR_FORMAT;
 }
 
 static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path)
@@ -236,11 +260,13 @@ dml_status_t dml_dataset_open(const char *dir, dml_dataset_t **ds_out)
     }
     dml__h5_quiet_begin(&q);
     f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0)
-        status = dml_error_set(DML_ERR_FORMAT, "%s: not a readable HDF5 file (truncated or "
-                               "corrupt)", path);
-    else
+    if (f < 0) {
+        char why[256];
+        status = dml__open_failure(path, why, sizeof(why));
+        status = dml_error_set(status, "%s: %s", path, why);
+    } else {
         status = dml__index_read(ds, f, path);
+    }
     if (f >= 0)
         H5Fclose(f);
     dml__h5_quiet_end(&q);
@@ -303,22 +329,40 @@ static dml_status_t dml__problem(dml_problem_cb_t cb, void *arg, uint64_t *probl
     return first;
 }
 
-/* Checks one dataset of a shard file: class, element size, signedness, dims. */
+/* Checks one dataset of a shard file: class, element size, signedness, dims.
+ * 1 if it matches; 0 if it is missing or of another kind; -1 if it is there
+ * but damaged (its name is in the file, its object header does not read). */
 static int dml__dset_matches(hid_t file, const char *name, H5T_class_t cls, size_t size, int sign,
                              int rank, const hsize_t *dims, char *why, size_t whylen)
 {
     hsize_t got[DML_DATASET_MAX_RANK + 1];
     hid_t d = -1, t = -1, s = -1;
+    htri_t there;
     int nd, k, ok = 0;
 
-    if (H5Lexists(file, name, H5P_DEFAULT) <= 0 || (d = H5Dopen2(file, name, H5P_DEFAULT)) < 0) {
+    /* A name not in the file is missing; a name that cannot even be looked
+     * up, or that names an object HDF5 cannot open, is damage. */
+    there = H5Lexists(file, name, H5P_DEFAULT);
+    if (there == 0) {
         snprintf(why, whylen, "dataset \"%s\" is missing", name);
         return 0;
+    }
+    if (there < 0) {
+        snprintf(why, whylen, "dataset \"%s\" cannot be looked up: the file's root group is "
+                 "damaged", name);
+        return -1;
+    }
+    if ((d = H5Dopen2(file, name, H5P_DEFAULT)) < 0) {
+        snprintf(why, whylen, "dataset \"%s\" is damaged: its object header cannot be read",
+                 name);
+        return -1;
     }
     t = H5Dget_type(d);
     s = H5Dget_space(d);
     if (t < 0 || s < 0) {
-        snprintf(why, whylen, "dataset \"%s\" is unreadable", name);
+        snprintf(why, whylen, "dataset \"%s\" is damaged: its %s cannot be read", name,
+                 t < 0 ? "element type" : "dataspace");
+        ok = -1;
         goto out;
     }
     if (H5Tget_class(t) != cls || H5Tget_size(t) != size ||
@@ -374,14 +418,19 @@ dml_status_t dml__shard_check(const dml_dataset_t *ds, uint32_t i, hid_t file, c
     dims[0] = ds->shard_samples[i];
     for (k = 0; k < ds->schema.rank; k++)
         dims[k + 1] = ds->schema.shape[k];
-    if (!dml__dset_matches(file, "x", ds->schema.dtype == DML_DTYPE_UINT8 ? H5T_INTEGER : H5T_FLOAT,
-                           dml_dtype_size(ds->schema.dtype), H5T_SGN_NONE, ds->schema.rank + 1,
-                           dims, why, sizeof(why)))
-        first = dml__problem(cb, arg, problems, DML_ERR_MISMATCH, first, "%s: %s", path, why);
-    if (!dml__dset_matches(file, "y", H5T_INTEGER, 4, H5T_SGN_2, 1, dims, why, sizeof(why)))
-        first = dml__problem(cb, arg, problems, DML_ERR_MISMATCH, first, "%s: %s", path, why);
-    if (!dml__dset_matches(file, "id", H5T_INTEGER, 8, H5T_SGN_NONE, 1, dims, why, sizeof(why)))
-        first = dml__problem(cb, arg, problems, DML_ERR_MISMATCH, first, "%s: %s", path, why);
+    /* damage is a format problem; a missing or different dataset a mismatch */
+    if ((k = dml__dset_matches(file, "x", ds->schema.dtype == DML_DTYPE_UINT8 ? H5T_INTEGER : H5T_FLOAT,
+                               dml_dtype_size(ds->schema.dtype), H5T_SGN_NONE, ds->schema.rank + 1,
+                               dims, why, sizeof(why))) != 1)
+        first = dml__problem(cb, arg, problems, k < 0 ? DML_ERR_FORMAT : DML_ERR_MISMATCH, first,
+                             "%s: %s", path, why);
+    if ((k = dml__dset_matches(file, "y", H5T_INTEGER, 4, H5T_SGN_2, 1, dims, why, sizeof(why))) != 1)
+        first = dml__problem(cb, arg, problems, k < 0 ? DML_ERR_FORMAT : DML_ERR_MISMATCH, first,
+                             "%s: %s", path, why);
+    if ((k = dml__dset_matches(file, "id", H5T_INTEGER, 8, H5T_SGN_NONE, 1, dims, why,
+                               sizeof(why))) != 1)
+        first = dml__problem(cb, arg, problems, k < 0 ? DML_ERR_FORMAT : DML_ERR_MISMATCH, first,
+                             "%s: %s", path, why);
     return first;
 }
 
@@ -497,15 +546,17 @@ dml_status_t dml_dataset_validate(const dml_dataset_t *ds, uint32_t first_shard,
         }
         if (stat(path, &sb) != 0) {
             first = dml__problem(cb, arg, problems, dml_status_from_errno(errno), first,
-                                 "%s: shard %u is missing: %s", path, i, strerror(errno));
+                                 "%s: shard %u %s: %s", path, i,
+                                 errno == ENOENT ? "is missing" : "cannot be looked up",
+                                 strerror(errno));
             free(path);
             continue;
         }
         f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (f < 0) {
-            first = dml__problem(cb, arg, problems, DML_ERR_FORMAT, first,
-                                 "%s: not a readable HDF5 file (truncated or corrupt; %lld bytes)",
-                                 path, (long long)sb.st_size);
+            char why[256];
+            st = dml__open_failure(path, why, sizeof(why));
+            first = dml__problem(cb, arg, problems, st, first, "%s: %s", path, why);
             free(path);
             continue;
         }

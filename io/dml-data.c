@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,7 @@ static void usage(FILE *out)
             "  --fashion-mnist[=DIR]   the Fashion-MNIST IDX files [" FMNIST_DIR "];\n"
             "                          writes OUT/train and OUT/test (and OUT/val)\n"
             "  --idx-images FILE --idx-labels FILE   one IDX pair (gzip or plain) into OUT\n"
-            "  --csv FILE --label-column NAME        CSV with a header into OUT\n"
+            "  --csv FILE --label-column NAME        CSV (RFC 4180) with a header into OUT\n"
             "  --out DIR               output directory (required)\n"
             "  --shards N              number of shards\n"
             "  --shard-size N          samples per shard [10000] (when --shards is not given)\n"
@@ -196,7 +197,7 @@ static void progress(const char *out, uint32_t done, uint32_t of, double *last)
     dml_info("%s: %u of %u shards written (%.0f%%)", out, done, of, 100.0 * done / of);
 }
 
-/* ---- writing a dataset from samples in memory ------------------------- */
+/* ---- writing datasets from samples in memory --------------------------- */
 
 typedef struct {
     uint64_t shards, shard_size;
@@ -211,49 +212,97 @@ static uint32_t shard_count(const shard_opts_t *o, uint64_t n)
     return (uint32_t)(s ? s : 1);
 }
 
-/* Writes the samples sel[0..n) (indices into x/y) as a dataset at dir; ranks
- * write shards round-robin. */
-static dml_status_t write_selected(const char *dir, const dml_schema_t *schema, const uint8_t *x,
-                                   const int32_t *y, const uint64_t *sel, uint64_t n,
-                                   const shard_opts_t *o, const char *source)
+#ifdef DML_TEST_HOOKS
+/* The tests' hook, built only with configure --enable-test-hooks:
+ * DML_DATA_CRASH=shard kills the process with SIGKILL once its first shard
+ * is written (a conversion killed midway, its .partial left behind). */
+static void crash_after_shard(void)
 {
-    const size_t xsz = (size_t)dml_schema_features(schema) * dml_dtype_size(schema->dtype);
-    dml_dataset_writer_t *w;
-    uint32_t S = shard_count(o, n), s;
-    double last = 0;
-    dml_status_t st;
+    const char *e = getenv("DML_DATA_CRASH");
+    if (e != NULL && strcmp(e, "shard") == 0)
+        raise(SIGKILL);
+}
+#else
+static void crash_after_shard(void) {}
+#endif
 
-    st = g_rank == 0 ? space_check(dir, dataset_bytes(schema, n, S)) : DML_OK;
+/* One dataset a conversion writes: the samples sel[0..n) of an input. */
+typedef struct {
+    char dir[4200];
+    const dml_schema_t *schema;
+    const uint8_t *x;
+    const int32_t *y;
+    uint64_t *sel, n;
+    const char *source;
+    dml_dataset_writer_t *w;
+} job_t;
+
+/* Writes every job's shards (ranks round-robin) and commits the datasets
+ * together: where one of them cannot be written, none replaces what is at
+ * its place. Every destination was checked before the input was read. */
+static dml_status_t write_jobs(job_t *jobs, int njobs, const shard_opts_t *o)
+{
+    dml_dataset_writer_t *ws[4];
+    double bytes = 0, last = 0;
+    dml_status_t st = DML_OK;
+    int j, k;
+
+    /* The free space for all of them, before anything is written. */
+    for (j = 0; j < njobs; j++)
+        bytes += dataset_bytes(jobs[j].schema, jobs[j].n, shard_count(o, jobs[j].n));
+    if (g_rank == 0)
+        st = space_check(jobs[0].dir, bytes);
     if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) != DML_OK)
         return st;
-    st = dml_dataset_writer_create(MPI_COMM_WORLD, dir, schema, S, o->force, source, &w);
-    if (st != DML_OK)
-        return st;
-    for (s = (uint32_t)g_rank; s < S; s += (uint32_t)g_size) {
-        uint64_t a = n * s / S, b = n * (s + 1) / S, k;
-        uint8_t *sx = malloc((b - a) * xsz);
-        int32_t *sy = malloc((b - a) * sizeof(int32_t));
-        uint64_t *sid = malloc((b - a) * sizeof(uint64_t));
-        if (sx == NULL || sy == NULL || sid == NULL) {
-            st = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for shard %u", dir, s);
-        } else {
-            for (k = a; k < b; k++) {
-                memcpy(sx + (k - a) * xsz, x + sel[k] * xsz, xsz);
-                sy[k - a] = y[sel[k]];
-                sid[k - a] = sel[k];
-            }
-            st = dml_dataset_writer_put(w, s, b - a, sx, sy, sid);
+    for (j = 0; j < njobs; j++) {
+        st = dml_dataset_writer_create(MPI_COMM_WORLD, jobs[j].dir, jobs[j].schema,
+                                       shard_count(o, jobs[j].n), o->force, jobs[j].source,
+                                       &jobs[j].w);
+        if (st != DML_OK) {
+            /* (a destination taken since the check): the others' empty
+             * .partial directories are marked; the next write clears them */
+            for (k = 0; k < j; k++)
+                dml_dataset_writer_abort(jobs[k].w);
+            return st;
         }
-        free(sx);
-        free(sy);
-        free(sid);
-        if (st != DML_OK)
-            break; /* the commit tells every rank */
-        progress(dir, s + 1, S, &last);
+        ws[j] = jobs[j].w;
     }
-    st = dml_dataset_writer_commit(w);
+    for (j = 0; j < njobs && st == DML_OK; j++) {
+        const job_t *jb = &jobs[j];
+        const size_t xsz =
+            (size_t)dml_schema_features(jb->schema) * dml_dtype_size(jb->schema->dtype);
+        uint32_t S = shard_count(o, jb->n), s;
+        last = 0;
+        for (s = (uint32_t)g_rank; s < S; s += (uint32_t)g_size) {
+            uint64_t a = jb->n * s / S, b = jb->n * (s + 1) / S, i;
+            uint8_t *sx = malloc((b - a) * xsz);
+            int32_t *sy = malloc((b - a) * sizeof(int32_t));
+            uint64_t *sid = malloc((b - a) * sizeof(uint64_t));
+            if (sx == NULL || sy == NULL || sid == NULL) {
+                st = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for shard %u", jb->dir, s);
+            } else {
+                for (i = a; i < b; i++) {
+                    memcpy(sx + (i - a) * xsz, jb->x + jb->sel[i] * xsz, xsz);
+                    sy[i - a] = jb->y[jb->sel[i]];
+                    sid[i - a] = jb->sel[i];
+                }
+                st = dml_dataset_writer_put(jb->w, s, b - a, sx, sy, sid);
+            }
+            free(sx);
+            free(sy);
+            free(sid);
+            if (st != DML_OK)
+                break; /* the commit tells every rank */
+            crash_after_shard();
+            progress(jb->dir, s + 1, S, &last);
+        }
+    }
+    /* A failed put is this rank's: the commit agrees on it (and keeps none). */
+    st = dml_dataset_writer_commit_all(ws, (size_t)njobs);
     if (st == DML_OK && g_rank == 0)
-        dml_info("%s: %llu samples in %u shards", dir, (unsigned long long)n, S);
+        for (j = 0; j < njobs; j++)
+            dml_info("%s: %llu samples in %u shards", jobs[j].dir, (unsigned long long)jobs[j].n,
+                     shard_count(o, jobs[j].n));
     return st;
 }
 
@@ -295,16 +344,19 @@ out:
     return st;
 }
 
-/* Converts one (images, labels) pair: into out, and out_val if frac > 0. */
-static dml_status_t convert_arrays(const char *out, const char *out_val, dml_schema_t *schema,
-                                   const uint8_t *x, const int32_t *y, uint64_t n, double frac,
-                                   uint64_t seed, const shard_opts_t *o, const char *source)
+/* The jobs for one input (images or CSV rows x, labels y, n samples): all
+ * of it into jobs[0].dir, or, with frac > 0, the seeded split into
+ * jobs[0].dir and jobs[1].dir (the destinations are set by the caller);
+ * *njobs gets 1 or 2. */
+static dml_status_t plan_input(job_t *jobs, const dml_schema_t *schema, const uint8_t *x,
+                               const int32_t *y, uint64_t n, double frac, uint64_t seed,
+                               const char *source, int *njobs)
 {
     uint64_t *train = NULL, *val = NULL, ntrain = n, nval = 0, i;
-    dml_status_t st;
+    int j;
 
     if (frac > 0) {
-        st = split_val(n, frac, seed, &train, &ntrain, &val, &nval);
+        dml_status_t st = split_val(n, frac, seed, &train, &ntrain, &val, &nval);
         if (st != DML_OK)
             return st;
         if (nval == 0 || ntrain == 0) {
@@ -320,12 +372,55 @@ static dml_status_t convert_arrays(const char *out, const char *out_val, dml_sch
         for (i = 0; i < n; i++)
             train[i] = i;
     }
-    st = write_selected(out, schema, x, y, train, ntrain, o, source);
-    if (st == DML_OK && nval > 0)
-        st = write_selected(out_val, schema, x, y, val, nval, o, source);
-    free(train);
-    free(val);
-    return st;
+    jobs[0].sel = train;
+    jobs[0].n = ntrain;
+    jobs[1].sel = val;
+    jobs[1].n = nval;
+    for (j = 0; j < 2; j++) {
+        jobs[j].schema = schema;
+        jobs[j].x = x;
+        jobs[j].y = y;
+        jobs[j].source = source;
+    }
+    *njobs = nval > 0 ? 2 : 1;
+    return DML_OK;
+}
+
+/* Rank 0 checks every destination before any input is read or anything
+ * written; all ranks agree. */
+static dml_status_t check_destinations(char (*dirs)[4200], int n, int force)
+{
+    dml_status_t st = DML_OK;
+    int j;
+
+    for (j = 0; j < n && st == DML_OK && g_rank == 0; j++)
+        st = dml_dataset_writer_check(dirs[j], force);
+    return dml_mpi_agree(MPI_COMM_WORLD, st, NULL);
+}
+
+/* dml_csv_read's progress, printed by rank 0 every 10 s. */
+typedef struct {
+    const char *path;
+    double last;
+} csv_progress_t;
+
+static void csv_progress(void *arg, uint64_t done, uint64_t total, uint64_t rows)
+{
+    csv_progress_t *cp = arg;
+    struct timespec ts;
+    double now;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    if (g_rank != 0 || now - cp->last < 10)
+        return;
+    cp->last = now;
+    if (total > 0)
+        dml_info("%s: %.3g of %.3g MiB read (%.0f%%), %llu rows", cp->path, done / 1048576.0,
+                 total / 1048576.0, 100.0 * (double)done / (double)total, (unsigned long long)rows);
+    else
+        dml_info("%s: %.3g MiB read, %llu rows", cp->path, done / 1048576.0,
+                 (unsigned long long)rows);
 }
 
 /* Reads an IDX image/label pair into x (uint8) and y. */
@@ -449,74 +544,105 @@ static int cmd_convert(int argc, char **argv)
         return 2;
     }
 
-    if (fm != NULL || images != NULL) {
-        const char *parts[2] = {"train", "t10k"}, *names[2] = {"train", "test"};
-        int p, np = fm ? 2 : 1;
-        for (p = 0; p < np && st == DML_OK; p++) {
-            char img[4096], lab[4096], dir[4096], vdir[4096], src[8300];
-            dml_schema_t schema;
-            uint8_t *x = NULL;
-            int32_t *y = NULL;
-            uint64_t n = 0;
+    {
+        /* Fashion-MNIST: OUT/train (OUT/val) and OUT/test; one IDX pair or a
+         * CSV: OUT (and OUT.val). */
+        const char *parts[2] = {"train", "t10k"};
+        const int np = fm ? 2 : 1;
+        char dirs[3][4200], src[2][8300];
+        int ndirs = 0, njobs = 0, p, k, nj;
+        dml_schema_t schema[2];
+        uint8_t *x[2] = {NULL, NULL};
+        float *xf = NULL;
+        int32_t *y[2] = {NULL, NULL};
+        uint64_t n[2] = {0, 0}, nf = 0;
+        job_t jobs[4];
 
-            memset(&schema, 0, sizeof(schema));
-            if (fm) {
-                snprintf(img, sizeof(img), "%s/%s-images-idx3-ubyte.gz", fm, parts[p]);
-                snprintf(lab, sizeof(lab), "%s/%s-labels-idx1-ubyte.gz", fm, parts[p]);
-                snprintf(dir, sizeof(dir), "%s/%s", out, names[p]);
-                snprintf(vdir, sizeof(vdir), "%s/val", out);
-                schema.num_classes = 10;
-                schema.class_names = (char(*)[DML_DATASET_NAME_MAX])calloc(10, DML_DATASET_NAME_MAX);
-                if (schema.class_names)
-                    for (c = 0; c < 10; c++)
-                        snprintf(schema.class_names[c], DML_DATASET_NAME_MAX, "%s",
-                                 fmnist_classes[c]);
-                if (g_rank == 0 && p == 0 && dml__mkdir_p(out) != 0)
-                    st = dml_error_set_errno(errno, "%s: cannot create the directory", out);
-                st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL);
-                if (st != DML_OK) {
-                    free(schema.class_names);
-                    break;
+        memset(jobs, 0, sizeof(jobs));
+        memset(schema, 0, sizeof(schema));
+        if (fm) {
+            snprintf(dirs[0], sizeof(dirs[0]), "%s/train", out);
+            snprintf(dirs[1], sizeof(dirs[1]), "%s/val", out);
+            snprintf(dirs[2], sizeof(dirs[2]), "%s/test", out);
+            if (frac == 0)
+                memmove(dirs[1], dirs[2], sizeof(dirs[1]));
+            ndirs = frac > 0 ? 3 : 2;
+        } else {
+            snprintf(dirs[0], sizeof(dirs[0]), "%s", out);
+            snprintf(dirs[1], sizeof(dirs[1]), "%s.val", out);
+            ndirs = frac > 0 ? 2 : 1;
+        }
+        /* Every destination first: a blocked one is found before the
+         * input is read, and nothing is replaced. */
+        st = check_destinations(dirs, ndirs, o.force);
+
+        if (st == DML_OK && csv == NULL) {
+            for (p = 0; p < np && st == DML_OK; p++) {
+                char img[4096], lab[4096];
+                if (fm) {
+                    snprintf(img, sizeof(img), "%s/%s-images-idx3-ubyte.gz", fm, parts[p]);
+                    snprintf(lab, sizeof(lab), "%s/%s-labels-idx1-ubyte.gz", fm, parts[p]);
+                    schema[p].num_classes = 10;
+                    schema[p].class_names =
+                        (char(*)[DML_DATASET_NAME_MAX])calloc(10, DML_DATASET_NAME_MAX);
+                    if (schema[p].class_names)
+                        for (c = 0; c < 10; c++)
+                            snprintf(schema[p].class_names[c], DML_DATASET_NAME_MAX, "%s",
+                                     fmnist_classes[c]);
+                } else {
+                    snprintf(img, sizeof(img), "%s", images);
+                    snprintf(lab, sizeof(lab), "%s", labels);
                 }
-            } else {
-                snprintf(img, sizeof(img), "%s", images);
-                snprintf(lab, sizeof(lab), "%s", labels);
-                snprintf(dir, sizeof(dir), "%s", out);
-                snprintf(vdir, sizeof(vdir), "%s.val", out);
+                snprintf(src[p], sizeof(src[p]), "idx:%s,%s", img, lab);
+                st = dml_mpi_agree(MPI_COMM_WORLD,
+                                   read_idx_pair(img, lab, &x[p], &y[p], &n[p], &schema[p]), NULL);
             }
-            snprintf(src, sizeof(src), "idx:%s,%s", img, lab);
-            st = dml_mpi_agree(MPI_COMM_WORLD, read_idx_pair(img, lab, &x, &y, &n, &schema), NULL);
-            if (st == DML_OK)
-                st = convert_arrays(dir, vdir, &schema, x, y, n, p == 0 ? frac : 0, seed, &o, src);
-            free(x);
-            free(y);
-            free(schema.class_names);
-        }
-    } else {
-        dml_schema_t schema;
-        float *x = NULL;
-        int32_t *y = NULL;
-        uint64_t n = 0, nf = 0;
-        char (*cnames)[DML_DATASET_NAME_MAX] = NULL, src[4200], vdir[4096];
+            for (p = 0; p < np && st == DML_OK; p++) {
+                st = plan_input(jobs + njobs, &schema[p], x[p], y[p], n[p], p == 0 ? frac : 0,
+                                seed, src[p], &nj);
+                if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) == DML_OK)
+                    njobs += nj;
+            }
+        } else if (st == DML_OK) {
+            csv_progress_t cp = {csv, 0};
+            struct timespec ts;
+            char (*cnames)[DML_DATASET_NAME_MAX] = NULL;
 
-        memset(&schema, 0, sizeof(schema));
-        st = dml_mpi_agree(MPI_COMM_WORLD,
-                           dml_csv_read(csv, labcol, &x, &y, &n, &nf, &schema.num_classes, &cnames),
-                           NULL);
-        if (st == DML_OK && cnames == NULL && g_rank == 0)
-            warn_empty_classes(csv, labcol, y, n, schema.num_classes);
-        if (st == DML_OK) {
-            schema.dtype = DML_DTYPE_FLOAT32;
-            schema.rank = 1;
-            schema.shape[0] = nf;
-            schema.class_names = cnames;
-            snprintf(src, sizeof(src), "csv:%s", csv);
-            snprintf(vdir, sizeof(vdir), "%s.val", out);
-            st = convert_arrays(out, vdir, &schema, (const uint8_t *)x, y, n, frac, seed, &o, src);
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            cp.last = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+            st = dml_mpi_agree(MPI_COMM_WORLD,
+                               dml_csv_read(csv, labcol, &xf, &y[0], &n[0], &nf,
+                                            &schema[0].num_classes, &cnames, csv_progress, &cp),
+                               NULL);
+            if (st == DML_OK && cnames == NULL && g_rank == 0)
+                warn_empty_classes(csv, labcol, y[0], n[0], schema[0].num_classes);
+            if (st == DML_OK) {
+                schema[0].dtype = DML_DTYPE_FLOAT32;
+                schema[0].rank = 1;
+                schema[0].shape[0] = nf;
+                schema[0].class_names = cnames;
+                snprintf(src[0], sizeof(src[0]), "csv:%s", csv);
+                st = plan_input(jobs, &schema[0], (const uint8_t *)xf, y[0], n[0], frac, seed,
+                                src[0], &nj);
+                if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) == DML_OK)
+                    njobs = nj;
+            } else {
+                free(cnames);
+            }
         }
-        free(x);
-        free(y);
-        free(cnames);
+        if (st == DML_OK) {
+            for (k = 0; k < njobs; k++)
+                snprintf(jobs[k].dir, sizeof(jobs[k].dir), "%s", dirs[k]);
+            st = write_jobs(jobs, njobs, &o);
+        }
+        for (k = 0; k < 4; k++)
+            free(jobs[k].sel);
+        for (p = 0; p < 2; p++) {
+            free(x[p]);
+            free(y[p]);
+            free(schema[p].class_names);
+        }
+        free(xf);
     }
     return report(st);
 }
@@ -663,6 +789,8 @@ static int cmd_synth(int argc, char **argv)
         free(x);
         free(y);
         free(id);
+        if (st == DML_OK)
+            crash_after_shard();
         progress(out, s + 1, S, &last);
     }
     free(centres);

@@ -79,6 +79,32 @@ dml_status_t dml__fsync_path(const char *path);
 void dml__tmp_name(const char *path, char *buf, size_t len);
 dml_status_t dml__commit_file(const char *tmp, const char *path, int exclusive);
 
+/* n bytes at buf written as the file at path by that idiom, the whole size
+ * reserved (posix_fallocate) before the first byte: a disk too full fails
+ * at once with the OS's reason ("path: cannot write the <what> (n bytes): No
+ * space left on device"), and no temporary is ever left behind. */
+dml_status_t dml__write_durably(const char *path, const void *buf, size_t n, const char *what,
+                                int exclusive);
+/* Its two halves, for a writer with a step between them (an inference part's
+ * crash hook): the bytes written and fsync'ed as tmp (removed on failure;
+ * messages name path), then moved into place as dml__commit_file does. */
+dml_status_t dml__write_tmp(const char *tmp, const char *path, const void *buf, size_t n,
+                            const char *what);
+dml_status_t dml__commit_written(const char *tmp, const char *path, int exclusive);
+
+/* HDF5 files the tools write whole (model, predictions, inference parts) are
+ * built in memory (the core driver, no backing store) and written by
+ * dml__write_durably: HDF5 1.10 never meets a full disk for them. It cannot
+ * take one: an H5Fclose that fails to flush leaves the file to the library's
+ * termination, which frees it again (a SIGSEGV in MPI_Finalize, the result
+ * lost). dml__h5_create_image: a new empty file in memory, -1 on failure;
+ * dml__h5_image_take: its bytes (malloc'd, the caller frees them), and the
+ * file closed whatever happens; dml__h5_image_commit: take, then write to
+ * path (the file closed whatever happens). */
+hid_t dml__h5_create_image(void);
+dml_status_t dml__h5_image_take(hid_t f, void **buf_out, size_t *n_out);
+dml_status_t dml__h5_image_commit(hid_t f, const char *path, const char *what, int exclusive);
+
 /* ---- outputs (output.c) ------------------------------------------------ */
 
 /* The root "format" attribute of the HDF5 file at path into buf ("" if it

@@ -150,11 +150,24 @@ typedef struct dml_dataset_writer dml_dataset_writer_t;
  * Collective over comm. Starts a dataset at dir, written into "dir.partial"
  * and renamed into place by dml_dataset_writer_commit. An existing dir is
  * refused (DML_ERR_EXISTS) unless replace is set, and then is only replaced
- * by the commit. class_names may be NULL (classes are then named by number).
+ * by the commit (and only if it is a dataset: a directory holding index.h5
+ * and shard files, nothing else). "dir.partial" is made with a marker file
+ * in it; one already there is removed only if it is such a directory left
+ * by an interrupted write (the marker, shard files, index.h5), and anything
+ * else there is refused (DML_ERR_EXISTS, naming it), untouched. class_names
+ * may be NULL (classes are then named by number).
  */
 dml_status_t dml_dataset_writer_create(MPI_Comm comm, const char *dir, const dml_schema_t *schema,
                                        uint32_t num_shards, int replace, const char *source,
                                        dml_dataset_writer_t **w_out);
+
+/*
+ * Local, changes nothing: whether dml_dataset_writer_create(dir, replace)
+ * would accept the destination (the same checks on dir and "dir.partial").
+ * For a tool that writes several datasets, to find a blocked one before
+ * writing any.
+ */
+dml_status_t dml_dataset_writer_check(const char *dir, int replace);
 
 /*
  * Local: writes shard `shard` (any rank, each shard once): n samples of
@@ -168,11 +181,23 @@ dml_status_t dml_dataset_writer_put(dml_dataset_writer_t *w, uint32_t shard, uin
  * Collective: agrees that every rank wrote its shards, computes the statistics
  * (float features need a second pass over the written shards for histogram
  * ranges), writes index.h5 and moves the directory into place durably
- * (fsync, rename, fsync of the parent). Frees w on every path.
+ * (fsync, rename, fsync of the parent). Frees w on every path; on failure
+ * removes "dir.partial".
  */
 dml_status_t dml_dataset_writer_commit(dml_dataset_writer_t *w);
 
-/* Local: frees a writer that will not be committed; leaves "dir.partial". */
+/*
+ * Collective: commits n writers (created on the same communicator's ranks)
+ * together, for datasets that belong together (a training set and its
+ * validation set): each is completed as by dml_dataset_writer_commit, then
+ * all are moved into place; if any fails, none is (a move that fails puts
+ * back those moved before it, so the datasets they replace stay). Frees
+ * every writer.
+ */
+dml_status_t dml_dataset_writer_commit_all(dml_dataset_writer_t **w, size_t n);
+
+/* Local: frees a writer that will not be committed; leaves "dir.partial"
+ * (marked: the next write of dir removes it). */
 void dml_dataset_writer_abort(dml_dataset_writer_t *w);
 
 /* ---- reading source formats ------------------------------------------- */
@@ -185,19 +210,38 @@ void dml_dataset_writer_abort(dml_dataset_writer_t *w);
 dml_status_t dml_idx_read(const char *path, uint8_t **data, uint64_t dims[3], int *ndim);
 
 /*
- * Reads a CSV file with a header line (no name twice); the column named
- * label_column holds the labels, every other column a float feature. A
- * label column holds one kind: class numbers (whole numbers 0..65535, each
- * its own class: C = the largest + 1, some classes possibly without a
+ * Called while a CSV file is read, after every few MiB: bytes read so far of
+ * bytes_total (0 when the size is not known: not a regular file) and the
+ * data rows read. For a tool's progress line; the library prints nothing.
+ */
+typedef void (*dml_csv_progress_cb_t)(void *arg, uint64_t bytes_read, uint64_t bytes_total,
+                                      uint64_t rows);
+
+/*
+ * Reads a CSV file with a header line (no name twice, none empty); the
+ * column named label_column holds the labels, every other column a float
+ * feature. CSV as RFC 4180 has it, read by libcsv: a field may be quoted,
+ * and a quoted field may hold commas, line breaks and quotes (doubled: "");
+ * lines may end in LF or CRLF; spaces around an unquoted field are not part
+ * of it; blank lines are skipped; a UTF-8 byte order mark before the header
+ * is ignored. A file that is not valid CSV (a quote inside an unquoted field,
+ * text after a closing quote, a quote never closed) or a record with another
+ * number of fields than the header is refused naming the file, the line
+ * (and the column, for the syntax).
+ *
+ * A label column holds one kind: class numbers (whole numbers 0..65535,
+ * each its own class: C = the largest + 1, some classes possibly without a
  * sample), or class names (anything not a number), numbered 0.. in the
  * byte order of the names. A number with a fraction (a measurement, not a
  * class), a negative or larger number, or numbers and names mixed are
  * refused naming the line. Outputs are malloc'ed; *names (num_classes
- * entries) only when labels were names, else NULL.
+ * entries) only when labels were names, else NULL. progress may be NULL.
+ * Linear in the size of the file, however many columns it has.
  */
 dml_status_t dml_csv_read(const char *path, const char *label_column, float **x, int32_t **y,
                           uint64_t *n, uint64_t *features, uint32_t *num_classes,
-                          char (**names)[DML_DATASET_NAME_MAX]);
+                          char (**names)[DML_DATASET_NAME_MAX], dml_csv_progress_cb_t progress,
+                          void *arg);
 
 /* ---- the loader -------------------------------------------------------- */
 

@@ -284,10 +284,11 @@ void dml__tmp_name(const char *path, char *buf, size_t len)
     snprintf(buf, len, "%s.tmp.%ld", path, (long)getpid());
 }
 
-dml_status_t dml__commit_file(const char *tmp, const char *path, int exclusive)
+/* The move and the directory's fsync, for a temporary already fsynced. */
+static dml_status_t dml__move_into_place(const char *tmp, const char *path, int exclusive,
+                                         dml_status_t st)
 {
     char dir[4096], *slash;
-    dml_status_t st = dml__fsync_path(tmp);
 
     if (st == DML_OK && (exclusive ? link(tmp, path) : rename(tmp, path)) != 0)
         st = exclusive && errno == EEXIST
@@ -303,6 +304,165 @@ dml_status_t dml__commit_file(const char *tmp, const char *path, int exclusive)
     else if (slash != NULL)
         *slash = '\0';
     return dml__fsync_path(slash ? dir : ".");
+}
+
+dml_status_t dml__commit_file(const char *tmp, const char *path, int exclusive)
+{
+    return dml__move_into_place(tmp, path, exclusive, dml__fsync_path(tmp));
+}
+
+dml_status_t dml__write_tmp(const char *tmp, const char *path, const void *buf, size_t n,
+                            const char *what)
+{
+    const char *p = buf;
+    size_t left = n;
+    dml_status_t st = DML_OK;
+    ssize_t w;
+    int fd, e;
+
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return dml_error_set_errno(errno, "%s: cannot write the %s", path, what);
+    /* The whole size reserved first, so that a disk too full for the file
+     * fails here with ENOSPC rather than half-way through it. Where the file
+     * system cannot reserve (EOPNOTSUPP), the writes below still say. */
+    if (n > 0 && (e = posix_fallocate(fd, 0, (off_t)n)) != 0 && e != EOPNOTSUPP && e != EINVAL) {
+        st = dml_error_set_errno(e, "%s: cannot write the %s (%zu bytes)", path, what, n);
+        goto fail;
+    }
+    while (left > 0) {
+        w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            st = dml_error_set_errno(w < 0 ? errno : EIO, "%s: cannot write the %s (%zu bytes)",
+                                     path, what, n);
+            goto fail;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        st = dml_error_set_errno(errno, "%s: cannot write the %s (fsync)", path, what);
+        goto fail;
+    }
+    e = close(fd);
+    fd = -1;
+    if (e != 0) {
+        st = dml_error_set_errno(errno, "%s: cannot write the %s (close)", path, what);
+        goto fail;
+    }
+    return DML_OK;
+fail:
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    return st;
+}
+
+dml_status_t dml__commit_written(const char *tmp, const char *path, int exclusive)
+{
+    return dml__move_into_place(tmp, path, exclusive, DML_OK);
+}
+
+dml_status_t dml__write_durably(const char *path, const void *buf, size_t n, const char *what,
+                                int exclusive)
+{
+    char tmp[4200];
+    dml_status_t st;
+
+    dml__tmp_name(path, tmp, sizeof(tmp));
+    st = dml__write_tmp(tmp, path, buf, n, what);
+    return st != DML_OK ? st : dml__move_into_place(tmp, path, exclusive, DML_OK);
+}
+
+hid_t dml__h5_create_image(void)
+{
+    static unsigned serial;
+    char name[64];
+    hid_t fapl = dml__h5_fapl(), f = -1;
+
+    /* HDF5 tells open files apart by name, also files that live in memory. */
+    snprintf(name, sizeof(name), "dml-image-%ld-%u", (long)getpid(), serial++);
+    if (fapl >= 0 && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0)
+        f = H5Fcreate(name, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    return f;
+}
+
+/* HDF5's own metadata checksum (Jenkins' lookup3), exported by libhdf5
+ * since 1.8.7 though not in its public headers. */
+extern uint32_t H5_checksum_metadata(const void *data, size_t len, uint32_t initval);
+
+/* HDF5 1.10's H5Fget_file_image clears the superblock's "open for writing"
+ * flags in the image it returns but keeps the checksum computed with them
+ * set, so that the image as written is refused ("incorrect metadata
+ * checksum"). The checksum is put right here (superblock versions 2 and 3:
+ * signature, 4 bytes, 4 addresses, then the checksum), and the image is then
+ * opened by HDF5 from memory: a file the tools write is one HDF5 reads. */
+static int dml__h5_image_fix(unsigned char *img, size_t n)
+{
+    size_t at, so;
+    uint32_t sum;
+    hid_t fapl = -1, f = -1;
+    int ok = 0;
+
+    if (n >= 12 && (img[8] == 2 || img[8] == 3)) {
+        so = img[9];
+        at = 12 + 4 * so;
+        if (at + 4 > n)
+            return -1;
+        sum = H5_checksum_metadata(img, at, 0);
+        img[at] = (unsigned char)sum;
+        img[at + 1] = (unsigned char)(sum >> 8);
+        img[at + 2] = (unsigned char)(sum >> 16);
+        img[at + 3] = (unsigned char)(sum >> 24);
+    }
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0 && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0 &&
+        H5Pset_file_image(fapl, img, n) >= 0)
+        f = H5Fopen("dml-image-check", H5F_ACC_RDONLY, fapl);
+    ok = f >= 0;
+    if (f >= 0)
+        H5Fclose(f);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    return ok ? 0 : -1;
+}
+
+dml_status_t dml__h5_image_take(hid_t f, void **buf_out, size_t *n_out)
+{
+    ssize_t n = -1;
+    void *buf = NULL;
+
+    if (H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0)
+        n = H5Fget_file_image(f, NULL, 0);
+    if (n > 0 && (buf = malloc((size_t)n)) != NULL && H5Fget_file_image(f, buf, (size_t)n) == n &&
+        dml__h5_image_fix(buf, (size_t)n) == 0) {
+        H5Fclose(f);
+        *buf_out = buf;
+        *n_out = (size_t)n;
+        return DML_OK;
+    }
+    free(buf);
+    H5Fclose(f);
+    return dml_error_set(n > 0 && buf == NULL ? DML_ERR_NO_MEMORY : DML_ERR_HDF5,
+                         "cannot build the file in memory (%zd bytes)", n);
+}
+
+dml_status_t dml__h5_image_commit(hid_t f, const char *path, const char *what, int exclusive)
+{
+    void *buf = NULL;
+    size_t n = 0;
+    dml_status_t st = dml__h5_image_take(f, &buf, &n);
+
+    if (st == DML_OK)
+        st = dml__write_durably(path, buf, n, what, exclusive);
+    else
+        st = dml_error_set(st, "%s: cannot build the %s in memory", path, what);
+    free(buf);
+    return st;
 }
 
 static int dml__rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)

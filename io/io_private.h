@@ -39,6 +39,14 @@ void dml__content_hash(const dml_schema_t *s, uint32_t shards, const uint64_t *s
 dml_status_t dml__shard_check(const dml_dataset_t *ds, uint32_t i, hid_t file, const char *path,
                               dml_problem_cb_t cb, void *arg, uint64_t *problems);
 
+/* After H5Fopen(path) failed: why (for "<path>: <why>"), into why (len
+ * bytes), and its status. The OS's reason where the file cannot be opened
+ * at all ("missing: No such file or directory", "cannot be opened:
+ * Permission denied", with the errno's status); else it opens but HDF5
+ * cannot read it: DML_ERR_FORMAT, "not a readable HDF5 file (truncated or
+ * corrupt; N bytes)". */
+dml_status_t dml__open_failure(const char *path, char *why, size_t len);
+
 void dml__stats_free(dml_stats_t *st);
 void dml__schema_free(dml_schema_t *s);
 

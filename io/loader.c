@@ -750,12 +750,15 @@ static dml_status_t dml__open_shards(dml_loader_t *ld)
         char *path = dml__path_join(ld->ds->dir, ld->ds->shard_names[s]);
         ld->file[s] = path ? H5Fopen(path, H5F_ACC_RDONLY, fapl) : -1;
         if (ld->file[s] < 0) {
-            if (status == DML_OK)
-                status = dml_error_set(access(path, F_OK) == 0 ? DML_ERR_FORMAT : DML_ERR_NOT_FOUND,
-                                       "%s: %s", path ? path : ld->ds->dir,
-                                       access(path, F_OK) == 0
-                                           ? "not a readable HDF5 file (truncated or corrupt)"
-                                           : "shard file is missing");
+            if (status == DML_OK && path == NULL) {
+                status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", ld->ds->dir);
+            } else if (status == DML_OK) {
+                char why[256];
+                status = dml__open_failure(path, why, sizeof(why));
+                status = status == DML_ERR_NOT_FOUND
+                             ? dml_error_set(status, "%s: shard %u is missing", path, s)
+                             : dml_error_set(status, "%s: %s", path, why);
+            }
             free(path);
             continue;
         }

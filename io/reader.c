@@ -126,10 +126,11 @@ static dml_status_t dml__reader_shard(dml_dataset_reader_t *r, uint32_t s)
         return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", ds->dir);
     r->file[s] = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (r->file[s] < 0) {
-        st = dml_error_set(access(path, F_OK) == 0 ? DML_ERR_FORMAT : DML_ERR_NOT_FOUND, "%s: %s",
-                           path, access(path, F_OK) == 0
-                                     ? "not a readable HDF5 file (truncated or corrupt)"
-                                     : "shard file is missing");
+        char why[256];
+        st = dml__open_failure(path, why, sizeof(why));
+        st = st == DML_ERR_NOT_FOUND
+                 ? dml_error_set(st, "%s: shard %u is missing", path, s)
+                 : dml_error_set(st, "%s: %s", path, why);
         goto out;
     }
     if ((st = dml__shard_check(ds, s, r->file[s], path, NULL, NULL, NULL)) != DML_OK)

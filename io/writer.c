@@ -8,6 +8,14 @@
  * fsync of every file, rename (an atomic exchange when replacing), fsync of
  * the parent. An interrupted conversion leaves only "<dir>.partial", which is
  * no dataset, and an existing dataset is untouched until the exchange.
+ *
+ * The first thing written into "<dir>.partial" is a marker file: the next
+ * write removes a leftover "<dir>.partial" only when it carries the marker
+ * and nothing but what a writer puts there; anything else at that path is
+ * the user's, and is refused, untouched. Several datasets written together
+ * (a training set and its validation set) are committed together: none is
+ * moved into place unless all are complete, and a failed move puts back
+ * the ones already moved.
  */
 #include "config.h"
 
@@ -24,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 struct dml_dataset_writer {
@@ -85,6 +94,118 @@ static int dml__mkdir_parent(const char *dir)
     return dml__mkdir_p(p);
 }
 
+/* The marker a writer puts first into the partial directory it makes. */
+#define DML__PARTIAL_MARKER ".slurm-dml-partial"
+
+static int dml__is_shard_name(const char *name)
+{
+    unsigned shard;
+    int n = 0;
+    return sscanf(name, "shard-%5u.h5%n", &shard, &n) == 1 && name[n] == '\0';
+}
+
+/* Writes the marker into the partial directory dir: 0 or -1 with errno. */
+static int dml__marker_write(const char *dir)
+{
+    static const char text[] =
+        "slurm-dml: a dataset being written (dml-data, dml_dataset_writer_create).\n"
+        "It becomes the dataset when complete; the next write of the same dataset\n"
+        "removes it if the write was interrupted.\n";
+    char *path = dml__path_join(dir, DML__PARTIAL_MARKER);
+    int fd, rc = -1, e;
+
+    if (path == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        rc = write(fd, text, sizeof(text) - 1) == (ssize_t)(sizeof(text) - 1) ? 0 : -1;
+        e = errno;
+        if (close(fd) != 0 && rc == 0) {
+            rc = -1;
+            e = errno;
+        }
+        if (rc != 0)
+            unlink(path);
+        errno = e;
+    }
+    free(path);
+    return rc;
+}
+
+/* Whether partial, which exists, is a writer's own leftover: a directory
+ * (not a link) holding the marker and nothing but what a writer puts there
+ * (shard files, index.h5). DML_OK, or DML_ERR_EXISTS naming what is there. */
+static dml_status_t dml__partial_owned(const char *partial)
+{
+    char *marker = dml__path_join(partial, DML__PARTIAL_MARKER);
+    struct dirent *de;
+    struct stat sb;
+    dml_status_t st = DML_OK;
+    DIR *d;
+
+    if (marker == NULL)
+        return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", partial);
+    if (lstat(partial, &sb) != 0)
+        st = dml_error_set_errno(errno, "%s", partial);
+    else if (!S_ISDIR(sb.st_mode))
+        st = dml_error_set(DML_ERR_EXISTS, "%s: exists and is not a directory left by an "
+                           "interrupted dataset write (%s): the dataset is written there first, "
+                           "so move it away or remove it yourself; nothing was changed", partial,
+                           S_ISLNK(sb.st_mode) ? "a symbolic link" : "not a directory");
+    else if (lstat(marker, &sb) != 0 || !S_ISREG(sb.st_mode))
+        st = dml_error_set(DML_ERR_EXISTS, "%s: exists and was not left by an interrupted "
+                           "dataset write (it has no %s marker): the dataset is written there "
+                           "first, so move it away or remove it yourself; nothing was changed",
+                           partial, DML__PARTIAL_MARKER);
+    free(marker);
+    if (st != DML_OK)
+        return st;
+    if ((d = opendir(partial)) == NULL)
+        return dml_error_set_errno(errno, "%s: cannot list it", partial);
+    while (st == DML_OK && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        /* a writer's files: plain files (no directory, no link) of its names */
+        if ((strcmp(de->d_name, DML__PARTIAL_MARKER) == 0 || strcmp(de->d_name, "index.h5") == 0 ||
+             dml__is_shard_name(de->d_name)) &&
+            fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+            continue;
+        st = dml_error_set(DML_ERR_EXISTS, "%s: the leftover of an interrupted dataset write "
+                           "holds '%s', which no dataset write put there: move it away or remove "
+                           "the directory yourself; nothing was changed", partial, de->d_name);
+    }
+    closedir(d);
+    return st;
+}
+
+/* Rank 0's checks before a dataset is written at dir (nothing changed):
+ * dir absent, or replace asked and dir a dataset; dir.partial absent or a
+ * writer's leftover. */
+static dml_status_t dml__replaceable(const char *dir);
+
+static dml_status_t dml__destination_check(const char *dir, const char *partial, int replace)
+{
+    struct stat sb;
+    dml_status_t st;
+
+    if (lstat(dir, &sb) == 0) {
+        if (!replace)
+            return dml_error_set(DML_ERR_EXISTS, "%s: already exists; remove it or ask to "
+                                 "replace it (dml-data --force)", dir);
+        if ((st = dml__replaceable(dir)) != DML_OK)
+            return st;
+    } else if (errno != ENOENT) {
+        return dml_error_set_errno(errno, "%s", dir);
+    }
+    if (lstat(partial, &sb) == 0)
+        return dml__partial_owned(partial);
+    if (errno != ENOENT)
+        return dml_error_set_errno(errno, "%s", partial);
+    return DML_OK;
+}
+
 /* Whether dir, which exists, is a slurm-dml dataset and nothing else, so
  * that --force may replace it: a directory (not a link to one) holding an
  * index of this format and shard files only. Anything else is refused,
@@ -108,27 +229,45 @@ static dml_status_t dml__replaceable(const char *dir)
         st = dml_error_set(DML_ERR_EXISTS, "%s: exists and is not a dataset (not a directory): "
                            "--force replaces only a slurm-dml dataset", dir);
     else if (dml__h5_file_format(index, kind, sizeof(kind)) != 0 ||
-             strcmp(kind, DML_DATASET_FORMAT) != 0)
-        st = dml_error_set(DML_ERR_EXISTS, "%s: exists and is not a slurm-dml dataset (no dataset "
-                           "index.h5): --force replaces only a dataset; remove it yourself or "
-                           "choose another --out", dir);
+             strcmp(kind, DML_DATASET_FORMAT) != 0) {
+        char why[256];
+        dml_status_t os = dml__open_failure(index, why, sizeof(why));
+        /* an index there that cannot be read says so, with the OS's reason */
+        if (os != DML_ERR_FORMAT && os != DML_ERR_NOT_FOUND)
+            st = dml_error_set(os, "%s: %s: whether it is a dataset that --force may replace "
+                               "cannot be told", index, why);
+        else
+            st = dml_error_set(DML_ERR_EXISTS, "%s: exists and is not a slurm-dml dataset (no "
+                               "dataset index.h5): --force replaces only a dataset; remove it "
+                               "yourself or choose another --out", dir);
+    }
     free(index);
     if (st != DML_OK)
         return st;
     if ((d = opendir(dir)) == NULL)
         return dml_error_set_errno(errno, "%s: cannot list it", dir);
     while (st == DML_OK && (de = readdir(d)) != NULL) {
-        unsigned shard;
-        int n = 0;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-            strcmp(de->d_name, "index.h5") == 0 ||
-            (sscanf(de->d_name, "shard-%5u.h5%n", &shard, &n) == 1 && de->d_name[n] == '\0'))
+            strcmp(de->d_name, "index.h5") == 0 || dml__is_shard_name(de->d_name))
             continue;
         st = dml_error_set(DML_ERR_EXISTS, "%s: holds '%s', which is not part of a slurm-dml "
                            "dataset: --force replaces the whole directory, so move it away "
                            "first", dir, de->d_name);
     }
     closedir(d);
+    return st;
+}
+
+dml_status_t dml_dataset_writer_check(const char *dir, int replace)
+{
+    char *partial = malloc(strlen(dir) + sizeof(".partial"));
+    dml_status_t st;
+
+    if (partial == NULL)
+        return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", dir);
+    sprintf(partial, "%s.partial", dir);
+    st = dml__destination_check(dir, partial, replace);
+    free(partial);
     return st;
 }
 
@@ -215,18 +354,19 @@ dml_status_t dml_dataset_writer_create(MPI_Comm comm, const char *dir, const dml
     }
 
     if (w->rank == 0) {
-        if (lstat(dir, &sb) == 0 && !replace) {
-            status = dml_error_set(DML_ERR_EXISTS, "%s: already exists; remove it or ask to "
-                                   "replace it (dml-data --force)", dir);
-        } else if (lstat(dir, &sb) == 0 && (status = dml__replaceable(dir)) != DML_OK) {
-            /* named by dml__replaceable */
+        if ((status = dml__destination_check(dir, w->partial, replace)) != DML_OK) {
+            /* named there */
         } else if (dml__mkdir_parent(dir) != 0) {
             status = dml_error_set_errno(errno, "%s: cannot create its parent directory", dir);
-        } else if (dml__rmtree(w->partial) != 0) {
+        } else if (lstat(w->partial, &sb) == 0 && dml__rmtree(w->partial) != 0) {
             status = dml_error_set_errno(errno, "%s: cannot remove the leftover of an earlier "
                                          "interrupted write", w->partial);
         } else if (mkdir(w->partial, 0755) != 0) {
             status = dml_error_set_errno(errno, "%s: cannot create the directory", w->partial);
+        } else if (dml__marker_write(w->partial) != 0) {
+            status = dml_error_set_errno(errno, "%s: cannot write its marker file %s", w->partial,
+                                         DML__PARTIAL_MARKER);
+            dml__rmtree(w->partial);
         }
     }
 agree:
@@ -447,18 +587,18 @@ dml_status_t dml_stats_write_h5(int64_t group, const dml_stats_t *st, uint32_t n
     return DML_OK;
 }
 
-/* Rank 0: index.h5 into the partial directory, then the directory into place. */
-static dml_status_t dml__writer_publish(dml_dataset_writer_t *w, const dml_stats_t *st,
+/* Rank 0: index.h5 into the partial directory, durably; moving the directory
+ * into place is dml__writer_move_all's. */
+static dml_status_t dml__writer_index(dml_dataset_writer_t *w, const dml_stats_t *st,
                                         const uint64_t *count, const uint32_t *crc)
 {
     char (*names)[DML_DATASET_NAME_MAX] = NULL;
-    char hash[17], *index = NULL, *parent = NULL, *tmp;
+    char hash[17], *index = NULL;
     uint64_t dims[2] = {0, 0}, total = 0, shards = w->shards;
     int32_t version = DML_DATASET_VERSION, rank = w->schema.rank, bins = DML_DATASET_HIST_BINS;
     hid_t f = -1, g = -1, strtype = -1;
     dml__h5_quiet_t q;
     dml_status_t status = DML_ERR_HDF5;
-    struct stat sb;
     uint32_t s;
 
     dml__h5_quiet_begin(&q);
@@ -512,34 +652,8 @@ static dml_status_t dml__writer_publish(dml_dataset_writer_t *w, const dml_stats
         goto fail;
     }
     f = -1;
-    if ((status = dml__fsync_path(index)) != DML_OK || (status = dml__fsync_path(w->partial)) != DML_OK)
-        goto out;
-
-    /* Into place. Replacing swaps the two directories atomically, so the old
-     * dataset stays whole until the new one is complete. */
-    if (stat(w->dir, &sb) == 0) {
-        if (renameat2(AT_FDCWD, w->partial, AT_FDCWD, w->dir, RENAME_EXCHANGE) != 0) {
-            status = dml_error_set_errno(errno, "%s: cannot exchange with %s", w->partial, w->dir);
-            goto out;
-        }
-        /* The old dataset now sits in the partial directory. */
-        if (dml__rmtree(w->partial) != 0) {
-            status = dml_error_set_errno(errno, "%s: cannot remove the replaced dataset",
-                                         w->partial);
-            goto out;
-        }
-    } else if (rename(w->partial, w->dir) != 0) {
-        status = dml_error_set_errno(errno, "%s: cannot rename to %s", w->partial, w->dir);
-        goto out;
-    }
-    tmp = strdup(w->dir);
-    if (tmp == NULL || (parent = strdup(dirname(tmp))) == NULL) {
-        free(tmp);
-        status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", w->dir);
-        goto out;
-    }
-    free(tmp);
-    status = dml__fsync_path(parent);
+    if ((status = dml__fsync_path(index)) == DML_OK)
+        status = dml__fsync_path(w->partial);
     goto out;
 fail:
     status = dml_error_set(DML_ERR_IO, "%s: cannot write the index (disk full or file size "
@@ -552,13 +666,14 @@ out:
     if (strtype >= 0)
         H5Tclose(strtype);
     dml__h5_quiet_end(&q);
-    free(parent);
     free(index);
     free(names);
     return status;
 }
 
-dml_status_t dml_dataset_writer_commit(dml_dataset_writer_t *w)
+/* Collective: everything a commit does but moving the directory into place:
+ * the agreement that every shard was written, the statistics, index.h5. */
+static dml_status_t dml__writer_finish(dml_dataset_writer_t *w)
 {
     const uint64_t nf = w->nf, C = w->schema.num_classes;
     uint64_t *count = NULL, total = 0, f;
@@ -642,17 +757,124 @@ dml_status_t dml_dataset_writer_commit(dml_dataset_writer_t *w)
                   w->comm);
 
     if (w->rank == 0)
-        status = dml__writer_publish(w, &st, count, crc);
+        status = dml__writer_index(w, &st, count, crc);
     status = dml_mpi_agree(w->comm, status, NULL);
 out:
-    /* A failed write leaves nothing behind to fill the disk: every rank has
-     * stopped writing by the time they agree on the failure. */
-    if (status != DML_OK && w->rank == 0)
-        dml__rmtree(w->partial);
     free(count);
     free(crc);
     free(writers);
     dml__stats_free(&st);
-    dml__writer_free(w);
     return status;
+}
+
+/* Rank 0: moves each finished partial directory into place: over its
+ * dataset (an atomic exchange) where replace found one, else to a name that
+ * must still be free. If one move fails, the ones before it are undone (the
+ * old datasets back, the new ones back in their partial directories, marked
+ * again), so that either all datasets are the new ones or none is. Then the
+ * replaced datasets, now in the partial directories, are removed. */
+static dml_status_t dml__writer_move_all(dml_dataset_writer_t **w, size_t n)
+{
+    char *marker = NULL, *tmp, *parent;
+    int *exchanged = calloc(n ? n : 1, sizeof(int));
+    dml_status_t status = DML_OK;
+    struct stat sb;
+    size_t i, j;
+
+    if (exchanged == NULL)
+        return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", w[0]->dir);
+    for (i = 0; i < n && status == DML_OK; i++) {
+        /* The marker goes just before the move: a dataset carries none. */
+        marker = dml__path_join(w[i]->partial, DML__PARTIAL_MARKER);
+        if (marker == NULL) {
+            status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", w[i]->dir);
+            break;
+        }
+        if (unlink(marker) != 0)
+            status = dml_error_set_errno(errno, "%s: cannot remove the marker", marker);
+        else if (lstat(w[i]->dir, &sb) == 0 && w[i]->replace)
+            exchanged[i] = 1;
+        if (status == DML_OK && exchanged[i] &&
+            renameat2(AT_FDCWD, w[i]->partial, AT_FDCWD, w[i]->dir, RENAME_EXCHANGE) != 0)
+            status = dml_error_set_errno(errno, "%s: cannot exchange with %s", w[i]->partial,
+                                         w[i]->dir);
+        else if (status == DML_OK && !exchanged[i] &&
+                 renameat2(AT_FDCWD, w[i]->partial, AT_FDCWD, w[i]->dir, RENAME_NOREPLACE) != 0)
+            status = dml_error_set_errno(errno, "%s: cannot rename to %s%s", w[i]->partial,
+                                         w[i]->dir, errno == EEXIST ? " (it appeared while the "
+                                         "dataset was written)" : "");
+        free(marker);
+        marker = NULL;
+        if (status != DML_OK) {
+            dml__marker_write(w[i]->partial);
+            break;
+        }
+    }
+    if (status != DML_OK) {
+        /* Put back what was moved, last first. */
+        for (j = i; j-- > 0;) {
+            if (exchanged[j])
+                renameat2(AT_FDCWD, w[j]->partial, AT_FDCWD, w[j]->dir, RENAME_EXCHANGE);
+            else
+                rename(w[j]->dir, w[j]->partial);
+            dml__marker_write(w[j]->partial);
+        }
+        free(exchanged);
+        return status;
+    }
+    for (i = 0; i < n; i++) {
+        /* The old dataset now sits in the partial directory: marked as a
+         * leftover first, so that an interruption here leaves nothing the
+         * next write refuses. */
+        if (exchanged[i] && (dml__marker_write(w[i]->partial) != 0 || dml__rmtree(w[i]->partial) != 0) &&
+            status == DML_OK)
+            status = dml_error_set_errno(errno, "%s: the new dataset is in place, but the "
+                                         "replaced one, now in %s, cannot be removed", w[i]->dir,
+                                         w[i]->partial);
+        tmp = strdup(w[i]->dir);
+        parent = tmp ? strdup(dirname(tmp)) : NULL;
+        free(tmp);
+        if (parent == NULL) {
+            if (status == DML_OK)
+                status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", w[i]->dir);
+            continue;
+        }
+        {
+            dml_status_t fs = dml__fsync_path(parent);
+            if (fs != DML_OK && status == DML_OK)
+                status = fs;
+        }
+        free(parent);
+    }
+    free(exchanged);
+    return status;
+}
+
+dml_status_t dml_dataset_writer_commit_all(dml_dataset_writer_t **w, size_t n)
+{
+    dml_status_t status = DML_OK;
+    size_t i;
+
+    if (n == 0)
+        return DML_OK;
+    for (i = 0; i < n && status == DML_OK; i++)
+        status = dml__writer_finish(w[i]);
+    if (status == DML_OK) {
+        if (w[0]->rank == 0)
+            status = dml__writer_move_all(w, n);
+        status = dml_mpi_agree(w[0]->comm, status, NULL);
+    }
+    /* A failed write leaves nothing behind to fill the disk: every rank has
+     * stopped writing by the time they agree on the failure. */
+    for (i = 0; i < n; i++) {
+        if (status != DML_OK && w[i]->rank == 0)
+            dml__rmtree(w[i]->partial);
+        dml__writer_free(w[i]);
+    }
+    return status;
+}
+
+dml_status_t dml_dataset_writer_commit(dml_dataset_writer_t *w)
+{
+    return dml_dataset_writer_commit_all(&w, 1);
 }

@@ -301,8 +301,10 @@ typedef struct {
  * Loads a model for inference from a model file or a checkpoint file (its
  * "model" group; a checkpoint directory is resolved to a file, and the whole
  * checkpoint verified, by dml_ckpt_model_path first). Checks the format, the
- * spec against the recorded input shape, the arrays' shapes and CRC-32 and
- * that they are finite. max_batch sizes the activation buffers. Free with
+ * spec against the recorded input shape, the arrays' shapes and CRC-32, that
+ * they are finite, and the file's checksum over spec, weights and every other
+ * value where recorded (docs/formats/model.md). max_batch sizes the
+ * activation buffers. Free with
  * dml_model_free and dml_model_info_free.
  */
 dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out,
@@ -312,9 +314,15 @@ void dml_model_info_free(dml_model_info_t *info);
 /* Writes model m as a model file at path (format version 2) with what info
  * says of its training (dataset, dataset_hash, normalisation, feature_rank
  * and feature_shape, data_classes and as many class_names, stats, steps,
- * epochs; the rest is ignored): to a temporary name, fsync'ed and renamed
- * into place. */
+ * epochs; the rest is ignored): built in memory, then written whole to a
+ * temporary name (its size reserved first: a full disk fails at once with
+ * the OS's reason, leaving nothing behind), fsync'ed and renamed into place. */
 dml_status_t dml_model_save(const char *path, dml_model_t *m, const dml_model_info_t *info);
+
+/* The size in bytes of the model file dml_model_save would write for m and
+ * info: a model's file keeps its size through training, so a tool can check
+ * the space its output needs before the work. */
+dml_status_t dml_model_file_size(dml_model_t *m, const dml_model_info_t *info, uint64_t *bytes);
 
 /*
  * For writers that store the arrays their own way (a checkpoint's parallel,

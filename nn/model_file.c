@@ -8,6 +8,10 @@
  * stats). Version 1 (mlp: models, no feature shape, no buffers) still loads.
  * A checkpoint is ckpt/'s to resolve and verify (dml_ckpt_model_path); read
  * here is only its "model" group, each array's checksum checked.
+ * The attribute checksum ties the spec and every other value to the weights
+ * (each array's CRC-32 only says the array is whole, not that it belongs to
+ * the spec beside it); files written before it have none and load with the
+ * checks they had.
  */
 #include "config.h"
 
@@ -79,6 +83,70 @@ out:
     return st;
 }
 
+/* Strings into the checksum with their NUL, so that "ab","c" and "a","bc"
+ * differ. */
+static uint64_t dml__fnv1a_str(uint64_t h, const char *s, size_t max)
+{
+    size_t n = strnlen(s, max - 1);
+    return dml__fnv1a(dml__fnv1a(h, s, n), "", 1);
+}
+
+/*
+ * The checksum a model file records (attribute "checksum", docs/formats/
+ * model.md): FNV-1a 64 continued from hash, the model's identity over spec,
+ * weights and buffers, over everything else the file says: the feature shape
+ * the spec is bound to, the normalisation and the statistics it takes
+ * (and that drift is measured against), the class names the outputs are
+ * reported by, and the lineage. No value of the file can then change without
+ * the load noticing, and the registry's versions keep their names (the hash).
+ */
+static uint64_t dml__model_checksum(uint64_t hash, const dml_model_info_t *info,
+                                    const char *normalisation)
+{
+    const dml_stats_t *st = &info->stats;
+    const uint64_t nf = st->features, nc = info->data_classes;
+    uint64_t h = hash;
+    int32_t rank = info->feature_rank;
+
+    h = dml__fnv1a(h, &rank, sizeof(rank));
+    h = dml__fnv1a(h, info->feature_shape, (size_t)rank * sizeof(uint64_t));
+    h = dml__fnv1a_str(h, normalisation, sizeof(info->normalisation));
+    h = dml__fnv1a_str(h, info->dataset, sizeof(info->dataset));
+    h = dml__fnv1a_str(h, info->dataset_hash, sizeof(info->dataset_hash));
+    h = dml__fnv1a(h, &info->steps, sizeof(info->steps));
+    h = dml__fnv1a(h, &info->epochs, sizeof(info->epochs));
+    h = dml__fnv1a(h, &nf, sizeof(nf));
+    h = dml__fnv1a(h, &st->global_mean, sizeof(double));
+    h = dml__fnv1a(h, &st->global_std, sizeof(double));
+    if (nf > 0) {
+        h = dml__fnv1a(h, st->mean, nf * sizeof(double));
+        h = dml__fnv1a(h, st->std, nf * sizeof(double));
+        h = dml__fnv1a(h, st->min, nf * sizeof(double));
+        h = dml__fnv1a(h, st->max, nf * sizeof(double));
+        h = dml__fnv1a(h, st->hist_lo, nf * sizeof(double));
+        h = dml__fnv1a(h, st->hist_hi, nf * sizeof(double));
+        h = dml__fnv1a(h, st->hist, nf * DML_DATASET_HIST_BINS * sizeof(uint64_t));
+    }
+    h = dml__fnv1a(h, &nc, sizeof(nc));
+    if (nc > 0 && st->label_counts != NULL)
+        h = dml__fnv1a(h, st->label_counts, nc * sizeof(uint64_t));
+    for (uint64_t c = 0; c < nc; c++)
+        h = dml__fnv1a_str(h, info->class_names[c], DML_DATASET_NAME_MAX);
+    return h;
+}
+
+/* The model's identity (info->hash): spec, weights and buffers. */
+static uint64_t dml__model_hash(const char *spec, dml_model_t *m)
+{
+    uint64_t h = DML_FNV1A_INIT;
+
+    h = dml__fnv1a(h, spec, strlen(spec));
+    h = dml__fnv1a(h, dml_model_params(m), dml_model_nparams(m) * sizeof(float));
+    if (dml_model_nbuffers(m) > 0)
+        h = dml__fnv1a(h, dml_model_buffers(m), dml_model_nbuffers(m) * sizeof(float));
+    return h;
+}
+
 /* The spec, bound to the recorded feature shape. */
 static dml_status_t dml__read_spec(hid_t loc, const char *file, dml_model_info_t *info)
 {
@@ -122,7 +190,7 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
     char file[4096], fmt[64];
     dml_model_t *m = NULL;
     hid_t f = -1, loc = -1, str = -1;
-    uint64_t h = DML_FNV1A_INIT;
+    uint64_t h;
     int32_t version = 0;
     struct stat sb;
     uint32_t i;
@@ -197,10 +265,7 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
     /* The model's identity in inference records: spec and weights (and
      * buffers), the same for a checkpoint and the model file exported from
      * it. */
-    h = dml__fnv1a(h, info->spec_text, strlen(info->spec_text));
-    h = dml__fnv1a(h, dml_model_params(m), dml_model_nparams(m) * sizeof(float));
-    if (dml_model_nbuffers(m) > 0)
-        h = dml__fnv1a(h, dml_model_buffers(m), dml_model_nbuffers(m) * sizeof(float));
+    h = dml__model_hash(info->spec_text, m);
     snprintf(info->hash, sizeof(info->hash), "%016llx", (unsigned long long)h);
 
     /* Class names: the training data's, as many as it had classes (at most
@@ -244,6 +309,23 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
             goto out;
         }
     }
+    /* Last, when every value it covers is read. */
+    if (H5Aexists(loc, "checksum") > 0) {
+        char want[32], have[17];
+        snprintf(have, sizeof(have), "%016llx",
+                 (unsigned long long)dml__model_checksum(h, info, info->normalisation));
+        if (dml__h5_attr_read_str(loc, "checksum", want, sizeof(want)) != 0) {
+            st = dml_error_set(DML_ERR_FORMAT, "model %s: attribute checksum unreadable", file);
+            goto out;
+        }
+        if (strcmp(want, have) != 0) {
+            st = dml_error_set(DML_ERR_CHECKSUM, "model %s: checksum %s over the spec \"%s\", the "
+                               "weights and the other attributes, the file recorded %s: the file "
+                               "was changed after it was written (or is damaged)", file, have,
+                               info->spec_text, want);
+            goto out;
+        }
+    }
     st = DML_OK;
     dml_error_clear();
 out:
@@ -268,7 +350,8 @@ out:
 dml_status_t dml_model_write_h5(int64_t loc, dml_model_t *m, const dml_model_info_t *info,
                                 dml_model_put_fn put, void *put_arg)
 {
-    char spec[DML_MODEL_SPEC_MAX];
+    char spec[DML_MODEL_SPEC_MAX], checksum[17];
+    const char *norm = info->normalisation[0] ? info->normalisation : "global";
     uint64_t dims[2] = {0, 0};
     int32_t version = DML_MODEL_VERSION, rank = info->feature_rank;
     hid_t g = -1, str = -1;
@@ -278,18 +361,20 @@ dml_status_t dml_model_write_h5(int64_t loc, dml_model_t *m, const dml_model_inf
     if (rank < 1 || rank > DML_DATASET_MAX_RANK || info->data_classes < 1)
         return dml_error_set(DML_ERR_INVALID_ARG, "model file: feature rank %d, %u classes",
                              (int)rank, info->data_classes);
+    snprintf(checksum, sizeof(checksum), "%016llx",
+             (unsigned long long)dml__model_checksum(dml__model_hash(spec, m), info, norm));
     if (dml__h5_attr_write_str(loc, "format", DML_MODEL_FORMAT) != 0 ||
         dml__h5_attr_write(loc, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
         dml__h5_attr_write_str(loc, "model", spec) != 0 ||
         dml__h5_attr_write_str(loc, "dataset", info->dataset) != 0 ||
         dml__h5_attr_write_str(loc, "dataset_hash", info->dataset_hash) != 0 ||
-        dml__h5_attr_write_str(loc, "normalisation",
-                               info->normalisation[0] ? info->normalisation : "global") != 0 ||
+        dml__h5_attr_write_str(loc, "normalisation", norm) != 0 ||
         dml__h5_attr_write(loc, "feature_rank", H5T_NATIVE_INT32, 1, &rank) != 0 ||
         dml__h5_attr_write(loc, "feature_shape", H5T_NATIVE_UINT64, (size_t)rank,
                            info->feature_shape) != 0 ||
         dml__h5_attr_write(loc, "steps", H5T_NATIVE_UINT64, 1, &info->steps) != 0 ||
-        dml__h5_attr_write(loc, "epochs", H5T_NATIVE_UINT64, 1, &info->epochs) != 0)
+        dml__h5_attr_write(loc, "epochs", H5T_NATIVE_UINT64, 1, &info->epochs) != 0 ||
+        dml__h5_attr_write_str(loc, "checksum", checksum) != 0)
         return dml_error_set(DML_ERR_IO, "cannot write the model's attributes (disk full?)");
     g = H5Gcreate2(loc, "stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0 || dml_stats_write_h5(g, &info->stats, info->data_classes) != DML_OK) {
@@ -338,28 +423,54 @@ static dml_status_t dml__put_plain(void *arg, int64_t loc, const char *name, int
     return DML_OK;
 }
 
-dml_status_t dml_model_save(const char *path, dml_model_t *m, const dml_model_info_t *info)
+/* The model file's bytes, built in memory (dml_h5util.h says why): name is
+ * what messages call it. */
+static dml_status_t dml__model_image(dml_model_t *m, const dml_model_info_t *info,
+                                     const char *name, void **buf, size_t *n)
 {
-    char tmp[4096];
     hid_t f;
     dml__h5_quiet_t q;
     dml_status_t st;
 
-    dml__tmp_name(path, tmp, sizeof(tmp));
     dml__h5_quiet_begin(&q);
-    f = dml__h5_create(tmp, H5F_ACC_TRUNC);
+    f = dml__h5_create_image();
     if (f < 0) {
-        st = dml__create_failed(tmp, "model file");
         dml__h5_quiet_end(&q);
-        return st;
+        return dml_error_set(DML_ERR_HDF5, "%s: cannot make the model file in memory", name);
     }
-    st = dml_model_write_h5(f, m, info, dml__put_plain, tmp);
-    if (H5Fclose(f) < 0 && st == DML_OK)
-        st = dml_error_set(DML_ERR_IO, "%s: cannot write the model file (disk full?)", tmp);
+    st = dml_model_write_h5(f, m, info, dml__put_plain, (void *)name);
+    if (st == DML_OK) {
+        if ((st = dml__h5_image_take(f, buf, n)) != DML_OK)
+            st = dml_error_set(st, "%s: cannot make the model file in memory", name);
+    } else {
+        H5Fclose(f);
+    }
     dml__h5_quiet_end(&q);
-    if (st != DML_OK) {
-        unlink(tmp);
-        return st;
-    }
-    return dml__commit_file(tmp, path, 0);
+    return st;
+}
+
+/* Written whole: a disk too full for it is refused before a byte is
+ * written, with the OS's reason, and leaves no temporary behind. */
+dml_status_t dml_model_save(const char *path, dml_model_t *m, const dml_model_info_t *info)
+{
+    void *buf = NULL;
+    size_t n = 0;
+    dml_status_t st = dml__model_image(m, info, path, &buf, &n);
+
+    if (st == DML_OK)
+        st = dml__write_durably(path, buf, n, "model file", 0);
+    free(buf);
+    return st;
+}
+
+dml_status_t dml_model_file_size(dml_model_t *m, const dml_model_info_t *info, uint64_t *bytes)
+{
+    void *buf = NULL;
+    size_t n = 0;
+    dml_status_t st = dml__model_image(m, info, "model file", &buf, &n);
+
+    free(buf);
+    if (st == DML_OK)
+        *bytes = n;
+    return st;
 }

@@ -32,7 +32,8 @@ static void usage(FILE *out)
             "  list                  the versions, oldest first: version, time, name, spec,\n"
             "                        metrics, aliases (--json: the records)\n"
             "  show REF              a version's record with its lineage (JSON)\n"
-            "  path REF              the model file of REF, for other tools\n"
+            "  path REF              the model file of REF, for other tools (its hash\n"
+            "                        checked: a replaced or changed file is refused)\n"
             "  alias NAME REF        point alias NAME at REF (a compare-and-set with --expect)\n"
             "  alias NAME            the alias's version and history (JSON)\n"
             "  rollback NAME         the alias back to the version it named before\n"
@@ -294,7 +295,7 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "path") == 0) {
         NARGS(1, 1);
         if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
-            (st = dml_registry_resolve(r, argv[optind], version, path, sizeof(path))) != DML_OK)
+            (st = dml_registry_resolve_model(r, argv[optind], version, path, sizeof(path))) != DML_OK)
             goto fail;
         printf("%s\n", path);
     } else if (strcmp(cmd, "alias") == 0) {

@@ -56,11 +56,20 @@ dml_status_t dml_registry_register(dml_registry_t *r, const char *model, const c
 dml_status_t dml_registry_resolve(dml_registry_t *r, const char *ref, char version[17],
                                   char *path, size_t len);
 
+/* As dml_registry_resolve, for a caller that will load the model: the model
+ * file is loaded and its hash checked against the version (its name), so
+ * that a file replaced or changed after registration is refused
+ * (DML_ERR_CHECKSUM, naming the version, the file and both hashes) instead
+ * of served as that version. */
+dml_status_t dml_registry_resolve_model(dml_registry_t *r, const char *ref, char version[17],
+                                        char *path, size_t len);
+
 /*
  * "REGISTRY:REF" as the tools' --model takes it: when the text before the
  * last ':' is a registry directory, *is_ref = 1 and path gets the model file
- * of REF (or the failure names both); otherwise *is_ref = 0, DML_OK, and spec
- * is a path to use as it is.
+ * of REF, checked as dml_registry_resolve_model checks it (or the failure
+ * names both); otherwise *is_ref = 0, DML_OK, and spec is a path to use as
+ * it is.
  */
 dml_status_t dml_registry_resolve_spec(const char *spec, char *path, size_t len, char version[17],
                                        int *is_ref);

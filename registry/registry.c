@@ -90,16 +90,14 @@ static void iso_time(double t, char *buf, size_t len)
  * beside it, fsync, rename, fsync of the directory). */
 static dml_status_t write_json(const char *path, json_t *v)
 {
-    char tmp[4200];
+    char *text = json_dumps(v, JSON_INDENT(2) | JSON_SORT_KEYS);
     dml_status_t st;
 
-    dml__tmp_name(path, tmp, sizeof(tmp));
-    if (json_dump_file(v, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0) {
-        st = dml_error_set_errno(errno ? errno : EIO, "%s: cannot write", tmp);
-        unlink(tmp);
-        return st;
-    }
-    return dml__commit_file(tmp, path, 0);
+    if (text == NULL)
+        return dml_error_set(DML_ERR_NO_MEMORY, "%s: cannot format the record", path);
+    st = dml__write_durably(path, text, strlen(text), "record", 0);
+    free(text);
+    return st;
 }
 
 /* Reads a JSON object whose "format" member is format. */
@@ -464,6 +462,41 @@ dml_status_t dml_registry_resolve(dml_registry_t *r, const char *ref, char versi
     return DML_OK;
 }
 
+/* The model file at path loaded, its hash the version's name: what every
+ * load through the registry and verify check. */
+static dml_status_t check_model(const char *path, const char *version)
+{
+    dml_model_t *m = NULL;
+    dml_model_info_t info;
+    dml_status_t st;
+
+    memset(&info, 0, sizeof(info));
+    if ((st = dml_model_load(path, 1, &m, &info)) != DML_OK)
+        return dml_error_set(st, "version %s: %s", version, dml_error_message());
+    if (strcmp(info.hash, version) != 0)
+        st = dml_error_set(DML_ERR_CHECKSUM, "version %s: its model file %s has hash %s, not %s "
+                           "(the version's name): the file was replaced or changed after it was "
+                           "registered", version, path, info.hash, version);
+    dml_model_free(m);
+    dml_model_info_free(&info);
+    return st;
+}
+
+dml_status_t dml_registry_resolve_model(dml_registry_t *r, const char *ref, char version[17],
+                                        char *path, size_t len)
+{
+    char v[17], p[4300];
+    dml_status_t st;
+
+    if ((st = dml_registry_resolve(r, ref, v, p, sizeof(p))) != DML_OK ||
+        (st = check_model(p, v)) != DML_OK)
+        return st;
+    if ((size_t)snprintf(path, len, "%s", p) >= len)
+        return dml_error_set(DML_ERR_INVALID_ARG, "%s: path too long", p);
+    memcpy(version, v, sizeof(v));
+    return DML_OK;
+}
+
 dml_status_t dml_registry_resolve_spec(const char *spec, char *path, size_t len, char version[17],
                                        int *is_ref)
 {
@@ -483,7 +516,7 @@ dml_status_t dml_registry_resolve_spec(const char *spec, char *path, size_t len,
     *is_ref = 1;
     if ((st = dml_registry_open(dir, 0, &r)) != DML_OK)
         return st;
-    st = dml_registry_resolve(r, colon + 1, version, path, len);
+    st = dml_registry_resolve_model(r, colon + 1, version, path, len);
     dml_registry_close(r);
     return st;
 }
@@ -759,8 +792,6 @@ static void report(dml_registry_report_fn fn, void *arg, const char *entry, dml_
 static dml_status_t check_version(dml_registry_t *r, const char *version)
 {
     char path[4400];
-    dml_model_t *m = NULL;
-    dml_model_info_t info;
     json_t *rec;
     dml_status_t st;
 
@@ -768,15 +799,7 @@ static dml_status_t check_version(dml_registry_t *r, const char *version)
         return st;
     json_decref(rec);
     snprintf(path, sizeof(path), "%s/versions/%s/model.h5", r->dir, version);
-    memset(&info, 0, sizeof(info));
-    if ((st = dml_model_load(path, 1, &m, &info)) != DML_OK)
-        return st;
-    if (strcmp(info.hash, version) != 0)
-        st = dml_error_set(DML_ERR_CHECKSUM, "%s: the model's hash is %s, not %s: the file was "
-                           "changed", path, info.hash, version);
-    dml_model_free(m);
-    dml_model_info_free(&info);
-    return st;
+    return check_model(path, version);
 }
 
 dml_status_t dml_registry_verify(dml_registry_t *r, dml_registry_report_fn fn, void *arg,

@@ -352,18 +352,22 @@ static int cmd_status(options_t *o)
     return done == m.tasks ? 0 : DML_INFER_EXIT_INCOMPLETE;
 }
 
+/* Each part not complete, named; *arg counts them. */
 static void report_part(void *arg, uint32_t task, dml_part_state_t s, const char *why)
 {
-    (void)arg;
+    (*(uint32_t *)arg)++;
     dml_error("part %u is %s: %s", task, dml_part_state_name(s), why);
 }
 
 static int cmd_merge(options_t *o)
 {
     char *text = NULL;
-    dml_status_t st = dml_infer_merge(o->run.out, &o->merge, report_part, NULL, &text);
+    uint32_t bad = 0;
+    dml_status_t st = dml_infer_merge(o->run.out, &o->merge, report_part, &bad, &text);
 
-    if (st == DML_ERR_NOT_FOUND) {
+    /* The hint only where parts are what is missing: a missing output
+     * directory (--report nodir/rep) is no part's fault. */
+    if (st == DML_ERR_NOT_FOUND && bad > 0) {
         dml_error("%s; `dml-infer status --out %s` lists the parts to rerun", dml_error_message(),
                   o->run.out);
         return DML_INFER_EXIT_INCOMPLETE;
@@ -402,10 +406,13 @@ int main(int argc, char **argv)
          * once, here: a run's manifest pins the model by its hash). */
         int is_ref;
         char version[17];
-        if (dml_registry_resolve_spec(o.run.model, g_model_path, sizeof(g_model_path), version,
-                                      &is_ref) != DML_OK) {
+        dml_status_t st = dml_registry_resolve_spec(o.run.model, g_model_path,
+                                                    sizeof(g_model_path), version, &is_ref);
+        if (st != DML_OK) {
             dml_error("--model %s: %s", o.run.model, dml_error_message());
-            return 2;
+            /* a REF that names nothing is a usage error; a version whose
+             * model file is damaged or replaced is a failure */
+            return st == DML_ERR_NOT_FOUND || st == DML_ERR_INVALID_ARG ? 2 : 1;
         }
         if (is_ref) {
             dml_debug("--model %s: version %s, %s", o.run.model, version, g_model_path);

@@ -134,29 +134,13 @@ dml_status_t dml_infer_manifest_read(const char *out, dml_infer_manifest_t *m)
     return DML_OK;
 }
 
-/* Written under a temporary name, then committed (dml__commit_file: fsync,
- * rename, fsync of the directory). With exclusive set, link() instead of
+/* Written under a temporary name, its size reserved first, then committed
+ * (dml__write_durably: fsync, rename, fsync of the directory). With exclusive set, link() instead of
  * rename(): of array tasks starting together, one creates the manifest and
  * the others find it (DML_ERR_EXISTS). */
 dml_status_t dml__write_file_durably(const char *path, const char *text, int exclusive)
 {
-    char tmp[4300];
-    dml_status_t st = DML_OK;
-    size_t n = strlen(text);
-    int fd;
-
-    dml__tmp_name(path, tmp, sizeof(tmp));
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644)) < 0)
-        return dml_error_set_errno(errno, "%s", tmp);
-    if (write(fd, text, n) != (ssize_t)n)
-        st = dml_error_set_errno(errno ? errno : EIO, "%s: cannot write", tmp);
-    if (close(fd) != 0 && st == DML_OK)
-        st = dml_error_set_errno(errno, "%s: cannot write", tmp);
-    if (st != DML_OK) {
-        unlink(tmp);
-        return st;
-    }
-    return dml__commit_file(tmp, path, exclusive);
+    return dml__write_durably(path, text, strlen(text), "file", exclusive);
 }
 
 dml_status_t dml__load_model(const char *path, int max_batch, dml_model_t **m,

@@ -101,19 +101,18 @@ static double dml__pct(const double *v, uint64_t n, double q)
 static dml_status_t dml__write_predictions(const char *path, const dml_infer_manifest_t *m,
                                            const dml__part_t *all, const dml_model_info_t *mi)
 {
-    char tmp[4400];
     const uint64_t n = all->count, k = (uint64_t)all->topk;
     uint64_t dims[2];
     dml__h5_quiet_t q;
     dml_status_t st = DML_OK;
     hid_t f, str = -1;
 
-    dml__tmp_name(path, tmp, sizeof(tmp));
     dml__h5_quiet_begin(&q);
-    f = dml__h5_create(tmp, H5F_ACC_TRUNC);
+    /* Built in memory, written whole (dml_h5util.h says why). */
+    f = dml__h5_create_image();
     if (f < 0) {
         dml__h5_quiet_end(&q);
-        return dml__create_failed(tmp, "predictions file");
+        return dml_error_set(DML_ERR_HDF5, "%s: cannot make the predictions file in memory", path);
     }
     str = H5Tcopy(H5T_C_S1);
     dims[0] = n, dims[1] = 0;
@@ -130,17 +129,15 @@ static dml_status_t dml__write_predictions(const char *path, const dml_infer_man
         dml__h5_write(f, "topk_prob", H5T_NATIVE_FLOAT, dims, all->tk_prob) != 0 ||
         (dims[0] = mi->num_classes, dims[1] = 0,
          dml__h5_write(f, "class_names", str, dims, mi->class_names)) != 0)
-        st = dml_error_set(DML_ERR_IO, "%s: cannot write the predictions (disk full?)", tmp);
+        st = dml_error_set(DML_ERR_HDF5, "%s: cannot make the predictions file in memory", path);
     if (str >= 0)
         H5Tclose(str);
-    if (H5Fclose(f) < 0 && st == DML_OK)
-        st = dml_error_set(DML_ERR_IO, "%s: cannot write the predictions", tmp);
+    if (st == DML_OK)
+        st = dml__h5_image_commit(f, path, "predictions file", 0);
+    else
+        H5Fclose(f);
     dml__h5_quiet_end(&q);
-    if (st != DML_OK) {
-        unlink(tmp);
-        return st;
-    }
-    return dml__commit_file(tmp, path, 0);
+    return st;
 }
 
 /* Concatenates the parts (in task order: sample order) into one. */

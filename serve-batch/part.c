@@ -67,16 +67,19 @@ dml_status_t dml__part_write(const char *out, const dml__part_t *p, const dml_in
     int32_t ranks = p->ranks, topk = p->topk, batch = p->batch;
     dml__h5_quiet_t q;
     dml_status_t st = DML_OK;
+    void *img = NULL;
+    size_t size = 0;
     hid_t f;
 
     dml_infer_part_path(out, p->task, path, sizeof(path));
     snprintf(tmp, sizeof(tmp), "%s/.part-%05u.h5.tmp.%ld", out, p->task, (long)getpid());
     gethostname(host, sizeof(host) - 1);
     dml__h5_quiet_begin(&q);
-    f = dml__h5_create(tmp, H5F_ACC_TRUNC);
+    /* Built in memory, written whole (dml_h5util.h says why). */
+    f = dml__h5_create_image();
     if (f < 0) {
         dml__h5_quiet_end(&q);
-        return dml__create_failed(tmp, "part file");
+        return dml_error_set(DML_ERR_HDF5, "%s: cannot make the part in memory", path);
     }
     /* The arrays first, the record (attributes, checksum last) after them. */
     if (dml__put(f, "id", H5T_NATIVE_UINT64, n, 0, p->id) != 0 ||
@@ -101,17 +104,23 @@ dml_status_t dml__part_write(const char *out, const dml__part_t *p, const dml_in
         dml__h5_attr_write_str(f, "model_hash", p->model_hash) != 0 ||
         dml__h5_attr_write_str(f, "input_hash", p->input_hash) != 0 ||
         dml__h5_attr_write(f, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
-        st = dml_error_set(DML_ERR_IO, "%s: cannot write the part (disk full?)", tmp);
-    if (H5Fclose(f) < 0 && st == DML_OK)
-        st = dml_error_set(DML_ERR_IO, "%s: cannot write the part (disk full?)", tmp);
-    dml__h5_quiet_end(&q);
-    if (st == DML_OK && cfg->on_part != NULL)
-        cfg->on_part(cfg->on_part_arg, p->task, "written");
-    if (st != DML_OK) {
-        unlink(tmp);
-        return st;
+        st = dml_error_set(DML_ERR_HDF5, "%s: cannot make the part in memory", path);
+    if (st == DML_OK) {
+        st = dml__h5_image_take(f, &img, &size);
+        if (st != DML_OK)
+            st = dml_error_set(st, "%s: cannot make the part in memory", path);
+    } else {
+        H5Fclose(f);
     }
-    return dml__commit_file(tmp, path, 0);
+    dml__h5_quiet_end(&q);
+    if (st == DML_OK)
+        st = dml__write_tmp(tmp, path, img, size, "part");
+    free(img);
+    if (st != DML_OK)
+        return st;
+    if (cfg->on_part != NULL)
+        cfg->on_part(cfg->on_part_arg, p->task, "written");
+    return dml__commit_written(tmp, path, 0);
 }
 
 void dml__part_free(dml__part_t *p)

@@ -25,10 +25,13 @@
 
 #include "args.h"
 #include "dml_topo.h"
+#include "rendezvous.h"
 #include "ucx_probe.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <slurm/slurm.h>
 #include <slurm/spank.h>
@@ -42,14 +45,6 @@ SPANK_PLUGIN(dml, 1);
 
 #define MPOL_PREFERRED 1
 
-/* MASTER_PORT: derived from the job and step ids (so that every node of a
- * step computes the same), in [DML_PORT_BASE, DML_PORT_BASE + DML_PORT_SPAN):
- * below the kernel's ephemeral ports (32768 up), and steps of one job, and
- * jobs up to 1000 ids apart, never share one. */
-#define DML_PORT_BASE 12000
-#define DML_PORT_SPAN 20000
-#define DML_PORT_STEPS 20
-
 static dml_spank_config_t g_cfg;
 static int g_requested;            /* a --dml-* option was given */
 static int g_per_task;             /* --dml-gpus value */
@@ -62,11 +57,16 @@ static dml_task_map_t *g_maps;
 static unsigned g_ntasks;
 static char g_error[1024];
 static char g_note[512];           /* what the mapping passed over (verbose) */
-static char g_step_visible[DML_TOPO_STR]; /* all step GPUs, for their visibility */
+static char g_step_visible[DML_TOPO_GPULIST]; /* all step GPUs, for their visibility */
 static const char *g_gpu_var;      /* CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES or NULL */
+static dml_gpu_kind_t g_gpu_kind;
 static char g_node_hcas[DML_TOPO_STR];    /* every usable port of the node */
 static int g_hcas_down;            /* HCAs without an active port */
 static char g_master_addr[256], g_master_port[16];
+static int g_het;                  /* a heterogeneous step: one world over its components */
+static uint32_t g_world;           /* the step's tasks, all components together */
+static char g_port_warning[512];   /* MASTER_PORT found in use on the first node */
+static char g_set[2048];           /* what this task was given (DML_SPANK_MARKER) */
 
 static int opt_gpus(int val, const char *optarg, int remote)
 {
@@ -172,9 +172,16 @@ int slurm_spank_init(spank_t sp, int ac, char **av)
     return 0;
 }
 
+/* 1 if name is set and not empty; 0 if not; -1 if its value does not fit
+ * in buf (for a GPU list: an error, never taken as absent, which would
+ * quietly put another list in its place). */
 static int get_env(spank_t sp, const char *name, char *buf, int len)
 {
-    return spank_getenv(sp, name, buf, len) == ESPANK_SUCCESS && buf[0] != '\0';
+    spank_err_t rc = spank_getenv(sp, name, buf, len);
+
+    if (rc == ESPANK_NOSPACE)
+        return -1;
+    return rc == ESPANK_SUCCESS && buf[0] != '\0';
 }
 
 /* This process's CPUs as a list ("0-3,8"): Slurm's and cgroups' limits. */
@@ -204,25 +211,73 @@ static int allowed_cpus(char *out, size_t len)
     return 0;
 }
 
+/* Whether TCP port is free on this node for a listener such as PyTorch's
+ * TCPStore (which sets SO_REUSEADDR: a port in TIME-WAIT is free to it). */
+static int port_free(unsigned port)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, ok;
+
+    if (fd < 0)
+        return 1;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 || errno != EADDRINUSE;
+    close(fd);
+    return ok;
+}
+
+static int env_u32(spank_t sp, const char *name, uint32_t *out)
+{
+    char buf[32], *end;
+    unsigned long v;
+
+    if (spank_getenv(sp, name, buf, sizeof(buf)) != ESPANK_SUCCESS || buf[0] < '0' || buf[0] > '9')
+        return 0;
+    v = strtoul(buf, &end, 10);
+    if (*end != '\0' || v > UINT32_MAX)
+        return 0;
+    *out = (uint32_t)v;
+    return 1;
+}
+
 /*
  * The step's rendezvous for frameworks' env:// (PyTorch's MASTER_ADDR and
- * MASTER_PORT): rank 0 runs on the step's first node, and the address is
- * that node's NodeAddr as slurmctld knows it (what other nodes reach it by;
- * node names need not resolve, and on the local test cluster they do not),
- * else its name.
+ * MASTER_PORT), the same on every node and task of the step. Rank 0 runs on
+ * the step's first node (in a heterogeneous step: its first component's
+ * first node), and the address is that node's NodeAddr as slurmctld knows it
+ * (what other nodes reach it by; node names need not resolve, and on the
+ * local test cluster they do not), else its name. The port is Slurm's
+ * reservation for the step where the site configured one (MpiParams=ports:
+ * no other step on the node has it), else derived from the ids of the job
+ * (the heterogeneous job's leader: the same in every component) and step;
+ * then the first node checks that it is free, and says so if not.
  */
 static void rendezvous(spank_t sp, uint32_t job, uint32_t step)
 {
-    char nodes[4096];
+    char nodes[4096], resv[256] = "", self[256] = "", marker[2048] = "", cur[16];
+    spank_err_t have_port;
     node_info_msg_t *info = NULL;
     hostlist_t hl;
     char *first = NULL;
+    uint32_t leader;
+    int reserved;
 
     g_master_addr[0] = '\0';
-    snprintf(g_master_port, sizeof(g_master_port), "%u",
-             DML_PORT_BASE + (job * DML_PORT_STEPS + step % DML_PORT_STEPS) % DML_PORT_SPAN);
-    if (!get_env(sp, "SLURM_STEP_NODELIST", nodes, sizeof(nodes)) &&
-        !get_env(sp, "SLURM_JOB_NODELIST", nodes, sizeof(nodes)))
+    g_port_warning[0] = '\0';
+    if (env_u32(sp, "SLURM_JOB_ID", &leader))
+        job = leader;
+    if (spank_getenv(sp, "SLURM_STEP_RESV_PORTS", resv, sizeof(resv)) != ESPANK_SUCCESS)
+        resv[0] = '\0';
+    reserved = dml_spank_resv_ports_ok(resv);
+    snprintf(g_master_port, sizeof(g_master_port), "%u", dml_spank_master_port(job, step, resv));
+    if (!(g_het && (get_env(sp, "SLURM_JOB_NODELIST_HET_GROUP_0", nodes, sizeof(nodes)) > 0 ||
+                    get_env(sp, "SLURM_JOB_NODELIST_PACK_GROUP_0", nodes, sizeof(nodes)) > 0)) &&
+        get_env(sp, "SLURM_STEP_NODELIST", nodes, sizeof(nodes)) <= 0 &&
+        get_env(sp, "SLURM_JOB_NODELIST", nodes, sizeof(nodes)) <= 0)
         return;
     if ((hl = slurm_hostlist_create(nodes)) == NULL)
         return;
@@ -231,6 +286,22 @@ static void rendezvous(spank_t sp, uint32_t job, uint32_t step)
     if (first == NULL)
         return;
     snprintf(g_master_addr, sizeof(g_master_addr), "%s", first);
+    /* Without a reservation two steps may draw the same port: where rank 0
+     * will listen, a port already taken is said before the step's rank 0
+     * fails on it (or, worse, its other ranks join another step's store).
+     * Only where the plugin sets MASTER_PORT (not the user's own). */
+    if (spank_getenv(sp, DML_SPANK_MARKER, marker, sizeof(marker)) != ESPANK_SUCCESS)
+        marker[0] = '\0';
+    have_port = spank_getenv(sp, "MASTER_PORT", cur, sizeof(cur));
+    if (!reserved && spank_getenv(sp, "SLURMD_NODENAME", self, sizeof(self)) == ESPANK_SUCCESS &&
+        strcmp(self, first) == 0 &&
+        (g_cfg.override || have_port == ESPANK_ENV_NOEXIST ||
+         (have_port == ESPANK_SUCCESS && dml_spank_marked(marker, "MASTER_PORT", cur))) &&
+        !port_free((unsigned)atoi(g_master_port)))
+        snprintf(g_port_warning, sizeof(g_port_warning), "MASTER_PORT %s is already in use on %s "
+                 "(another step's rendezvous?): this step's rank 0 cannot listen there. Set "
+                 "MASTER_PORT yourself, or ask the site to reserve ports for steps "
+                 "(MpiParams=ports= in slurm.conf)", g_master_port, self);
     if (slurm_load_node_single(&info, first, SHOW_ALL) == SLURM_SUCCESS && info != NULL &&
         info->record_count > 0 && info->node_array[0].node_addr != NULL &&
         info->node_array[0].node_addr[0] != '\0')
@@ -242,10 +313,11 @@ static void rendezvous(spank_t sp, uint32_t job, uint32_t step)
 
 int slurm_spank_user_init(spank_t sp, int ac, char **av)
 {
-    char gpus[DML_TOPO_STR], visible[DML_TOPO_STR], cpus[DML_TOPO_STR], mapnote[256] = "";
+    char gpus[DML_TOPO_GPULIST], visible[DML_TOPO_GPULIST], cpus[DML_TOPO_STR], mapnote[256] = "";
     dml_topo_request_t req;
     dml_topo_t *topo = NULL;
-    uint32_t jobid = 0, stepid = 0, ntasks = 0;
+    uint32_t jobid = 0, stepid = 0, ntasks = 0, total = 0, step_tasks = 0;
+    const char *gpus_var = "SLURM_STEP_GPUS";
     int have_gpus, have_visible;
 
     (void)ac;
@@ -261,6 +333,14 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
         return 0;
     }
     spank_get_item(sp, S_JOB_ID, &jobid);
+    /* A heterogeneous step (srun A : B) is one world: Slurm numbers its
+     * tasks across the components (SLURM_PROCID) and counts them all in
+     * SLURM_STEP_NUM_TASKS, while each component's own count is smaller. */
+    spank_get_item(sp, S_JOB_TOTAL_TASK_COUNT, &total);
+    g_world = total;
+    g_het = env_u32(sp, "SLURM_STEP_NUM_TASKS", &step_tasks) && step_tasks > total;
+    if (g_het)
+        g_world = step_tasks;
 
     {
         /* The site's topology file, else slurmd's cache, else discovery. */
@@ -291,16 +371,25 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
     /* SLURM_STEP_GPUS names the node's GPUs (locality); the GPU kind's
      * visibility variable names them as the tasks must (renumbered under
      * ConstrainDevices). */
-    g_gpu_var = dml_gpu_visible_var(dml_topo_gpu_kind(topo));
-    have_gpus = get_env(sp, "SLURM_STEP_GPUS", gpus, sizeof(gpus)) ||
-                get_env(sp, "SLURM_JOB_GPUS", gpus, sizeof(gpus));
-    have_visible = g_gpu_var != NULL && get_env(sp, g_gpu_var, visible, sizeof(visible));
+    g_gpu_kind = dml_topo_gpu_kind(topo);
+    g_gpu_var = dml_gpu_visible_var(g_gpu_kind);
+    have_gpus = get_env(sp, "SLURM_STEP_GPUS", gpus, sizeof(gpus));
+    if (have_gpus == 0)
+        have_gpus = get_env(sp, gpus_var = "SLURM_JOB_GPUS", gpus, sizeof(gpus));
+    have_visible = g_gpu_var != NULL ? get_env(sp, g_gpu_var, visible, sizeof(visible)) : 0;
+    if (have_gpus < 0 || have_visible < 0) {
+        snprintf(g_error, sizeof(g_error), "%s is longer than the %zu characters of %d GPU "
+                 "identifiers the plugin takes", have_gpus < 0 ? gpus_var : g_gpu_var,
+                 sizeof(gpus) - 1, DML_TOPO_MAX_GPUS);
+        dml_topo_free(topo);
+        return 0;
+    }
     if (have_gpus) {
         req.gpus = gpus;
         req.visible = have_visible ? visible : NULL;
     } else if (have_visible) {
         req.gpus = visible;
-    } else if (g_gpu_var == NULL && get_env(sp, "CUDA_VISIBLE_DEVICES", visible, sizeof(visible))) {
+    } else if (g_gpu_var == NULL && get_env(sp, "CUDA_VISIBLE_DEVICES", visible, sizeof(visible)) > 0) {
         req.gpus = visible; /* a node without GPUs: passed over, and said so */
     }
     /* A recorded topology is another machine's: its CPUs are not ours. */
@@ -320,7 +409,7 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
         if (req.gpus == NULL) {
             int g;
             size_t used = 0;
-            for (g = 0; g < dml_topo_gpus(topo) && used + 8 < sizeof(g_step_visible); g++)
+            for (g = 0; g < dml_topo_gpus(topo); g++)
                 used += (size_t)snprintf(g_step_visible + used, sizeof(g_step_visible) - used,
                                          "%s%d", g ? "," : "", g);
         }
@@ -336,23 +425,30 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
     return 0;
 }
 
+/* The variables the plugin set in the enclosing task, if this step was
+ * started from one (DML_SPANK_SET in the environment it inherited). */
+static char g_inherited[2048];
+
 /* Sets name=value for the task unless the user set it (or the site says
- * override). Returns 1 if set. */
+ * override); a value the plugin itself set for an enclosing step is not the
+ * user's and is replaced. Returns 1 if set. */
 static int set_var(spank_t sp, const char *name, const char *value, int force, char *log,
                    size_t loglen)
 {
-    char cur[16];
+    static char cur[DML_TOPO_GPULIST + 1024];
     size_t l = strlen(log);
     spank_err_t rc = spank_getenv(sp, name, cur, sizeof(cur));
 
-    /* NOSPACE: it exists, longer than cur. */
-    if (!force && !g_cfg.override && (rc == ESPANK_SUCCESS || rc == ESPANK_NOSPACE)) {
+    /* NOSPACE: it exists, longer than cur (so not a value of the plugin's). */
+    if (!force && !g_cfg.override && (rc == ESPANK_SUCCESS || rc == ESPANK_NOSPACE) &&
+        !(rc == ESPANK_SUCCESS && dml_spank_marked(g_inherited, name, cur))) {
         snprintf(log + l, loglen - l, " %s(kept)", name);
         return 0;
     }
     if (spank_setenv(sp, name, value, 1) != ESPANK_SUCCESS)
         return 0;
     snprintf(log + l, loglen - l, " %s=%s", name, value);
+    dml_spank_mark(g_set, sizeof(g_set), name, value);
     return 1;
 }
 
@@ -390,7 +486,7 @@ static int apply_binding(const dml_task_map_t *m)
  * see the GPUs of the node's other ranks. */
 static void gpu_list(const dml_task_map_t *m, int ipc, char *out, size_t len)
 {
-    char tok[DML_TOPO_STR], own[DML_TOPO_STR + 2], pat[128], *save = NULL, *t;
+    char tok[DML_TOPO_GPULIST], own[DML_TOPO_GPULIST + 2], pat[DML_TOPO_GPU_TOKEN + 2], *save = NULL, *t;
 
     snprintf(out, len, "%s", m->visible);
     if (!ipc || g_step_visible[0] == '\0')
@@ -408,7 +504,7 @@ static void gpu_list(const dml_task_map_t *m, int ipc, char *out, size_t len)
 
 int slurm_spank_task_init(spank_t sp, int ac, char **av)
 {
-    char log[4096] = "", num[32], host[256] = "?", visible[DML_TOPO_STR], ucx[1024] = "";
+    char log[16384] = "", num[32], host[256] = "?", visible[DML_TOPO_GPULIST], ucx[1024] = "";
     char hcas[DML_TOPO_STR + 1], ifname[72];
     const dml_task_map_t *m;
     uint32_t global = 0, total = 0;
@@ -430,7 +526,15 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
     }
     m = &g_maps[taskid];
     spank_get_item(sp, S_TASK_GLOBAL_ID, &global);
-    spank_get_item(sp, S_JOB_TOTAL_TASK_COUNT, &total);
+    total = g_world;
+    /* In a heterogeneous step the rank is Slurm's over all components. */
+    if (g_het && !env_u32(sp, "SLURM_PROCID", &global)) {
+        slurm_error("dml: heterogeneous step: no SLURM_PROCID to number task %d by", taskid);
+        return -1;
+    }
+    g_set[0] = '\0';
+    if (spank_getenv(sp, DML_SPANK_MARKER, g_inherited, sizeof(g_inherited)) != ESPANK_SUCCESS)
+        g_inherited[0] = '\0';
 
     if (g_cfg.bind && g_cfg.topology[0] == '\0') {
         if (apply_binding(m) != 0) {
@@ -464,7 +568,7 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
         snprintf(hcas, sizeof(hcas), "=%s", g_node_hcas);
         set_var(sp, "OMPI_MCA_pml", "ucx", 0, log, sizeof(log));
         set_var(sp, "UCX_NET_DEVICES", first, 0, log, sizeof(log));
-        set_var(sp, "UCX_TLS", m->ngpus > 0 ? "rc,sm,cuda_copy,cuda_ipc,self" : "rc,sm,self", 0, log,
+        set_var(sp, "UCX_TLS", dml_topo_ucx_tls(g_gpu_kind, m->net, m->ngpus > 0, 0), 0, log,
                 sizeof(log));
         set_var(sp, "NCCL_IB_HCA", hcas, 0, log, sizeof(log));
         if (m->netdev[0]) {
@@ -480,12 +584,12 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
         set_var(sp, "OMPI_MCA_pml", "ucx", 0, log, sizeof(log));
         set_var(sp, "OMPI_MCA_pml_ucx_tls", "any", 0, log, sizeof(log));
         set_var(sp, "OMPI_MCA_pml_ucx_devices", "any", 0, log, sizeof(log));
-        if (m->net == DML_NET_SHM)
-            set_var(sp, "UCX_TLS", "sm,self", 0, log, sizeof(log));
-        else
-            /* Asked for TCP: TCP only; chosen for want of InfiniBand: TCP
-             * between nodes, shared memory within one. */
-            set_var(sp, "UCX_TLS", g_net_explicit ? "tcp,self" : "tcp,sm,self", 0, log, sizeof(log));
+        /* Asked for TCP: TCP only; chosen for want of InfiniBand: TCP
+         * between nodes, shared memory within one. A GPU task gets its
+         * vendor's GPU transports either way (dml_topo_ucx_tls). */
+        set_var(sp, "UCX_TLS", dml_topo_ucx_tls(g_gpu_kind, m->net, m->ngpus > 0,
+                                                m->net == DML_NET_TCP && g_net_explicit),
+                0, log, sizeof(log));
         if (m->net == DML_NET_TCP && m->netdev[0])
             set_var(sp, "UCX_NET_DEVICES", m->netdev, 0, log, sizeof(log));
         set_var(sp, "NCCL_IB_DISABLE", "1", 0, log, sizeof(log));
@@ -512,6 +616,12 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
     if (g_master_addr[0] != '\0') {
         set_var(sp, "MASTER_ADDR", g_master_addr, 0, log, sizeof(log));
         set_var(sp, "MASTER_PORT", g_master_port, 0, log, sizeof(log));
+    }
+    /* What this step set, for a step started from inside this task. */
+    spank_setenv(sp, DML_SPANK_MARKER, g_set, 1);
+    if (taskid == 0 && g_port_warning[0] != '\0') {
+        fprintf(stderr, "dml: warning: %s\n", g_port_warning);
+        fflush(stderr);
     }
 
     /* No InfiniBand although the node has HCAs: the fast path is missing,

@@ -280,10 +280,26 @@ const char *dml_gpu_visible_var(dml_gpu_kind_t kind)
     return kind == DML_GPU_NVIDIA ? "CUDA_VISIBLE_DEVICES" : kind == DML_GPU_AMD ? "ROCR_VISIBLE_DEVICES" : NULL;
 }
 
+const char *dml_topo_ucx_tls(dml_gpu_kind_t kind, dml_net_t net, int has_gpus, int tcp_only)
+{
+    static const char *const tls[3][4] = {
+        /* none: */ {"rc,sm,self", "tcp,sm,self", "tcp,self", "sm,self"},
+        /* NVIDIA: */
+        {"rc,sm,cuda_copy,cuda_ipc,self", "tcp,sm,cuda_copy,cuda_ipc,self", "tcp,cuda_copy,self",
+         "sm,cuda_copy,cuda_ipc,self"},
+        /* AMD: */
+        {"rc,sm,rocm_copy,rocm_ipc,self", "tcp,sm,rocm_copy,rocm_ipc,self", "tcp,rocm_copy,self",
+         "sm,rocm_copy,rocm_ipc,self"}};
+    int g = !has_gpus ? 0 : kind == DML_GPU_NVIDIA ? 1 : kind == DML_GPU_AMD ? 2 : 0;
+    int n = net == DML_NET_IB ? 0 : net == DML_NET_SHM ? 3 : tcp_only ? 2 : 1;
+
+    return tls[g][n];
+}
+
 /* ---- the step's GPU list ------------------------------------------------ */
 
 typedef struct {
-    char token[96];   /* as the task must name it */
+    char token[DML_TOPO_GPU_TOKEN]; /* as the task must name it */
     int node_gpu;     /* index into the node's GPUs, -1 if unknown (MIG) */
 } dml__sgpu_t;
 
@@ -298,7 +314,7 @@ static int dml__find_uuid(const dml_topo_t *tp, const char *uuid, size_t len)
 }
 
 /* Splits a comma list into at most max tokens; returns the count or -1. */
-static int dml__split(const char *s, char tok[][96], int max)
+static int dml__split(const char *s, char tok[][DML_TOPO_GPU_TOKEN], int max)
 {
     int n = 0;
     const char *p = s;
@@ -306,7 +322,7 @@ static int dml__split(const char *s, char tok[][96], int max)
     while (*p != '\0') {
         const char *e = strchr(p, ',');
         size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (n == max || len == 0 || len >= 96)
+        if (n == max || len == 0 || len >= DML_TOPO_GPU_TOKEN)
             return -1;
         memcpy(tok[n], p, len);
         tok[n][len] = '\0';
@@ -321,8 +337,8 @@ static int dml__split(const char *s, char tok[][96], int max)
 static dml_status_t dml__step_gpus(const dml_topo_t *tp, const dml_topo_request_t *req,
                                    dml__sgpu_t *sg, int *nsg)
 {
-    char loc[DML_TOPO_MAX_GPUS][96], vis[DML_TOPO_MAX_GPUS][96];
-    int n, nv, i, unknown = 0;
+    char loc[DML_TOPO_MAX_GPUS][DML_TOPO_GPU_TOKEN], vis[DML_TOPO_MAX_GPUS][DML_TOPO_GPU_TOKEN];
+    int n, nv, i, j, unknown = 0;
 
     if (req->gpus != NULL && tp->ngpus == 0) {
         /* A node without GPUs: whatever names GPUs (a user's exported
@@ -377,6 +393,13 @@ static dml_status_t dml__step_gpus(const dml_topo_t *tp, const dml_topo_request_
             sg[i].node_gpu = v < tp->ngpus ? (int)v : -1;
         }
         unknown += sg[i].node_gpu < 0 && strncmp(t, "MIG-", 4) != 0;
+        /* Named twice, a GPU would go to two tasks that each take it for
+         * their own (Slurm's lists never repeat one; a user's may). */
+        for (j = 0; j < i; j++)
+            if (strcmp(sg[j].token, sg[i].token) == 0)
+                return dml_error_set(DML_ERR_INVALID_ARG, "GPU list \"%s\": GPU \"%s\" is named "
+                                     "twice; each GPU can be given to one task only",
+                                     req->visible ? req->visible : req->gpus, sg[i].token);
     }
     if (unknown > 0 && req->note != NULL)
         snprintf(req->note, req->note_len, "GPU list \"%s\": %d of its GPUs are not among this "
@@ -515,6 +538,9 @@ dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, d
         return dml_error_set(DML_ERR_INVALID_ARG, "no tasks to map");
     if (req->note != NULL && req->note_len > 0)
         req->note[0] = '\0';
+    if (req->netdev != NULL && strlen(req->netdev) >= DML_TOPO_NETDEV)
+        return dml_error_set(DML_ERR_INVALID_ARG, "network device \"%.80s...\": longer than %d "
+                             "characters", req->netdev, DML_TOPO_NETDEV - 1);
     status = dml__step_gpus(tp, req, sg, &nsg);
     if (status != DML_OK)
         return status;
@@ -596,8 +622,10 @@ dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, d
         }
     }
     /* Tasks without GPU locality: if no task has any (CPU-only steps), in
-     * blocks over the NUMA nodes with allowed CPUs, neighbours together;
-     * otherwise each to the NUMA node with the fewest tasks so far. */
+     * blocks over the NUMA nodes with allowed CPUs, neighbours together,
+     * and with fewer tasks than such nodes each task takes its share of
+     * them (no core left idle); otherwise each to the NUMA node with the
+     * fewest tasks so far. */
     {
         hwloc_obj_t nodes[256];
         int nn = 0, count[256] = {0}, located = 0;
@@ -620,6 +648,14 @@ dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, d
                 continue;
             if (nn == 0) {
                 hwloc_bitmap_copy(dom[k], allowed);
+                continue;
+            }
+            if (!located && T < (unsigned)nn) {
+                int first = (int)((uint64_t)k * (unsigned)nn / T);
+                int last = (int)((uint64_t)(k + 1) * (unsigned)nn / T);
+                for (i = first; i < last; i++)
+                    hwloc_bitmap_or(dom[k], dom[k], nodes[i]->cpuset);
+                hwloc_bitmap_and(dom[k], dom[k], allowed);
                 continue;
             }
             if (!located)

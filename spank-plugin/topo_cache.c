@@ -4,7 +4,8 @@
  *
  * It is written as root, into a directory anyone may be able to reach, so it
  * is written the way a root daemon must: the directory is used only if it is
- * a real directory (not a link), owned by the writer and writable by no one
+ * a real directory reached through no link (every component of its path is
+ * opened with O_NOFOLLOW from "/"), owned by the writer and writable by no one
  * else; every name is opened relative to that directory's descriptor
  * (openat), never following a link; the temporary is created exclusively
  * (O_EXCL, so a link planted at its name fails the write instead of
@@ -32,21 +33,61 @@
 /* Accessors of topo.c, private to the mapping library. */
 hwloc_topology_t dml__topo_hwloc(const dml_topo_t *topo);
 
-/* The directory dir, opened without following a link, if it belongs to the
- * caller and no one else may write it; -1 with the reason recorded. */
+/* The directory dir, opened component by component from "/" with
+ * O_NOFOLLOW (a link anywhere on the path is refused, not followed), its
+ * last component made (create) with mkdirat and given 0755 through its
+ * descriptor (whatever the umask, and with no window in which another name
+ * could be changed instead), if it belongs to the caller and no one else may
+ * write it; -1 with the reason recorded. */
 static int dml__cache_dir(const char *dir, int create)
 {
+    char part[512];
+    const char *p = dir, *e;
     struct stat sb;
-    int fd;
+    int fd, next, made = 0;
 
-    if (create && mkdir(dir, 0755) == 0)
-        chmod(dir, 0755); /* whatever the umask */
-    else if (create && errno != EEXIST)
-        return dml_error_set_errno(errno, "%s: cannot create the topology cache directory", dir), -1;
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return dml_error_set_errno(errno, "%s: not usable as the topology cache (a link, or not "
-                                   "a directory?)", dir), -1;
+    if (dir[0] != '/' || strlen(dir) >= sizeof(part))
+        return dml_error_set(DML_ERR_INVALID_ARG, "%s: the topology cache must be an absolute path "
+                             "shorter than %zu characters", dir, sizeof(part)), -1;
+    if ((fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return dml_error_set_errno(errno, "/: cannot open"), -1;
+    for (;;) {
+        size_t len;
+        while (*p == '/')
+            p++;
+        if (*p == '\0')
+            break;
+        e = strchr(p, '/');
+        len = e ? (size_t)(e - p) : strlen(p);
+        memcpy(part, p, len);
+        part[len] = '\0';
+        p += len;
+        while (*p == '/')
+            p++;
+        next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0 && errno == ENOENT && create && *p == '\0') {
+            if (mkdirat(fd, part, 0700) != 0 && errno != EEXIST) {
+                dml_error_set_errno(errno, "%s: cannot create the topology cache directory", dir);
+                close(fd);
+                return -1;
+            }
+            made = 1;
+            next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (next < 0) {
+            dml_error_set_errno(errno, "%s: not usable as the topology cache (\"%s\" on its path is "
+                                "a link, not a directory, or missing)", dir, part);
+            close(fd);
+            return -1;
+        }
+        close(fd);
+        fd = next;
+    }
+    if (made && fchmod(fd, 0755) != 0) {
+        dml_error_set_errno(errno, "%s: cannot set the topology cache directory's mode", dir);
+        close(fd);
+        return -1;
+    }
     if (fstat(fd, &sb) != 0) {
         dml_error_set_errno(errno, "%s", dir);
         close(fd);

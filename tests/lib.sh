@@ -127,11 +127,11 @@ wait_held() { # file pid what
 }
 
 # The tools' fault-injection hooks (DML_TEST_HOLD, DML_CKPT_CRASH,
-# DML_INFER_CRASH) are built only with configure --enable-test-hooks, as
+# DML_INFER_CRASH, DML_DATA_CRASH) are built only with configure --enable-test-hooks, as
 # scripts/test-all configures.
 need_test_hooks() {
     [ "${DML_HAVE_TEST_HOOKS:-no}" = yes ] ||
-        skip_or_fail "the tools were built without configure --enable-test-hooks (DML_TEST_HOLD, DML_CKPT_CRASH, DML_INFER_CRASH)"
+        skip_or_fail "the tools were built without configure --enable-test-hooks (DML_TEST_HOLD, DML_CKPT_CRASH, DML_INFER_CRASH, DML_DATA_CRASH)"
 }
 
 # Builds a libFuzzer target (AddressSanitizer, UBSan; the plugin's and

@@ -99,11 +99,15 @@ static void usage(FILE *out)
             "  --time-margin S        in a Slurm job, checkpoint and stop S seconds before\n"
             "                         its end time (asked of slurmctld) [60]\n"
             "  --requeue              after such a stop, requeue the Slurm job through\n"
-            "                         slurmctld (no scontrol needed)\n"
-            "  --stall-timeout S      a rank not heard from, or not arriving where the others\n"
-            "                         wait, for S seconds is named (host, PID, step) and the\n"
-            "                         job ended with exit 75 [300; 0: never]\n"
+            "                         slurmctld (no scontrol needed); never a cancelled one\n"
+            "  --stall-timeout auto|S a rank not heard from, or not arriving where the others\n"
+            "                         wait, for this long is named (host, PID, step) and the\n"
+            "                         job ended with exit 75; auto: 10 x the slowest recent\n"
+            "                         step or checkpoint, at least --stall-floor [auto; 0: never]\n"
+            "  --stall-floor S        the least limit auto derives, in seconds [60]\n"
             "  Exit status 75 means: checkpointed and stopped on request; requeue the job.\n"
+            "  143: checkpointed and stopped because the job was cancelled (scancel): not\n"
+            "  requeued; submit it again to continue.\n"
             "  --check                check the options, --config file and model spec, and\n"
             "                         exit (0: valid, 2: not); no MPI, no data read\n"
             "  --config FILE          settings from an INI file: any option above as\n"
@@ -173,7 +177,9 @@ static int config_prescan(const char *file)
         char section[64], key[64];
         int line;
     } seen[CONFIG_MAX_KEYS];
-    char section[64] = "", *buf = NULL;
+    /* Keys before any section are [train]'s (ini_entry reads them so): a
+     * key there and again under [train] is given twice. */
+    char section[64] = "train", *buf = NULL;
     size_t len, at = 0, nseen = 0, i;
     struct stat sb;
     FILE *f = NULL;
@@ -246,6 +252,8 @@ static int config_prescan(const char *file)
                 const char *close = memchr(p, ']', n);
                 size_t sl = close ? (size_t)(close - p - 1) : 0;
                 snprintf(section, sizeof(section), "%.*s", (int)(sl < 63 ? sl : 63), p + 1);
+                if (section[0] == '\0') /* "[]": read as no section at all */
+                    snprintf(section, sizeof(section), "train");
             } else {
                 size_t kl = 0;
                 while (kl < n && p[kl] != '=' && p[kl] != ':')
@@ -574,29 +582,66 @@ typedef struct {
     int threads, nesterov, opt_type, requeue;
 } options_t;
 
-/* The effective configuration, one setting a line; floats exactly (%a). */
+/* A number as people write it, in as few digits as give the value back
+ * exactly (a float's, where it is stored as a float): equal text means equal
+ * values, and a message shows 0.02 where %a would show 0x1.47ae14p-6. */
+static const char *shortest(double v, int is_float, char *buf, size_t len)
+{
+    int prec;
+
+    for (prec = 6; prec < 17; prec++) {
+        snprintf(buf, len, "%.*g", prec, v);
+        if (is_float ? (float)strtod(buf, NULL) == (float)v : strtod(buf, NULL) == v)
+            return buf;
+    }
+    snprintf(buf, len, "%.17g", v);
+    return buf;
+}
+
+/* The effective configuration, one setting a line, each as an option's
+ * value is written (names, not enum numbers; numbers exactly, in decimal):
+ * what the ranks compare and what the message about a difference quotes. */
 static void options_text(const options_t *o, char *buf, size_t len)
 {
+    static const char *const opt_names[] = {[DML_OPT_SGD] = "sgd", [DML_OPT_ADAMW] = "adamw"};
+    static const char *const sched_names[] = {
+        [DML_LR_CONSTANT] = "constant", [DML_LR_STEP] = "step", [DML_LR_COSINE] = "cosine"};
+    static const char *const shuffle_names[] = {
+        [DML_SHUFFLE_NONE] = "none", [DML_SHUFFLE_FULL] = "full", [DML_SHUFFLE_WINDOW] = "window"};
+    static const char *const cache_names[] = {
+        [DML_CACHE_AUTO] = "auto", [DML_CACHE_ON] = "on", [DML_CACHE_OFF] = "off"};
+    static const char *const reduce_names[] = {
+        [DML_DP_AUTO] = "auto", [DML_DP_ALLREDUCE] = "allreduce", [DML_DP_SHARED] = "shared"};
     const dml_trainer_config_t *c = &o->cfg;
+    char lr[40], mom[40], wd[40], gamma[40], clip[40], ckpt_s[40], margin[40], stall[40],
+        floor_s[40];
 
     snprintf(buf, len,
-             "train=%s\ntest=%s\nmodel=%s\nepochs=%d\nbatch=%d\naccum=%d\noptimizer=%d\nlr=%a\n"
-             "momentum=%a\nnesterov=%d\nweight-decay=%a\nschedule=%d\nwarmup=%llu\n"
-             "step-every=%llu\ngamma=%a\nclip=%a\nseed=%llu\nshuffle=%d\ncache=%d\nprefetch=%d\n"
-             "blas-threads=%d\ngrad-reduce=%d\nbucket-kb=%zu\nlog-every=%d\nmetrics=%s\n"
-             "output=%s\ncheckpoint-dir=%s\ncheckpoint-every=%llu\ncheckpoint-seconds=%a\n"
-             "keep=%d\nresume=%s\nsignals=%s\ntime-margin=%a\nrequeue=%d\nstall-timeout=%a\n"
-             "device=%s\n",
+             "train=%s\ntest=%s\nmodel=%s\nepochs=%d\nbatch=%d\naccum=%d\noptimizer=%s\nlr=%s\n"
+             "momentum=%s\nnesterov=%d\nweight-decay=%s\nschedule=%s\nwarmup=%llu\n"
+             "step-every=%llu\ngamma=%s\nclip=%s\nseed=%llu\nshuffle=%s\ncache=%s\nprefetch=%d\n"
+             "blas-threads=%d\ngrad-reduce=%s\nbucket-kb=%zu\nlog-every=%d\nmetrics=%s\n"
+             "output=%s\ncheckpoint-dir=%s\ncheckpoint-every=%llu\ncheckpoint-seconds=%s\n"
+             "keep=%d\nresume=%s\nsignals=%s\ntime-margin=%s\nrequeue=%d\nstall-timeout=%s\n"
+             "stall-floor=%s\ndevice=%s\n",
              c->train_dir ? c->train_dir : "", c->test_dir ? c->test_dir : "",
-             o->model ? o->model : "", c->epochs, c->batch, c->accum, o->opt_type,
-             (double)c->lr.base, o->momentum, o->nesterov, o->wd, (int)c->lr.kind,
-             (unsigned long long)c->lr.warmup, (unsigned long long)c->lr.step_every,
-             (double)c->lr.gamma, c->clip, (unsigned long long)c->seed, (int)c->shuffle,
-             (int)c->cache, c->prefetch, o->threads, (int)c->grad_reduce, c->bucket_bytes / 1024,
-             c->log_every, o->metrics ? o->metrics : "", o->output ? o->output : "",
-             c->ckpt_dir ? c->ckpt_dir : "", (unsigned long long)c->ckpt_every, c->ckpt_seconds,
-             c->ckpt_keep, o->resume, o->signals, c->deadline_margin, o->requeue, c->stall_timeout,
-             c->device ? c->device : "cpu");
+             o->model ? o->model : "", c->epochs, c->batch, c->accum, opt_names[o->opt_type & 1],
+             shortest((double)c->lr.base, 1, lr, sizeof(lr)),
+             o->momentum < 0 ? "(default)" : shortest(o->momentum, 0, mom, sizeof(mom)),
+             o->nesterov, o->wd < 0 ? "(default)" : shortest(o->wd, 0, wd, sizeof(wd)),
+             sched_names[(unsigned)c->lr.kind % 3], (unsigned long long)c->lr.warmup,
+             (unsigned long long)c->lr.step_every,
+             shortest((double)c->lr.gamma, 1, gamma, sizeof(gamma)),
+             shortest(c->clip, 0, clip, sizeof(clip)), (unsigned long long)c->seed,
+             shuffle_names[(unsigned)c->shuffle % 3], cache_names[(unsigned)c->cache % 3],
+             c->prefetch, o->threads, reduce_names[(unsigned)c->grad_reduce % 3],
+             c->bucket_bytes / 1024, c->log_every, o->metrics ? o->metrics : "",
+             o->output ? o->output : "", c->ckpt_dir ? c->ckpt_dir : "",
+             (unsigned long long)c->ckpt_every,
+             shortest(c->ckpt_seconds, 0, ckpt_s, sizeof(ckpt_s)), c->ckpt_keep, o->resume,
+             o->signals, shortest(c->deadline_margin, 0, margin, sizeof(margin)), o->requeue,
+             c->stall_timeout < 0 ? "auto" : shortest(c->stall_timeout, 0, stall, sizeof(stall)),
+             shortest(c->stall_floor, 0, floor_s, sizeof(floor_s)), c->device ? c->device : "cpu");
 }
 
 /* Line n (from 0) of text into out. */
@@ -691,6 +736,7 @@ static const struct option opts[] = {
     {"time-margin", required_argument, 0, 'y' + 256},
     {"requeue", no_argument, 0, 'q' + 256},
     {"stall-timeout", required_argument, 0, 'z' + 256},
+    {"stall-floor", required_argument, 0, 'f' + 256},
     {"grad-reduce", required_argument, 0, 'R' + 256},
     {"device", required_argument, 0, 'd' + 256}, {0, 0, 0, 0}};
 
@@ -779,7 +825,13 @@ static int parse_options(int argc, char **argv, options_t *o)
         case 'x' + 256: o->signals = optarg; break;
         case 'y' + 256: rc = num("--time-margin", optarg, 0, 1e9, &cfg->deadline_margin); break;
         case 'q' + 256: o->requeue = 1; break;
-        case 'z' + 256: rc = num("--stall-timeout", optarg, 0, 1e9, &cfg->stall_timeout); break;
+        case 'z' + 256:
+            if (strcmp(optarg, "auto") == 0)
+                cfg->stall_timeout = DML_STALL_AUTO;
+            else if (num("--stall-timeout", optarg, 0, 1e9, &cfg->stall_timeout) != 0)
+                rc = bad("--stall-timeout", optarg, "auto, or seconds from 0 to 1e+09");
+            break;
+        case 'f' + 256: rc = num("--stall-floor", optarg, 1, 1e9, &cfg->stall_floor); break;
         case 'h': return 1;
         case ':':
             dml_error_set(DML_ERR_INVALID_ARG, "%s: needs a value (see --help)", argv[optind - 1]);
@@ -840,15 +892,43 @@ static int fail_before_training(dml_trainer_t *tr, int rc)
     return rc;
 }
 
-/* After a checkpoint and stop: exit 75, the job requeued if asked. */
+/* The exit status of a run whose job was cancelled: 128 + SIGTERM, what a
+ * shell reports of a process that scancel's SIGTERM ended. Anything but 75
+ * tells train.sbatch not to requeue. */
+#define EXIT_CANCELLED 143
+
+/*
+ * After a checkpoint and stop: exit 75, the job requeued if asked; but not
+ * where the job was cancelled. scancel, a preemption and the time limit all
+ * send SIGTERM; only slurmctld's state of the job tells them apart
+ * (CANCELLED, or PREEMPTED, TIMEOUT, still RUNNING), and a requeue of a
+ * cancelled job would bring it back two minutes later, against its user's
+ * word. Rank 0 asks, every rank exits alike.
+ */
 static int stopped(const options_t *o)
 {
     const uint32_t job = slurm_job();
+    char why[1024], state[32] = "";
+    int cancelled = 0;
 
+    snprintf(why, sizeof(why), "%s", dml_error_message());
+    if (g_rank == 0 && job != 0) {
+        if (dml_ckpt_slurm_job_state(job, state, sizeof(state)) == DML_OK)
+            cancelled = strcmp(state, "CANCELLED") == 0;
+        else
+            dml_warn("%s; taking the stop for a preemption (exit %d)", dml_error_message(),
+                     DML_CKPT_EXIT_REQUEUE);
+    }
+    MPI_Bcast(&cancelled, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (g_rank != 0)
-        return DML_CKPT_EXIT_REQUEUE;
-    dml_info("%s; exit %d: requeue the job to continue", dml_error_message(),
-             DML_CKPT_EXIT_REQUEUE);
+        return cancelled ? EXIT_CANCELLED : DML_CKPT_EXIT_REQUEUE;
+    if (cancelled) {
+        dml_info("%s; job %u was cancelled (scancel): not requeued, exit %d; to continue, submit "
+                 "it again: it resumes from the checkpoint",
+                 why, job, EXIT_CANCELLED);
+        return EXIT_CANCELLED;
+    }
+    dml_info("%s; exit %d: requeue the job to continue", why, DML_CKPT_EXIT_REQUEUE);
     if (!o->requeue)
         return DML_CKPT_EXIT_REQUEUE;
     if (job == 0)
@@ -858,7 +938,8 @@ static int stopped(const options_t *o)
     else
         dml_info("requeued job %u through slurmctld: Slurm starts it again after its requeue "
                  "delay (about two minutes; `scontrol update jobid=%u StartTime=now` lifts it) "
-                 "and it resumes from the checkpoint", job, job);
+                 "and it resumes from the checkpoint",
+                 job, job);
     return DML_CKPT_EXIT_REQUEUE;
 }
 
@@ -910,7 +991,7 @@ int main(int argc, char **argv)
     o.momentum = o.wd = -1;
     o.threads = 1;
     o.opt_type = DML_OPT_SGD;
-    cfg->stall_timeout = 300;
+    cfg->stall_timeout = DML_STALL_AUTO;
     cfg->on_stall = stalled;
     argv = with_config(&argc, argv, opts);
     rc = argv == NULL ? 2 : parse_options(argc, argv, &o);
@@ -1010,6 +1091,8 @@ int main(int argc, char **argv)
                  device, *dml_trainer_device_note(tr) ? " (--device auto: " : "",
                  dml_trainer_device_note(tr), *dml_trainer_device_note(tr) ? ")" : "");
     }
+    if (o.output != NULL && dml_trainer_check_output_space(tr, o.output) != DML_OK)
+        return fail_before_training(tr, 1);
     memset(&ri, 0, sizeof(ri));
     if (strcmp(o.resume, "never") == 0) {
         /* A new run: the directory's checkpoints are an earlier run's. */

@@ -232,13 +232,20 @@ typedef struct {
      * been heard from, or has not moved while the others wait in a
      * collective for it, for stall_timeout seconds is reported through
      * on_stall (called once, from a thread of the library, on the rank that
-     * finds it) with a report naming each such rank (host, PID, last step).
-     * on_stall ends the job (MPI_Abort): the others cannot leave their
-     * collective. 0 or no on_stall: no watchdog. Needs MPI_THREAD_MULTIPLE. */
+     * finds it) with a report naming each such rank (host, PID, last step)
+     * and the limit. on_stall ends the job (MPI_Abort): the others cannot
+     * leave their collective. 0 or no on_stall: no watchdog.
+     * DML_STALL_AUTO: the limit is derived from the run, 10 times the
+     * slowest recent step (any rank's) or checkpoint, and at least
+     * stall_floor seconds [60]. Needs MPI_THREAD_MULTIPLE. */
     double stall_timeout;
+    double stall_floor;
     void (*on_stall)(void *arg, const char *report);
     void *on_stall_arg;
 } dml_trainer_config_t;
+
+/* stall_timeout: derive the limit from the run's own step times. */
+#define DML_STALL_AUTO (-1.0)
 
 void dml_trainer_config_init(dml_trainer_config_t *c);
 
@@ -281,6 +288,11 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
  * normalisation statistics and content hash), to a temporary name renamed
  * into place; other ranks only agree. Collective. */
 dml_status_t dml_trainer_save_model(dml_trainer_t *tr, const char *path);
+
+/* Before training: whether path's file system has room for the model file
+ * (a model's file keeps its size through training), so that a full disk is
+ * found before the work, not after it. Collective; rank 0 checks. */
+dml_status_t dml_trainer_check_output_space(dml_trainer_t *tr, const char *path);
 
 dml_model_t *dml_trainer_model(dml_trainer_t *tr);
 /* "auto" that stayed on the CPU with a GPU in sight: why ("" otherwise). */

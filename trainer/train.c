@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,7 +48,7 @@ struct dml_trainer {
 /* Progress, for the stall watchdog: before and after each collective. */
 static inline void dml__beat(dml_trainer_t *tr)
 {
-    dml__watchdog_beat(tr->wd, tr->step);
+    dml__watchdog_beat(tr->wd, tr->step, DML__WD_STEP);
 }
 
 /* A row of the metrics history: epoch, step, loss, accuracy, test loss, test
@@ -71,6 +72,7 @@ void dml_trainer_config_init(dml_trainer_config_t *c)
     c->ckpt_keep = 3;
     dml_ckpt_config_init(&c->ckpt);
     c->deadline_margin = 60;
+    c->stall_floor = 60;
 }
 
 static double dml__now(void)
@@ -294,7 +296,7 @@ static dml_status_t dml__checkpoint_now(dml_trainer_t *tr, const char *reason, d
 
     dml__beat(tr);
     st = dml_trainer_checkpoint(tr, path, sizeof(path));
-    dml__beat(tr);
+    dml__watchdog_beat(tr->wd, tr->step, DML__WD_RARE);
 
     tr->last_ckpt = dml__now();
     if (st == DML_OK && cb != NULL) {
@@ -355,8 +357,11 @@ static dml_status_t dml__run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
             return st;
         tr->step++;
         dml__beat(tr);
-        if (c->on_step != NULL)
+        if (c->on_step != NULL) {
             c->on_step(c->on_step_arg, tr->step);
+            /* the caller's time (a test's hold), not a step's */
+            dml__watchdog_beat(tr->wd, tr->step, DML__WD_CALLER);
+        }
 
         /* Every rank learns the step's loss (metrics, and a common stop on
          * NaN) and whether anyone asked to stop. */
@@ -460,9 +465,10 @@ dml_status_t dml_trainer_run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
 {
     dml_status_t st = DML_OK;
 
-    if (tr->cfg.stall_timeout > 0 && tr->cfg.on_stall != NULL)
-        st = dml__watchdog_start(tr->comm, tr->cfg.stall_timeout, tr->cfg.on_stall,
-                                 tr->cfg.on_stall_arg, &tr->wd);
+    if (tr->cfg.stall_timeout != 0 && tr->cfg.on_stall != NULL)
+        st = dml__watchdog_start(tr->comm, tr->cfg.stall_timeout > 0 ? tr->cfg.stall_timeout : 0,
+                                 tr->cfg.stall_floor > 0 ? tr->cfg.stall_floor : 60,
+                                 tr->cfg.on_stall, tr->cfg.on_stall_arg, &tr->wd);
     if (st == DML_OK)
         st = dml__run(tr, cb, arg);
     dml__watchdog_stop(tr->wd);
@@ -503,6 +509,37 @@ dml_status_t dml_trainer_save_model(dml_trainer_t *tr, const char *path)
         dml_io_hdf5_lock();
         st = dml_model_save(path, tr->m, &info);
         dml_io_hdf5_unlock();
+    }
+    return dml_mpi_agree(tr->comm, st, NULL);
+}
+
+dml_status_t dml_trainer_check_output_space(dml_trainer_t *tr, const char *path)
+{
+    char dir[4096], *slash;
+    struct statvfs vfs;
+    uint64_t need = 0, have;
+    dml_status_t st = DML_OK;
+
+    if (tr->rank == 0) {
+        dml_model_info_t info;
+        dml__model_info(tr, &info);
+        dml_io_hdf5_lock();
+        st = dml_model_file_size(tr->m, &info, &need);
+        dml_io_hdf5_unlock();
+        snprintf(dir, sizeof(dir), "%s", path);
+        slash = strrchr(dir, '/');
+        if (slash == NULL)
+            snprintf(dir, sizeof(dir), ".");
+        else
+            slash[slash == dir ? 1 : 0] = '\0';
+        if (st == DML_OK && statvfs(dir, &vfs) == 0) {
+            have = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+            if (have < need)
+                st = dml_error_set(DML_ERR_IO, "%s: the model file needs %llu bytes, its file "
+                                   "system (%s) has %llu free: %s", path,
+                                   (unsigned long long)need, dir, (unsigned long long)have,
+                                   strerror(ENOSPC));
+        }
     }
     return dml_mpi_agree(tr->comm, st, NULL);
 }

@@ -18,6 +18,22 @@
  * step, and goes to the caller's callback, which ends the job (the library
  * neither prints nor exits).
  *
+ * How long is too long: a fixed timeout where the caller gives one, else a
+ * limit derived from the run itself, DML__WD_FACTOR times the longest time
+ * any rank spent between two beats (recently, in a window of beats, or in a
+ * checkpoint at any time in the run: those are rare and may take long), and
+ * at least a floor. A fixed five minutes left a stuck rank unnoticed for
+ * five minutes where steps take milliseconds; the derived limit follows the
+ * run (a slow checkpoint, a large model) without being set by hand. Rank 0
+ * derives it and sends it with its digest, so that every rank judges by the
+ * same limit.
+ *
+ * A silent rank's last heartbeat may be older than its last step (steps can
+ * be much shorter than the heartbeat period). But every collective the
+ * others have left, it joined: it got at least as far as the others stand
+ * (they wait for it in their next collective), and the report names the
+ * later of the two.
+ *
  * Messages are tiny and at most one per peer is in flight. At stop the
  * ranks tell each other how many they sent, and each receives the rest, so
  * that no request is left pending when the communicator is freed.
@@ -38,9 +54,16 @@
 #define DML__WD_TAG_BEAT 1
 #define DML__WD_TAG_DIGEST 2
 
+/* A heartbeat (to rank 0): slow_us, the rank's longest time between beats
+ * (microseconds); limit_us unused. A digest (from rank 0): slow_us, the
+ * longest of every rank's, and limit_us, the limit rank 0 judges by. */
 typedef struct {
-    uint64_t count, step, age_ms;
+    uint64_t count, step, age_ms, slow_us, limit_us;
 } dml__wd_msg_t;
+
+#define DML__WD_MSG_LEN 5  /* uint64 per message */
+#define DML__WD_FACTOR 10  /* the derived limit: this many times the slowest */
+#define DML__WD_WINDOW 512 /* beats in each half of the recent window */
 
 typedef struct {
     char host[64];
@@ -50,15 +73,19 @@ typedef struct {
 struct dml__watchdog {
     MPI_Comm comm;
     int rank, size;
-    double timeout, period;
+    double timeout, floor, period; /* timeout 0: derived, at least floor */
     void (*on_stall)(void *, const char *);
     void *arg;
     dml__wd_who_t *who;
     pthread_t thread;
-    int running;            /* the thread was started */
+    int running; /* the thread was started */
     atomic_int quit;
     /* the main thread's progress */
     atomic_uint_fast64_t count, step, last_ns;
+    atomic_uint_fast64_t slow_ns; /* the longest time between beats that counts */
+    /* the main thread's own: the recent window's halves, and checkpoints */
+    uint64_t win_cur_ns, win_prev_ns, rare_ns;
+    unsigned win_n;
     /* the thread's view (rank 0: every rank's; others: rank 0's digest) */
     dml__wd_msg_t *seen;
     double *heard;
@@ -74,13 +101,29 @@ static double dml__wd_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void dml__watchdog_beat(dml__watchdog_t *w, uint64_t step)
+void dml__watchdog_beat(dml__watchdog_t *w, uint64_t step, dml__wd_kind_t kind)
 {
+    uint64_t now_ns, gap;
+
     if (w == NULL)
         return;
+    now_ns = (uint64_t)(dml__wd_now() * 1e9);
+    gap = now_ns - (uint64_t)atomic_load(&w->last_ns);
+    if (kind == DML__WD_RARE && gap > w->rare_ns)
+        w->rare_ns = gap;
+    else if (kind == DML__WD_STEP && gap > w->win_cur_ns)
+        w->win_cur_ns = gap;
+    /* Recent: this half of the window and the one before it. */
+    if (++w->win_n == DML__WD_WINDOW) {
+        w->win_prev_ns = w->win_cur_ns;
+        w->win_cur_ns = 0;
+        w->win_n = 0;
+    }
+    gap = w->win_cur_ns > w->win_prev_ns ? w->win_cur_ns : w->win_prev_ns;
+    atomic_store(&w->slow_ns, gap > w->rare_ns ? gap : w->rare_ns);
     atomic_fetch_add(&w->count, 1);
     atomic_store(&w->step, step);
-    atomic_store(&w->last_ns, (uint_fast64_t)(dml__wd_now() * 1e9));
+    atomic_store(&w->last_ns, now_ns);
 }
 
 static dml__wd_msg_t dml__wd_mine(dml__watchdog_t *w, double now)
@@ -91,7 +134,37 @@ static dml__wd_msg_t dml__wd_mine(dml__watchdog_t *w, double now)
     m.count = atomic_load(&w->count);
     m.step = atomic_load(&w->step);
     m.age_ms = age > 0 ? (uint64_t)(1e3 * age) : 0;
+    m.slow_us = (uint64_t)atomic_load(&w->slow_ns) / 1000;
+    m.limit_us = 0;
     return m;
+}
+
+/* Rank 0: the limit, from every rank's slowest (in *slow, seconds). */
+static double dml__wd_limit(const dml__watchdog_t *w, double *slow)
+{
+    uint64_t most = 0;
+    double lim;
+    int r;
+
+    for (r = 0; r < w->size; r++)
+        most = w->seen[r].slow_us > most ? w->seen[r].slow_us : most;
+    *slow = 1e-6 * (double)most;
+    if (w->timeout > 0)
+        return w->timeout;
+    lim = DML__WD_FACTOR * *slow;
+    return lim > w->floor ? lim : w->floor;
+}
+
+/* How the limit came about, for the report. */
+static void dml__wd_why(const dml__watchdog_t *w, double limit, double slow, char *buf, size_t len)
+{
+    if (w->timeout > 0)
+        snprintf(buf, len, "stall timeout %.0f s", limit);
+    else
+        snprintf(buf, len,
+                 "stall limit %.0f s: %d x the slowest recent step or checkpoint "
+                 "(%.3g s), at least %.0f s",
+                 limit, DML__WD_FACTOR, slow, w->floor);
 }
 
 /* Sends m to peer unless the last one is still in flight. */
@@ -104,7 +177,8 @@ static void dml__wd_send(dml__watchdog_t *w, int peer, int tag, dml__wd_msg_t m)
     if (!done)
         return;
     w->sbuf[peer] = m;
-    if (MPI_Isend(&w->sbuf[peer], 3, MPI_UINT64_T, peer, tag, w->comm, &w->sreq[peer]) == MPI_SUCCESS)
+    if (MPI_Isend(&w->sbuf[peer], DML__WD_MSG_LEN, MPI_UINT64_T, peer, tag, w->comm,
+                  &w->sreq[peer]) == MPI_SUCCESS)
         w->sent[peer]++;
 }
 
@@ -118,7 +192,8 @@ static void dml__wd_recv(dml__watchdog_t *w, int peer, int tag, double now)
         w->seen[peer] = w->rbuf[peer];
         w->heard[peer] = now;
         w->got[peer]++;
-        MPI_Irecv(&w->rbuf[peer], 3, MPI_UINT64_T, peer, tag, w->comm, &w->rreq[peer]);
+        MPI_Irecv(&w->rbuf[peer], DML__WD_MSG_LEN, MPI_UINT64_T, peer, tag, w->comm,
+                  &w->rreq[peer]);
     }
 }
 
@@ -128,46 +203,65 @@ static size_t dml__wd_name(const dml__watchdog_t *w, int r, char *buf, size_t le
                             w->who[r].host);
 }
 
-/* Rank 0: who is stuck, if anyone. */
-static int dml__wd_judge(dml__watchdog_t *w, double now, char *rep, size_t len)
+/* Rank 0: who is stuck, if anyone, by the limit lim. */
+static int dml__wd_judge(dml__watchdog_t *w, double now, double lim, double slow, char *rep,
+                         size_t len)
 {
-    uint64_t most = 0, stuck = 0;
+    uint64_t most = 0, stuck = 0, others = UINT64_MAX;
     size_t used = 0;
-    int r;
+    char why[160];
+    int r, pass;
 
-    w->seen[0] = dml__wd_mine(w, now);
-    w->heard[0] = now;
     for (r = 0; r < w->size; r++)
         most = w->seen[r].count > most ? w->seen[r].count : most;
-    for (r = 0; r < w->size && used + 256 < len; r++) {
-        const double silent = now - w->heard[r], still = 1e-3 * (double)w->seen[r].age_ms + silent;
-        const int behind = w->seen[r].count < most && still > w->timeout;
-        if (silent <= w->timeout && !behind)
-            continue;
-        stuck++;
-        used += (size_t)snprintf(rep + used, len - used, "%s", used ? "; " : "");
-        used += dml__wd_name(w, r, rep + used, len - used);
-        if (silent > w->timeout)
-            used += (size_t)snprintf(rep + used, len - used, " has not been heard from for %.0f s "
-                                     "(last at step %llu)", silent,
-                                     (unsigned long long)w->seen[r].step);
-        else
-            used += (size_t)snprintf(rep + used, len - used, " has not arrived where the others "
-                                     "wait: no progress for %.0f s, at step %llu", still,
-                                     (unsigned long long)w->seen[r].step);
-    }
+    /* Pass 0 finds where the ranks that are not stuck stand; pass 1 reports. */
+    for (pass = 0; pass < 2; pass++)
+        for (r = 0; r < w->size && used + 256 < len; r++) {
+            const double silent = now - w->heard[r];
+            const double still = 1e-3 * (double)w->seen[r].age_ms + silent;
+            const int behind = w->seen[r].count < most && still > lim;
+            uint64_t step = w->seen[r].step;
+            if (silent <= lim && !behind) {
+                if (pass == 0 && step < others)
+                    others = step;
+                continue;
+            }
+            if (pass == 0)
+                continue;
+            stuck++;
+            used += (size_t)snprintf(rep + used, len - used, "%s", used ? "; " : "");
+            used += dml__wd_name(w, r, rep + used, len - used);
+            /* Silent for a while (stopped, its node gone), not only behind
+             * (its main thread stuck while its heartbeats come): its last
+             * heartbeat is old, and it went as far as the others stand. */
+            if (silent > lim / 2) {
+                if (others != UINT64_MAX && others > step)
+                    step = others;
+                used += (size_t)snprintf(rep + used, len - used,
+                                         " has not been heard from for "
+                                         "%.0f s (last at step %llu)",
+                                         silent, (unsigned long long)step);
+            } else {
+                used += (size_t)snprintf(rep + used, len - used,
+                                         " has not arrived where the "
+                                         "others wait: no progress for %.0f s, at step %llu",
+                                         still, (unsigned long long)step);
+            }
+        }
     if (stuck == 0)
         return 0;
-    snprintf(rep + used, len - used, " (stall timeout %.0f s); the other ranks wait in a "
-             "collective for it", w->timeout);
+    dml__wd_why(w, lim, slow, why, sizeof(why));
+    snprintf(rep + used, len - used, " (%s); the other ranks wait in a collective for it", why);
     return 1;
 }
 
 static void *dml__wd_thread(void *arg)
 {
     dml__watchdog_t *w = arg;
-    char rep[2048];
+    char rep[2048], why[160];
     double next = dml__wd_now(), prev = next, quiet_until = 0;
+    /* until rank 0's first digest, the least limit it can derive */
+    double lim = w->timeout > 0 ? w->timeout : w->floor, slow = 0;
     int r, reported = 0;
 
     while (!atomic_load(&w->quit)) {
@@ -180,34 +274,52 @@ static void *dml__wd_thread(void *arg)
         /* This process itself was not running (stopped and continued, as a
          * launcher does before it kills): what it knows is stale, and the
          * others have not been silent, it has. Start its view afresh. */
-        if (now - prev > w->timeout / 2) {
+        if (now - prev > lim / 2) {
             for (r = 0; r < w->size; r++)
                 w->heard[r] = now;
-            quiet_until = now + w->timeout;
+            quiet_until = now + lim;
         }
         prev = now;
         if (w->rank == 0) {
+            dml__wd_msg_t d;
             for (r = 1; r < w->size; r++)
                 dml__wd_recv(w, r, DML__WD_TAG_BEAT, now);
+            w->seen[0] = dml__wd_mine(w, now);
+            w->heard[0] = now;
+            lim = dml__wd_limit(w, &slow);
+            d = w->seen[0];
+            d.slow_us = (uint64_t)(1e6 * slow);
+            d.limit_us = (uint64_t)(1e6 * lim);
             for (r = 1; r < w->size; r++)
-                dml__wd_send(w, r, DML__WD_TAG_DIGEST, dml__wd_mine(w, now));
-            if (!reported && now >= quiet_until && dml__wd_judge(w, now, rep, sizeof(rep))) {
+                dml__wd_send(w, r, DML__WD_TAG_DIGEST, d);
+            if (!reported && now >= quiet_until &&
+                dml__wd_judge(w, now, lim, slow, rep, sizeof(rep))) {
                 reported = 1;
                 w->on_stall(w->arg, rep);
             }
         } else {
+            dml__wd_msg_t mine = dml__wd_mine(w, now);
             dml__wd_recv(w, 0, DML__WD_TAG_DIGEST, now);
-            dml__wd_send(w, 0, DML__WD_TAG_BEAT, dml__wd_mine(w, now));
+            if (w->seen[0].limit_us > 0) {
+                lim = 1e-6 * (double)w->seen[0].limit_us;
+                slow = 1e-6 * (double)w->seen[0].slow_us;
+            }
+            dml__wd_send(w, 0, DML__WD_TAG_BEAT, mine);
             /* Rank 0 silent: the first other rank reports it (and ends the
              * job, which takes its caller a moment); the next ones only
-             * well after, should it be stuck too. */
+             * well after, should it be stuck too. Rank 0 went as far as this
+             * rank stands (see the top). */
             if (!reported && now >= quiet_until &&
-                now - w->heard[0] > w->timeout + (w->rank - 1) * (w->period + 5)) {
+                now - w->heard[0] > lim + (w->rank - 1) * (w->period + 5)) {
                 size_t used = dml__wd_name(w, 0, rep, sizeof(rep));
-                snprintf(rep + used, sizeof(rep) - used, " has not been heard from for %.0f s "
-                         "(last at step %llu; stall timeout %.0f s); the other ranks wait in a "
-                         "collective for it", now - w->heard[0],
-                         (unsigned long long)w->seen[0].step, w->timeout);
+                dml__wd_why(w, lim, slow, why, sizeof(why));
+                snprintf(
+                    rep + used, sizeof(rep) - used,
+                    " has not been heard from for %.0f s "
+                    "(last at step %llu; %s); the other ranks wait in a collective for it",
+                    now - w->heard[0],
+                    (unsigned long long)(w->seen[0].step > mine.step ? w->seen[0].step : mine.step),
+                    why);
                 reported = 1;
                 w->on_stall(w->arg, rep);
             }
@@ -225,8 +337,9 @@ static void dml__wd_free(dml__watchdog_t *w)
     free(w);
 }
 
-dml_status_t dml__watchdog_start(MPI_Comm comm, double timeout, void (*on_stall)(void *, const char *),
-                                 void *arg, dml__watchdog_t **out)
+dml_status_t dml__watchdog_start(MPI_Comm comm, double timeout, double floor,
+                                 void (*on_stall)(void *, const char *), void *arg,
+                                 dml__watchdog_t **out)
 {
     dml__watchdog_t *w = calloc(1, sizeof(*w));
     dml__wd_who_t me;
@@ -246,9 +359,12 @@ dml_status_t dml__watchdog_start(MPI_Comm comm, double timeout, void (*on_stall)
     MPI_Comm_rank(w->comm, &w->rank);
     MPI_Comm_size(w->comm, &w->size);
     n = w->size;
-    w->timeout = timeout;
-    /* often enough to notice in time, seldom enough to cost nothing */
-    w->period = timeout / 8 < 2 ? (timeout / 8 > 0.05 ? timeout / 8 : 0.05) : 2;
+    w->timeout = timeout > 0 ? timeout : 0;
+    w->floor = floor;
+    /* often enough to notice in time (the limit is never below the floor),
+     * seldom enough to cost nothing */
+    w->period = (timeout > 0 ? timeout : floor) / 8;
+    w->period = w->period < 2 ? (w->period > 0.05 ? w->period : 0.05) : 2;
     w->on_stall = on_stall;
     w->arg = arg;
     w->who = calloc((size_t)n, sizeof(*w->who));
@@ -264,8 +380,10 @@ dml_status_t dml__watchdog_start(MPI_Comm comm, double timeout, void (*on_stall)
         !w->sent || !w->got)
         st = dml_error_set(DML_ERR_NO_MEMORY, "no memory for the watchdog");
     else if (provided < MPI_THREAD_MULTIPLE)
-        st = dml_error_set(DML_ERR_UNSUPPORTED, "the stall watchdog needs MPI_THREAD_MULTIPLE "
-                           "(this MPI gives level %d)", provided);
+        st = dml_error_set(DML_ERR_UNSUPPORTED,
+                           "the stall watchdog needs MPI_THREAD_MULTIPLE "
+                           "(this MPI gives level %d)",
+                           provided);
     if ((st = dml_mpi_agree(w->comm, st, NULL)) != DML_OK) {
         dml__wd_free(w);
         return st;
@@ -282,8 +400,8 @@ dml_status_t dml__watchdog_start(MPI_Comm comm, double timeout, void (*on_stall)
     /* rank 0 hears every rank; the others hear rank 0 */
     for (r = 0; r < n; r++)
         if ((w->rank == 0) != (r == 0))
-            MPI_Irecv(&w->rbuf[r], 3, MPI_UINT64_T, r, w->rank == 0 ? DML__WD_TAG_BEAT : DML__WD_TAG_DIGEST,
-                      w->comm, &w->rreq[r]);
+            MPI_Irecv(&w->rbuf[r], DML__WD_MSG_LEN, MPI_UINT64_T, r,
+                      w->rank == 0 ? DML__WD_TAG_BEAT : DML__WD_TAG_DIGEST, w->comm, &w->rreq[r]);
     if (pthread_create(&w->thread, NULL, dml__wd_thread, w) != 0)
         st = dml_error_set(DML_ERR_NO_MEMORY, "cannot start the watchdog thread");
     else
@@ -315,7 +433,7 @@ void dml__watchdog_stop(dml__watchdog_t *w)
             while (w->rreq[r] != MPI_REQUEST_NULL && w->got[r] < counts[r]) {
                 MPI_Wait(&w->rreq[r], MPI_STATUS_IGNORE);
                 if (++w->got[r] < counts[r])
-                    MPI_Irecv(&w->rbuf[r], 3, MPI_UINT64_T, r,
+                    MPI_Irecv(&w->rbuf[r], DML__WD_MSG_LEN, MPI_UINT64_T, r,
                               w->rank == 0 ? DML__WD_TAG_BEAT : DML__WD_TAG_DIGEST, w->comm,
                               &w->rreq[r]);
             }

@@ -14,7 +14,11 @@
 #      log says what the requeue's lines mean), resume in the epoch it
 #      stopped in, finish;
 #  (e) dml-train --requeue under a job script that does not requeue (no
-#      scontrol): dml-train requeues its job through libslurm, it resumes.
+#      scontrol): dml-train requeues its job through libslurm, it resumes;
+#  (f) scancel ends a job for good: train.sbatch's and dml-train --requeue's
+#      jobs, cancelled, checkpoint and end CANCELLED, never requeued; as a
+#      control, the same SIGTERM to a job that is still RUNNING (what a
+#      preemption with GraceTime sends) requeues it.
 # Each fault comes at a chosen step: dml-train's DML_TEST_HOLD pauses the
 # job's ranks there until the test has sent its signal, waited for the time
 # limit to come near or failed the node, so the outcome does not depend on
@@ -75,8 +79,12 @@ wait_file() { # file timeout what
     done
 }
 final_accuracy() { grep -o 'test loss [0-9.]* acc [0-9.]*' "$1" | tail -n 1 | awk '{print $5}'; }
+# A job script that leaves the requeue to dml-train --requeue (no scontrol).
+printf '%s\n' '#!/bin/bash' '#SBATCH --requeue' '#SBATCH --open-mode=append' '#SBATCH --output=plain-%j.out' \
+    'echo "plain.sbatch: start ${SLURM_RESTART_COUNT:-0}"' 'exec srun --mpi=pmix dml-train "$@" --requeue' \
+    >"$work/plain.sbatch"
 
-only=${DML_TEST_ONLY:-abcde} # for working on one part: DML_TEST_ONLY=c
+only=${DML_TEST_ONLY:-abcdef} # for working on one part: DML_TEST_ONLY=c
 
 # ---- (a) a signal: checkpoint, requeue, resume, finish ----------------------
 if [[ $only == *a* ]]; then
@@ -179,9 +187,6 @@ fi
 
 # ---- (e) dml-train --requeue, no scontrol -------------------------------------------
 if [[ $only == *e* ]]; then
-printf '%s\n' '#!/bin/bash' '#SBATCH --requeue' '#SBATCH --open-mode=append' '#SBATCH --output=plain-%j.out' \
-    'echo "plain.sbatch: start ${SLURM_RESTART_COUNT:-0}"' 'exec srun --mpi=pmix dml-train "$@" --requeue' \
-    >"$work/plain.sbatch"
 touch "$work/hold-e"
 id=$(DML_TEST_HOLD="300:$work/hold-e" sbatch --parsable -N2 --ntasks-per-node=1 "$work/plain.sbatch" "${args[@]}" \
     --epochs 3 --checkpoint-dir "$work/ck-e" --output "$work/model-e.h5") || fail "sbatch refused plain.sbatch"
@@ -197,5 +202,62 @@ grep -q "plain.sbatch: start 1" "$out" || fail_job "(e) no second start"
 grep -q "resumed from $work/ck-e/ckpt-000000300.h5" "$out" && [ -s "$work/model-e.h5" ] ||
     fail_job "(e) did not resume from step 300 and finish"
 echo "ok (e): --requeue: dml-train requeued its job through libslurm (no scontrol); resumed from step 300, finished"
+fi
+
+# ---- (f) scancel ends the job; a preemption's SIGTERM requeues it ------------------
+if [[ $only == *f* ]]; then
+# Slurm sends SIGTERM, then SIGKILL KillWait seconds later; give the ranks
+# time to checkpoint and say why they end whatever the machine's load, as a
+# site's default of 30 s does for real jobs.
+sed -i 's/^KillWait=.*/KillWait=120/' "$SLURM_CONF"
+scontrol reconfigure >/dev/null || fail "(f) scontrol reconfigure failed"
+# A job's state once its processes are gone (PENDING where it was requeued).
+settled() { # jobid timeout
+    local deadline=$((SECONDS + $2)) s
+    while [ $SECONDS -lt $deadline ]; do
+        s=$(state_of "$1")
+        case $s in RUNNING|COMPLETING|CONFIGURING|"") ;; *) echo "$s"; return 0 ;; esac
+        sleep 0.3
+    done
+    fail_job "job $1 still $(state_of "$1") after $2 s"
+}
+# Three one-node jobs at once, each held at step 100: f1 (train.sbatch) and
+# f2 (dml-train --requeue) cancelled with scancel, f3 (train.sbatch) sent
+# SIGTERM while it runs on.
+touch "$work/hold-f1" "$work/hold-f2" "$work/hold-f3"
+ids=() outs=()
+for k in 1 2 3; do
+    case $k in 1) s=$script n=2 ;; 2) s=$work/plain.sbatch n=2 ;; 3) s=$script n=1 ;; esac
+    ids[k]=$(DML_TEST_HOLD="100:$work/hold-f$k" sbatch --parsable -N1 -n$n "$s" "${args[@]}" \
+        --epochs 3 --log-every 0 --checkpoint-dir "$work/ck-f$k") || fail "sbatch refused $s"
+    outs[k]=$([ $k = 2 ] && echo plain || echo dml-train)-${ids[k]}.out
+done
+for k in 1 2 3; do
+    out=${outs[k]}
+    wait_file "$work/hold-f$k.held" 180 "(f) job ${ids[k]} holding at step 100"
+done
+scancel "${ids[1]}"
+scancel "${ids[2]}"
+scancel --signal=TERM "${ids[3]}"
+for k in 1 2 3; do
+    out=${outs[k]}
+    wait_file "$work/hold-f$k.stop" 60 "(f) SIGTERM reaching rank 0 of job ${ids[k]}"
+    rm "$work/hold-f$k"
+done
+for k in 1 2; do
+    id=${ids[k]} out=${outs[k]}
+    state=$(settled "$id" 180)
+    [ "$state" = CANCELLED ] || fail_job "(f) job $id, cancelled with scancel, is $state, expected CANCELLED (not requeued)"
+    [ "$(job_field "$id" Restarts)" = 0 ] || fail_job "(f) job $id was restarted after scancel"
+    grep -q "checkpoint at step 100 (stop requested (signal))" "$out" || fail_job "(f) job $id: no checkpoint on scancel"
+    grep -q "stopped at step 100 (epoch 1) after a checkpoint in $work/ck-f$k; job $id was cancelled (scancel): not requeued, exit 143; to continue, submit it again" "$out" ||
+        fail_job "(f) job $id: dml-train does not say that the cancelled job is not requeued"
+done
+id=${ids[3]} out=${outs[3]}
+state=$(settled "$id" 180)
+[[ $state == PENDING || $state == REQUEUED ]] && grep -q "requeueing job $id" "$out" ||
+    fail_job "(f) job $id, sent SIGTERM while running, is $state, expected requeued (PENDING)"
+scancel "$id"
+echo "ok (f): scancel -> checkpoint at step 100 -> CANCELLED, not requeued (train.sbatch and --requeue); SIGTERM to a running job -> requeued"
 fi
 echo PASS

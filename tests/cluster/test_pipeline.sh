@@ -19,8 +19,13 @@
 #  (e) a worse candidate (its own config, same registry): not promoted, both
 #      figures reported, production unchanged; a better one: promoted;
 #  (f) configs with an unknown model, a bad hyperparameter, a key the
-#      pipeline owns or a variant given twice: refused before any job is
-#      submitted; a submission sbatch refuses: nothing of it left queued.
+#      pipeline owns, a variant given twice or a key given twice in
+#      [defaults] (both lines named), a --registry that is a file and a
+#      16-hex-digit --alias: refused, exit 2, before any job is submitted; a
+#      submission sbatch refuses: nothing of it left queued;
+#  (g) a later step that fails names its cause in the run's status:
+#      production's model file replaced by another version's is refused at
+#      promotion, the status naming the version, the file and both hashes.
 . "$(dirname "$0")/lib.sh"
 cluster_start 3
 work=$CLUSTER_DIR/work
@@ -194,17 +199,44 @@ printf '[variant x]\nmodel = cnnx\n' >bad1.ini
 printf '[variant x]\nmodel = cnn\nlr = -1\n' >bad2.ini
 printf '[variant x]\nmodel = cnn\noutput = /tmp/elsewhere.h5\n' >bad3.ini
 printf '[variant x]\nmodel = cnn\nepochs = 1\n[variant x]\nmodel = cnn\n' >bad4.ini
-for b in bad1:'unknown layer "cnnx"' bad2:"--lr '-1'" bad3:'set by the pipeline' bad4:'given twice'; do
+printf '[defaults]\nlr = 0.1\nbatch = 64\nlr = 0.2\n[variant x]\nmodel = cnn\n' >bad5.ini
+for b in bad1:'unknown layer "cnnx"' bad2:"--lr '-1'" bad3:'set by the pipeline' bad4:'given twice' \
+    bad5:'bad5.ini:4: key "lr" given twice in [defaults] (first at line 2)'; do
     rc=0
     "$pipeline" --dir "$pipe" --registry "$reg" --config "${b%%:*}.ini" --fashion-mnist "$fm" >"${b%%:*}.out" 2>&1 || rc=$?
     [ $rc -eq 2 ] && grep -qF -- "${b#*:}" "${b%%:*}.out" && grep -q "nothing was submitted" "${b%%:*}.out" ||
         fail_logs "config ${b%%:*}: exit $rc, not refused naming '${b#*:}'" "${b%%:*}.out"
 done
-[ "$(squeue -h -t all | wc -l)" -eq "$before" ] || fail "a refused config submitted jobs"
+runs=$(ls "$pipe/runs" | wc -l)
+touch regfile
+rc=0; "$pipeline" --dir "$pipe" --registry "$work/regfile" --config b.ini --fashion-mnist "$fm" >regf.out 2>&1 || rc=$?
+[ $rc -eq 2 ] && grep -qF -- "--registry $work/regfile: not a directory" regf.out ||
+    fail_logs "--registry that is a file: exit $rc, not refused naming the cause" regf.out
+rc=0; "$pipeline" --dir "$pipe" --registry "$reg" --alias 0123456789abcdef --config b.ini --fashion-mnist "$fm" \
+    >aliasf.out 2>&1 || rc=$?
+[ $rc -eq 2 ] && grep -qF -- "--alias '0123456789abcdef': 16 hex digits name a registry version" aliasf.out ||
+    fail_logs "a 16-hex-digit --alias: exit $rc, not refused naming the cause" aliasf.out
+[ "$(ls "$pipe/runs" | wc -l)" -eq "$runs" ] || fail "a refused --registry or --alias made a run"
+[ "$(squeue -h -t all | wc -l)" -eq "$before" ] || fail "a refused config, --registry or --alias submitted jobs"
 # a submission sbatch refuses half-way: nothing of it stays queued
 rc=0
 "$pipeline" --dir "$work/pipe-f" --config a.ini --fashion-mnist "$fm" --sbatch "--partition=nosuch" >subf.out 2>&1 || rc=$?
 [ $rc -eq 1 ] && grep -q "invalid partition" subf.out && grep -q "failed: submission" "$work"/pipe-f/runs/*/status ||
     fail_logs "a submission sbatch refused: exit $rc" subf.out
 [ "$(squeue -h | wc -l)" -eq 0 ] || fail "a failed submission left jobs queued: $(squeue)"
-echo "ok: (f) bad configs refused before anything is submitted; a failed submission leaves nothing queued"
+echo "ok: (f) bad configs, registry and alias refused before anything is submitted; a failed submission leaves nothing queued"
+
+# ---- (g) a later step's failure named in the status ------------------------------------
+# production ($new) with the model file of the version before ($cur): weak's
+# promotion must compare against production, and the registry refuses it
+cp "$reg/versions/$new/model.h5" saved.h5
+cp "$reg/versions/$cur/model.h5" "$reg/versions/$new/model.h5"
+rc=0
+"$pipeline" --dir "$pipe" --registry "$reg" --config weak.ini --fashion-mnist "$fm" --parts 2 --wait --timeout 900 \
+    >g.out 2>&1 || rc=$?
+rd=$(ls -d "$pipe"/runs/* | tail -n 1)
+[ $rc -eq 1 ] && grep -q "^failed: promote: the current production model $new: version $new: its model file .*/versions/$new/model.h5 has hash $cur, not $new" "$rd/status" ||
+    fail_logs "a replaced production model: exit $rc, status '$(cat "$rd/status" 2>/dev/null)'" g.out "$rd"/*.out
+cp saved.h5 "$reg/versions/$new/model.h5"
+[ "$(prod)" = "$new" ] && "$registry" --registry "$reg" verify >/dev/null || fail "the registry changed or does not verify after (g)"
+echo "ok: (g) a later step's failure names its cause in the run's status"

@@ -37,7 +37,7 @@ run 2 resume "$work/ds" "$work/state" || fail "resume at 2 ranks"
 cp -r "$work/ds" "$work/bad1"
 rm "$work/bad1/shard-00002.h5"
 out=$(run 3 bad "$work/bad1") && fail "a missing shard was accepted"
-grep -q 'shard-00002.h5: shard file is missing' <<<"$out" || fail "missing shard: $out"
+grep -q 'shard-00002.h5: shard 2 is missing' <<<"$out" || fail "missing shard: $out"
 cp -r "$work/ds" "$work/bad2"
 # Flip a byte inside the sample data (contiguous x, at the offset h5dump reports).
 off=$(h5dump -p -H -d /x "$work/bad2/shard-00001.h5" | sed -n 's/^ *OFFSET \([0-9]*\)$/\1/p')

@@ -6,7 +6,12 @@
 #      a checkpoint registers as the model it holds;
 #  (b) aliases: set, compare-and-set (--expect) refused without a change
 #      when the alias moved, rollback, history; bad names refused;
-#  (c) dml-infer --model REG:alias infers with the alias's version;
+#  (c) dml-infer --model REG:alias infers with the alias's version; a
+#      version whose model file was replaced by another's is refused by
+#      every load through the registry (dml-infer --model REG:REF,
+#      dml-registry path), naming the version, the file and both hashes; a
+#      version's model file from before the model checksum still serves and
+#      verifies;
 #  (d) damage: a changed model file, a broken version record, a foreign
 #      entry and a broken alias are each named by verify (exit 1) while the
 #      other versions stay usable; leftovers of a killed registration and a
@@ -87,6 +92,25 @@ rc=0; "$infer" run --model "$reg:nosuch" --input ds --out inf4 --task 0 --tasks 
 [ $rc -eq 2 ] && grep -q "no version or alias 'nosuch'" err && [ ! -e inf4 ] ||
     fail "dml-infer with a missing alias: exit $rc, $(cat err)"
 echo "ok: dml-infer --model REG:alias and REG:prefix use that version; a missing alias is named"
+cp -a reg regx
+cp m4.h5 "regx/versions/$v1/model.h5"
+h4=$("$registry" hash m4.h5)
+want="version $v1: its model file regx/versions/$v1/model.h5 has hash $h4, not $v1"
+rc=0; "$infer" run --model "regx:production" --input ds --out infx --task 0 --tasks 1 >/dev/null 2>err || rc=$?
+[ $rc -eq 1 ] && grep -qF "$want" err && [ ! -e infx ] ||
+    fail "dml-infer served a replaced model file as version $v1: exit $rc, $(cat err)"
+rc=0; "$registry" --registry regx path "$v1" >/dev/null 2>err || rc=$?
+[ $rc -eq 1 ] && grep -qF "$want" err || fail "dml-registry path of a replaced model file: exit $rc, $(cat err)"
+rm -rf regx infx
+# a model file written before the checksum attribute: the same hash, still served and sound
+cp -a reg regold
+/usr/bin/python3 -c 'import h5py, sys; f = h5py.File(sys.argv[1], "r+"); del f.attrs["checksum"]; f.close()' \
+    "regold/versions/$v1/model.h5" || fail "h5py could not remove the checksum attribute"
+"$registry" --registry regold verify >verify.out 2>&1 || fail "a version without a model checksum does not verify: $(cat verify.out)"
+"$infer" run --model "regold:$v1" --input ds --out infold --task 0 --tasks 1 >/dev/null 2>err ||
+    fail "a version without a model checksum is not served: $(cat err)"
+rm -rf regold infold
+echo "ok: a replaced model file is refused on every load through the registry; an older model file still serves"
 
 # ---- (d) damage ----------------------------------------------------------------
 R verify >verify.out || fail "a sound registry does not verify: $(cat verify.out)"

@@ -11,11 +11,13 @@
 #  - the model may be a model file, a checkpoint or a checkpoint directory:
 #    same model hash, same predictions;
 #  - bad input: a model of another input size, a damaged or truncated model
-#    file, an input shard that fails validation, an output directory of
-#    another model: a message naming the thing and the cause, exit 1, and no
-#    complete part touched;
+#    file, a model file whose spec or statistics were edited (its checksum),
+#    an input shard that fails validation, an output directory of another
+#    model: a message naming the thing and the cause, exit 1, and no
+#    complete part touched; a model file from before the checksum loads;
 #  - status names missing, corrupt and stale parts and the --array= list,
-#    and merge refuses until every part is complete.
+#    and merge refuses until every part is complete; a merge that fails for
+#    another cause (its report's directory missing) says only that.
 . "$(dirname "$0")/../lib.sh"
 : "${MPIRUN:?run this test through make check}"
 make_work infer-test
@@ -126,6 +128,32 @@ expect_fail "damaged.h5: weights have CRC-32 .* damaged" \
 head -c 3000 "$work/model.h5" >"$work/trunc.h5"
 expect_fail "trunc.h5: not a readable HDF5 file" \
     "$infer" run --model "$work/trunc.h5" --input "$work/ds" --out "$work/o3" --task 0 --tasks 3
+# The model's checksum covers its spec and statistics, not only the arrays:
+# maxpool edited into avgpool (the same weights, other predictions) and a
+# doubled normalisation are refused; a file without the checksum (written
+# before it) loads with the checks it had.
+"$train" --train "$work/ds" --model "conv2d(4,3),relu,maxpool(2),flatten,dense(4)" --epochs 1 --batch 64 \
+    --seed 1 --log-every 0 --output "$work/cnn.h5" >"$work/err" 2>&1 || fail "training the cnn failed: $(cat "$work/err")"
+for e in spec std old; do cp "$work/cnn.h5" "$work/cnn-$e.h5"; done
+/usr/bin/python3 - "$work" <<'PY' || fail "h5py could not edit the model files"
+import h5py, sys
+w = sys.argv[1]
+with h5py.File(w + "/cnn-spec.h5", "r+") as f:
+    s = f.attrs["model"].decode()
+    assert "maxpool(2)" in s, s
+    f.attrs.modify("model", s.replace("maxpool(2)", "avgpool(2)").encode())
+with h5py.File(w + "/cnn-std.h5", "r+") as f:
+    f["stats"].attrs.modify("global_std", f["stats"].attrs["global_std"] * 2)
+with h5py.File(w + "/cnn-old.h5", "r+") as f:
+    del f.attrs["checksum"]
+PY
+expect_fail "model .*/cnn-spec.h5: checksum [0-9a-f]{16} over the spec \"conv2d\(4,3\),relu,avgpool\(2\),flatten,dense\(4\)\".*the file recorded [0-9a-f]{16}: the file was changed" \
+    "$infer" run --model "$work/cnn-spec.h5" --input "$work/ds" --out "$work/ospec" --task 0 --tasks 1
+expect_fail "model .*/cnn-std.h5: checksum .*: the file was changed" \
+    "$infer" run --model "$work/cnn-std.h5" --input "$work/ds" --out "$work/ostd" --task 0 --tasks 1
+[ ! -e "$work/ospec/part-00000.h5" ] && [ ! -e "$work/ostd/part-00000.h5" ] || fail "a part was written from an edited model"
+"$infer" run --model "$work/cnn-old.h5" --input "$work/ds" --out "$work/oold2" --task 0 --tasks 1 2>"$work/err" ||
+    fail "a model file without a checksum (an older one) does not load: $(cat "$work/err")"
 expect_fail "holds the parts of another model" \
     "$infer" run --model "$work/ck/$(ls "$work/ck" | grep -E '^ckpt-.*h5$' | head -n 1)" \
     --input "$work/ds" --out "$work/o3" --task 0 --tasks 3
@@ -176,6 +204,10 @@ rc=0; "$infer" merge --out "$work/o2" --report "$work/o2/notes" 2>"$work/err" ||
 [ $rc -eq 1 ] && grep -q "notes.txt: exists and is not a text inference report: refusing" "$work/err" ||
     fail "merge with its report over notes.txt: exit $rc, $(cat "$work/err")"
 [ "$(cat "$work/o2/notes.txt")" = "my notes" ] && [ ! -e "$work/o2/notes.json" ] || fail "merge wrote a report over notes"
+# a report into a directory that is not there: that is the failure, not the parts
+rc=0; "$infer" merge --out "$work/o2" --report "$work/nodir/rep" 2>"$work/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "nodir" "$work/err" && ! grep -q "parts to rerun\|dml-infer status" "$work/err" ||
+    fail "merge with --report in a missing directory: exit $rc, $(cat "$work/err")"
 "$infer" merge --out "$work/o2" >/dev/null || fail "the merge of o2 failed"
 "$infer" merge --out "$work/o2" >/dev/null || fail "a second merge over its own outputs failed"
 for args in "frobnicate" "run --batch x --out $work/o2" "run --tasks 0 --out $work/o9 --task 0" "status"; do

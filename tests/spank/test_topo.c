@@ -18,11 +18,12 @@
 #error TOPO_DIR must name tests/spank/topo-xml
 #endif
 
+static dml_task_map_t maps[64];
+
 static dml_status_t map_lines(const char *xml, dml_topo_request_t *req, char lines[][512])
 {
     char path[1024];
     dml_topo_t *t;
-    dml_task_map_t maps[64];
     dml_status_t st;
     unsigned k;
 
@@ -436,6 +437,22 @@ static void test_cache_root_safety(void)
     CU_ASSERT_STRING_EQUAL(xml, "precious");
     fclose(f);
     unlink(tmp);
+    /* a link on the directory's path (a parent): refused, nothing made
+     * through it */
+    {
+        char real[256], via[300];
+        snprintf(real, sizeof(real), "%s/real", dir);
+        snprintf(tmp, sizeof(tmp), "%s/parentlink", dir);
+        CU_ASSERT_EQUAL(mkdir(real, 0755), 0);
+        CU_ASSERT_EQUAL(symlink(real, tmp), 0);
+        snprintf(via, sizeof(via), "%s/cache", tmp);
+        CU_ASSERT_NOT_EQUAL(dml_topo_cache_write(t, via), DML_OK);
+        CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "\"parentlink\" on its path is a link"));
+        snprintf(via, sizeof(via), "%s/cache", real);
+        CU_ASSERT_NOT_EQUAL(stat(via, &sb), 0);
+        CU_ASSERT_NOT_EQUAL(dml_topo_cache_load(tmp, &back), DML_OK);
+        unlink(tmp);
+    }
     /* the directory a link: refused */
     snprintf(tmp, sizeof(tmp), "%s/link", dir);
     CU_ASSERT_EQUAL(symlink(path, tmp), 0);
@@ -467,6 +484,110 @@ static void test_cache_root_safety(void)
     CU_ASSERT_EQUAL(system(xml), 0);
 }
 
+/* UCX gets the GPU vendor's transports whatever the network: CUDA's on
+ * NVIDIA nodes with or without InfiniBand, ROCm's (never CUDA's) on AMD
+ * ones; TCP asked for explicitly keeps only the copy transport. */
+static void test_ucx_tls(void)
+{
+    static const struct {
+        const char *xml;
+        dml_net_t net;
+        int gpus, tcp_only;
+        const char *want;
+    } cases[] = {
+        {"dgx-h100.xml", DML_NET_IB, 1, 0, "rc,sm,cuda_copy,cuda_ipc,self"},
+        {"dgx-h100.xml", DML_NET_IB, 0, 0, "rc,sm,self"},
+        {"g4dnmetal.xml", DML_NET_TCP, 1, 0, "tcp,sm,cuda_copy,cuda_ipc,self"},
+        {"g4dnmetal.xml", DML_NET_TCP, 1, 1, "tcp,cuda_copy,self"},
+        {"g4dnmetal.xml", DML_NET_SHM, 1, 0, "sm,cuda_copy,cuda_ipc,self"},
+        {"g4dnmetal.xml", DML_NET_TCP, 0, 0, "tcp,sm,self"},
+        {"amd-mi250x.xml", DML_NET_IB, 1, 0, "rc,sm,rocm_copy,rocm_ipc,self"},
+        {"amd-mi250x.xml", DML_NET_TCP, 1, 0, "tcp,sm,rocm_copy,rocm_ipc,self"},
+        {"amd-mi250x.xml", DML_NET_SHM, 1, 0, "sm,rocm_copy,rocm_ipc,self"},
+        {"cpuonly.xml", DML_NET_TCP, 0, 1, "tcp,self"},
+        {"cpuonly.xml", DML_NET_SHM, 0, 0, "sm,self"}};
+    unsigned i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[1024];
+        dml_topo_t *t;
+        const char *got;
+        snprintf(path, sizeof(path), "%s/%s", TOPO_DIR, cases[i].xml);
+        CU_ASSERT_EQUAL_FATAL(dml_topo_load(path, &t), DML_OK);
+        got = dml_topo_ucx_tls(dml_topo_gpu_kind(t), cases[i].net, cases[i].gpus, cases[i].tcp_only);
+        if (strcmp(got, cases[i].want) != 0)
+            fprintf(stderr, "\n%s net=%s gpus=%d tcp_only=%d: UCX_TLS %s, want %s\n", cases[i].xml,
+                    dml_net_name(cases[i].net), cases[i].gpus, cases[i].tcp_only, got, cases[i].want);
+        CU_ASSERT_STRING_EQUAL(got, cases[i].want);
+        dml_topo_free(t);
+    }
+}
+
+/* GPU lists as long as a node's may be (28 MIG UUIDs pass 1023 characters)
+ * are handed out whole; a GPU named twice, and a network device name too
+ * long to keep, are refused with the reason. */
+static void test_long_and_duplicate_lists(void)
+{
+    dml_topo_request_t r = req_n(1);
+    char list[DML_TOPO_GPULIST] = "", lines[64][512], netdev[100];
+    unsigned k;
+    size_t used = 0;
+
+    for (k = 0; k < 28; k++)
+        used += (size_t)snprintf(list + used, sizeof(list) - used, "%sMIG-%08x-0000-5000-8000-%012x",
+                                 k ? "," : "", k, k);
+    CU_ASSERT(strlen(list) > 1023);
+    r.gpus = list;
+    CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100.xml", &r, lines), DML_OK);
+    CU_ASSERT_EQUAL(maps[0].ngpus, 28);
+    CU_ASSERT_STRING_EQUAL(maps[0].visible, list);
+    r = req_n(28);
+    r.gpus = list;
+    CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100.xml", &r, lines), DML_OK);
+    CU_ASSERT_STRING_EQUAL(maps[27].visible, "MIG-0000001b-0000-5000-8000-00000000001b");
+
+    r = req_n(2);
+    r.gpus = "0,0";
+    CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "GPU list \"0,0\": GPU \"0\" is named twice"));
+    r.gpus = "2,3";
+    r.visible = "0,0";
+    CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "is named twice"));
+    /* Slurm's MIG lists name each slice's parent GPU: "0,0" is fine there */
+    r.gpus = "0,0";
+    r.visible = "MIG-0e1a2b3c-0000-5000-8000-000000000000,MIG-0e1a2b3c-0000-5000-8000-000000000001";
+    CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_OK);
+
+    r = req_n(1);
+    memset(netdev, 'e', 64);
+    netdev[64] = '\0';
+    r.netdev = netdev;
+    CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "longer than 63 characters"));
+    netdev[63] = '\0';
+    r.net = DML_NET_TCP;
+    CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100.xml", &r, lines), DML_OK);
+    CU_ASSERT_STRING_EQUAL(maps[0].netdev, netdev);
+}
+
+/* A CPU-only step with fewer tasks than NUMA nodes: each task gets the
+ * cores of its share of them, none left idle. */
+static void test_cpu_only_fewer_tasks_than_numa(void)
+{
+    dml_topo_request_t r = req_n(1);
+    char lines[64][512];
+
+    r.gpus_per_task = -1;
+    CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100.xml", &r, lines), DML_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(lines[0], "gpus=- cpus=0-223 cores=112 "));
+    r = req_n(2);
+    r.gpus_per_task = -1;
+    CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100.xml", &r, lines), DML_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(lines[0], "gpus=- cpus=0-55,112-167 cores=56 numa=0 "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(lines[1], "gpus=- cpus=56-111,168-223 cores=56 numa=1 "));
+}
+
 int main(void)
 {
     CU_pSuite s;
@@ -493,6 +614,9 @@ int main(void)
     CU_add_test(s, "the node's usable ports, the same for every task", test_node_hcas);
     CU_add_test(s, "no GL or OpenCL plugin loaded", test_no_gl_opencl);
     CU_add_test(s, "topology cache: root-safe", test_cache_root_safety);
+    CU_add_test(s, "UCX transports by GPU vendor, whatever the network", test_ucx_tls);
+    CU_add_test(s, "long GPU lists whole, duplicates and long netdev refused", test_long_and_duplicate_lists);
+    CU_add_test(s, "CPU-only: fewer tasks than NUMA nodes", test_cpu_only_fewer_tasks_than_numa);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

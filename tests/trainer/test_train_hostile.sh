@@ -6,10 +6,12 @@
 #    the first step, with the OS's reason;
 #  - the configuration file is read as written or refused with its true line
 #    number: a line too long for the INI reader (whose tail would be taken
-#    for a setting, even in a comment), an indented line, a key given twice,
+#    for a setting, even in a comment), an indented line, a key given twice
+#    (also once before any section and again under [train]),
 #    a directory, bytes that are not text (never echoed to the terminal);
 #  - ranks started with different options, or an option error on one rank
-#    only: one clear message naming the rank, every rank ends, none hangs;
+#    only: one clear message naming the rank and the values as typed, every
+#    rank ends, none hangs;
 #  - a metrics file that cannot be written (a full disk) stops training with
 #    the file and the cause, exit 1;
 #  - the stop line and the resume line name the same epoch.
@@ -61,13 +63,16 @@ printf 'model = mlp:20-16-4\n# old notes: %s lr = 0.9\n' "$long" >"$work/long.in
 refused 2 "long.ini:2: a line of 2[0-9]* bytes; lines of up to 198 are read" --config "$work/long.ini" --train "$work/ds"
 printf 'model = mlp:20-16-4\nlr = 0.1\nbatch = 32\nlr = 0.2\n' >"$work/dup.ini"
 refused 2 "dup.ini:4: 'lr' is given twice (first on line 2)" --config "$work/dup.ini" --train "$work/ds"
+# a key before any section is [train]'s: given again under [train], twice
+printf 'lr = 0.1\n[train]\nmodel = mlp:20-16-4\nlr = 0.2\n' >"$work/dup2.ini"
+refused 2 "dup2.ini:4: 'lr' is given twice (first on line 1)" --config "$work/dup2.ini" --train "$work/ds"
 printf 'model = mlp:20-16-4\n  lr = 0.1\n' >"$work/indent.ini"
 refused 2 "indent.ini:2: an indented line" --config "$work/indent.ini" --train "$work/ds"
 refused 2 "config $work: is a directory" --config "$work" --train "$work/ds"
 printf 'model = mlp:20-16-4\nlr\x01\x02\x1b[31m = 0.1\n' >"$work/bin.ini"
 refused 2 "bin.ini:2: byte 0x01 at column 3: not a text file" --config "$work/bin.ini" --train "$work/ds"
 ! grep -q $'\x1b' "$work/out" || fail "the file's raw bytes were echoed: $(cat -v "$work/out")"
-echo "ok: config: a long line, a key twice, an indented line, a directory, binary bytes: refused with the true line"
+echo "ok: config: a long line, a key twice (also before [train] and in it), an indented line, a directory, binary bytes: refused with the true line"
 
 # ---- ranks started differently -----------------------------------------------------
 per_rank() { # option value-rank0 value-rank1
@@ -75,7 +80,9 @@ per_rank() { # option value-rank0 value-rank1
         'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then v=$2; else v=$1; fi; shift 2; exec "$0" "$@" "$v"' \
         "$train" "$2" "$3" "${m[@]}" --epochs 1 "$1"
 }
-for case in "--model mlp:20-16-4 mlp:20-8-4 model" "--seed 1 2 seed" "--batch 32 16 batch"; do
+# values as they were typed (0.02, not 0x1.47ae14p-6), names for choices
+for case in "--model mlp:20-16-4 mlp:20-8-4 model" "--seed 1 2 seed" "--batch 32 16 batch" \
+    "--lr 0.02 0.03 lr" "--optimizer sgd adamw optimizer"; do
     set -- $case
     rc=0; per_rank "$1" "$2" "$3" >"$work/out" 2>&1 || rc=$?
     [ $rc -ne 124 ] || fail "ranks given different $1 hung"
@@ -93,7 +100,7 @@ for bad in 1 0; do
     [ "$bad" = 0 ] || want="rank 1: $want"
     [ $rc -eq 2 ] && grep -q -- "$want" "$work/out" || fail "an option error on rank $bad: exit $rc, $(cat "$work/out")"
 done
-echo "ok: ranks with different --model, --seed, --batch, and an option error on one rank: one message, no hang"
+echo "ok: ranks with different --model, --seed, --batch, --lr, --optimizer, and an option error on one rank: one message, no hang"
 
 # ---- a metrics file that cannot be written ---------------------------------------------
 mkdir -p "$work/full"
