@@ -18,6 +18,7 @@
 #include "dml_log.h"
 #include "dml_mpi.h"
 #include "dml_tool.h"
+#include "dml_clock.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -184,11 +185,8 @@ static double dataset_bytes(const dml_schema_t *schema, uint64_t n, uint32_t sha
 /* Rank 0 reports long work every 10 s: which of its shards is done. */
 static void progress(const char *out, uint32_t done, uint32_t of, double *last)
 {
-    struct timespec ts;
-    double now;
+    const double now = dml__now();
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
     if (*last == 0)
         *last = now;
     if (g_rank != 0 || now - *last < 10)
@@ -260,9 +258,9 @@ static dml_status_t write_jobs(job_t *jobs, int njobs, const shard_opts_t *o)
                                        &jobs[j].w);
         if (st != DML_OK) {
             /* (a destination taken since the check): the others' empty
-             * .partial directories are marked; the next write clears them */
+             * .partial directories are removed; every rank agreed */
             for (k = 0; k < j; k++)
-                dml_dataset_writer_abort(jobs[k].w);
+                dml_dataset_writer_discard(jobs[k].w);
             return st;
         }
         ws[j] = jobs[j].w;
@@ -407,11 +405,8 @@ typedef struct {
 static void csv_progress(void *arg, uint64_t done, uint64_t total, uint64_t rows)
 {
     csv_progress_t *cp = arg;
-    struct timespec ts;
-    double now;
+    const double now = dml__now();
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
     if (g_rank != 0 || now - cp->last < 10)
         return;
     cp->last = now;
@@ -605,11 +600,9 @@ static int cmd_convert(int argc, char **argv)
             }
         } else if (st == DML_OK) {
             csv_progress_t cp = {csv, 0};
-            struct timespec ts;
             char (*cnames)[DML_DATASET_NAME_MAX] = NULL;
 
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            cp.last = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+            cp.last = dml__now();
             st = dml_mpi_agree(MPI_COMM_WORLD,
                                dml_csv_read(csv, labcol, &xf, &y[0], &n[0], &nf,
                                             &schema[0].num_classes, &cnames, csv_progress, &cp),

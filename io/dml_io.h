@@ -200,6 +200,11 @@ dml_status_t dml_dataset_writer_commit_all(dml_dataset_writer_t **w, size_t n);
  * (marked: the next write of dir removes it). */
 void dml_dataset_writer_abort(dml_dataset_writer_t *w);
 
+/* Local: frees a writer that will not be committed and, on rank 0, removes
+ * the "dir.partial" it made. Call it on every rank once no rank writes to it
+ * any more (after they agreed on a failure). */
+void dml_dataset_writer_discard(dml_dataset_writer_t *w);
+
 /* ---- reading source formats ------------------------------------------- */
 
 /*

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -52,6 +53,7 @@ struct dml_dataset_writer {
     uint64_t *labels;
     dml_status_t failed; /* first failure of put, kept for the commit */
     char failed_msg[1024];
+    int lock_fd;         /* rank 0: the marker, flock'ed while this write runs */
 };
 
 static void dml__writer_free(dml_dataset_writer_t *w)
@@ -60,6 +62,8 @@ static void dml__writer_free(dml_dataset_writer_t *w)
         return;
     if (w->comm != MPI_COMM_NULL)
         MPI_Comm_free(&w->comm);
+    if (w->lock_fd >= 0)
+        close(w->lock_fd);
     free(w->dir);
     free(w->partial);
     free(w->source);
@@ -78,6 +82,13 @@ static void dml__writer_free(dml_dataset_writer_t *w)
 
 void dml_dataset_writer_abort(dml_dataset_writer_t *w)
 {
+    dml__writer_free(w);
+}
+
+void dml_dataset_writer_discard(dml_dataset_writer_t *w)
+{
+    if (w != NULL && w->rank == 0 && w->lock_fd >= 0)
+        dml__rmtree(w->partial);
     dml__writer_free(w);
 }
 
@@ -102,6 +113,30 @@ static int dml__is_shard_name(const char *name)
     unsigned shard;
     int n = 0;
     return sscanf(name, "shard-%5u.h5%n", &shard, &n) == 1 && name[n] == '\0';
+}
+
+/* The marker of the partial directory dir opened and flock'ed (exclusive,
+ * not waiting): the fd, held while the write runs, so that a second write
+ * of the same dataset finds the first under way instead of taking its
+ * directory for a leftover. -1 with errno (EWOULDBLOCK: locked). */
+static int dml__marker_lock(const char *dir)
+{
+    char *path = dml__path_join(dir, DML__PARTIAL_MARKER);
+    int fd, e;
+
+    if (path == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    free(path);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
 }
 
 /* Writes the marker into the partial directory dir: 0 or -1 with errno. */
@@ -144,6 +179,7 @@ static dml_status_t dml__partial_owned(const char *partial)
     struct stat sb;
     dml_status_t st = DML_OK;
     DIR *d;
+    int fd;
 
     if (marker == NULL)
         return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", partial);
@@ -155,13 +191,22 @@ static dml_status_t dml__partial_owned(const char *partial)
                            "so move it away or remove it yourself; nothing was changed", partial,
                            S_ISLNK(sb.st_mode) ? "a symbolic link" : "not a directory");
     else if (lstat(marker, &sb) != 0 || !S_ISREG(sb.st_mode))
-        st = dml_error_set(DML_ERR_EXISTS, "%s: exists and was not left by an interrupted "
-                           "dataset write (it has no %s marker): the dataset is written there "
-                           "first, so move it away or remove it yourself; nothing was changed",
+        st = dml_error_set(DML_ERR_EXISTS, "%s: exists without the %s marker this slurm-dml "
+                           "puts in what it writes there (not a dataset write's, or one of an "
+                           "earlier slurm-dml): the dataset is written there first, so move it "
+                           "away or remove it yourself; nothing was changed",
                            partial, DML__PARTIAL_MARKER);
     free(marker);
     if (st != DML_OK)
         return st;
+    if ((fd = dml__marker_lock(partial)) < 0)
+        return errno == EWOULDBLOCK
+                   ? dml_error_set(DML_ERR_EXISTS, "%s: another write of this dataset is under "
+                                   "way (its marker %s is locked): wait for it to end or stop it; "
+                                   "nothing was changed", partial, DML__PARTIAL_MARKER)
+                   : dml_error_set_errno(errno, "%s: cannot open its marker %s", partial,
+                                         DML__PARTIAL_MARKER);
+    close(fd);
     if ((d = opendir(partial)) == NULL)
         return dml_error_set_errno(errno, "%s: cannot list it", partial);
     while (st == DML_OK && (de = readdir(d)) != NULL) {
@@ -305,6 +350,7 @@ dml_status_t dml_dataset_writer_create(MPI_Comm comm, const char *dir, const dml
     w = calloc(1, sizeof(*w));
     if (w == NULL)
         return dml_mpi_agree(comm, dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", dir), NULL);
+    w->lock_fd = -1;
     w->comm = MPI_COMM_NULL;
     rc = MPI_Comm_dup(comm, &w->comm);
     if (rc != MPI_SUCCESS) {
@@ -363,7 +409,7 @@ dml_status_t dml_dataset_writer_create(MPI_Comm comm, const char *dir, const dml
                                          "interrupted write", w->partial);
         } else if (mkdir(w->partial, 0755) != 0) {
             status = dml_error_set_errno(errno, "%s: cannot create the directory", w->partial);
-        } else if (dml__marker_write(w->partial) != 0) {
+        } else if (dml__marker_write(w->partial) != 0 || (w->lock_fd = dml__marker_lock(w->partial)) < 0) {
             status = dml_error_set_errno(errno, "%s: cannot write its marker file %s", w->partial,
                                          DML__PARTIAL_MARKER);
             dml__rmtree(w->partial);
@@ -767,19 +813,70 @@ out:
     return status;
 }
 
-/* Rank 0: moves each finished partial directory into place: over its
- * dataset (an atomic exchange) where replace found one, else to a name that
- * must still be free. If one move fails, the ones before it are undone (the
- * old datasets back, the new ones back in their partial directories, marked
- * again), so that either all datasets are the new ones or none is. Then the
- * replaced datasets, now in the partial directories, are removed. */
-static dml_status_t dml__writer_move_all(dml_dataset_writer_t **w, size_t n)
+/* renameat2's flags are refused by some file systems (the Linux NFS client
+ * rejects every flag with EINVAL): there the move falls back to plain
+ * renames, which is what those file systems make atomic. */
+static int dml__flags_unsupported(int e)
 {
-    char *marker = NULL, *tmp, *parent;
+    return e == EINVAL || e == ENOSYS || e == EOPNOTSUPP;
+}
+
+/* partial to dir, which must be free: where RENAME_NOREPLACE is not
+ * supported, dir checked absent first (rename() of a directory onto one that
+ * is not empty fails, so the window can only ever replace an empty one). */
+static int dml__move_new(const char *partial, const char *dir)
+{
+    struct stat sb;
+
+    if (renameat2(AT_FDCWD, partial, AT_FDCWD, dir, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (!dml__flags_unsupported(errno))
+        return -1;
+    if (lstat(dir, &sb) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    return rename(partial, dir);
+}
+
+/* partial and dir exchanged: atomically where RENAME_EXCHANGE is supported,
+ * else by three renames through aside (dir is absent for a moment). */
+static int dml__exchange(const char *partial, const char *dir)
+{
+    char aside[4200];
+    int e;
+
+    if (renameat2(AT_FDCWD, partial, AT_FDCWD, dir, RENAME_EXCHANGE) == 0)
+        return 0;
+    if (!dml__flags_unsupported(errno))
+        return -1;
+    snprintf(aside, sizeof(aside), "%s.old", partial);
+    if (rename(dir, aside) != 0)
+        return -1;
+    if (rename(partial, dir) != 0) {
+        e = errno;
+        rename(aside, dir);
+        errno = e;
+        return -1;
+    }
+    return rename(aside, partial);
+}
+
+/* Rank 0: moves each finished partial directory into place: over its
+ * dataset (an exchange) where replace found one, else to a name that must
+ * still be free. If one move fails, the ones before it are undone (the old
+ * datasets back, the new ones back in their partial directories, marked
+ * again), so that either all datasets are the new ones or none is; an undo
+ * that fails keeps that partial directory (keep set: it may hold the old
+ * dataset) and the message says where each is. Then the replaced datasets,
+ * now in the partial directories, are removed. */
+static dml_status_t dml__writer_move_all(dml_dataset_writer_t **w, size_t n, int *keep)
+{
+    char *marker = NULL, *tmp, *parent, undo[2048] = "";
     int *exchanged = calloc(n ? n : 1, sizeof(int));
     dml_status_t status = DML_OK;
     struct stat sb;
-    size_t i, j;
+    size_t i, j, len;
 
     if (exchanged == NULL)
         return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", w[0]->dir);
@@ -794,12 +891,10 @@ static dml_status_t dml__writer_move_all(dml_dataset_writer_t **w, size_t n)
             status = dml_error_set_errno(errno, "%s: cannot remove the marker", marker);
         else if (lstat(w[i]->dir, &sb) == 0 && w[i]->replace)
             exchanged[i] = 1;
-        if (status == DML_OK && exchanged[i] &&
-            renameat2(AT_FDCWD, w[i]->partial, AT_FDCWD, w[i]->dir, RENAME_EXCHANGE) != 0)
+        if (status == DML_OK && exchanged[i] && dml__exchange(w[i]->partial, w[i]->dir) != 0)
             status = dml_error_set_errno(errno, "%s: cannot exchange with %s", w[i]->partial,
                                          w[i]->dir);
-        else if (status == DML_OK && !exchanged[i] &&
-                 renameat2(AT_FDCWD, w[i]->partial, AT_FDCWD, w[i]->dir, RENAME_NOREPLACE) != 0)
+        else if (status == DML_OK && !exchanged[i] && dml__move_new(w[i]->partial, w[i]->dir) != 0)
             status = dml_error_set_errno(errno, "%s: cannot rename to %s%s", w[i]->partial,
                                          w[i]->dir, errno == EEXIST ? " (it appeared while the "
                                          "dataset was written)" : "");
@@ -813,24 +908,40 @@ static dml_status_t dml__writer_move_all(dml_dataset_writer_t **w, size_t n)
     if (status != DML_OK) {
         /* Put back what was moved, last first. */
         for (j = i; j-- > 0;) {
-            if (exchanged[j])
-                renameat2(AT_FDCWD, w[j]->partial, AT_FDCWD, w[j]->dir, RENAME_EXCHANGE);
-            else
-                rename(w[j]->dir, w[j]->partial);
-            dml__marker_write(w[j]->partial);
+            int rc = exchanged[j] ? dml__exchange(w[j]->partial, w[j]->dir)
+                                  : rename(w[j]->dir, w[j]->partial);
+            if (rc != 0) {
+                /* Left as it is: the new dataset at dir, the old one (if
+                 * any) in partial, which is kept. */
+                keep[j] = 1;
+                len = strlen(undo);
+                snprintf(undo + len, sizeof(undo) - len, "; %s could not be put back (%s): the "
+                         "new dataset is there%s%s", w[j]->dir, strerror(errno),
+                         exchanged[j] ? ", the one it replaced in " : "",
+                         exchanged[j] ? w[j]->partial : "");
+            } else {
+                dml__marker_write(w[j]->partial);
+            }
         }
         free(exchanged);
+        if (undo[0] != '\0') {
+            char first[1024];
+            snprintf(first, sizeof(first), "%s", dml_error_message());
+            return dml_error_set(status, "%s%s", first, undo);
+        }
         return status;
     }
     for (i = 0; i < n; i++) {
         /* The old dataset now sits in the partial directory: marked as a
-         * leftover first, so that an interruption here leaves nothing the
-         * next write refuses. */
-        if (exchanged[i] && (dml__marker_write(w[i]->partial) != 0 || dml__rmtree(w[i]->partial) != 0) &&
-            status == DML_OK)
-            status = dml_error_set_errno(errno, "%s: the new dataset is in place, but the "
-                                         "replaced one, now in %s, cannot be removed", w[i]->dir,
-                                         w[i]->partial);
+         * leftover first (best effort), so that an interruption here leaves
+         * nothing the next write refuses. */
+        if (exchanged[i]) {
+            dml__marker_write(w[i]->partial);
+            if (dml__rmtree(w[i]->partial) != 0 && status == DML_OK)
+                status = dml_error_set_errno(errno, "%s: the new dataset is in place, but the "
+                                             "replaced one, now in %s, cannot be removed",
+                                             w[i]->dir, w[i]->partial);
+        }
         tmp = strdup(w[i]->dir);
         parent = tmp ? strdup(dirname(tmp)) : NULL;
         free(tmp);
@@ -846,6 +957,9 @@ static dml_status_t dml__writer_move_all(dml_dataset_writer_t **w, size_t n)
         }
         free(parent);
     }
+    /* Every dataset is in place: nothing of theirs is left to remove. */
+    for (i = 0; i < n; i++)
+        keep[i] = 1;
     free(exchanged);
     return status;
 }
@@ -853,24 +967,30 @@ static dml_status_t dml__writer_move_all(dml_dataset_writer_t **w, size_t n)
 dml_status_t dml_dataset_writer_commit_all(dml_dataset_writer_t **w, size_t n)
 {
     dml_status_t status = DML_OK;
+    int *keep;
     size_t i;
 
     if (n == 0)
         return DML_OK;
+    keep = calloc(n, sizeof(int));
+    if (keep == NULL)
+        status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", w[0]->dir);
     for (i = 0; i < n && status == DML_OK; i++)
         status = dml__writer_finish(w[i]);
     if (status == DML_OK) {
         if (w[0]->rank == 0)
-            status = dml__writer_move_all(w, n);
+            status = dml__writer_move_all(w, n, keep);
         status = dml_mpi_agree(w[0]->comm, status, NULL);
     }
     /* A failed write leaves nothing behind to fill the disk: every rank has
-     * stopped writing by the time they agree on the failure. */
+     * stopped writing by the time they agree on the failure. A partial
+     * directory whose undo failed may hold a replaced dataset: kept. */
     for (i = 0; i < n; i++) {
-        if (status != DML_OK && w[i]->rank == 0)
+        if (status != DML_OK && w[i]->rank == 0 && (keep == NULL || !keep[i]))
             dml__rmtree(w[i]->partial);
         dml__writer_free(w[i]);
     }
+    free(keep);
     return status;
 }
 

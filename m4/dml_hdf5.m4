@@ -25,6 +25,17 @@ AC_DEFUN([DML_CHECK_HDF5], [
     [AC_MSG_RESULT([yes])],
     [AC_MSG_RESULT([no])
      AC_MSG_ERROR([parallel HDF5 not found: install it (Debian: libhdf5-openmpi-dev) or use --with-hdf5=DIR])])
+  # Files written whole are built in memory, and H5Fget_file_image's
+  # superblock checksum is put right with HDF5's own metadata checksum
+  # (io/h5util.c), exported by libhdf5 since 1.8.7, not in its headers.
+  AC_MSG_CHECKING([for H5_checksum_metadata in HDF5])
+  AC_LINK_IFELSE([AC_LANG_PROGRAM([[#include <hdf5.h>
+#include <stdint.h>
+extern uint32_t H5_checksum_metadata(const void *data, size_t len, uint32_t initval);]],
+      [[return (int)H5_checksum_metadata("x", 1, 0);]])],
+    [AC_MSG_RESULT([yes])],
+    [AC_MSG_RESULT([no])
+     AC_MSG_ERROR([this HDF5 does not export H5_checksum_metadata (HDF5 1.8.7 to 1.14 do): use another build of HDF5 with --with-hdf5=DIR])])
   CFLAGS=$dml_save_CFLAGS; LIBS=$dml_save_LIBS
   AC_SUBST([HDF5_CFLAGS])
   AC_SUBST([HDF5_LIBS])

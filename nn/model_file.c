@@ -192,6 +192,7 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
     hid_t f = -1, loc = -1, str = -1;
     uint64_t h;
     int32_t version = 0;
+    htri_t has_sum;
     struct stat sb;
     uint32_t i;
     dml__h5_quiet_t q;
@@ -310,7 +311,13 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
         }
     }
     /* Last, when every value it covers is read. */
-    if (H5Aexists(loc, "checksum") > 0) {
+    has_sum = H5Aexists(loc, "checksum");
+    if (has_sum < 0) {
+        st = dml_error_set(DML_ERR_FORMAT, "model %s: cannot tell whether it has a checksum "
+                           "(damaged attributes?)", file);
+        goto out;
+    }
+    if (has_sum > 0) {
         char want[32], have[17];
         snprintf(have, sizeof(have), "%016llx",
                  (unsigned long long)dml__model_checksum(h, info, info->normalisation));
@@ -465,12 +472,24 @@ dml_status_t dml_model_save(const char *path, dml_model_t *m, const dml_model_in
 
 dml_status_t dml_model_file_size(dml_model_t *m, const dml_model_info_t *info, uint64_t *bytes)
 {
-    void *buf = NULL;
-    size_t n = 0;
-    dml_status_t st = dml__model_image(m, info, "model file", &buf, &n);
+    hid_t f;
+    ssize_t n = -1;
+    dml__h5_quiet_t q;
+    dml_status_t st;
 
-    free(buf);
+    /* The file built in memory once, its size read without a copy. */
+    dml__h5_quiet_begin(&q);
+    f = dml__h5_create_image();
+    if (f < 0) {
+        dml__h5_quiet_end(&q);
+        return dml_error_set(DML_ERR_HDF5, "cannot make a model file in memory");
+    }
+    st = dml_model_write_h5(f, m, info, dml__put_plain, "model file");
+    if (st == DML_OK && (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || (n = H5Fget_file_image(f, NULL, 0)) <= 0))
+        st = dml_error_set(DML_ERR_HDF5, "cannot make a model file in memory");
+    H5Fclose(f);
+    dml__h5_quiet_end(&q);
     if (st == DML_OK)
-        *bytes = n;
+        *bytes = (uint64_t)n;
     return st;
 }

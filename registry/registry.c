@@ -471,8 +471,12 @@ static dml_status_t check_model(const char *path, const char *version)
     dml_status_t st;
 
     memset(&info, 0, sizeof(info));
+    /* A version that exists but whose file is missing is damage, not a
+     * reference to nothing: callers tell the two apart by the status. */
     if ((st = dml_model_load(path, 1, &m, &info)) != DML_OK)
-        return dml_error_set(st, "version %s: %s", version, dml_error_message());
+        return dml_error_set(st == DML_ERR_NOT_FOUND || st == DML_ERR_INVALID_ARG ? DML_ERR_FORMAT
+                                                                                   : st,
+                             "version %s: %s", version, dml_error_message());
     if (strcmp(info.hash, version) != 0)
         st = dml_error_set(DML_ERR_CHECKSUM, "version %s: its model file %s has hash %s, not %s "
                            "(the version's name): the file was replaced or changed after it was "

@@ -193,7 +193,7 @@ static void test_partial_ownership(void)
     CU_ASSERT_EQUAL(dml_dataset_writer_check(dir, 0), DML_ERR_EXISTS);
     CU_ASSERT_EQUAL(make_dataset(dir, 100, 2, 0, 1), DML_ERR_EXISTS);
     CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), partial));
-    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "was not left by an interrupted dataset write"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "exists without the .slurm-dml-partial marker"));
     CU_ASSERT_EQUAL(make_dataset(dir, 100, 2, 1, 1), DML_ERR_EXISTS); /* --force too */
     CU_ASSERT(exists(mine));
     CU_ASSERT(!exists(dir));
