@@ -30,13 +30,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "dml_clock.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Lets the disk finish what the last measurement left it (the unlink of
  * its file, the checkpoint pruned in the background, both "discard"ing
@@ -71,11 +66,11 @@ static double raw_write(const char *path, const float *buf, uint64_t lo, uint64_
 
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     settle();
-    t0 = now();
+    t0 = dml__now();
     if (len > 0)
         write_sync(path, O_WRONLY | O_CREAT, buf + lo, len, (off_t)(lo * sizeof(float)));
     MPI_Barrier(MPI_COMM_WORLD);
-    t0 = now() - t0;
+    t0 = dml__now() - t0;
     if (rank == 0)
         unlink(path);
     MPI_Barrier(MPI_COMM_WORLD);
@@ -91,11 +86,11 @@ static double raw_overwrite(const char *path, const float *buf, uint64_t n)
 
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     settle();
-    t0 = now();
+    t0 = dml__now();
     if (rank == 0)
         write_sync(path, O_WRONLY, buf, n * sizeof(float), 0);
     MPI_Barrier(MPI_COMM_WORLD);
-    return now() - t0;
+    return dml__now() - t0;
 }
 
 int main(int argc, char **argv)
@@ -142,17 +137,17 @@ int main(int argc, char **argv)
         uint64_t lo = n * (uint64_t)rank / (uint64_t)size, hi = n * (uint64_t)(rank + 1) / (uint64_t)size;
 
         settle();
-        t0 = now();
+        t0 = dml__now();
         if (dml_ckpt_begin(MPI_COMM_WORLD, dir, (uint64_t)r + 1, n * sizeof(float), &cc, &w) != DML_OK ||
-            (t_begin = now() - t0,
+            (t_begin = dml__now() - t0,
              dml_ckpt_put(w, dml_ckpt_file(w), "state", H5T_NATIVE_FLOAT, dims, buf)) != DML_OK ||
-            (t_put = now() - t0 - t_begin, dml_ckpt_commit(w, 1, NULL, 0)) != DML_OK) {
+            (t_put = dml__now() - t0 - t_begin, dml_ckpt_commit(w, 1, NULL, 0)) != DML_OK) {
             if (rank == 0)
                 fprintf(stderr, "ckpt_bench: %s\n", dml_error_message());
             MPI_Abort(MPI_COMM_WORLD, 1);
         }
         MPI_Barrier(MPI_COMM_WORLD);
-        t_ckpt = now() - t0;
+        t_ckpt = dml__now() - t0;
 
         /* The raw reference: the same bytes to the same file system, made
          * durable the same way (fsync), written the faster of two ways: by

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "dml_clock.h"
 
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
 void openblas_set_num_threads(int);
@@ -36,12 +37,6 @@ void openblas_set_num_threads(int);
         }                                                                                          \
     } while (0)
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp(const void *a, const void *b)
 {
@@ -241,17 +236,17 @@ int main(int argc, char **argv)
     for (r = -3; r < runs; r++) {
         double t0;
         /* im2col */
-        t0 = now();
+        t0 = dml__now();
         dml__conv_forward(conv, x, w, b, y1, n);
         if (r >= 0)
-            t[0][r] = now() - t0;
+            t[0][r] = dml__now() - t0;
         memset(dw1, 0, ws * 4), memset(db1, 0, (size_t)F * 4);
-        t0 = now();
+        t0 = dml__now();
         dml__conv_backward(conv, x, w, dy, dw1, db1, need_dx ? dx1 : NULL, n);
         if (r >= 0)
-            t[1][r] = now() - t0;
+            t[1][r] = dml__now() - t0;
         /* oneDNN */
-        t0 = now();
+        t0 = dml__now();
         {
             dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, dc.src}, {DNNL_ARG_WEIGHTS, dc.wei},
                                    {DNNL_ARG_BIAS, dc.bias}, {DNNL_ARG_DST, dc.dst}};
@@ -259,8 +254,8 @@ int main(int argc, char **argv)
             CHECK(dnnl_stream_wait(dc.strm));
         }
         if (r >= 0)
-            t[2][r] = now() - t0;
-        t0 = now();
+            t[2][r] = dml__now() - t0;
+        t0 = dml__now();
         {
             dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, dc.src}, {DNNL_ARG_DIFF_DST, dc.ddst},
                                    {DNNL_ARG_DIFF_WEIGHTS, dc.dwei}, {DNNL_ARG_DIFF_BIAS, dc.dbias}};
@@ -273,10 +268,10 @@ int main(int argc, char **argv)
             CHECK(dnnl_stream_wait(dc.strm));
         }
         if (r >= 0)
-            t[3][r] = now() - t0;
+            t[3][r] = dml__now() - t0;
         /* oneDNN in its own layouts, with the reorders from and to NCHW
          * (the weights' each step: the optimiser updates them in OIHW) */
-        t0 = now();
+        t0 = dml__now();
         run_reorder(dc.strm, bl.r_src, dc.src, bl.src);
         run_reorder(dc.strm, bl.r_wei, dc.wei, bl.wei);
         {
@@ -287,8 +282,8 @@ int main(int argc, char **argv)
         run_reorder(dc.strm, bl.r_dst, bl.dst, dc.dst);
         CHECK(dnnl_stream_wait(dc.strm));
         if (r >= 0)
-            t[4][r] = now() - t0;
-        t0 = now();
+            t[4][r] = dml__now() - t0;
+        t0 = dml__now();
         run_reorder(dc.strm, bl.r_ddst, dc.ddst, bl.ddst);
         {
             dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, bl.src}, {DNNL_ARG_DIFF_DST, bl.ddst},
@@ -298,7 +293,7 @@ int main(int argc, char **argv)
         run_reorder(dc.strm, bl.r_dwei_back, bl.dwei, dc.dwei);
         CHECK(dnnl_stream_wait(dc.strm));
         if (r >= 0)
-            t[5][r] = now() - t0;
+            t[5][r] = dml__now() - t0;
     }
     printf("  oneDNN in its own layouts with reorders: forward %.3f ms, backward weights %.3f ms\n",
            1e3 * median(t[4], runs), 1e3 * median(t[5], runs));

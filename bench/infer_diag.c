@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "dml_clock.h"
 
 #define DIAG_MAX 4096
 
@@ -34,12 +35,6 @@ static struct {
     int n;
 } diag;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* mlp:784-512-256-10's forward products at batch B */
 static void bare(int B)
@@ -78,9 +73,9 @@ static void on_batch(void *arg, const dml_infer_batch_t *bt)
     diag.ph[0] += bt->read, diag.ph[1] += bt->drift, diag.ph[2] += bt->normalise;
     diag.ph[3] += bt->forward, diag.ph[4] += bt->topk;
     bare(bt->batch);
-    t = now();
+    t = dml__now();
     bare(bt->batch);
-    diag.bare[diag.n] = now() - t;
+    diag.bare[diag.n] = dml__now() - t;
     diag.batch[diag.n++] = bt->total;
 }
 

@@ -35,17 +35,12 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "dml_clock.h"
 
 #define REPEAT_MAX 9
 
 static int rank, size, cold;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void drop_caches(void)
 {
@@ -73,7 +68,7 @@ static double raw_read(const dml_dataset_t *ds, double *bytes_out)
     if (buf == NULL)
         buf = malloc(16 << 20);
     drop_caches();
-    t0 = now();
+    t0 = dml__now();
     for (s = (uint32_t)rank; s < dml_dataset_shards(ds); s += (uint32_t)size) {
         char path[4096];
         ssize_t n;
@@ -89,7 +84,7 @@ static double raw_read(const dml_dataset_t *ds, double *bytes_out)
         close(fd);
     }
     MPI_Barrier(MPI_COMM_WORLD);
-    t = now() - t0;
+    t = dml__now() - t0;
     MPI_Allreduce(&bytes, &all, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     *bytes_out = all;
     return all / t / 1e6;
@@ -149,11 +144,11 @@ static double steps_alone(mlp_t *mlp, int batch, long steps)
         mlp_step(mlp, x, batch);
     for (rep = 0; rep < 2; rep++) {
         MPI_Barrier(MPI_COMM_WORLD);
-        t = now();
+        t = dml__now();
         for (k = 0; k < steps; k++)
             mlp_step(mlp, x, batch);
         MPI_Barrier(MPI_COMM_WORLD);
-        t = (double)steps * batch * size / (now() - t);
+        t = (double)steps * batch * size / (dml__now() - t);
         if (t > best)
             best = t;
     }
@@ -185,13 +180,13 @@ static result_t run_loader(dml_dataset_t *ds, dml_shuffle_t shuffle, dml_cache_t
     cfg.verify = 0; /* a checksum pass is a full read: not part of an epoch */
     cfg.seed = 1;
     drop_caches();
-    t0 = now();
+    t0 = dml__now();
     if (dml_loader_create(ds, MPI_COMM_WORLD, &cfg, &ld) != DML_OK) {
         if (rank == 0)
             fprintf(stderr, "io_bench: %s\n", dml_error_message());
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    tloop = now();
+    tloop = dml__now();
     while (e < epochs && (max_steps == 0 || steps < max_steps)) {
         steps++;
         if (dml_loader_next(ld, &b) != DML_OK) {
@@ -204,14 +199,14 @@ static result_t run_loader(dml_dataset_t *ds, dml_shuffle_t shuffle, dml_cache_t
         if (b->epoch_end) {
             e++;
             if (e == 1) {
-                t1 = now();
+                t1 = dml__now();
                 nfirst = n;
             }
         }
     }
     MPI_Barrier(MPI_COMM_WORLD);
-    t = now() - t0;
-    tloop = now() - tloop;
+    t = dml__now() - t0;
+    tloop = dml__now() - tloop;
     nlast = n - nfirst;
     wait = dml_loader_wait_seconds(ld);
     r.cached = dml_loader_cached(ld);

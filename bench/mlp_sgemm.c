@@ -13,13 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "dml_clock.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* One batch: the forward products, and in training the backward ones (the
  * same buffers serve as activations and their gradients: only time counts). */
@@ -74,14 +69,14 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < (size_t)B * maxd; i++)
         a[i] = (float)(i % 255) / 255.0f;
-    for (t0 = now(); now() - t0 < 0.3 || reps < 3; reps++) /* warm-up */
+    for (t0 = dml__now(); dml__now() - t0 < 0.3 || reps < 3; reps++) /* warm-up */
         pass(train, B, L, dims, w, a, b, g);
     reps = 0;
-    t0 = now();
+    t0 = dml__now();
     do {
         pass(train, B, L, dims, w, a, b, g);
         reps++;
-        t = now() - t0;
+        t = dml__now() - t0;
     } while (t < secs);
     printf("%.1f\n", (double)reps * B / t);
     return 0;

@@ -11,13 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include "dml_clock.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int main(int argc, char **argv)
 {
@@ -44,14 +39,14 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < (size_t)B * mi.features; i++)
         x[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
     dml_model_eval(m, x, NULL, B, probs, NULL, NULL); /* warm-up */
-    t0 = now();
+    t0 = dml__now();
     do {
         if (dml_model_eval(m, x, NULL, B, probs, NULL, NULL) != DML_OK) {
             fprintf(stderr, "nn_forward: %s\n", dml_error_message());
             return 1;
         }
         n += B;
-        t = now() - t0;
+        t = dml__now() - t0;
     } while (t < secs);
     printf("%.1f %.2f\n", (double)n / t, (double)n * dml_model_flops(m) / t / 1e9);
     dml_model_free(m);

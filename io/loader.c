@@ -28,6 +28,7 @@
 #include "dml_mpi.h"
 #include "dml_simd.h"
 #include "io_private.h"
+#include "dml_clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -301,13 +302,6 @@ void dml_loader_config_init(dml_loader_config_t *cfg)
  * dml__spin_for_batch): a few batches' making at 128 small samples. */
 #define DML__SPIN_SECONDS 200e-6
 
-static double dml__now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int dml__order_cmp(const void *a, const void *b)
 {

@@ -11,6 +11,7 @@
 #include "dml_mpi.h"
 #include "dml_nn.h"
 #include "infer_private.h"
+#include "dml_clock.h"
 
 
 #include <errno.h>
@@ -51,12 +52,6 @@ void dml_infer_slice(uint64_t n, uint64_t batch, uint32_t tasks, uint32_t task, 
     *count = b - a;
 }
 
-double dml__infer_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- the manifest --------------------------------------------------------- */
 
@@ -303,11 +298,11 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
         goto out;
     for (pos = 0; pos < n; pos += (uint64_t)B, b++) {
         const uint64_t m = n - pos < (uint64_t)B ? n - pos : (uint64_t)B;
-        const double t0 = dml__infer_now();
+        const double t0 = dml__now();
         double at[5];
         if ((s = dml_dataset_reader_read(rd, first + pos, m, raw, NULL, NULL)) != DML_OK)
             goto out;
-        at[0] = at[1] = dml__infer_now();
+        at[0] = at[1] = dml__now();
         /* Every drift_every-th sample (by its index in the input, so that
          * the counts do not depend on how the input is split) is counted
          * into the drift histograms, then the batch is normalised exactly
@@ -318,7 +313,7 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
             for (i = (every - g0 % every) % every; i < m; i += every)
                 rp[nr++] = raw + i * F;
             dml__drift_count(drift, rp, nr);
-            at[1] = dml__infer_now();
+            at[1] = dml__now();
             dml_normalize_u8(raw, m * F, scale, bias, x);
         } else {
             for (i = 0; i < m; i++) {
@@ -334,16 +329,16 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
                         o->hist[f * DML_DATASET_HIST_BINS + (uint64_t)dml_stats_bin(st, f, r[f])]++;
             }
         }
-        at[2] = dml__infer_now();
+        at[2] = dml__now();
         if ((s = dml_model_eval(model, x, NULL, (int)m, probs, NULL, NULL)) != DML_OK)
             goto out;
-        at[3] = dml__infer_now();
+        at[3] = dml__now();
         for (i = 0; i < m; i++) {
             int32_t *cls = o->tk_class + (pos + i) * (uint64_t)K;
             dml__topk(probs + i * (uint64_t)C, C, K, cls, o->tk_prob + (pos + i) * (uint64_t)K);
             o->pred[pos + i] = cls[0];
         }
-        at[4] = dml__infer_now();
+        at[4] = dml__now();
         o->lat[b] = at[4] - t0;
         if (cfg->on_batch != NULL) {
             dml_infer_batch_t bs = {b, m, B, F, at[0] - t0, at[1] - at[0], at[2] - at[1],
@@ -454,7 +449,7 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
     int rank, size, r, skip = 0, k = cfg->topk;
     dml_device_kind_t kind = DML_DEVICE_CPU;
     int *cnt = NULL, *dsp = NULL, *cntk = NULL, *dspk = NULL, *cntb = NULL, *dspb = NULL;
-    double t0 = dml__infer_now();
+    double t0 = dml__now();
     dml_status_t st;
 
     memset(res, 0, sizeof(*res));
@@ -583,14 +578,14 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
     if (rank == 0) {
         all.task = cfg->task, all.tasks = cfg->tasks, all.first = first;
         all.ranks = size, all.batch = cfg->batch;
-        all.seconds = dml__infer_now() - t0;
+        all.seconds = dml__now() - t0;
         snprintf(all.model_hash, sizeof(all.model_hash), "%s", mi.hash);
         snprintf(all.input_hash, sizeof(all.input_hash), "%s", dml_dataset_content_hash(ds));
         st = dml__part_write(cfg->out, &all, cfg);
     }
     st = dml_mpi_agree(comm, st, NULL);
 out:
-    res->seconds = dml__infer_now() - t0;
+    res->seconds = dml__now() - t0;
     res->samples_per_s = res->skipped || res->seconds <= 0 ? 0 : (double)count / res->seconds;
     free(cnt);
     dml__part_free(&mine);

@@ -63,7 +63,6 @@ void dml__drift_hist(dml__drift_t *d, uint64_t *hist); /* F x DML_DATASET_HIST_B
 void dml__drift_free(dml__drift_t *d);
 
 dml_status_t dml__write_file_durably(const char *path, const char *text, int exclusive);
-double dml__infer_now(void);
 
 /* The model at path (a model file, a checkpoint, or a checkpoint directory's
  * newest sound checkpoint: ckpt/ resolves and verifies it), loaded for

@@ -36,6 +36,7 @@
 #include "dml_mpi.h"
 #include "dml_simd.h"
 #include "train_private.h"
+#include "dml_clock.h"
 
 #include <limits.h>
 #include <math.h>
@@ -68,12 +69,6 @@ struct dml_dp {
     size_t lo, hi;
 };
 
-static double dml__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Where rank r's slice of np parameters starts: whole cache lines (16
  * floats), so that no two ranks write the same line. */

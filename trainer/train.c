@@ -13,6 +13,7 @@
 #include "dml_mpi.h"
 #include "dml_train.h"
 #include "train_private.h"
+#include "dml_clock.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -75,12 +76,6 @@ void dml_trainer_config_init(dml_trainer_config_t *c)
     c->stall_floor = 60;
 }
 
-static double dml__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void dml_trainer_free(dml_trainer_t *tr)
 {

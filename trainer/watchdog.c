@@ -42,6 +42,7 @@
 
 #include "dml_mpi.h"
 #include "train_private.h"
+#include "dml_clock.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -94,12 +95,6 @@ struct dml__watchdog {
     uint64_t *sent, *got;
 };
 
-static double dml__wd_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void dml__watchdog_beat(dml__watchdog_t *w, uint64_t step, dml__wd_kind_t kind)
 {
@@ -107,7 +102,7 @@ void dml__watchdog_beat(dml__watchdog_t *w, uint64_t step, dml__wd_kind_t kind)
 
     if (w == NULL)
         return;
-    now_ns = (uint64_t)(dml__wd_now() * 1e9);
+    now_ns = (uint64_t)(dml__now() * 1e9);
     gap = now_ns - (uint64_t)atomic_load(&w->last_ns);
     if (kind == DML__WD_RARE && gap > w->rare_ns)
         w->rare_ns = gap;
@@ -259,13 +254,13 @@ static void *dml__wd_thread(void *arg)
 {
     dml__watchdog_t *w = arg;
     char rep[2048], why[160];
-    double next = dml__wd_now(), prev = next, quiet_until = 0;
+    double next = dml__now(), prev = next, quiet_until = 0;
     /* until rank 0's first digest, the least limit it can derive */
     double lim = w->timeout > 0 ? w->timeout : w->floor, slow = 0;
     int r, reported = 0;
 
     while (!atomic_load(&w->quit)) {
-        const double now = dml__wd_now();
+        const double now = dml__now();
         if (now < next) {
             usleep((useconds_t)(1e6 * (next - now < 0.05 ? next - now : 0.05)));
             continue;
@@ -345,7 +340,7 @@ dml_status_t dml__watchdog_start(MPI_Comm comm, double timeout, double floor,
     dml__wd_who_t me;
     dml_status_t st = DML_OK;
     int provided = 0, r, n;
-    double now = dml__wd_now();
+    double now = dml__now();
 
     *out = NULL;
     MPI_Query_thread(&provided);
