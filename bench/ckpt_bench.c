@@ -32,7 +32,6 @@
 #include <unistd.h>
 #include "dml_clock.h"
 
-
 /* Lets the disk finish what the last measurement left it (the unlink of
  * its file, the checkpoint pruned in the background, both "discard"ing
  * blocks here), so that neither measurement pays for the other. */
@@ -134,11 +133,13 @@ int main(int argc, char **argv)
     for (r = 0; r < reps; r++) {
         dml_ckpt_writer_t *w;
         double t0, t_ckpt, t_raw, t_raw1, t_raw2, t_over, t_begin = 0, t_put = 0;
-        uint64_t lo = n * (uint64_t)rank / (uint64_t)size, hi = n * (uint64_t)(rank + 1) / (uint64_t)size;
+        uint64_t lo = n * (uint64_t)rank / (uint64_t)size,
+                 hi = n * (uint64_t)(rank + 1) / (uint64_t)size;
 
         settle();
         t0 = dml__now();
-        if (dml_ckpt_begin(MPI_COMM_WORLD, dir, (uint64_t)r + 1, n * sizeof(float), &cc, &w) != DML_OK ||
+        if (dml_ckpt_begin(MPI_COMM_WORLD, dir, (uint64_t)r + 1, n * sizeof(float), &cc, &w) !=
+                DML_OK ||
             (t_begin = dml__now() - t0,
              dml_ckpt_put(w, dml_ckpt_file(w), "state", H5T_NATIVE_FLOAT, dims, buf)) != DML_OK ||
             (t_put = dml__now() - t0 - t_begin, dml_ckpt_commit(w, 1, NULL, 0)) != DML_OK) {

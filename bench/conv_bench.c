@@ -37,7 +37,6 @@ void openblas_set_num_threads(int);
         }                                                                                          \
     } while (0)
 
-
 static int cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -62,7 +61,7 @@ static double rel(const float *a, const float *b, size_t n)
 
 typedef struct {
     dnnl_primitive_t fwd, bww, r_src, r_dst, r_ddst, r_dwei_back, r_wei;
-    dnnl_memory_t src, wei, dst, ddst, dwei, bias, dbias;  /* oneDNN's layouts */
+    dnnl_memory_t src, wei, dst, ddst, dwei, bias, dbias; /* oneDNN's layouts */
 } dnnl_blocked_t;
 
 typedef struct {
@@ -75,7 +74,9 @@ typedef struct {
 static const char *impl(const_dnnl_primitive_desc_t pd)
 {
     const char *s = NULL;
-    return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &s) == dnnl_success && s ? s : "?";
+    return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &s) == dnnl_success && s
+               ? s
+               : "?";
 }
 
 static void dnnl_setup(dnnl_conv_t *c, int n, int C, int H, int W, int F, int K, int OH, int OW,
@@ -95,11 +96,12 @@ static void dnnl_setup(dnnl_conv_t *c, int n, int C, int H, int W, int F, int K,
     CHECK(dnnl_memory_desc_init_by_tag(&bias_md, 1, bias_dims, dnnl_f32, dnnl_x));
     CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_dims, dnnl_f32, dnnl_nchw));
     CHECK(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct,
-                                             &src_md, &wei_md, &bias_md, &dst_md, strides, pad, pad));
+                                             &src_md, &wei_md, &bias_md, &dst_md, strides, pad,
+                                             pad));
     CHECK(dnnl_primitive_desc_create(&fpd, &fd, NULL, c->eng, NULL));
     CHECK(dnnl_primitive_create(&c->fwd, fpd));
-    CHECK(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &src_md,
-                                                      &wei_md, &bias_md, &dst_md, strides, pad, pad));
+    CHECK(dnnl_convolution_backward_weights_desc_init(
+        &wd, dnnl_convolution_direct, &src_md, &wei_md, &bias_md, &dst_md, strides, pad, pad));
     CHECK(dnnl_primitive_desc_create(&wpd, &wd, NULL, c->eng, fpd));
     CHECK(dnnl_primitive_create(&c->bww, wpd));
     if (need_dx) {
@@ -109,8 +111,7 @@ static void dnnl_setup(dnnl_conv_t *c, int n, int C, int H, int W, int F, int K,
         CHECK(dnnl_primitive_create(&c->bwd, dpd));
         fprintf(stderr, "oneDNN backward data: %s\n", impl(dpd));
     }
-    fprintf(stderr, "oneDNN forward: %s; backward weights: %s\n",
-            impl(fpd), impl(wpd));
+    fprintf(stderr, "oneDNN forward: %s; backward weights: %s\n", impl(fpd), impl(wpd));
     CHECK(dnnl_memory_create(&c->src, &src_md, c->eng, x));
     CHECK(dnnl_memory_create(&c->wei, &wei_md, c->eng, w));
     CHECK(dnnl_memory_create(&c->bias, &bias_md, c->eng, b));
@@ -152,14 +153,16 @@ static void blocked_setup(dnnl_conv_t *c, dnnl_blocked_t *b, int n, int C, int H
     CHECK(dnnl_memory_desc_init_by_tag(&u_wei, 4, wei_dims, dnnl_f32, dnnl_oihw));
     CHECK(dnnl_memory_desc_init_by_tag(&u_dst, 4, dst_dims, dnnl_f32, dnnl_nchw));
     CHECK(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct,
-                                             &any_src, &any_wei, &bias_md, &any_dst, strides, pad, pad));
+                                             &any_src, &any_wei, &bias_md, &any_dst, strides, pad,
+                                             pad));
     CHECK(dnnl_primitive_desc_create(&fpd, &fd, NULL, c->eng, NULL));
     CHECK(dnnl_primitive_create(&b->fwd, fpd));
-    CHECK(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &any_src,
-                                                      &any_wei, &bias_md, &any_dst, strides, pad, pad));
+    CHECK(dnnl_convolution_backward_weights_desc_init(
+        &wd, dnnl_convolution_direct, &any_src, &any_wei, &bias_md, &any_dst, strides, pad, pad));
     CHECK(dnnl_primitive_desc_create(&wpd, &wd, NULL, c->eng, fpd));
     CHECK(dnnl_primitive_create(&b->bww, wpd));
-    fprintf(stderr, "oneDNN, its own layouts: forward %s; backward weights %s\n", impl(fpd), impl(wpd));
+    fprintf(stderr, "oneDNN, its own layouts: forward %s; backward weights %s\n", impl(fpd),
+            impl(wpd));
     src_md = dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0);
     wei_md = dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
     dst_md = dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0);
@@ -175,7 +178,8 @@ static void blocked_setup(dnnl_conv_t *c, dnnl_blocked_t *b, int n, int C, int H
     b->r_src = reorder(c->eng, &u_src, src_md);
     b->r_wei = reorder(c->eng, &u_wei, wei_md);
     b->r_dst = reorder(c->eng, dst_md, &u_dst);
-    b->r_ddst = reorder(c->eng, &u_dst, dnnl_primitive_desc_query_md(wpd, dnnl_query_diff_dst_md, 0));
+    b->r_ddst =
+        reorder(c->eng, &u_dst, dnnl_primitive_desc_query_md(wpd, dnnl_query_diff_dst_md, 0));
     b->r_dwei_back = reorder(c->eng, dwei_md, &u_wei);
 }
 
@@ -248,8 +252,10 @@ int main(int argc, char **argv)
         /* oneDNN */
         t0 = dml__now();
         {
-            dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, dc.src}, {DNNL_ARG_WEIGHTS, dc.wei},
-                                   {DNNL_ARG_BIAS, dc.bias}, {DNNL_ARG_DST, dc.dst}};
+            dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, dc.src},
+                                   {DNNL_ARG_WEIGHTS, dc.wei},
+                                   {DNNL_ARG_BIAS, dc.bias},
+                                   {DNNL_ARG_DST, dc.dst}};
             CHECK(dnnl_primitive_execute(dc.fwd, dc.strm, 4, a));
             CHECK(dnnl_stream_wait(dc.strm));
         }
@@ -257,11 +263,14 @@ int main(int argc, char **argv)
             t[2][r] = dml__now() - t0;
         t0 = dml__now();
         {
-            dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, dc.src}, {DNNL_ARG_DIFF_DST, dc.ddst},
-                                   {DNNL_ARG_DIFF_WEIGHTS, dc.dwei}, {DNNL_ARG_DIFF_BIAS, dc.dbias}};
+            dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, dc.src},
+                                   {DNNL_ARG_DIFF_DST, dc.ddst},
+                                   {DNNL_ARG_DIFF_WEIGHTS, dc.dwei},
+                                   {DNNL_ARG_DIFF_BIAS, dc.dbias}};
             CHECK(dnnl_primitive_execute(dc.bww, dc.strm, 4, a));
             if (need_dx) {
-                dnnl_exec_arg_t d[] = {{DNNL_ARG_DIFF_DST, dc.ddst}, {DNNL_ARG_WEIGHTS, dc.wei},
+                dnnl_exec_arg_t d[] = {{DNNL_ARG_DIFF_DST, dc.ddst},
+                                       {DNNL_ARG_WEIGHTS, dc.wei},
                                        {DNNL_ARG_DIFF_SRC, dc.dsrc}};
                 CHECK(dnnl_primitive_execute(dc.bwd, dc.strm, 3, d));
             }
@@ -275,8 +284,10 @@ int main(int argc, char **argv)
         run_reorder(dc.strm, bl.r_src, dc.src, bl.src);
         run_reorder(dc.strm, bl.r_wei, dc.wei, bl.wei);
         {
-            dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, bl.src}, {DNNL_ARG_WEIGHTS, bl.wei},
-                                   {DNNL_ARG_BIAS, dc.bias}, {DNNL_ARG_DST, bl.dst}};
+            dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, bl.src},
+                                   {DNNL_ARG_WEIGHTS, bl.wei},
+                                   {DNNL_ARG_BIAS, dc.bias},
+                                   {DNNL_ARG_DST, bl.dst}};
             CHECK(dnnl_primitive_execute(bl.fwd, dc.strm, 4, a));
         }
         run_reorder(dc.strm, bl.r_dst, bl.dst, dc.dst);
@@ -286,8 +297,10 @@ int main(int argc, char **argv)
         t0 = dml__now();
         run_reorder(dc.strm, bl.r_ddst, dc.ddst, bl.ddst);
         {
-            dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, bl.src}, {DNNL_ARG_DIFF_DST, bl.ddst},
-                                   {DNNL_ARG_DIFF_WEIGHTS, bl.dwei}, {DNNL_ARG_DIFF_BIAS, dc.dbias}};
+            dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, bl.src},
+                                   {DNNL_ARG_DIFF_DST, bl.ddst},
+                                   {DNNL_ARG_DIFF_WEIGHTS, bl.dwei},
+                                   {DNNL_ARG_DIFF_BIAS, dc.dbias}};
             CHECK(dnnl_primitive_execute(bl.bww, dc.strm, 4, a));
         }
         run_reorder(dc.strm, bl.r_dwei_back, bl.dwei, dc.dwei);
@@ -297,13 +310,13 @@ int main(int argc, char **argv)
     }
     printf("  oneDNN in its own layouts with reorders: forward %.3f ms, backward weights %.3f ms\n",
            1e3 * median(t[4], runs), 1e3 * median(t[5], runs));
-    printf("conv %dx%dx%d -> %d filters %dx%d, batch %d%s: forward im2col %.3f ms, oneDNN %.3f ms; "
-           "backward im2col %.3f ms, oneDNN %.3f ms; differences: output %.1e, weight gradient %.1e, "
-           "bias gradient %.1e%s\n",
-           C, H, W, F, K, K, n, need_dx ? " (with input gradient)" : "", 1e3 * median(t[0], runs),
-           1e3 * median(t[2], runs), 1e3 * median(t[1], runs), 1e3 * median(t[3], runs),
-           rel(y1, y2, ys), rel(dw1, dw2, ws), rel(db1, db2, (size_t)F),
-           need_dx ? "" : "");
+    printf(
+        "conv %dx%dx%d -> %d filters %dx%d, batch %d%s: forward im2col %.3f ms, oneDNN %.3f ms; "
+        "backward im2col %.3f ms, oneDNN %.3f ms; differences: output %.1e, weight gradient %.1e, "
+        "bias gradient %.1e%s\n",
+        C, H, W, F, K, K, n, need_dx ? " (with input gradient)" : "", 1e3 * median(t[0], runs),
+        1e3 * median(t[2], runs), 1e3 * median(t[1], runs), 1e3 * median(t[3], runs),
+        rel(y1, y2, ys), rel(dw1, dw2, ws), rel(db1, db2, (size_t)F), need_dx ? "" : "");
     if (need_dx)
         printf("  input gradient difference %.1e\n", rel(dx1, dx2, xs));
     return 0;

@@ -17,7 +17,6 @@
 
 #define CHAINS 24
 
-
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("avx512f"))) static double run512(long iters)
 {

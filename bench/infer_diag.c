@@ -35,7 +35,6 @@ static struct {
     int n;
 } diag;
 
-
 /* mlp:784-512-256-10's forward products at batch B */
 static void bare(int B)
 {
@@ -103,19 +102,33 @@ int main(int argc, char **argv)
     dml_infer_config_init(&cfg);
     cfg.tasks = 1;
     if (argc < 2 || strcmp(argv[1], "run") != 0) {
-        fprintf(stderr, "usage: infer_diag run --model M --input I --out O [--task T --tasks N] [--no-verify]\n");
+        fprintf(stderr, "usage: infer_diag run --model M --input I --out O [--task T --tasks N] "
+                        "[--no-verify]\n");
         return 2;
     }
     optind = 2;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
         switch (c) {
-        case 'm': cfg.model = optarg; break;
-        case 'i': cfg.input = optarg; break;
-        case 'o': cfg.out = optarg; break;
-        case 't': cfg.task = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 'T': cfg.tasks = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 'n': cfg.verify = 0; break;
-        default: return 2;
+        case 'm':
+            cfg.model = optarg;
+            break;
+        case 'i':
+            cfg.input = optarg;
+            break;
+        case 'o':
+            cfg.out = optarg;
+            break;
+        case 't':
+            cfg.task = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'T':
+            cfg.tasks = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'n':
+            cfg.verify = 0;
+            break;
+        default:
+            return 2;
         }
     cfg.on_batch = on_batch;
     if (dml_infer_run(MPI_COMM_WORLD, &cfg, &res) != DML_OK) {

@@ -41,7 +41,6 @@
 
 static int rank, size, cold;
 
-
 static void drop_caches(void)
 {
     MPI_Barrier(MPI_COMM_WORLD);
@@ -50,7 +49,8 @@ static void drop_caches(void)
         sync();
         f = fopen("/proc/sys/vm/drop_caches", "w");
         if (f == NULL || fputs("3\n", f) < 0 || fclose(f) != 0) {
-            fprintf(stderr, "io_bench: cannot drop the page cache (needs root): cold runs are warm\n");
+            fprintf(stderr,
+                    "io_bench: cannot drop the page cache (needs root): cold runs are warm\n");
             cold = 0;
         }
     }
@@ -120,8 +120,8 @@ static void mlp_step(mlp_t *m, const float *x, int batch)
     int l, *d = m->dims;
     memcpy(m->a[0], x, (size_t)batch * 784 * sizeof(float));
     for (l = 0; l < 3; l++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, d[l + 1], d[l], 1.0f,
-                    m->a[l], d[l], m->w[l], d[l + 1], 0.0f, m->a[l + 1], d[l + 1]);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, d[l + 1], d[l], 1.0f, m->a[l],
+                    d[l], m->w[l], d[l + 1], 0.0f, m->a[l + 1], d[l + 1]);
     for (l = 2; l >= 0; l--) {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d[l], d[l + 1], batch, 1.0f, m->a[l],
                     d[l], m->g[l + 1], d[l + 1], 0.0f, m->dw[l], d[l + 1]);
@@ -233,7 +233,9 @@ static const char *cache_name(const result_t *r)
 
 static const char *shuffle_name(dml_shuffle_t s)
 {
-    return s == DML_SHUFFLE_NONE ? "sequential" : s == DML_SHUFFLE_FULL ? "full shuffle" : "window shuffle";
+    return s == DML_SHUFFLE_NONE   ? "sequential"
+           : s == DML_SHUFFLE_FULL ? "full shuffle"
+                                   : "window shuffle";
 }
 
 int main(int argc, char **argv)
@@ -244,12 +246,9 @@ int main(int argc, char **argv)
         uint64_t budget; /* 1: one shared copy per node, not one per rank */
         int cold;        /* worth measuring from a cold page cache */
     } runs[] = {
-        {DML_SHUFFLE_NONE, DML_CACHE_OFF, 0, 1},
-        {DML_SHUFFLE_FULL, DML_CACHE_OFF, 0, 0},
-        {DML_SHUFFLE_WINDOW, DML_CACHE_OFF, 0, 0},
-        {DML_SHUFFLE_NONE, DML_CACHE_AUTO, 0, 1},
-        {DML_SHUFFLE_FULL, DML_CACHE_AUTO, 0, 1},
-        {DML_SHUFFLE_FULL, DML_CACHE_ON, 1, 0},
+        {DML_SHUFFLE_NONE, DML_CACHE_OFF, 0, 1},   {DML_SHUFFLE_FULL, DML_CACHE_OFF, 0, 0},
+        {DML_SHUFFLE_WINDOW, DML_CACHE_OFF, 0, 0}, {DML_SHUFFLE_NONE, DML_CACHE_AUTO, 0, 1},
+        {DML_SHUFFLE_FULL, DML_CACHE_AUTO, 0, 1},  {DML_SHUFFLE_FULL, DML_CACHE_ON, 1, 0},
     };
     long wait_steps = 0;
     int provided, epochs = 2, batch = 128, only = -1, repeat = 3, i;
@@ -273,15 +272,16 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             i++; /* a row of runs[], or "wait": the data-wait rows alone */
             only = strcmp(argv[i], "wait") == 0 ? -2 : atoi(argv[i]);
-        }
-        else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
+        } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
             repeat = atoi(argv[++i]);
         else
             dir = argv[i];
     }
-    if (dir == NULL || epochs < 1 || batch < 1 || repeat < 1 || repeat > REPEAT_MAX || dml_dataset_open(dir, &ds) != DML_OK) {
+    if (dir == NULL || epochs < 1 || batch < 1 || repeat < 1 || repeat > REPEAT_MAX ||
+        dml_dataset_open(dir, &ds) != DML_OK) {
         if (rank == 0)
-            fprintf(stderr, "usage: io_bench DATASET [--epochs E] [--batch B] [--cold] "
+            fprintf(stderr,
+                    "usage: io_bench DATASET [--epochs E] [--batch B] [--cold] "
                     "[--wait-steps S] [--only I|wait] [--repeat R]%s%s\n",
                     dir ? ": " : "", dir ? dml_error_message() : "");
         MPI_Finalize();
@@ -301,8 +301,8 @@ int main(int argc, char **argv)
          * pair by 2x either way. */
         for (k = 0; k < repeat; k++) {
             rawv[k] = raw_read(ds, &bytes);
-            rv[k] = run_loader(ds, runs[i].shuffle, runs[i].cache, runs[i].budget, 4, batch,
-                               epochs, NULL, 0);
+            rv[k] = run_loader(ds, runs[i].shuffle, runs[i].cache, runs[i].budget, 4, batch, epochs,
+                               NULL, 0);
             ratio[k] = rv[k].mbs / rawv[k];
         }
         for (k = 0; k < repeat; k++) {
@@ -316,9 +316,9 @@ int main(int argc, char **argv)
         r = rv[med];
         if (rank == 0)
             printf("| %s | %d | %s | %s%s | %.0f | %.0f | %.0f | %.0f%% | %.0f%% |\n",
-                   dml_dataset_dir(ds), size, shuffle_name(runs[i].shuffle),
-                   cache_name(&r), cold ? ", cold" : "", raw, r.mbs,
-                   r.sps, 100.0 * r.first_mbs / raw, 100.0 * r.mbs / raw);
+                   dml_dataset_dir(ds), size, shuffle_name(runs[i].shuffle), cache_name(&r),
+                   cold ? ", cold" : "", raw, r.mbs, r.sps, 100.0 * r.first_mbs / raw,
+                   100.0 * r.mbs / raw);
         fflush(stdout);
     }
     /* Data wait during training steps: prefetch on, the reference model's
@@ -340,8 +340,8 @@ int main(int argc, char **argv)
         if (rank == 0)
             printf("| %s | %d | full shuffle, %s, 784-512-256-10 steps | wait %.2f%% of step time "
                    "| %.0f samples/s, %.0f%% of the steps alone (%.0f) |\n",
-                   dml_dataset_dir(ds), size, cache_name(&r),
-                   100.0 * r.wait_frac, r.sps, alone > 0 ? 100.0 * r.sps / alone : 0.0, alone);
+                   dml_dataset_dir(ds), size, cache_name(&r), 100.0 * r.wait_frac, r.sps,
+                   alone > 0 ? 100.0 * r.sps / alone : 0.0, alone);
         fflush(stdout);
     }
     dml_dataset_close(ds);

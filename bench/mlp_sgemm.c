@@ -15,7 +15,6 @@
 #include <time.h>
 #include "dml_clock.h"
 
-
 /* One batch: the forward products, and in training the backward ones (the
  * same buffers serve as activations and their gradients: only time counts). */
 static void pass(int train, int B, int L, const int *dims, float *const *w, float *a, float *b,

@@ -13,7 +13,6 @@
 #include <time.h>
 #include "dml_clock.h"
 
-
 int main(int argc, char **argv)
 {
     dml_model_t *m;

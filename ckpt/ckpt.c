@@ -48,10 +48,10 @@ struct dml_ckpt_writer {
     uint64_t step;
     hid_t file;
     int puts;
-    int single;            /* rank 0 writes the whole file (small state) */
-    int fd;                /* where this rank writes arrays itself, else -1:
-                              HDF5's where single, ours (to close) where not */
-    uint64_t piece;        /* the pieces of arrays written that way; 0: none */
+    int single;     /* rank 0 writes the whole file (small state) */
+    int fd;         /* where this rank writes arrays itself, else -1:
+                       HDF5's where single, ours (to close) where not */
+    uint64_t piece; /* the pieces of arrays written that way; 0: none */
     dml_ckpt_config_t cfg;
     dml__h5_quiet_t quiet;
 };
@@ -93,11 +93,15 @@ static dml_status_t dml__write_failed(const char *path, const char *what)
     else
         snprintf(dir, sizeof(dir), ".");
     if (statvfs(dir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < (1u << 20))
-        return dml_error_set(DML_ERR_NO_SPACE, "%s: cannot write %s: no space left on the file "
-                             "system", path, what);
+        return dml_error_set(DML_ERR_NO_SPACE,
+                             "%s: cannot write %s: no space left on the file "
+                             "system",
+                             path, what);
     if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-        return dml_error_set(DML_ERR_NO_SPACE, "%s: cannot write %s (the file size limit is %llu "
-                             "bytes)", path, what, (unsigned long long)rl.rlim_cur);
+        return dml_error_set(DML_ERR_NO_SPACE,
+                             "%s: cannot write %s (the file size limit is %llu "
+                             "bytes)",
+                             path, what, (unsigned long long)rl.rlim_cur);
     return dml_error_set(DML_ERR_IO, "%s: cannot write %s", path, what);
 }
 
@@ -106,8 +110,8 @@ static dml_status_t dml__write_failed(const char *path, const char *what)
  * made at its first checkpoint and kept as an attribute of it (its Fortran
  * handle, which fits the attribute's pointer without an allocation):
  * MPI_Comm_dup per checkpoint cost as much as all the directory work
- * (docs/benchmarks/design-notes.md). Freed when the caller's communicator is, except MPI_COMM_WORLD's,
- * which MPI_Finalize releases with everything else. */
+ * (docs/benchmarks/design-notes.md). Freed when the caller's communicator is, except
+ * MPI_COMM_WORLD's, which MPI_Finalize releases with everything else. */
 static int dml__comm_keyval = MPI_KEYVAL_INVALID;
 
 static int dml__comm_attr_delete(MPI_Comm comm, int keyval, void *attr, void *extra)
@@ -147,7 +151,6 @@ static int dml__ckpt_comm(MPI_Comm comm, MPI_Comm *out)
     return 0;
 }
 
-
 dml_status_t dml_ckpt_dir_prepare(const char *dir)
 {
     if (dml__mkdir_p(dir) != 0)
@@ -164,8 +167,8 @@ static int dml__ckpt_name(const char *name, uint64_t *step)
     unsigned long long s;
     int n = 0;
 
-    if (sscanf(name, "ckpt-%llu.h5%n", &s, &n) != 1 || n == 0 || name[n] != '\0' ||
-        name[5] < '0' || name[5] > '9')
+    if (sscanf(name, "ckpt-%llu.h5%n", &s, &n) != 1 || n == 0 || name[n] != '\0' || name[5] < '0' ||
+        name[5] > '9')
         return 0;
     *step = s;
     return 1;
@@ -212,8 +215,10 @@ dml_status_t dml_ckpt_dir_set_aside(const char *dir, char *moved, size_t len)
             break;
         if (errno != EEXIST || k == 100) {
             closedir(d);
-            return dml_error_set_errno(errno, "%s: cannot create it for the earlier run's "
-                                       "checkpoints", to);
+            return dml_error_set_errno(errno,
+                                       "%s: cannot create it for the earlier run's "
+                                       "checkpoints",
+                                       to);
         }
     }
     rewinddir(d);
@@ -223,8 +228,9 @@ dml_status_t dml_ckpt_dir_set_aside(const char *dir, char *moved, size_t len)
         snprintf(dest, sizeof(dest), "%s/%s", to, de->d_name);
         if (ckpt && rename(from, dest) != 0)
             st = dml_error_set_errno(errno, "%s: cannot move it to %s", from, to);
-        else if (!ckpt && (dml__is_tmp(de->d_name) || strcmp(de->d_name, DML_CKPT_SPARE) == 0 ||
-                           strcmp(de->d_name, ".latest.tmp") == 0) &&
+        else if (!ckpt &&
+                 (dml__is_tmp(de->d_name) || strcmp(de->d_name, DML_CKPT_SPARE) == 0 ||
+                  strcmp(de->d_name, ".latest.tmp") == 0) &&
                  unlink(from) != 0 && errno != ENOENT)
             st = dml_error_set_errno(errno, "%s: cannot remove it", from);
     }
@@ -248,13 +254,16 @@ static dml_status_t dml__space_check(const char *dir, uint64_t expect, uint64_t 
     uint64_t need = expect + expect / 16 + (1u << 20);
 
     if (statvfs(dir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize + have < need)
-        return dml_error_set(DML_ERR_NO_SPACE, "%s: no space left for a checkpoint (it needs about "
-                             "%.1f MiB, the file system has %.1f MiB free)", dir,
-                             (double)need / 1048576, (double)sv.f_bavail * sv.f_frsize / 1048576);
+        return dml_error_set(DML_ERR_NO_SPACE,
+                             "%s: no space left for a checkpoint (it needs about "
+                             "%.1f MiB, the file system has %.1f MiB free)",
+                             dir, (double)need / 1048576,
+                             (double)sv.f_bavail * sv.f_frsize / 1048576);
     if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
-        return dml_error_set(DML_ERR_NO_SPACE, "%s: a checkpoint needs about %.1f MiB, over the file "
-                             "size limit of %.1f MiB", dir, (double)need / 1048576,
-                             (double)rl.rlim_cur / 1048576);
+        return dml_error_set(DML_ERR_NO_SPACE,
+                             "%s: a checkpoint needs about %.1f MiB, over the file "
+                             "size limit of %.1f MiB",
+                             dir, (double)need / 1048576, (double)rl.rlim_cur / 1048576);
     return DML_OK;
 }
 
@@ -432,7 +441,10 @@ fail:
     return st;
 }
 
-hid_t dml_ckpt_file(const dml_ckpt_writer_t *w) { return w->file; }
+hid_t dml_ckpt_file(const dml_ckpt_writer_t *w)
+{
+    return w->file;
+}
 
 /* CRC-32 of the whole array from each rank's slice: crc32_combine joins the
  * slices' CRCs in rank order without anyone reading the rest. */
@@ -746,8 +758,8 @@ static herr_t dml__attr_crc_one(hid_t obj, const char *name, const H5A_info_t *i
     space = H5Aget_space(attr);
     npts = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
     bytes = type >= 0 && npts >= 0 ? H5Tget_size(type) * (size_t)npts : 0;
-    if (type < 0 || npts < 0 || H5Tis_variable_str(type) > 0 || (buf = calloc(1, bytes + 1)) == NULL ||
-        H5Aread(attr, type, buf) < 0)
+    if (type < 0 || npts < 0 || H5Tis_variable_str(type) > 0 ||
+        (buf = calloc(1, bytes + 1)) == NULL || H5Aread(attr, type, buf) < 0)
         goto fail;
     a->crc = dml_crc32(a->crc, a->object, strlen(a->object) + 1);
     a->crc = dml_crc32(a->crc, name, strlen(name) + 1);
@@ -777,7 +789,9 @@ static herr_t dml__attr_crc_object(hid_t root, const char *name, const H5O_info_
     (void)info;
     a->object = name;
     return H5Aiterate_by_name(root, name, H5_INDEX_NAME, H5_ITER_INC, &idx, dml__attr_crc_one, a,
-                              H5P_DEFAULT) < 0 ? -1 : 0;
+                              H5P_DEFAULT) < 0
+               ? -1
+               : 0;
 }
 
 /* The checksum over every attribute of the file f: 0 or -1. */
@@ -840,7 +854,7 @@ typedef struct {
     uint64_t step;
     int keep;
     int reuse;
-    uint64_t spare_max;    /* the largest file worth keeping as a spare */
+    uint64_t spare_max; /* the largest file worth keeping as a spare */
 } dml__prune_job_t;
 
 static pthread_mutex_t dml__prune_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -896,7 +910,10 @@ static void dml__prune_join(void)
     pthread_mutex_unlock(&dml__prune_lock);
 }
 
-static void dml__prune_atexit(void) { atexit(dml__prune_join); }
+static void dml__prune_atexit(void)
+{
+    atexit(dml__prune_join);
+}
 
 static void dml__prune_start(const char *dir, uint64_t step, int keep, const dml_ckpt_config_t *cfg)
 {
@@ -1103,14 +1120,18 @@ dml_status_t dml_ckpt_open(const char *path, hid_t *file_out)
     dml__h5_quiet_begin(&q);
     f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-        st = dml_error_set(DML_ERR_FORMAT, "%s: not a readable HDF5 file (truncated or damaged)", path);
+        st = dml_error_set(DML_ERR_FORMAT, "%s: not a readable HDF5 file (truncated or damaged)",
+                           path);
     } else if (dml__h5_attr_read_str(f, "format", fmt, sizeof(fmt)) != 0 ||
                strcmp(fmt, DML_CKPT_FORMAT) != 0) {
-        st = dml_error_set(DML_ERR_FORMAT, "%s: not a slurm-dml checkpoint (format '%s')", path, fmt);
-    } else if (dml__h5_attr_read(f, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
-               version < 1 || version > DML_CKPT_VERSION) {
-        st = dml_error_set(DML_ERR_FORMAT, "%s: checkpoint format version %d; this build reads "
-                           "1 to %d", path, (int)version, DML_CKPT_VERSION);
+        st = dml_error_set(DML_ERR_FORMAT, "%s: not a slurm-dml checkpoint (format '%s')", path,
+                           fmt);
+    } else if (dml__h5_attr_read(f, "version", H5T_NATIVE_INT32, 1, &version) != 0 || version < 1 ||
+               version > DML_CKPT_VERSION) {
+        st = dml_error_set(DML_ERR_FORMAT,
+                           "%s: checkpoint format version %d; this build reads "
+                           "1 to %d",
+                           path, (int)version, DML_CKPT_VERSION);
     }
     if (st != DML_OK && f >= 0) {
         H5Fclose(f);
@@ -1138,9 +1159,10 @@ dml_status_t dml_ckpt_get(hid_t loc, const char *name, hid_t type, uint64_t n, v
     }
     space = H5Dget_space(d);
     if (space < 0 || (uint64_t)H5Sget_simple_extent_npoints(space) != n) {
-        st = dml_error_set(DML_ERR_FORMAT, "%s: dataset '%s' has %lld elements, expected %llu", file,
-                           name, space < 0 ? -1LL : (long long)H5Sget_simple_extent_npoints(space),
-                           (unsigned long long)n);
+        st =
+            dml_error_set(DML_ERR_FORMAT, "%s: dataset '%s' has %lld elements, expected %llu", file,
+                          name, space < 0 ? -1LL : (long long)H5Sget_simple_extent_npoints(space),
+                          (unsigned long long)n);
         goto out;
     }
     if (H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
@@ -1184,7 +1206,8 @@ dml_status_t dml_ckpt_verify(const char *path)
         else if (version >= 2 && dml__attrs_crc(f, &got) != 0)
             st = dml_error_set(DML_ERR_FORMAT, "%s: cannot read its attributes (damaged)", path);
         else if (version >= 2 && got != want)
-            st = dml_error_set(DML_ERR_CHECKSUM, "%s: attributes (step, loader position, "
+            st = dml_error_set(DML_ERR_CHECKSUM,
+                               "%s: attributes (step, loader position, "
                                "configuration...): checksum mismatch (stored %08x, computed %08x)",
                                path, want, got);
     }
@@ -1198,13 +1221,16 @@ dml_status_t dml_ckpt_verify(const char *path)
         if (d < 0) {
             st = dml_error_set(DML_ERR_FORMAT, "%s: cannot open dataset '%s'", path, l.names[i]);
         } else if (dml__h5_attr_read(d, "crc32", H5T_NATIVE_UINT32, 1, &want) != 0) {
-            st = dml_error_set(DML_ERR_FORMAT, "%s: dataset '%s' has no checksum", path, l.names[i]);
+            st =
+                dml_error_set(DML_ERR_FORMAT, "%s: dataset '%s' has no checksum", path, l.names[i]);
         } else if (dml__dataset_crc(d, &got) != 0) {
             st = dml_error_set(DML_ERR_FORMAT, "%s: cannot read dataset '%s' (truncated?)", path,
                                l.names[i]);
         } else if (got != want) {
-            st = dml_error_set(DML_ERR_CHECKSUM, "%s: dataset '%s': checksum mismatch (stored "
-                               "%08x, computed %08x)", path, l.names[i], want, got);
+            st = dml_error_set(DML_ERR_CHECKSUM,
+                               "%s: dataset '%s': checksum mismatch (stored "
+                               "%08x, computed %08x)",
+                               path, l.names[i], want, got);
         }
         if (d >= 0)
             H5Dclose(d);
@@ -1245,8 +1271,10 @@ dml_status_t dml_ckpt_signals_install(const char *list, volatile sig_atomic_t *f
             if (strcmp(n, known[k].name) == 0)
                 break;
         if (k == sizeof(known) / sizeof(known[0]) || nsig == 16)
-            return dml_error_set(DML_ERR_INVALID_ARG, "signal '%s': expected a list of USR1, "
-                                 "USR2, TERM, INT, HUP, XCPU, or none", tok);
+            return dml_error_set(DML_ERR_INVALID_ARG,
+                                 "signal '%s': expected a list of USR1, "
+                                 "USR2, TERM, INT, HUP, XCPU, or none",
+                                 tok);
         sigs[nsig++] = known[k].sig;
     }
     dml__flag = flag;
@@ -1270,15 +1298,19 @@ dml_status_t dml_ckpt_slurm_end_time(uint32_t job, time_t *end)
         time_t t = 0;
         slurm_init(NULL);
         if (slurm_get_end_time(job, &t) != SLURM_SUCCESS)
-            return dml_error_set(DML_ERR_NOT_FOUND, "job %u: cannot get its end time from "
-                                 "slurmctld: %s", job, slurm_strerror(slurm_get_errno()));
+            return dml_error_set(DML_ERR_NOT_FOUND,
+                                 "job %u: cannot get its end time from "
+                                 "slurmctld: %s",
+                                 job, slurm_strerror(slurm_get_errno()));
         /* An unlimited job reports an end time far away: no limit. */
         *end = t > time(NULL) + 300 * 86400L ? 0 : t;
         return DML_OK;
     }
 #else
-    return dml_error_set(DML_ERR_UNSUPPORTED, "built without Slurm: the end time of job %u is "
-                         "unknown", job);
+    return dml_error_set(DML_ERR_UNSUPPORTED,
+                         "built without Slurm: the end time of job %u is "
+                         "unknown",
+                         job);
 #endif
 }
 
@@ -1367,6 +1399,8 @@ dml_status_t dml_ckpt_model_path(const char *path, char *file, size_t len)
             return DML_OK;
         }
     free(e);
-    return dml_error_set(DML_ERR_NOT_FOUND, "model %s: a directory without a checkpoint that "
-                         "verifies (%zu found)", path, n);
+    return dml_error_set(DML_ERR_NOT_FOUND,
+                         "model %s: a directory without a checkpoint that "
+                         "verifies (%zu found)",
+                         path, n);
 }

@@ -76,14 +76,14 @@ typedef struct dml_ckpt_writer dml_ckpt_writer_t;
  * from DML_CKPT_SINGLE_MAX, DML_CKPT_PIECE and DML_CKPT_REUSE,
  * docs/checkpoints.md); the library reads no environment. */
 typedef struct {
-    uint64_t single_max;   /* up to this many bytes of state rank 0 writes the
-                              checkpoint alone with POSIX writes [64 MiB] */
-    uint64_t piece;        /* large arrays are written in pieces of this many
-                              bytes, each started on the disk as the next is
-                              copied (at least a page) [2 MiB]; 0: one write */
-    int reuse;             /* a pruned checkpoint rank 0 wrote alone is kept as
-                              DIR/.spare.h5 and the next written into its
-                              blocks [1] */
+    uint64_t single_max; /* up to this many bytes of state rank 0 writes the
+                            checkpoint alone with POSIX writes [64 MiB] */
+    uint64_t piece;      /* large arrays are written in pieces of this many
+                            bytes, each started on the disk as the next is
+                            copied (at least a page) [2 MiB]; 0: one write */
+    int reuse;           /* a pruned checkpoint rank 0 wrote alone is kept as
+                            DIR/.spare.h5 and the next written into its
+                            blocks [1] */
     /* Called on every rank at each phase of the commit protocol ("begin",
      * "put", "closed", "renamed", "latest"; dml_ckpt_commit), for tests that
      * crash a run there. May be NULL. */
@@ -150,7 +150,7 @@ void dml_ckpt_abort(dml_ckpt_writer_t *w);
 typedef struct {
     uint64_t step;
     char path[4096];
-    int64_t mtime;         /* seconds since the epoch */
+    int64_t mtime; /* seconds since the epoch */
     uint64_t bytes;
 } dml_ckpt_entry_t;
 

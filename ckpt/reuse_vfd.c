@@ -50,11 +50,11 @@ int dml__pwrite_all(int fd, const char *p, size_t len, off_t off)
 }
 
 typedef struct {
-    H5FD_t pub;       /* first: HDF5 casts between the two */
+    H5FD_t pub; /* first: HDF5 casts between the two */
     int fd;
-    haddr_t eoa;      /* HDF5's end of allocation */
-    haddr_t eof;      /* the logical end: past it HDF5 has written nothing */
-    haddr_t size;     /* the file's size on disk, old bytes included */
+    haddr_t eoa;  /* HDF5's end of allocation */
+    haddr_t eof;  /* the logical end: past it HDF5 has written nothing */
+    haddr_t size; /* the file's size on disk, old bytes included */
 } dml__reuse_t;
 
 static H5FD_t *dml__reuse_open(const char *name, unsigned flags, hid_t fapl, haddr_t maxaddr)

@@ -55,10 +55,10 @@ int dml_log_level_parse(const char *name, dml_log_level_t *level);
 void dml_log_emit(dml_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-#define DML_LOG(lvl, ...)                          \
-    do {                                           \
-        if ((lvl) <= dml_log_level)                \
-            dml_log_emit((lvl), __VA_ARGS__);      \
+#define DML_LOG(lvl, ...)                                                                          \
+    do {                                                                                           \
+        if ((lvl) <= dml_log_level)                                                                \
+            dml_log_emit((lvl), __VA_ARGS__);                                                      \
     } while (0)
 
 #define dml_error(...) DML_LOG(DML_LOG_ERROR, __VA_ARGS__)

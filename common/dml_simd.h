@@ -19,7 +19,8 @@
 #ifndef DML_SIMD_H
 #define DML_SIMD_H
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
 #define DML_HOT                                                                                    \
     __attribute__((optimize("O3", "fp-contract=off"),                                              \
                    target_clones("arch=x86-64-v4", "avx2", "default")))

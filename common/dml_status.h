@@ -22,23 +22,23 @@ extern "C" {
 
 typedef enum {
     DML_OK = 0,
-    DML_ERR_INVALID_ARG = -1,   /* a caller's or user's value is out of range */
+    DML_ERR_INVALID_ARG = -1, /* a caller's or user's value is out of range */
     DML_ERR_NO_MEMORY = -2,
-    DML_ERR_IO = -3,            /* a read, write, fsync or rename failed */
-    DML_ERR_NOT_FOUND = -4,     /* no such file, dataset, node or checkpoint */
-    DML_ERR_FORMAT = -5,        /* a file's contents are not what they must be */
-    DML_ERR_CHECKSUM = -6,      /* stored and computed checksums differ */
-    DML_ERR_MISMATCH = -7,      /* two sound things do not fit (model vs data) */
+    DML_ERR_IO = -3,        /* a read, write, fsync or rename failed */
+    DML_ERR_NOT_FOUND = -4, /* no such file, dataset, node or checkpoint */
+    DML_ERR_FORMAT = -5,    /* a file's contents are not what they must be */
+    DML_ERR_CHECKSUM = -6,  /* stored and computed checksums differ */
+    DML_ERR_MISMATCH = -7,  /* two sound things do not fit (model vs data) */
     DML_ERR_PERMISSION = -8,
-    DML_ERR_NO_SPACE = -9,      /* disk full or file size limit */
+    DML_ERR_NO_SPACE = -9, /* disk full or file size limit */
     DML_ERR_EXISTS = -10,
     DML_ERR_MPI = -11,
     DML_ERR_HDF5 = -12,
-    DML_ERR_NUMERIC = -13,      /* NaN or Inf where a number must be finite */
-    DML_ERR_INTERRUPTED = -14,  /* stopped on request (signal, time limit) */
-    DML_ERR_UNSUPPORTED = -15,  /* valid, but not built in or not available */
-    DML_ERR_REMOTE = -16,       /* another MPI rank failed; it names the cause */
-    DML_ERR_LAST = -17          /* one past the last code; not a status */
+    DML_ERR_NUMERIC = -13,     /* NaN or Inf where a number must be finite */
+    DML_ERR_INTERRUPTED = -14, /* stopped on request (signal, time limit) */
+    DML_ERR_UNSUPPORTED = -15, /* valid, but not built in or not available */
+    DML_ERR_REMOTE = -16,      /* another MPI rank failed; it names the cause */
+    DML_ERR_LAST = -17         /* one past the last code; not a status */
 } dml_status_t;
 
 /* A short, constant description of a status ("no such file or object"). */

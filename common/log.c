@@ -85,7 +85,8 @@ int dml_log_init(const char *progname, int rank)
             dml_log_level = parsed;
         } else {
             dml_warn("DML_LOG_LEVEL='%s' is not a level (error, warn, info, debug, trace); "
-                     "using info", lvl);
+                     "using info",
+                     lvl);
             rc = -1;
         }
     }
@@ -111,8 +112,7 @@ void dml_log_emit(dml_log_level_t level, const char *fmt, ...)
     FILE *out = dml_log_stream ? dml_log_stream : stderr;
 
     if (dml_log_rank >= 0)
-        k = snprintf(line, sizeof(line), "%s[%d@%s]: ", dml_log_prog, dml_log_rank,
-                     dml_log_node);
+        k = snprintf(line, sizeof(line), "%s[%d@%s]: ", dml_log_prog, dml_log_rank, dml_log_node);
     else
         k = snprintf(line, sizeof(line), "%s: ", dml_log_prog);
     n = k < 0 ? 0 : (size_t)k;

@@ -19,24 +19,42 @@ static _Thread_local dml_status_t dml_error_last = DML_OK;
 const char *dml_status_string(dml_status_t status)
 {
     switch (status) {
-    case DML_OK: return "success";
-    case DML_ERR_INVALID_ARG: return "invalid argument";
-    case DML_ERR_NO_MEMORY: return "out of memory";
-    case DML_ERR_IO: return "input/output error";
-    case DML_ERR_NOT_FOUND: return "no such file or object";
-    case DML_ERR_FORMAT: return "malformed contents";
-    case DML_ERR_CHECKSUM: return "checksum mismatch";
-    case DML_ERR_MISMATCH: return "incompatible inputs";
-    case DML_ERR_PERMISSION: return "permission denied";
-    case DML_ERR_NO_SPACE: return "no space left on device";
-    case DML_ERR_EXISTS: return "already exists";
-    case DML_ERR_MPI: return "MPI error";
-    case DML_ERR_HDF5: return "HDF5 error";
-    case DML_ERR_NUMERIC: return "non-finite number";
-    case DML_ERR_INTERRUPTED: return "interrupted";
-    case DML_ERR_UNSUPPORTED: return "not supported";
-    case DML_ERR_REMOTE: return "failed on another rank";
-    case DML_ERR_LAST: break;
+    case DML_OK:
+        return "success";
+    case DML_ERR_INVALID_ARG:
+        return "invalid argument";
+    case DML_ERR_NO_MEMORY:
+        return "out of memory";
+    case DML_ERR_IO:
+        return "input/output error";
+    case DML_ERR_NOT_FOUND:
+        return "no such file or object";
+    case DML_ERR_FORMAT:
+        return "malformed contents";
+    case DML_ERR_CHECKSUM:
+        return "checksum mismatch";
+    case DML_ERR_MISMATCH:
+        return "incompatible inputs";
+    case DML_ERR_PERMISSION:
+        return "permission denied";
+    case DML_ERR_NO_SPACE:
+        return "no space left on device";
+    case DML_ERR_EXISTS:
+        return "already exists";
+    case DML_ERR_MPI:
+        return "MPI error";
+    case DML_ERR_HDF5:
+        return "HDF5 error";
+    case DML_ERR_NUMERIC:
+        return "non-finite number";
+    case DML_ERR_INTERRUPTED:
+        return "interrupted";
+    case DML_ERR_UNSUPPORTED:
+        return "not supported";
+    case DML_ERR_REMOTE:
+        return "failed on another rank";
+    case DML_ERR_LAST:
+        break;
     }
     return "unknown status";
 }
@@ -44,23 +62,33 @@ const char *dml_status_string(dml_status_t status)
 dml_status_t dml_status_from_errno(int errnum)
 {
     switch (errnum) {
-    case 0: return DML_OK;
-    case ENOMEM: return DML_ERR_NO_MEMORY;
+    case 0:
+        return DML_OK;
+    case ENOMEM:
+        return DML_ERR_NO_MEMORY;
     case ENOENT:
-    case ENOTDIR: return DML_ERR_NOT_FOUND;
+    case ENOTDIR:
+        return DML_ERR_NOT_FOUND;
     case EACCES:
     case EPERM:
-    case EROFS: return DML_ERR_PERMISSION;
+    case EROFS:
+        return DML_ERR_PERMISSION;
     case ENOSPC:
     case EDQUOT:
-    case EFBIG: return DML_ERR_NO_SPACE;
-    case EEXIST: return DML_ERR_EXISTS;
+    case EFBIG:
+        return DML_ERR_NO_SPACE;
+    case EEXIST:
+        return DML_ERR_EXISTS;
     case EINVAL:
-    case ERANGE: return DML_ERR_INVALID_ARG;
-    case EINTR: return DML_ERR_INTERRUPTED;
+    case ERANGE:
+        return DML_ERR_INVALID_ARG;
+    case EINTR:
+        return DML_ERR_INTERRUPTED;
     case ENOSYS:
-    case EOPNOTSUPP: return DML_ERR_UNSUPPORTED;
-    default: return DML_ERR_IO;
+    case EOPNOTSUPP:
+        return DML_ERR_UNSUPPORTED;
+    default:
+        return DML_ERR_IO;
     }
 }
 

@@ -123,8 +123,10 @@ static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path
 
     if (dml__h5_attr_read_str(f, "format", buf, sizeof(buf)) != 0 ||
         strcmp(buf, DML_DATASET_FORMAT) != 0)
-        return dml_error_set(DML_ERR_FORMAT, "%s: not a slurm-dml dataset index (no format "
-                             "attribute \"%s\")", path, DML_DATASET_FORMAT);
+        return dml_error_set(DML_ERR_FORMAT,
+                             "%s: not a slurm-dml dataset index (no format "
+                             "attribute \"%s\")",
+                             path, DML_DATASET_FORMAT);
     if (dml__h5_attr_read(f, "version", H5T_NATIVE_INT32, 1, &version) != 0)
         return dml_error_set(DML_ERR_FORMAT, "%s: no format version", path);
     if (version != DML_DATASET_VERSION)
@@ -139,9 +141,11 @@ static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path
         dml__h5_attr_read(f, "shards", H5T_NATIVE_UINT64, 1, &nshards) != 0 ||
         dml__h5_attr_read(f, "hist_bins", H5T_NATIVE_INT32, 1, &bins) != 0 ||
         dml__h5_attr_read_str(f, "content_hash", ds->content_hash, sizeof(ds->content_hash)) != 0)
-        return dml_error_set(DML_ERR_FORMAT, "%s: schema attributes missing or malformed "
+        return dml_error_set(DML_ERR_FORMAT,
+                             "%s: schema attributes missing or malformed "
                              "(dtype, feature_rank, feature_shape, num_classes, samples, shards, "
-                             "hist_bins, content_hash)", path);
+                             "hist_bins, content_hash)",
+                             path);
     if (strcmp(dtype, "uint8") == 0)
         ds->schema.dtype = DML_DTYPE_UINT8;
     else if (strcmp(dtype, "float32") == 0)
@@ -157,9 +161,10 @@ static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path
     ds->schema.num_classes = u32;
     nf = dml_schema_features(&ds->schema);
     if (nf == 0 || u32 == 0 || nshards == 0 || nshards > UINT32_MAX)
-        return dml_error_set(DML_ERR_FORMAT, "%s: empty schema (features %llu, classes %u, "
-                             "shards %llu)", path, (unsigned long long)nf, u32,
-                             (unsigned long long)nshards);
+        return dml_error_set(DML_ERR_FORMAT,
+                             "%s: empty schema (features %llu, classes %u, "
+                             "shards %llu)",
+                             path, (unsigned long long)nf, u32, (unsigned long long)nshards);
     ds->shards = (uint32_t)nshards;
     if (dml__h5_attr_read_str(f, "source", buf, sizeof(buf)) == 0)
         ds->source = strdup(buf);
@@ -178,10 +183,13 @@ static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path
     strtype = H5Tcopy(H5T_C_S1);
     if (strtype < 0 || H5Tset_size(strtype, DML_DATASET_NAME_MAX) < 0)
         goto out;
-    status = dml_error_set(DML_ERR_FORMAT, "%s: shard table (shard_names, shard_samples, "
-                           "shard_crc32) missing or not of %u entries", path, ds->shards);
+    status = dml_error_set(DML_ERR_FORMAT,
+                           "%s: shard table (shard_names, shard_samples, "
+                           "shard_crc32) missing or not of %u entries",
+                           path, ds->shards);
     if (dml__h5_read(f, "shard_names", strtype, ds->shards, 0, ds->shard_names) != 0 ||
-        dml__h5_read(f, "shard_samples", H5T_NATIVE_UINT64, ds->shards, 0, ds->shard_samples) != 0 ||
+        dml__h5_read(f, "shard_samples", H5T_NATIVE_UINT64, ds->shards, 0, ds->shard_samples) !=
+            0 ||
         dml__h5_read(f, "shard_crc32", H5T_NATIVE_UINT32, ds->shards, 0, ds->shard_crc) != 0)
         goto out;
     status = dml_error_set(DML_ERR_FORMAT, "%s: class_names missing or not %u entries", path, u32);
@@ -207,17 +215,20 @@ static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path
 
     g = H5Gopen2(f, "stats", H5P_DEFAULT);
     if (g < 0 || dml_stats_read_h5(g, nf, u32, st) != DML_OK) {
-        status = dml_error_set(DML_ERR_FORMAT, "%s: statistics (group stats) missing or not of "
-                               "%llu features", path, (unsigned long long)nf);
+        status = dml_error_set(DML_ERR_FORMAT,
+                               "%s: statistics (group stats) missing or not of "
+                               "%llu features",
+                               path, (unsigned long long)nf);
         goto out;
     }
     {
         char expect[17];
         dml__content_hash(&ds->schema, ds->shards, ds->shard_samples, ds->shard_crc, expect);
         if (strcmp(expect, ds->content_hash) != 0) {
-            status = dml_error_set(DML_ERR_CHECKSUM, "%s: content hash %s does not match the "
-                                   "shard table (%s): the index was altered", path,
-                                   ds->content_hash, expect);
+            status = dml_error_set(DML_ERR_CHECKSUM,
+                                   "%s: content hash %s does not match the "
+                                   "shard table (%s): the index was altered",
+                                   path, ds->content_hash, expect);
             goto out;
         }
     }
@@ -245,8 +256,10 @@ dml_status_t dml_dataset_open(const char *dir, dml_dataset_t **ds_out)
     if (stat(dir, &sb) != 0)
         return dml_error_set_errno(errno, "%s: cannot open dataset directory", dir);
     if (!S_ISDIR(sb.st_mode))
-        return dml_error_set(DML_ERR_FORMAT, "%s: not a directory (a dataset is a directory of "
-                             "shards with index.h5)", dir);
+        return dml_error_set(DML_ERR_FORMAT,
+                             "%s: not a directory (a dataset is a directory of "
+                             "shards with index.h5)",
+                             dir);
     ds = calloc(1, sizeof(*ds));
     if (ds == NULL || (ds->dir = strdup(dir)) == NULL ||
         (path = dml__path_join(dir, "index.h5")) == NULL) {
@@ -254,8 +267,10 @@ dml_status_t dml_dataset_open(const char *dir, dml_dataset_t **ds_out)
         goto err;
     }
     if (stat(path, &sb) != 0) {
-        status = dml_error_set_errno(errno, "%s: no dataset index (was the conversion "
-                                     "interrupted?)", path);
+        status = dml_error_set_errno(errno,
+                                     "%s: no dataset index (was the conversion "
+                                     "interrupted?)",
+                                     path);
         goto err;
     }
     dml__h5_quiet_begin(&q);
@@ -281,13 +296,34 @@ err:
     return status;
 }
 
-const char *dml_dataset_dir(const dml_dataset_t *ds) { return ds->dir; }
-const dml_schema_t *dml_dataset_schema(const dml_dataset_t *ds) { return &ds->schema; }
-const dml_stats_t *dml_dataset_stats(const dml_dataset_t *ds) { return &ds->stats; }
-uint64_t dml_dataset_samples(const dml_dataset_t *ds) { return ds->samples; }
-uint32_t dml_dataset_shards(const dml_dataset_t *ds) { return ds->shards; }
-const char *dml_dataset_content_hash(const dml_dataset_t *ds) { return ds->content_hash; }
-const char *dml_dataset_source(const dml_dataset_t *ds) { return ds->source; }
+const char *dml_dataset_dir(const dml_dataset_t *ds)
+{
+    return ds->dir;
+}
+const dml_schema_t *dml_dataset_schema(const dml_dataset_t *ds)
+{
+    return &ds->schema;
+}
+const dml_stats_t *dml_dataset_stats(const dml_dataset_t *ds)
+{
+    return &ds->stats;
+}
+uint64_t dml_dataset_samples(const dml_dataset_t *ds)
+{
+    return ds->samples;
+}
+uint32_t dml_dataset_shards(const dml_dataset_t *ds)
+{
+    return ds->shards;
+}
+const char *dml_dataset_content_hash(const dml_dataset_t *ds)
+{
+    return ds->content_hash;
+}
+const char *dml_dataset_source(const dml_dataset_t *ds)
+{
+    return ds->source;
+}
 
 const char *dml_dataset_shard_name(const dml_dataset_t *ds, uint32_t i)
 {
@@ -348,13 +384,14 @@ static int dml__dset_matches(hid_t file, const char *name, H5T_class_t cls, size
         return 0;
     }
     if (there < 0) {
-        snprintf(why, whylen, "dataset \"%s\" cannot be looked up: the file's root group is "
-                 "damaged", name);
+        snprintf(why, whylen,
+                 "dataset \"%s\" cannot be looked up: the file's root group is "
+                 "damaged",
+                 name);
         return -1;
     }
     if ((d = H5Dopen2(file, name, H5P_DEFAULT)) < 0) {
-        snprintf(why, whylen, "dataset \"%s\" is damaged: its object header cannot be read",
-                 name);
+        snprintf(why, whylen, "dataset \"%s\" is damaged: its object header cannot be read", name);
         return -1;
     }
     t = H5Dget_type(d);
@@ -367,9 +404,10 @@ static int dml__dset_matches(hid_t file, const char *name, H5T_class_t cls, size
     }
     if (H5Tget_class(t) != cls || H5Tget_size(t) != size ||
         (cls == H5T_INTEGER && (int)H5Tget_sign(t) != sign)) {
-        snprintf(why, whylen, "dataset \"%s\" has element type of class %d, size %zu; the index "
-                 "expects class %d, size %zu", name, (int)H5Tget_class(t), H5Tget_size(t),
-                 (int)cls, size);
+        snprintf(why, whylen,
+                 "dataset \"%s\" has element type of class %d, size %zu; the index "
+                 "expects class %d, size %zu",
+                 name, (int)H5Tget_class(t), H5Tget_size(t), (int)cls, size);
         goto out;
     }
     nd = H5Sget_simple_extent_ndims(s);
@@ -409,22 +447,27 @@ dml_status_t dml__shard_check(const dml_dataset_t *ds, uint32_t i, hid_t file, c
      * header HDF5 cannot read is damage, even where the arrays read). */
     if (dml__h5_attr_read_str(file, "format", fmt, sizeof(fmt)) != 0 ||
         dml__h5_attr_read(file, "shard", H5T_NATIVE_UINT64, 1, &shard) != 0)
-        first = dml__problem(cb, arg, problems, DML_ERR_FORMAT, first, "%s: its attributes "
-                             "(format, shard) cannot be read: damaged", path);
+        first = dml__problem(cb, arg, problems, DML_ERR_FORMAT, first,
+                             "%s: its attributes "
+                             "(format, shard) cannot be read: damaged",
+                             path);
     else if (strcmp(fmt, DML_DATASET_FORMAT " shard") != 0 || shard != i)
-        first = dml__problem(cb, arg, problems, DML_ERR_MISMATCH, first, "%s: records itself as "
-                             "'%s' number %llu, the index lists it as shard %u of a '%s'", path,
-                             fmt, (unsigned long long)shard, i, DML_DATASET_FORMAT);
+        first = dml__problem(cb, arg, problems, DML_ERR_MISMATCH, first,
+                             "%s: records itself as "
+                             "'%s' number %llu, the index lists it as shard %u of a '%s'",
+                             path, fmt, (unsigned long long)shard, i, DML_DATASET_FORMAT);
     dims[0] = ds->shard_samples[i];
     for (k = 0; k < ds->schema.rank; k++)
         dims[k + 1] = ds->schema.shape[k];
     /* damage is a format problem; a missing or different dataset a mismatch */
-    if ((k = dml__dset_matches(file, "x", ds->schema.dtype == DML_DTYPE_UINT8 ? H5T_INTEGER : H5T_FLOAT,
+    if ((k = dml__dset_matches(file, "x",
+                               ds->schema.dtype == DML_DTYPE_UINT8 ? H5T_INTEGER : H5T_FLOAT,
                                dml_dtype_size(ds->schema.dtype), H5T_SGN_NONE, ds->schema.rank + 1,
                                dims, why, sizeof(why))) != 1)
         first = dml__problem(cb, arg, problems, k < 0 ? DML_ERR_FORMAT : DML_ERR_MISMATCH, first,
                              "%s: %s", path, why);
-    if ((k = dml__dset_matches(file, "y", H5T_INTEGER, 4, H5T_SGN_2, 1, dims, why, sizeof(why))) != 1)
+    if ((k = dml__dset_matches(file, "y", H5T_INTEGER, 4, H5T_SGN_2, 1, dims, why, sizeof(why))) !=
+        1)
         first = dml__problem(cb, arg, problems, k < 0 ? DML_ERR_FORMAT : DML_ERR_MISMATCH, first,
                              "%s: %s", path, why);
     if ((k = dml__dset_matches(file, "id", H5T_INTEGER, 8, H5T_SGN_NONE, 1, dims, why,
@@ -507,7 +550,8 @@ static dml_status_t dml__shard_scan(const dml_dataset_t *ds, uint32_t i, hid_t f
     if ((uint32_t)crc != ds->shard_crc[i])
         first = dml__problem(cb, arg, problems, DML_ERR_CHECKSUM, first,
                              "%s: checksum mismatch: the index records crc32 %08x, the contents "
-                             "give %08x", path, ds->shard_crc[i], (unsigned)crc);
+                             "give %08x",
+                             path, ds->shard_crc[i], (unsigned)crc);
 out:
     free(x);
     free(y);
@@ -540,15 +584,14 @@ dml_status_t dml_dataset_validate(const dml_dataset_t *ds, uint32_t first_shard,
         path = dml__path_join(ds->dir, ds->shard_names[i]);
 
         if (path == NULL) {
-            first = dml__problem(cb, arg, problems, DML_ERR_NO_MEMORY, first, "%s: no memory",
-                                 ds->dir);
+            first =
+                dml__problem(cb, arg, problems, DML_ERR_NO_MEMORY, first, "%s: no memory", ds->dir);
             break;
         }
         if (stat(path, &sb) != 0) {
-            first = dml__problem(cb, arg, problems, dml_status_from_errno(errno), first,
-                                 "%s: shard %u %s: %s", path, i,
-                                 errno == ENOENT ? "is missing" : "cannot be looked up",
-                                 strerror(errno));
+            first = dml__problem(
+                cb, arg, problems, dml_status_from_errno(errno), first, "%s: shard %u %s: %s", path,
+                i, errno == ENOENT ? "is missing" : "cannot be looked up", strerror(errno));
             free(path);
             continue;
         }

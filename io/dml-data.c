@@ -33,8 +33,8 @@
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
 
-static const char *const fmnist_classes[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
-                                               "Coat",        "Sandal",  "Shirt",    "Sneaker",
+static const char *const fmnist_classes[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                               "Coat",        "Sandal",    "Shirt",    "Sneaker",
                                                "Bag",         "Ankle boot"};
 
 static int g_rank, g_size;
@@ -121,7 +121,8 @@ static int parse_shape(const char *s, dml_schema_t *schema)
         if (d == DML_DATASET_MAX_RANK || parse_u64("--shape", tok, 1, &v) != 0) {
             if (g_rank == 0)
                 dml_error("--shape '%s': expected 1 to %d positive sizes joined by 'x' (784, "
-                          "28x28)", s, DML_DATASET_MAX_RANK);
+                          "28x28)",
+                          s, DML_DATASET_MAX_RANK);
             return -1;
         }
         schema->shape[d++] = v;
@@ -166,9 +167,10 @@ static dml_status_t space_check(const char *out, double bytes)
     }
     avail = (double)sv.f_bavail * (double)sv.f_frsize;
     if (bytes > avail)
-        return dml_error_set(DML_ERR_NO_SPACE, "%s: the dataset needs about %.3g GiB and %s has "
-                             "%.3g GiB free", out, bytes / 1073741824.0, dir,
-                             avail / 1073741824.0);
+        return dml_error_set(DML_ERR_NO_SPACE,
+                             "%s: the dataset needs about %.3g GiB and %s has "
+                             "%.3g GiB free",
+                             out, bytes / 1073741824.0, dir, avail / 1073741824.0);
     return DML_OK;
 }
 
@@ -221,7 +223,9 @@ static void crash_after_shard(void)
         raise(SIGKILL);
 }
 #else
-static void crash_after_shard(void) {}
+static void crash_after_shard(void)
+{
+}
 #endif
 
 /* One dataset a conversion writes: the samples sel[0..n) of an input. */
@@ -360,8 +364,10 @@ static dml_status_t plan_input(job_t *jobs, const dml_schema_t *schema, const ui
         if (nval == 0 || ntrain == 0) {
             free(train);
             free(val);
-            return dml_error_set(DML_ERR_INVALID_ARG, "--val-fraction %g of %llu samples leaves "
-                                 "an empty part", frac, (unsigned long long)n);
+            return dml_error_set(DML_ERR_INVALID_ARG,
+                                 "--val-fraction %g of %llu samples leaves "
+                                 "an empty part",
+                                 frac, (unsigned long long)n);
         }
     } else {
         train = malloc(n * sizeof(uint64_t));
@@ -419,8 +425,8 @@ static void csv_progress(void *arg, uint64_t done, uint64_t total, uint64_t rows
 }
 
 /* Reads an IDX image/label pair into x (uint8) and y. */
-static dml_status_t read_idx_pair(const char *images, const char *labels, uint8_t **x,
-                                  int32_t **y, uint64_t *n, dml_schema_t *schema)
+static dml_status_t read_idx_pair(const char *images, const char *labels, uint8_t **x, int32_t **y,
+                                  uint64_t *n, dml_schema_t *schema)
 {
     uint64_t di[3] = {0}, dl[3] = {0}, i;
     uint8_t *lab = NULL;
@@ -434,8 +440,10 @@ static dml_status_t read_idx_pair(const char *images, const char *labels, uint8_
     if (st != DML_OK)
         goto err;
     if (ni < 2 || nl != 1) {
-        st = dml_error_set(DML_ERR_FORMAT, "%s: expected images with 2 or 3 dimensions and labels "
-                           "with 1 (got %d and %d)", ni < 2 ? images : labels, ni, nl);
+        st = dml_error_set(DML_ERR_FORMAT,
+                           "%s: expected images with 2 or 3 dimensions and labels "
+                           "with 1 (got %d and %d)",
+                           ni < 2 ? images : labels, ni, nl);
         goto err;
     }
     if (di[0] != dl[0]) {
@@ -469,7 +477,6 @@ err:
     return st;
 }
 
-
 /* Class numbers keep their value, so labels 0 and 5 make six classes, four
  * of them empty: say so, loudly, since it is rarely meant. */
 static void warn_empty_classes(const char *csv, const char *col, const int32_t *y, uint64_t n,
@@ -490,21 +497,27 @@ static void warn_empty_classes(const char *csv, const char *col, const int32_t *
     if (empty > 0)
         dml_warn("%s: column \"%s\" holds class numbers up to %u, and %llu of the %u classes "
                  "have no sample (%s%s): class numbers keep their value; renumber them if that "
-                 "is not meant", csv, col, classes - 1, (unsigned long long)empty, classes, list,
+                 "is not meant",
+                 csv, col, classes - 1, (unsigned long long)empty, classes, list,
                  empty > 12 ? ", ..." : "");
     free(count);
 }
 
 static int cmd_convert(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"fashion-mnist", optional_argument, 0, 'F'}, {"idx-images", required_argument, 0, 'i'},
-        {"idx-labels", required_argument, 0, 'l'},    {"csv", required_argument, 0, 'c'},
-        {"label-column", required_argument, 0, 'L'},  {"out", required_argument, 0, 'o'},
-        {"shards", required_argument, 0, 's'},        {"shard-size", required_argument, 0, 'z'},
-        {"val-fraction", required_argument, 0, 'v'},  {"seed", required_argument, 0, 'S'},
-        {"force", no_argument, 0, 'f'},               {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"fashion-mnist", optional_argument, 0, 'F'},
+                                         {"idx-images", required_argument, 0, 'i'},
+                                         {"idx-labels", required_argument, 0, 'l'},
+                                         {"csv", required_argument, 0, 'c'},
+                                         {"label-column", required_argument, 0, 'L'},
+                                         {"out", required_argument, 0, 'o'},
+                                         {"shards", required_argument, 0, 's'},
+                                         {"shard-size", required_argument, 0, 'z'},
+                                         {"val-fraction", required_argument, 0, 'v'},
+                                         {"seed", required_argument, 0, 'S'},
+                                         {"force", no_argument, 0, 'f'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *fm = NULL, *images = NULL, *labels = NULL, *csv = NULL, *labcol = NULL;
     const char *out = NULL;
     shard_opts_t o = {0, 10000, 0};
@@ -515,19 +528,49 @@ static int cmd_convert(int argc, char **argv)
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'F': fm = optarg ? optarg : FMNIST_DIR; break;
-        case 'i': images = optarg; break;
-        case 'l': labels = optarg; break;
-        case 'c': csv = optarg; break;
-        case 'L': labcol = optarg; break;
-        case 'o': out = optarg; break;
-        case 's': if (parse_u64("--shards", optarg, 1, &o.shards)) return 2; break;
-        case 'z': if (parse_u64("--shard-size", optarg, 1, &o.shard_size)) return 2; break;
-        case 'v': if (parse_double("--val-fraction", optarg, 0, 0.9, &frac)) return 2; break;
-        case 'S': if (parse_u64("--seed", optarg, 0, &seed)) return 2; break;
-        case 'f': o.force = 1; break;
-        case 'h': if (g_rank == 0) usage(stdout); return 0;
-        default: return 2;
+        case 'F':
+            fm = optarg ? optarg : FMNIST_DIR;
+            break;
+        case 'i':
+            images = optarg;
+            break;
+        case 'l':
+            labels = optarg;
+            break;
+        case 'c':
+            csv = optarg;
+            break;
+        case 'L':
+            labcol = optarg;
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case 's':
+            if (parse_u64("--shards", optarg, 1, &o.shards))
+                return 2;
+            break;
+        case 'z':
+            if (parse_u64("--shard-size", optarg, 1, &o.shard_size))
+                return 2;
+            break;
+        case 'v':
+            if (parse_double("--val-fraction", optarg, 0, 0.9, &frac))
+                return 2;
+            break;
+        case 'S':
+            if (parse_u64("--seed", optarg, 0, &seed))
+                return 2;
+            break;
+        case 'f':
+            o.force = 1;
+            break;
+        case 'h':
+            if (g_rank == 0)
+                usage(stdout);
+            return 0;
+        default:
+            return 2;
         }
     }
     sources = (fm != NULL) + (images != NULL || labels != NULL) + (csv != NULL);
@@ -593,14 +636,14 @@ static int cmd_convert(int argc, char **argv)
                                    read_idx_pair(img, lab, &x[p], &y[p], &n[p], &schema[p]), NULL);
             }
             for (p = 0; p < np && st == DML_OK; p++) {
-                st = plan_input(jobs + njobs, &schema[p], x[p], y[p], n[p], p == 0 ? frac : 0,
-                                seed, src[p], &nj);
+                st = plan_input(jobs + njobs, &schema[p], x[p], y[p], n[p], p == 0 ? frac : 0, seed,
+                                src[p], &nj);
                 if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) == DML_OK)
                     njobs += nj;
             }
         } else if (st == DML_OK) {
             csv_progress_t cp = {csv, 0};
-            char (*cnames)[DML_DATASET_NAME_MAX] = NULL;
+            char(*cnames)[DML_DATASET_NAME_MAX] = NULL;
 
             cp.last = dml__now();
             st = dml_mpi_agree(MPI_COMM_WORLD,
@@ -680,14 +723,19 @@ static void synth_sample(uint64_t seed, uint64_t id, uint32_t classes, uint64_t 
 
 static int cmd_synth(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"out", required_argument, 0, 'o'},     {"samples", required_argument, 0, 'n'},
-        {"shape", required_argument, 0, 'p'},   {"features", required_argument, 0, 'p'},
-        {"classes", required_argument, 0, 'C'}, {"dtype", required_argument, 0, 'd'},
-        {"noise", required_argument, 0, 'N'},   {"seed", required_argument, 0, 'S'},
-        {"shards", required_argument, 0, 's'},  {"shard-size", required_argument, 0, 'z'},
-        {"force", no_argument, 0, 'f'},         {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"out", required_argument, 0, 'o'},
+                                         {"samples", required_argument, 0, 'n'},
+                                         {"shape", required_argument, 0, 'p'},
+                                         {"features", required_argument, 0, 'p'},
+                                         {"classes", required_argument, 0, 'C'},
+                                         {"dtype", required_argument, 0, 'd'},
+                                         {"noise", required_argument, 0, 'N'},
+                                         {"seed", required_argument, 0, 'S'},
+                                         {"shards", required_argument, 0, 's'},
+                                         {"shard-size", required_argument, 0, 'z'},
+                                         {"force", no_argument, 0, 'f'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *out = NULL;
     shard_opts_t o = {0, 10000, 0};
     uint64_t n = 0, seed = 0, classes = 10, nf, k;
@@ -707,10 +755,21 @@ static int cmd_synth(int argc, char **argv)
     schema.shape[0] = 784;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'o': out = optarg; break;
-        case 'n': if (parse_u64("--samples", optarg, 1, &n)) return 2; break;
-        case 'p': if (parse_shape(optarg, &schema)) return 2; break;
-        case 'C': if (parse_u64("--classes", optarg, 1, &classes) || classes > 65536) return 2; break;
+        case 'o':
+            out = optarg;
+            break;
+        case 'n':
+            if (parse_u64("--samples", optarg, 1, &n))
+                return 2;
+            break;
+        case 'p':
+            if (parse_shape(optarg, &schema))
+                return 2;
+            break;
+        case 'C':
+            if (parse_u64("--classes", optarg, 1, &classes) || classes > 65536)
+                return 2;
+            break;
         case 'd':
             if (strcmp(optarg, "uint8") == 0)
                 schema.dtype = DML_DTYPE_UINT8;
@@ -722,13 +781,31 @@ static int cmd_synth(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'N': if (parse_double("--noise", optarg, 0, 1, &noise)) return 2; break;
-        case 'S': if (parse_u64("--seed", optarg, 0, &seed)) return 2; break;
-        case 's': if (parse_u64("--shards", optarg, 1, &o.shards)) return 2; break;
-        case 'z': if (parse_u64("--shard-size", optarg, 1, &o.shard_size)) return 2; break;
-        case 'f': o.force = 1; break;
-        case 'h': if (g_rank == 0) usage(stdout); return 0;
-        default: return 2;
+        case 'N':
+            if (parse_double("--noise", optarg, 0, 1, &noise))
+                return 2;
+            break;
+        case 'S':
+            if (parse_u64("--seed", optarg, 0, &seed))
+                return 2;
+            break;
+        case 's':
+            if (parse_u64("--shards", optarg, 1, &o.shards))
+                return 2;
+            break;
+        case 'z':
+            if (parse_u64("--shard-size", optarg, 1, &o.shard_size))
+                return 2;
+            break;
+        case 'f':
+            o.force = 1;
+            break;
+        case 'h':
+            if (g_rank == 0)
+                usage(stdout);
+            return 0;
+        default:
+            return 2;
         }
     }
     if (out == NULL || n == 0 || optind != argc) {
@@ -752,7 +829,8 @@ static int cmd_synth(int argc, char **argv)
                            (unsigned long long)classes);
     else
         for (k = 0; k < classes * nf; k++)
-            centres[k] = (float)(0.2 + 0.6 * (double)(mix64(seed ^ mix64(k + 7)) >> 11) / 9007199254740992.0);
+            centres[k] = (float)(0.2 + 0.6 * (double)(mix64(seed ^ mix64(k + 7)) >> 11) /
+                                           9007199254740992.0);
     st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL);
     if (st != DML_OK) {
         free(centres);

@@ -38,9 +38,9 @@ extern "C" {
 
 #define DML_DATASET_FORMAT "slurm-dml dataset"
 #define DML_DATASET_VERSION 1
-#define DML_DATASET_MAX_RANK 3     /* feature shape dimensions */
-#define DML_DATASET_HIST_BINS 32   /* histogram bins per feature */
-#define DML_DATASET_NAME_MAX 64    /* class and shard name bytes, with NUL */
+#define DML_DATASET_MAX_RANK 3   /* feature shape dimensions */
+#define DML_DATASET_HIST_BINS 32 /* histogram bins per feature */
+#define DML_DATASET_NAME_MAX 64  /* class and shard name bytes, with NUL */
 
 typedef enum { DML_DTYPE_UINT8 = 0, DML_DTYPE_FLOAT32 = 1 } dml_dtype_t;
 
@@ -49,9 +49,9 @@ size_t dml_dtype_size(dml_dtype_t t);
 
 /* What a dataset holds. */
 typedef struct {
-    dml_dtype_t dtype;                      /* features as stored */
-    int rank;                               /* 1..DML_DATASET_MAX_RANK */
-    uint64_t shape[DML_DATASET_MAX_RANK];   /* one sample's feature shape */
+    dml_dtype_t dtype;                    /* features as stored */
+    int rank;                             /* 1..DML_DATASET_MAX_RANK */
+    uint64_t shape[DML_DATASET_MAX_RANK]; /* one sample's feature shape */
     uint32_t num_classes;
     char (*class_names)[DML_DATASET_NAME_MAX]; /* num_classes names, or NULL */
 } dml_schema_t;
@@ -63,10 +63,10 @@ uint64_t dml_schema_features(const dml_schema_t *s);
 typedef struct {
     uint64_t features;
     double *mean, *std, *min, *max;
-    double global_mean, global_std;   /* over all features and samples */
-    double *hist_lo, *hist_hi;        /* histogram range per feature */
-    uint64_t *hist;                   /* [features][DML_DATASET_HIST_BINS] */
-    uint64_t *label_counts;           /* [num_classes] */
+    double global_mean, global_std; /* over all features and samples */
+    double *hist_lo, *hist_hi;      /* histogram range per feature */
+    uint64_t *hist;                 /* [features][DML_DATASET_HIST_BINS] */
+    uint64_t *label_counts;         /* [num_classes] */
 } dml_stats_t;
 
 /* Writes the statistics into an open HDF5 group (an hid_t): datasets mean,
@@ -261,9 +261,9 @@ typedef enum {
 typedef enum { DML_CACHE_AUTO = 0, DML_CACHE_ON, DML_CACHE_OFF } dml_cache_t;
 
 typedef enum {
-    DML_NORM_GLOBAL = 0,  /* (x - global mean) / global std */
-    DML_NORM_FEATURE,     /* per-feature mean and std (std floored) */
-    DML_NORM_NONE         /* raw values as float */
+    DML_NORM_GLOBAL = 0, /* (x - global mean) / global std */
+    DML_NORM_FEATURE,    /* per-feature mean and std (std floored) */
+    DML_NORM_NONE        /* raw values as float */
 } dml_norm_t;
 
 /* out[i] = (float)in[i] * scale + bias for i < n: the loader's conversion of
@@ -273,17 +273,17 @@ typedef enum {
 void dml_normalize_u8(const uint8_t *in, uint64_t n, float scale, float bias, float *out);
 
 typedef struct {
-    uint64_t batch;           /* samples per rank per step (> 0) */
+    uint64_t batch; /* samples per rank per step (> 0) */
     uint64_t seed;
     dml_shuffle_t shuffle;
-    uint64_t window;          /* DML_SHUFFLE_WINDOW: buffer samples [65536] */
-    uint64_t block;           /* DML_SHUFFLE_WINDOW: block samples [256] */
+    uint64_t window; /* DML_SHUFFLE_WINDOW: buffer samples [65536] */
+    uint64_t block;  /* DML_SHUFFLE_WINDOW: block samples [256] */
     dml_cache_t cache;
-    uint64_t cache_budget;    /* bytes per node; 0: half of free memory. A copy per rank
-                                 * (huge pages) when all the node's fit, else one
-                                 * shared copy (AUTO: none if that does not fit) */
-    int prefetch;             /* batches read ahead by the I/O thread; 0: none */
-    int verify;               /* check shard checksums at create (ranks split) */
+    uint64_t cache_budget; /* bytes per node; 0: half of free memory. A copy per rank
+                            * (huge pages) when all the node's fit, else one
+                            * shared copy (AUTO: none if that does not fit) */
+    int prefetch;          /* batches read ahead by the I/O thread; 0: none */
+    int verify;            /* check shard checksums at create (ranks split) */
     dml_norm_t norm;
     /* Statistics to normalise with (a model's training statistics); NULL: the
      * dataset's own. */
@@ -304,14 +304,14 @@ typedef struct {
 
 /* One rank's part of one global batch. Valid until the next call. */
 typedef struct {
-    uint64_t n;          /* samples on this rank (may be 0 in a short last step) */
-    uint64_t global_n;   /* samples in this global batch, all ranks */
+    uint64_t n;        /* samples on this rank (may be 0 in a short last step) */
+    uint64_t global_n; /* samples in this global batch, all ranks */
     uint64_t epoch;
-    uint64_t pos;        /* global position of this global batch in the epoch */
-    int epoch_end;       /* this global batch ends its epoch */
-    const float *x;      /* n * features, normalised */
-    const int32_t *y;    /* n labels */
-    const uint64_t *id;  /* n sample ids */
+    uint64_t pos;       /* global position of this global batch in the epoch */
+    int epoch_end;      /* this global batch ends its epoch */
+    const float *x;     /* n * features, normalised */
+    const int32_t *y;   /* n labels */
+    const uint64_t *id; /* n sample ids */
 } dml_batch_t;
 
 typedef struct dml_loader dml_loader_t;

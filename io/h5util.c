@@ -159,7 +159,8 @@ int dml__h5_write(hid_t loc, const char *name, hid_t type, const uint64_t dims[2
     if (space < 0)
         return -1;
     dset = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (dset >= 0 && (dims[0] == 0 || H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0))
+    if (dset >= 0 &&
+        (dims[0] == 0 || H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0))
         rc = 0;
     if (dset >= 0)
         H5Dclose(dset);

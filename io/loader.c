@@ -183,8 +183,10 @@ dml_status_t dml_loader_permutation(dml_shuffle_t shuffle, uint64_t seed, uint64
         if (border == NULL || buf == NULL) {
             free(border);
             free(buf);
-            return dml_error_set(DML_ERR_NO_MEMORY, "no memory for a window shuffle of %llu "
-                                 "samples", (unsigned long long)n);
+            return dml_error_set(DML_ERR_NO_MEMORY,
+                                 "no memory for a window shuffle of %llu "
+                                 "samples",
+                                 (unsigned long long)n);
         }
         for (b = 0; b < nb; b++)
             border[b] = b;
@@ -302,7 +304,6 @@ void dml_loader_config_init(dml_loader_config_t *cfg)
  * dml__spin_for_batch): a few batches' making at 128 small samples. */
 #define DML__SPIN_SECONDS 200e-6
 
-
 static int dml__order_cmp(const void *a, const void *b)
 {
     uint64_t x = ((const dml__order_t *)a)->idx, y = ((const dml__order_t *)b)->idx;
@@ -401,9 +402,10 @@ out:
     if (ms >= 0)
         H5Sclose(ms);
     if (!ok)
-        return dml_error_set(DML_ERR_IO, "%s/%s: read of %llu samples failed (file changed, "
-                             "truncated or unreadable)", ld->ds->dir, ld->ds->shard_names[s],
-                             (unsigned long long)(k1 - k0));
+        return dml_error_set(DML_ERR_IO,
+                             "%s/%s: read of %llu samples failed (file changed, "
+                             "truncated or unreadable)",
+                             ld->ds->dir, ld->ds->shard_names[s], (unsigned long long)(k1 - k0));
     return DML_OK;
 }
 
@@ -668,11 +670,13 @@ dml_status_t dml_loader_set_state(dml_loader_t *ld, const dml_loader_state_t *st
     dml_status_t status = DML_OK;
 
     if (state->seed != ld->cfg.seed)
-        status = dml_error_set(DML_ERR_MISMATCH, "loader state was saved with seed %llu, this run "
-                               "uses seed %llu", (unsigned long long)state->seed,
-                               (unsigned long long)ld->cfg.seed);
+        status = dml_error_set(DML_ERR_MISMATCH,
+                               "loader state was saved with seed %llu, this run "
+                               "uses seed %llu",
+                               (unsigned long long)state->seed, (unsigned long long)ld->cfg.seed);
     else if (state->cursor > ld->N)
-        status = dml_error_set(DML_ERR_MISMATCH, "loader state cursor %llu is past the %llu "
+        status = dml_error_set(DML_ERR_MISMATCH,
+                               "loader state cursor %llu is past the %llu "
                                "samples of %s (another dataset?)",
                                (unsigned long long)state->cursor, (unsigned long long)ld->N,
                                ld->ds->dir);
@@ -697,10 +701,22 @@ uint64_t dml_loader_steps_per_epoch(const dml_loader_t *ld)
     return (ld->N + G - 1) / G;
 }
 
-int dml_loader_cached(const dml_loader_t *ld) { return ld->cached; }
-int dml_loader_cache_shared(const dml_loader_t *ld) { return ld->cached && !ld->cache_private; }
-int dml_loader_threaded(const dml_loader_t *ld) { return ld->threaded; }
-double dml_loader_wait_seconds(const dml_loader_t *ld) { return ld->wait; }
+int dml_loader_cached(const dml_loader_t *ld)
+{
+    return ld->cached;
+}
+int dml_loader_cache_shared(const dml_loader_t *ld)
+{
+    return ld->cached && !ld->cache_private;
+}
+int dml_loader_threaded(const dml_loader_t *ld)
+{
+    return ld->threaded;
+}
+double dml_loader_wait_seconds(const dml_loader_t *ld)
+{
+    return ld->wait;
+}
 
 /* ---- create and destroy ------------------------------------------------ */
 
@@ -812,8 +828,9 @@ static int dml__read_range(dml_loader_t *ld, uint32_t s, uint64_t a, uint64_t b,
     if (x != NULL &&
         dml__h5_read_rows(ld->dx[s], ld->fsx[s], dml__h5_type(ld->ds->schema.dtype), r0, n, x) != 0)
         return -1;
-    if (y != NULL && (dml__h5_read_rows(ld->dy[s], ld->fsy[s], H5T_NATIVE_INT32, r0, n, y) != 0 ||
-                      dml__h5_read_rows(ld->did[s], ld->fsid[s], H5T_NATIVE_UINT64, r0, n, id) != 0))
+    if (y != NULL &&
+        (dml__h5_read_rows(ld->dy[s], ld->fsy[s], H5T_NATIVE_INT32, r0, n, y) != 0 ||
+         dml__h5_read_rows(ld->did[s], ld->fsid[s], H5T_NATIVE_UINT64, r0, n, id) != 0))
         return -1;
     return 0;
 }
@@ -857,8 +874,8 @@ static dml_status_t dml__cache_read(dml_loader_t *ld, uint64_t r0, uint64_t r1)
         while (a < b && status == DML_OK) {
             uint64_t m = b - a < chunk ? b - a : chunk, i;
             if (dml__read_range(ld, s, a, a + m, buf, NULL, NULL) != 0) {
-                status = dml_error_set(DML_ERR_IO, "%s/%s: read into the cache failed",
-                                       ld->ds->dir, ld->ds->shard_names[s]);
+                status = dml_error_set(DML_ERR_IO, "%s/%s: read into the cache failed", ld->ds->dir,
+                                       ld->ds->shard_names[s]);
                 break;
             }
             for (i = 0; i < m; i++) {
@@ -1082,8 +1099,10 @@ static dml_status_t dml__norm_setup(dml_loader_t *ld)
     uint64_t f;
 
     if (st->features != ld->F)
-        return dml_error_set(DML_ERR_MISMATCH, "%s: %llu features, the normalisation statistics "
-                             "have %llu", ld->ds->dir, (unsigned long long)ld->F,
+        return dml_error_set(DML_ERR_MISMATCH,
+                             "%s: %llu features, the normalisation statistics "
+                             "have %llu",
+                             ld->ds->dir, (unsigned long long)ld->F,
                              (unsigned long long)st->features);
     for (f = 0; f < ld->F; f++) {
         double m = 0, s = 1;
@@ -1148,7 +1167,7 @@ dml_status_t dml_loader_create(dml_dataset_t *ds, MPI_Comm comm, const dml_loade
         status = dml_error_set(DML_ERR_INVALID_ARG, "batch size must be at least 1");
     else if (cfg->shuffle == DML_SHUFFLE_WINDOW && (cfg->window == 0 || cfg->block == 0))
         status = dml_error_set(DML_ERR_INVALID_ARG, "window shuffle needs a window and a block of "
-                               "at least 1 sample");
+                                                    "at least 1 sample");
     else if (cfg->prefetch < 0)
         status = dml_error_set(DML_ERR_INVALID_ARG, "prefetch depth %d is negative", cfg->prefetch);
     if (status != DML_OK)
@@ -1171,22 +1190,22 @@ dml_status_t dml_loader_create(dml_dataset_t *ds, MPI_Comm comm, const dml_loade
     ld->id_all = dml__huge_alloc(ld->N * sizeof(uint64_t), &ld->id_len);
     ld->slot = calloc((size_t)ld->K, sizeof(dml__slot_t));
     if (!ld->file || !ld->dx || !ld->dy || !ld->did || !ld->fsx || !ld->fsy || !ld->fsid ||
-        !ld->scale || !ld->bias || !ld->perm || !ld->order || !ld->raw || !ld->y_all || !ld->id_all ||
-        !ld->slot) {
+        !ld->scale || !ld->bias || !ld->perm || !ld->order || !ld->raw || !ld->y_all ||
+        !ld->id_all || !ld->slot) {
         status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for the loader (batch %llu)",
                                ds->dir, (unsigned long long)B);
         goto agree;
     }
     for (s = 0; s < ld->S; s++)
-        ld->file[s] = ld->dx[s] = ld->dy[s] = ld->did[s] = ld->fsx[s] = ld->fsy[s] =
-            ld->fsid[s] = -1;
+        ld->file[s] = ld->dx[s] = ld->dy[s] = ld->did[s] = ld->fsx[s] = ld->fsy[s] = ld->fsid[s] =
+            -1;
     for (k = 0; k < ld->K; k++) {
         ld->slot[k].x = malloc(B * ld->F * sizeof(float));
         ld->slot[k].y = malloc(B * sizeof(int32_t));
         ld->slot[k].id = malloc(B * sizeof(uint64_t));
         if (!ld->slot[k].x || !ld->slot[k].y || !ld->slot[k].id) {
-            status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for prefetch buffers",
-                                   ds->dir);
+            status =
+                dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for prefetch buffers", ds->dir);
             goto agree;
         }
     }

@@ -78,14 +78,18 @@ static dml_status_t dml__output_common(const char *path, const char *what,
     *exists = 1;
     *size = sb.st_size;
     if (!S_ISREG(sb.st_mode))
-        return dml_error_set(DML_ERR_EXISTS, "%s: exists and is not a file (%s): the %s is "
-                             "written to a file of its own", path,
-                             S_ISDIR(sb.st_mode) ? "a directory" : "a device, pipe or socket", what);
+        return dml_error_set(DML_ERR_EXISTS,
+                             "%s: exists and is not a file (%s): the %s is "
+                             "written to a file of its own",
+                             path, S_ISDIR(sb.st_mode) ? "a directory" : "a device, pipe or socket",
+                             what);
     for (i = 0; i < ninputs; i++)
         if (inputs[i] != NULL && stat(inputs[i], &ib) == 0 && ib.st_dev == sb.st_dev &&
             ib.st_ino == sb.st_ino)
-            return dml_error_set(DML_ERR_EXISTS, "%s: is %s, an input of this run: refusing to "
-                                 "write the %s over it", path, inputs[i], what);
+            return dml_error_set(DML_ERR_EXISTS,
+                                 "%s: is %s, an input of this run: refusing to "
+                                 "write the %s over it",
+                                 path, inputs[i], what);
     return DML_OK;
 }
 
@@ -101,13 +105,16 @@ dml_status_t dml__output_check(const char *path, const char *format, const char 
         return st;
     if (exists && size > 0) {
         if (dml__h5_file_format(path, have, sizeof(have)) != 0)
-            return dml_error_set(DML_ERR_EXISTS, "%s: exists and is not a %s (not an HDF5 file "
+            return dml_error_set(DML_ERR_EXISTS,
+                                 "%s: exists and is not a %s (not an HDF5 file "
                                  "at all): refusing to write over it; remove it or choose "
-                                 "another name", path, what);
+                                 "another name",
+                                 path, what);
         if (strcmp(have, format) != 0)
-            return dml_error_set(DML_ERR_EXISTS, "%s: exists and is %s%s%s, not a %s: refusing "
-                                 "to write over it; remove it or choose another name", path,
-                                 have[0] ? "a " : "an HDF5 file of another program",
+            return dml_error_set(DML_ERR_EXISTS,
+                                 "%s: exists and is %s%s%s, not a %s: refusing "
+                                 "to write over it; remove it or choose another name",
+                                 path, have[0] ? "a " : "an HDF5 file of another program",
                                  have[0] ? have : "", have[0] ? " file" : "", what);
     }
     return dml__output_probe(path, what);
@@ -133,8 +140,10 @@ dml_status_t dml__output_check_text(const char *path, const char *marker, const 
             return dml_error_set_errno(errno, "%s: cannot read what is there", path);
         head[n] = '\0';
         if (strlen(head) != (size_t)n || strstr(head, marker) == NULL)
-            return dml_error_set(DML_ERR_EXISTS, "%s: exists and is not a %s: refusing to write "
-                                 "over it; remove it or choose another name", path, what);
+            return dml_error_set(DML_ERR_EXISTS,
+                                 "%s: exists and is not a %s: refusing to write "
+                                 "over it; remove it or choose another name",
+                                 path, what);
     }
     return dml__output_probe(path, what);
 }

@@ -43,8 +43,10 @@ dml_status_t dml_stats_read_h5(int64_t group, uint64_t features, uint32_t num_cl
         dml__h5_attr_read(g, "global_mean", H5T_NATIVE_DOUBLE, 1, &st->global_mean) != 0 ||
         dml__h5_attr_read(g, "global_std", H5T_NATIVE_DOUBLE, 1, &st->global_std) != 0) {
         dml_stats_free(st);
-        return dml_error_set(DML_ERR_FORMAT, "statistics (group stats) missing or not of %llu "
-                             "features and %u classes", (unsigned long long)nf, num_classes);
+        return dml_error_set(DML_ERR_FORMAT,
+                             "statistics (group stats) missing or not of %llu "
+                             "features and %u classes",
+                             (unsigned long long)nf, num_classes);
     }
     return DML_OK;
 }
@@ -128,9 +130,8 @@ static dml_status_t dml__reader_shard(dml_dataset_reader_t *r, uint32_t s)
     if (r->file[s] < 0) {
         char why[256];
         st = dml__open_failure(path, why, sizeof(why));
-        st = st == DML_ERR_NOT_FOUND
-                 ? dml_error_set(st, "%s: shard %u is missing", path, s)
-                 : dml_error_set(st, "%s: %s", path, why);
+        st = st == DML_ERR_NOT_FOUND ? dml_error_set(st, "%s: shard %u is missing", path, s)
+                                     : dml_error_set(st, "%s: %s", path, why);
         goto out;
     }
     if ((st = dml__shard_check(ds, s, r->file[s], path, NULL, NULL, NULL)) != DML_OK)
@@ -172,10 +173,10 @@ dml_status_t dml_dataset_reader_read(dml_dataset_reader_t *r, uint64_t first, ui
         done = pos - first;
         if ((x != NULL && dml__h5_read_rows(r->dx[s], -1, dml__h5_type(ds->schema.dtype), k0,
                                             k1 - k0, (char *)x + done * xsz) != 0) ||
-            (y != NULL && dml__h5_read_rows(r->dy[s], -1, H5T_NATIVE_INT32, k0, k1 - k0,
-                                            y + done) != 0) ||
-            (id != NULL && dml__h5_read_rows(r->did[s], -1, H5T_NATIVE_UINT64, k0, k1 - k0,
-                                             id + done) != 0)) {
+            (y != NULL &&
+             dml__h5_read_rows(r->dy[s], -1, H5T_NATIVE_INT32, k0, k1 - k0, y + done) != 0) ||
+            (id != NULL &&
+             dml__h5_read_rows(r->did[s], -1, H5T_NATIVE_UINT64, k0, k1 - k0, id + done) != 0)) {
             st = dml_error_set(DML_ERR_IO, "%s/%s: cannot read rows %llu-%llu", ds->dir,
                                ds->shard_names[s], (unsigned long long)k0,
                                (unsigned long long)k1 - 1);

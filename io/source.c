@@ -37,14 +37,16 @@ dml_status_t dml_idx_read(const char *path, uint8_t **data, uint64_t dims[3], in
         goto err;
     }
     if (hdr[2] != 0x08) {
-        status = dml_error_set(DML_ERR_FORMAT, "%s: IDX element type 0x%02x; only unsigned bytes "
-                               "(0x08) are supported", path, hdr[2]);
+        status = dml_error_set(DML_ERR_FORMAT,
+                               "%s: IDX element type 0x%02x; only unsigned bytes "
+                               "(0x08) are supported",
+                               path, hdr[2]);
         goto err;
     }
     nd = hdr[3];
     if (nd < 1 || nd > 3) {
-        status = dml_error_set(DML_ERR_FORMAT, "%s: IDX with %d dimensions (1..3 supported)", path,
-                               nd);
+        status =
+            dml_error_set(DML_ERR_FORMAT, "%s: IDX with %d dimensions (1..3 supported)", path, nd);
         goto err;
     }
     for (d = 0; d < nd; d++) {
@@ -57,17 +59,19 @@ dml_status_t dml_idx_read(const char *path, uint8_t **data, uint64_t dims[3], in
     /* The product without overflow: three sizes of up to 2^32 each. */
     for (d = 0; d < nd; d++) {
         if (dims[d] == 0) {
-            status = dml_error_set(DML_ERR_FORMAT, "%s: IDX header says dimension %d is 0: no "
-                                   "data", path, d);
+            status = dml_error_set(DML_ERR_FORMAT,
+                                   "%s: IDX header says dimension %d is 0: no "
+                                   "data",
+                                   path, d);
             goto err;
         }
         if (total > DML__IDX_MAX / dims[d]) {
-            status = dml_error_set(DML_ERR_FORMAT, "%s: IDX header says %llu x %llu x %llu "
-                                   "elements, more than the %llu read here (damaged header?)",
-                                   path, (unsigned long long)dims[0],
-                                   (unsigned long long)(nd > 1 ? dims[1] : 1),
-                                   (unsigned long long)(nd > 2 ? dims[2] : 1),
-                                   (unsigned long long)DML__IDX_MAX);
+            status = dml_error_set(
+                DML_ERR_FORMAT,
+                "%s: IDX header says %llu x %llu x %llu "
+                "elements, more than the %llu read here (damaged header?)",
+                path, (unsigned long long)dims[0], (unsigned long long)(nd > 1 ? dims[1] : 1),
+                (unsigned long long)(nd > 2 ? dims[2] : 1), (unsigned long long)DML__IDX_MAX);
             goto err;
         }
         total *= dims[d];
@@ -185,9 +189,10 @@ static void dml__csv_field(void *s, size_t len, void *arg)
         c->first_null = s == NULL;
     }
     if (strlen(f) != len) {
-        dml__csv_fail(c, dml_error_set(DML_ERR_FORMAT, "%s:%llu: field %zu holds a NUL byte (not a "
-                                       "text file?)", c->path, (unsigned long long)c->rec_line,
-                                       c->nfields + 1));
+        dml__csv_fail(c, dml_error_set(DML_ERR_FORMAT,
+                                       "%s:%llu: field %zu holds a NUL byte (not a "
+                                       "text file?)",
+                                       c->path, (unsigned long long)c->rec_line, c->nfields + 1));
         return;
     }
     if (c->nfields == c->offcap) {
@@ -251,18 +256,20 @@ static dml_status_t dml__csv_header(dml__csv_t *c)
         }
         if (name[0] == '\0') {
             free(slot);
-            return dml_error_set(DML_ERR_FORMAT, "%s:%llu: column %zu has no name in the header: "
+            return dml_error_set(DML_ERR_FORMAT,
+                                 "%s:%llu: column %zu has no name in the header: "
                                  "every column needs one (pandas writes its row index so: "
-                                 "to_csv(..., index=False) leaves it out)", c->path,
-                                 (unsigned long long)c->rec_line, k + 1);
+                                 "to_csv(..., index=False) leaves it out)",
+                                 c->path, (unsigned long long)c->rec_line, k + 1);
         }
         for (h = dml__fnv1a(DML_FNV1A_INIT, name, strlen(name)) & (nb - 1); slot[h] != SIZE_MAX;
              h = (h + 1) & (nb - 1)) {
             if (strcmp(c->header[slot[h]], name) == 0) {
                 dml_status_t st = dml_error_set(
-                    DML_ERR_FORMAT, "%s:%llu: column \"%s\" appears twice in the header (columns "
-                    "%zu and %zu): columns are told apart by name", c->path,
-                    (unsigned long long)c->rec_line, name, slot[h] + 1, k + 1);
+                    DML_ERR_FORMAT,
+                    "%s:%llu: column \"%s\" appears twice in the header (columns "
+                    "%zu and %zu): columns are told apart by name",
+                    c->path, (unsigned long long)c->rec_line, name, slot[h] + 1, k + 1);
                 free(slot);
                 return st;
             }
@@ -273,8 +280,8 @@ static dml_status_t dml__csv_header(dml__csv_t *c)
     }
     free(slot);
     if (c->label_col < 0)
-        return dml_error_set(DML_ERR_NOT_FOUND, "%s: no column named \"%s\" in the header",
-                             c->path, c->label_column);
+        return dml_error_set(DML_ERR_NOT_FOUND, "%s: no column named \"%s\" in the header", c->path,
+                             c->label_column);
     if (c->ncols < 2)
         return dml_error_set(DML_ERR_FORMAT, "%s: no feature columns besides \"%s\"", c->path,
                              c->label_column);
@@ -292,16 +299,19 @@ static dml_status_t dml__csv_label(dml__csv_t *c, const char *f)
     long v;
 
     if (strlen(f) >= DML_DATASET_NAME_MAX || f[0] == '\0')
-        return dml_error_set(DML_ERR_FORMAT, "%s:%llu: label \"%s\" is empty or longer than %d "
-                             "bytes", c->path, line, f, DML_DATASET_NAME_MAX - 1);
+        return dml_error_set(DML_ERR_FORMAT,
+                             "%s:%llu: label \"%s\" is empty or longer than %d "
+                             "bytes",
+                             c->path, line, f, DML_DATASET_NAME_MAX - 1);
     strcpy(c->labels[c->n], f);
     errno = 0;
     v = strtol(f, &end, 10);
     if (*end == '\0' && errno == 0) {
         if (v < 0 || v >= DML__CSV_MAX_CLASSES)
-            return dml_error_set(DML_ERR_FORMAT, "%s:%llu: label %s: class numbers go from 0 to "
-                                 "%d (a label keeps its value as its class)", c->path, line, f,
-                                 DML__CSV_MAX_CLASSES - 1);
+            return dml_error_set(DML_ERR_FORMAT,
+                                 "%s:%llu: label %s: class numbers go from 0 to "
+                                 "%d (a label keeps its value as its class)",
+                                 c->path, line, f, DML__CSV_MAX_CLASSES - 1);
         if (c->first_int == 0) {
             c->first_int = c->rec_line;
             snprintf(c->int_example, sizeof(c->int_example), "%s", f);
@@ -311,17 +321,20 @@ static dml_status_t dml__csv_label(dml__csv_t *c, const char *f)
     } else {
         (void)strtod(f, &end);
         if (*end == '\0' && end != f)
-            return dml_error_set(DML_ERR_FORMAT, "%s:%llu: label \"%s\" in column \"%s\" is a "
+            return dml_error_set(DML_ERR_FORMAT,
+                                 "%s:%llu: label \"%s\" in column \"%s\" is a "
                                  "number but not a whole one: a column of measurements is a "
                                  "feature, not a label (choose the class column with "
-                                 "--label-column)", c->path, line, f, c->label_column);
+                                 "--label-column)",
+                                 c->path, line, f, c->label_column);
         if (c->first_name == 0) {
             c->first_name = c->rec_line;
             snprintf(c->name_example, sizeof(c->name_example), "%s", f);
         }
     }
     if (c->first_int != 0 && c->first_name != 0)
-        return dml_error_set(DML_ERR_FORMAT, "%s:%llu: column \"%s\" mixes class numbers (\"%s\", "
+        return dml_error_set(DML_ERR_FORMAT,
+                             "%s:%llu: column \"%s\" mixes class numbers (\"%s\", "
                              "line %llu) and class names (\"%s\", line %llu): one kind per column",
                              c->path, line, c->label_column, c->int_example,
                              (unsigned long long)c->first_int, c->name_example,
@@ -348,9 +361,10 @@ static dml_status_t dml__csv_value(dml__csv_t *c, size_t k, const char *f, float
                 snprintf(hint, sizeof(hint), " (a decimal comma? numbers are written %s)", dot);
         }
     }
-    return dml_error_set(DML_ERR_FORMAT, "%s:%llu: column \"%s\": \"%s\" is not a finite "
-                         "number%s", c->path, (unsigned long long)c->rec_line, c->header[k], f,
-                         hint);
+    return dml_error_set(DML_ERR_FORMAT,
+                         "%s:%llu: column \"%s\": \"%s\" is not a finite "
+                         "number%s",
+                         c->path, (unsigned long long)c->rec_line, c->header[k], f, hint);
 }
 
 /* A data record: as many fields as the header, a label and finite numbers. */
@@ -364,19 +378,22 @@ static dml_status_t dml__csv_row(dml__csv_t *c)
         return dml_error_set(DML_ERR_FORMAT, "%s:%llu: %zu fields, the header has %zu%s", c->path,
                              (unsigned long long)c->rec_line, c->nfields, c->ncols,
                              c->nfields > c->ncols ? " (a field with a comma in it must be "
-                                                     "quoted: \"1,5\")" : "");
+                                                     "quoted: \"1,5\")"
+                                                   : "");
     if (c->n == c->alloc) {
         uint64_t na = c->alloc ? c->alloc * 2 : 1024;
         float *nx = realloc(c->x, na * c->nf * sizeof(float));
-        char (*nl)[DML_DATASET_NAME_MAX] = NULL;
+        char(*nl)[DML_DATASET_NAME_MAX] = NULL;
         if (nx != NULL) {
             c->x = nx;
             nl = realloc(c->labels, na * DML_DATASET_NAME_MAX);
         }
         if (nl == NULL)
-            return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory at line %llu (%llu rows of %llu "
-                                 "features read)", c->path, (unsigned long long)c->rec_line,
-                                 (unsigned long long)c->n, (unsigned long long)c->nf);
+            return dml_error_set(DML_ERR_NO_MEMORY,
+                                 "%s: no memory at line %llu (%llu rows of %llu "
+                                 "features read)",
+                                 c->path, (unsigned long long)c->rec_line, (unsigned long long)c->n,
+                                 (unsigned long long)c->nf);
         c->labels = nl;
         c->alloc = na;
     }
@@ -434,25 +451,31 @@ static void dml__csv_quotes(dml__csv_t *c, const char *s, size_t len)
 }
 
 /* What strict parsing refused at byte `at` of the current line. */
-static dml_status_t dml__csv_syntax(dml__csv_t *c, struct csv_parser *p, const char *s,
-                                    size_t len, size_t at)
+static dml_status_t dml__csv_syntax(dml__csv_t *c, struct csv_parser *p, const char *s, size_t len,
+                                    size_t at)
 {
     const unsigned long long line = (unsigned long long)c->line;
 
     if (csv_error(p) == CSV_ENOMEM)
-        return c->inq ? dml_error_set(DML_ERR_FORMAT, "%s:%llu:%llu: the quoted field opened here "
+        return c->inq ? dml_error_set(DML_ERR_FORMAT,
+                                      "%s:%llu:%llu: the quoted field opened here "
                                       "runs on for more than %zu MiB (is its closing quote "
-                                      "missing?)", c->path, (unsigned long long)c->open_line,
+                                      "missing?)",
+                                      c->path, (unsigned long long)c->open_line,
                                       (unsigned long long)c->open_col, DML__CSV_FIELD_MAX >> 20)
                       : dml_error_set(DML_ERR_FORMAT, "%s:%llu: a field longer than %zu MiB",
                                       c->path, line, DML__CSV_FIELD_MAX >> 20);
     if (at < len && s[at] == '"')
-        return dml_error_set(DML_ERR_FORMAT, "%s:%llu:%zu: a quote inside an unquoted field (a "
+        return dml_error_set(DML_ERR_FORMAT,
+                             "%s:%llu:%zu: a quote inside an unquoted field (a "
                              "field with quotes in it is quoted as a whole, each quote doubled: "
-                             "\"say \"\"hi\"\"\")", c->path, line, at + 1);
-    return dml_error_set(DML_ERR_FORMAT, "%s:%llu:%zu: '%c' after the closing quote of a field "
+                             "\"say \"\"hi\"\"\")",
+                             c->path, line, at + 1);
+    return dml_error_set(DML_ERR_FORMAT,
+                         "%s:%llu:%zu: '%c' after the closing quote of a field "
                          "(a quote inside a quoted field is doubled: \"\"; a field ends at the "
-                         "comma or the line end after its closing quote)", c->path, line, at + 1,
+                         "comma or the line end after its closing quote)",
+                         c->path, line, at + 1,
                          at < len && s[at] >= 0x20 && s[at] < 0x7f ? s[at] : '?');
 }
 
@@ -518,10 +541,11 @@ dml_status_t dml_csv_read(const char *path, const char *label_column, float **x_
                                               path, (unsigned long long)c.line + 1));
     if (c.status == DML_OK && csv_fini(&p, dml__csv_field, dml__csv_record, &c) != 0 &&
         c.status == DML_OK)
-        dml__csv_fail(&c, dml_error_set(DML_ERR_FORMAT, "%s:%llu:%llu: the quoted field opened "
+        dml__csv_fail(&c, dml_error_set(DML_ERR_FORMAT,
+                                        "%s:%llu:%llu: the quoted field opened "
                                         "here is never closed: the file ends inside it "
-                                        "(unterminated quote)", path,
-                                        (unsigned long long)c.open_line,
+                                        "(unterminated quote)",
+                                        path, (unsigned long long)c.open_line,
                                         (unsigned long long)c.open_col));
     csv_free(&p);
     fclose(fp);
@@ -563,7 +587,7 @@ dml_status_t dml_csv_read(const char *path, const char *label_column, float **x_
             if (nclasses == 0 || strcmp(names[nclasses - 1], names[i]) != 0)
                 memmove(names[nclasses++], names[i], DML_DATASET_NAME_MAX);
         for (i = 0; i < c.n; i++) {
-            char (*hit)[DML_DATASET_NAME_MAX] =
+            char(*hit)[DML_DATASET_NAME_MAX] =
                 bsearch(c.labels[i], names, nclasses, DML_DATASET_NAME_MAX, dml__cmp_name);
             y[i] = (int32_t)(hit - names);
         }

@@ -45,15 +45,15 @@ struct dml_dataset_writer {
     uint64_t nf;
     size_t xsz;
     uint32_t shards;
-    uint64_t *count;   /* samples of the shards this rank wrote, else 0 */
+    uint64_t *count; /* samples of the shards this rank wrote, else 0 */
     uint32_t *crc;
-    int *mine;         /* 1 for shards this rank wrote */
+    int *mine; /* 1 for shards this rank wrote */
     double *sum, *sumsq, *min, *max;
-    uint64_t *hist;    /* uint8 only: fixed bins over 0..255 */
+    uint64_t *hist; /* uint8 only: fixed bins over 0..255 */
     uint64_t *labels;
     dml_status_t failed; /* first failure of put, kept for the commit */
     char failed_msg[1024];
-    int lock_fd;         /* rank 0: the marker, flock'ed while this write runs */
+    int lock_fd; /* rank 0: the marker, flock'ed while this write runs */
 };
 
 static void dml__writer_free(dml_dataset_writer_t *w)
@@ -186,12 +186,14 @@ static dml_status_t dml__partial_owned(const char *partial)
     if (lstat(partial, &sb) != 0)
         st = dml_error_set_errno(errno, "%s", partial);
     else if (!S_ISDIR(sb.st_mode))
-        st = dml_error_set(DML_ERR_EXISTS, "%s: exists and is not a directory left by an "
+        st = dml_error_set(DML_ERR_EXISTS,
+                           "%s: exists and is not a directory left by an "
                            "interrupted dataset write (%s): the dataset is written there first, "
-                           "so move it away or remove it yourself; nothing was changed", partial,
-                           S_ISLNK(sb.st_mode) ? "a symbolic link" : "not a directory");
+                           "so move it away or remove it yourself; nothing was changed",
+                           partial, S_ISLNK(sb.st_mode) ? "a symbolic link" : "not a directory");
     else if (lstat(marker, &sb) != 0 || !S_ISREG(sb.st_mode))
-        st = dml_error_set(DML_ERR_EXISTS, "%s: exists without the %s marker this slurm-dml "
+        st = dml_error_set(DML_ERR_EXISTS,
+                           "%s: exists without the %s marker this slurm-dml "
                            "puts in what it writes there (not a dataset write's, or one of an "
                            "earlier slurm-dml): the dataset is written there first, so move it "
                            "away or remove it yourself; nothing was changed",
@@ -201,9 +203,11 @@ static dml_status_t dml__partial_owned(const char *partial)
         return st;
     if ((fd = dml__marker_lock(partial)) < 0)
         return errno == EWOULDBLOCK
-                   ? dml_error_set(DML_ERR_EXISTS, "%s: another write of this dataset is under "
+                   ? dml_error_set(DML_ERR_EXISTS,
+                                   "%s: another write of this dataset is under "
                                    "way (its marker %s is locked): wait for it to end or stop it; "
-                                   "nothing was changed", partial, DML__PARTIAL_MARKER)
+                                   "nothing was changed",
+                                   partial, DML__PARTIAL_MARKER)
                    : dml_error_set_errno(errno, "%s: cannot open its marker %s", partial,
                                          DML__PARTIAL_MARKER);
     close(fd);
@@ -217,9 +221,11 @@ static dml_status_t dml__partial_owned(const char *partial)
              dml__is_shard_name(de->d_name)) &&
             fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
             continue;
-        st = dml_error_set(DML_ERR_EXISTS, "%s: the leftover of an interrupted dataset write "
+        st = dml_error_set(DML_ERR_EXISTS,
+                           "%s: the leftover of an interrupted dataset write "
                            "holds '%s', which no dataset write put there: move it away or remove "
-                           "the directory yourself; nothing was changed", partial, de->d_name);
+                           "the directory yourself; nothing was changed",
+                           partial, de->d_name);
     }
     closedir(d);
     return st;
@@ -237,8 +243,10 @@ static dml_status_t dml__destination_check(const char *dir, const char *partial,
 
     if (lstat(dir, &sb) == 0) {
         if (!replace)
-            return dml_error_set(DML_ERR_EXISTS, "%s: already exists; remove it or ask to "
-                                 "replace it (dml-data --force)", dir);
+            return dml_error_set(DML_ERR_EXISTS,
+                                 "%s: already exists; remove it or ask to "
+                                 "replace it (dml-data --force)",
+                                 dir);
         if ((st = dml__replaceable(dir)) != DML_OK)
             return st;
     } else if (errno != ENOENT) {
@@ -268,23 +276,31 @@ static dml_status_t dml__replaceable(const char *dir)
     if (lstat(dir, &sb) != 0)
         st = dml_error_set_errno(errno, "%s", dir);
     else if (S_ISLNK(sb.st_mode))
-        st = dml_error_set(DML_ERR_EXISTS, "%s: a symbolic link: --force replaces a dataset "
-                           "directory itself, not a link to one", dir);
+        st = dml_error_set(DML_ERR_EXISTS,
+                           "%s: a symbolic link: --force replaces a dataset "
+                           "directory itself, not a link to one",
+                           dir);
     else if (!S_ISDIR(sb.st_mode))
-        st = dml_error_set(DML_ERR_EXISTS, "%s: exists and is not a dataset (not a directory): "
-                           "--force replaces only a slurm-dml dataset", dir);
+        st = dml_error_set(DML_ERR_EXISTS,
+                           "%s: exists and is not a dataset (not a directory): "
+                           "--force replaces only a slurm-dml dataset",
+                           dir);
     else if (dml__h5_file_format(index, kind, sizeof(kind)) != 0 ||
              strcmp(kind, DML_DATASET_FORMAT) != 0) {
         char why[256];
         dml_status_t os = dml__open_failure(index, why, sizeof(why));
         /* an index there that cannot be read says so, with the OS's reason */
         if (os != DML_ERR_FORMAT && os != DML_ERR_NOT_FOUND)
-            st = dml_error_set(os, "%s: %s: whether it is a dataset that --force may replace "
-                               "cannot be told", index, why);
+            st = dml_error_set(os,
+                               "%s: %s: whether it is a dataset that --force may replace "
+                               "cannot be told",
+                               index, why);
         else
-            st = dml_error_set(DML_ERR_EXISTS, "%s: exists and is not a slurm-dml dataset (no "
+            st = dml_error_set(DML_ERR_EXISTS,
+                               "%s: exists and is not a slurm-dml dataset (no "
                                "dataset index.h5): --force replaces only a dataset; remove it "
-                               "yourself or choose another --out", dir);
+                               "yourself or choose another --out",
+                               dir);
     }
     free(index);
     if (st != DML_OK)
@@ -295,9 +311,11 @@ static dml_status_t dml__replaceable(const char *dir)
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
             strcmp(de->d_name, "index.h5") == 0 || dml__is_shard_name(de->d_name))
             continue;
-        st = dml_error_set(DML_ERR_EXISTS, "%s: holds '%s', which is not part of a slurm-dml "
+        st = dml_error_set(DML_ERR_EXISTS,
+                           "%s: holds '%s', which is not part of a slurm-dml "
                            "dataset: --force replaces the whole directory, so move it away "
-                           "first", dir, de->d_name);
+                           "first",
+                           dir, de->d_name);
     }
     closedir(d);
     return st;
@@ -405,11 +423,14 @@ dml_status_t dml_dataset_writer_create(MPI_Comm comm, const char *dir, const dml
         } else if (dml__mkdir_parent(dir) != 0) {
             status = dml_error_set_errno(errno, "%s: cannot create its parent directory", dir);
         } else if (lstat(w->partial, &sb) == 0 && dml__rmtree(w->partial) != 0) {
-            status = dml_error_set_errno(errno, "%s: cannot remove the leftover of an earlier "
-                                         "interrupted write", w->partial);
+            status = dml_error_set_errno(errno,
+                                         "%s: cannot remove the leftover of an earlier "
+                                         "interrupted write",
+                                         w->partial);
         } else if (mkdir(w->partial, 0755) != 0) {
             status = dml_error_set_errno(errno, "%s: cannot create the directory", w->partial);
-        } else if (dml__marker_write(w->partial) != 0 || (w->lock_fd = dml__marker_lock(w->partial)) < 0) {
+        } else if (dml__marker_write(w->partial) != 0 ||
+                   (w->lock_fd = dml__marker_lock(w->partial)) < 0) {
             status = dml_error_set_errno(errno, "%s: cannot write its marker file %s", w->partial,
                                          DML__PARTIAL_MARKER);
             dml__rmtree(w->partial);
@@ -435,8 +456,8 @@ static dml_status_t dml__writer_fail(dml_dataset_writer_t *w, dml_status_t statu
 }
 
 /* Writes one shard file; the caller has checked the arguments. */
-static dml_status_t dml__shard_write(const dml_dataset_writer_t *w, const char *path, uint32_t shard,
-                                     uint64_t n, const void *x, const int32_t *y,
+static dml_status_t dml__shard_write(const dml_dataset_writer_t *w, const char *path,
+                                     uint32_t shard, uint64_t n, const void *x, const int32_t *y,
                                      const uint64_t *id)
 {
     hsize_t dims[DML_DATASET_MAX_RANK + 1];
@@ -482,8 +503,8 @@ static dml_status_t dml__shard_write(const dml_dataset_writer_t *w, const char *
     goto out;
 fail:
     /* HDF5 hides errno; a full disk is the usual cause of a failed write. */
-    status = dml_error_set(DML_ERR_IO, "%s: HDF5 write failed (disk full or file size limit?)",
-                           path);
+    status =
+        dml_error_set(DML_ERR_IO, "%s: HDF5 write failed (disk full or file size limit?)", path);
 out:
     if (d >= 0)
         H5Dclose(d);
@@ -510,29 +531,27 @@ dml_status_t dml_dataset_writer_put(dml_dataset_writer_t *w, uint32_t shard, uin
     dml_status_t status;
 
     if (shard >= w->shards)
-        return dml__writer_fail(w, dml_error_set(DML_ERR_INVALID_ARG, "%s: shard %u of %u",
-                                                 w->dir, shard, w->shards));
+        return dml__writer_fail(
+            w, dml_error_set(DML_ERR_INVALID_ARG, "%s: shard %u of %u", w->dir, shard, w->shards));
     if (w->mine[shard])
-        return dml__writer_fail(w, dml_error_set(DML_ERR_INVALID_ARG, "%s: shard %u written twice",
-                                                 w->dir, shard));
+        return dml__writer_fail(
+            w, dml_error_set(DML_ERR_INVALID_ARG, "%s: shard %u written twice", w->dir, shard));
     if (n == 0 || x == NULL || y == NULL || id == NULL)
-        return dml__writer_fail(w, dml_error_set(DML_ERR_INVALID_ARG, "%s: shard %u is empty",
-                                                 w->dir, shard));
+        return dml__writer_fail(
+            w, dml_error_set(DML_ERR_INVALID_ARG, "%s: shard %u is empty", w->dir, shard));
     for (i = 0; i < n; i++)
         if (y[i] < 0 || (uint32_t)y[i] >= w->schema.num_classes)
-            return dml__writer_fail(w, dml_error_set(DML_ERR_INVALID_ARG,
-                                                     "sample %llu has label %d, outside 0..%u",
-                                                     (unsigned long long)id[i], (int)y[i],
-                                                     w->schema.num_classes - 1));
+            return dml__writer_fail(
+                w, dml_error_set(DML_ERR_INVALID_ARG, "sample %llu has label %d, outside 0..%u",
+                                 (unsigned long long)id[i], (int)y[i], w->schema.num_classes - 1));
     if (w->schema.dtype == DML_DTYPE_FLOAT32) {
         const float *xf = x;
         for (i = 0; i < n * w->nf; i++)
             if (!isfinite(xf[i]))
-                return dml__writer_fail(w, dml_error_set(DML_ERR_NUMERIC,
-                                                         "sample %llu feature %llu is %g",
-                                                         (unsigned long long)id[i / w->nf],
-                                                         (unsigned long long)(i % w->nf),
-                                                         (double)xf[i]));
+                return dml__writer_fail(
+                    w, dml_error_set(DML_ERR_NUMERIC, "sample %llu feature %llu is %g",
+                                     (unsigned long long)id[i / w->nf],
+                                     (unsigned long long)(i % w->nf), (double)xf[i]));
     }
 
     snprintf(name, sizeof(name), "shard-%05u.h5", shard);
@@ -546,7 +565,8 @@ dml_status_t dml_dataset_writer_put(dml_dataset_writer_t *w, uint32_t shard, uin
 
     crc = dml_crc32(0, x, n * w->xsz);
     crc = crc32_combine(crc, dml_crc32(0, y, n * sizeof(int32_t)), (z_off_t)(n * sizeof(int32_t)));
-    crc = crc32_combine(crc, dml_crc32(0, id, n * sizeof(uint64_t)), (z_off_t)(n * sizeof(uint64_t)));
+    crc =
+        crc32_combine(crc, dml_crc32(0, id, n * sizeof(uint64_t)), (z_off_t)(n * sizeof(uint64_t)));
     w->crc[shard] = (uint32_t)crc;
     w->count[shard] = n;
     w->mine[shard] = 1;
@@ -636,9 +656,9 @@ dml_status_t dml_stats_write_h5(int64_t group, const dml_stats_t *st, uint32_t n
 /* Rank 0: index.h5 into the partial directory, durably; moving the directory
  * into place is dml__writer_move_all's. */
 static dml_status_t dml__writer_index(dml_dataset_writer_t *w, const dml_stats_t *st,
-                                        const uint64_t *count, const uint32_t *crc)
+                                      const uint64_t *count, const uint32_t *crc)
 {
-    char (*names)[DML_DATASET_NAME_MAX] = NULL;
+    char(*names)[DML_DATASET_NAME_MAX] = NULL;
     char hash[17], *index = NULL;
     uint64_t dims[2] = {0, 0}, total = 0, shards = w->shards;
     int32_t version = DML_DATASET_VERSION, rank = w->schema.rank, bins = DML_DATASET_HIST_BINS;
@@ -672,7 +692,8 @@ static dml_status_t dml__writer_index(dml_dataset_writer_t *w, const dml_stats_t
         dml__h5_attr_write(f, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
         dml__h5_attr_write_str(f, "dtype", dml_dtype_name(w->schema.dtype)) != 0 ||
         dml__h5_attr_write(f, "feature_rank", H5T_NATIVE_INT32, 1, &rank) != 0 ||
-        dml__h5_attr_write(f, "feature_shape", H5T_NATIVE_UINT64, (size_t)rank, w->schema.shape) != 0 ||
+        dml__h5_attr_write(f, "feature_shape", H5T_NATIVE_UINT64, (size_t)rank, w->schema.shape) !=
+            0 ||
         dml__h5_attr_write(f, "num_classes", H5T_NATIVE_UINT32, 1, &w->schema.num_classes) != 0 ||
         dml__h5_attr_write(f, "samples", H5T_NATIVE_UINT64, 1, &total) != 0 ||
         dml__h5_attr_write(f, "shards", H5T_NATIVE_UINT64, 1, &shards) != 0 ||
@@ -702,8 +723,10 @@ static dml_status_t dml__writer_index(dml_dataset_writer_t *w, const dml_stats_t
         status = dml__fsync_path(w->partial);
     goto out;
 fail:
-    status = dml_error_set(DML_ERR_IO, "%s: cannot write the index (disk full or file size "
-                           "limit?)", index ? index : w->partial);
+    status = dml_error_set(DML_ERR_IO,
+                           "%s: cannot write the index (disk full or file size "
+                           "limit?)",
+                           index ? index : w->partial);
 out:
     if (g >= 0)
         H5Gclose(g);
@@ -763,8 +786,10 @@ static dml_status_t dml__writer_finish(dml_dataset_writer_t *w)
     MPI_Allreduce(w->mine, writers, (int)w->shards, MPI_INT, MPI_SUM, w->comm);
     for (s = 0; s < w->shards; s++) {
         if (writers[s] != 1) {
-            status = dml_error_set(DML_ERR_INVALID_ARG, "%s: shard %u was written %d times "
-                                   "(each shard exactly once)", w->dir, s, writers[s]);
+            status = dml_error_set(DML_ERR_INVALID_ARG,
+                                   "%s: shard %u was written %d times "
+                                   "(each shard exactly once)",
+                                   w->dir, s, writers[s]);
             goto out;
         }
         total += count[s];
@@ -892,12 +917,14 @@ static dml_status_t dml__writer_move_all(dml_dataset_writer_t **w, size_t n, int
         else if (lstat(w[i]->dir, &sb) == 0 && w[i]->replace)
             exchanged[i] = 1;
         if (status == DML_OK && exchanged[i] && dml__exchange(w[i]->partial, w[i]->dir) != 0)
-            status = dml_error_set_errno(errno, "%s: cannot exchange with %s", w[i]->partial,
-                                         w[i]->dir);
+            status =
+                dml_error_set_errno(errno, "%s: cannot exchange with %s", w[i]->partial, w[i]->dir);
         else if (status == DML_OK && !exchanged[i] && dml__move_new(w[i]->partial, w[i]->dir) != 0)
-            status = dml_error_set_errno(errno, "%s: cannot rename to %s%s", w[i]->partial,
-                                         w[i]->dir, errno == EEXIST ? " (it appeared while the "
-                                         "dataset was written)" : "");
+            status =
+                dml_error_set_errno(errno, "%s: cannot rename to %s%s", w[i]->partial, w[i]->dir,
+                                    errno == EEXIST ? " (it appeared while the "
+                                                      "dataset was written)"
+                                                    : "");
         free(marker);
         marker = NULL;
         if (status != DML_OK) {
@@ -915,8 +942,10 @@ static dml_status_t dml__writer_move_all(dml_dataset_writer_t **w, size_t n, int
                  * any) in partial, which is kept. */
                 keep[j] = 1;
                 len = strlen(undo);
-                snprintf(undo + len, sizeof(undo) - len, "; %s could not be put back (%s): the "
-                         "new dataset is there%s%s", w[j]->dir, strerror(errno),
+                snprintf(undo + len, sizeof(undo) - len,
+                         "; %s could not be put back (%s): the "
+                         "new dataset is there%s%s",
+                         w[j]->dir, strerror(errno),
                          exchanged[j] ? ", the one it replaced in " : "",
                          exchanged[j] ? w[j]->partial : "");
             } else {
@@ -938,7 +967,8 @@ static dml_status_t dml__writer_move_all(dml_dataset_writer_t **w, size_t n, int
         if (exchanged[i]) {
             dml__marker_write(w[i]->partial);
             if (dml__rmtree(w[i]->partial) != 0 && status == DML_OK)
-                status = dml_error_set_errno(errno, "%s: the new dataset is in place, but the "
+                status = dml_error_set_errno(errno,
+                                             "%s: the new dataset is in place, but the "
                                              "replaced one, now in %s, cannot be removed",
                                              w[i]->dir, w[i]->partial);
         }

@@ -38,8 +38,8 @@
  * there is no reorder. */
 typedef struct {
     dnnl_memory_t user, mine;
-    dnnl_primitive_t reorder;    /* user -> mine (inputs) or mine -> user (outputs) */
-    int own;                     /* mine has a buffer of its own */
+    dnnl_primitive_t reorder; /* user -> mine (inputs) or mine -> user (outputs) */
+    int own;                  /* mine has a buffer of its own */
 } dml__tensor_t;
 
 /* The primitives and tensors for one batch size. */
@@ -51,24 +51,24 @@ typedef struct {
     dml__tensor_t src_w, ddst_w, dwei, dbias; /* backward (weights); src_w: unused where
                                                  forward's input layout serves */
     int src_w_own;
-    dml__tensor_t ddst_d, wei_d, dsrc;        /* backward (data) */
+    dml__tensor_t ddst_d, wei_d, dsrc; /* backward (data) */
 } dml__slot_t;
 #endif
 
 struct dml__conv {
     dml_layer_t l;
-    int C, H, W, F, OH, OW, K;   /* K: C kh kw */
+    int C, H, W, F, OH, OW, K; /* K: C kh kw */
     size_t ohw;
-    int need_dx, relu;           /* relu: the output goes through ReLU */
+    int need_dx, relu; /* relu: the output goes through ReLU */
 #if DML__DNNL
     dnnl_engine_t eng;
     dnnl_stream_t strm;
-    float *dw_tmp, *db_tmp;      /* gradients before they are added */
+    float *dw_tmp, *db_tmp; /* gradients before they are added */
     dml__slot_t slot[DML__CONV_SLOTS];
     unsigned long long clock;
 #else
-    int direct;                  /* 1x1, stride 1, no padding: the input is its own column matrix */
-    float *col;                  /* K x OH OW */
+    int direct; /* 1x1, stride 1, no padding: the input is its own column matrix */
+    float *col; /* K x OH OW */
 #endif
 };
 
@@ -93,11 +93,10 @@ static dml__conv_t *dml__conv_new(const dml_layer_t *l, int need_dx, int relu)
 
 static dml_status_t dml__dnnl(dnnl_status_t s, const char *what)
 {
-    return s == dnnl_success ? DML_OK
-                             : dml_error_set(s == dnnl_out_of_memory ? DML_ERR_NO_MEMORY
-                                                                      : DML_ERR_UNSUPPORTED,
-                                             "convolution: oneDNN's %s failed (status %d)", what,
-                                             (int)s);
+    return s == dnnl_success
+               ? DML_OK
+               : dml_error_set(s == dnnl_out_of_memory ? DML_ERR_NO_MEMORY : DML_ERR_UNSUPPORTED,
+                               "convolution: oneDNN's %s failed (status %d)", what, (int)s);
 }
 
 #define DNNL_TRY(call, what)                                                                       \
@@ -119,8 +118,8 @@ static void dml__tensor_free(dml__tensor_t *t)
 
 static void dml__slot_free(dml__slot_t *s)
 {
-    dml__tensor_t *t[] = {&s->src, &s->wei, &s->bias, &s->dst, &s->src_w, &s->ddst_w, &s->dwei,
-                          &s->dbias, &s->ddst_d, &s->wei_d, &s->dsrc};
+    dml__tensor_t *t[] = {&s->src,  &s->wei,   &s->bias,   &s->dst,   &s->src_w, &s->ddst_w,
+                          &s->dwei, &s->dbias, &s->ddst_d, &s->wei_d, &s->dsrc};
     dnnl_primitive_t p[] = {s->fwd, s->bww, s->bwd};
     size_t i;
 
@@ -143,8 +142,8 @@ static dnnl_status_t dml__tensor(dnnl_engine_t eng, const dnnl_memory_desc_t *us
     if ((s = dnnl_memory_create(&t->user, user, eng, DNNL_MEMORY_NONE)) != dnnl_success)
         return s;
     t->own = !dnnl_memory_desc_equal(user, want);
-    if ((s = dnnl_memory_create(&t->mine, want, eng, t->own ? DNNL_MEMORY_ALLOCATE : DNNL_MEMORY_NONE)) !=
-        dnnl_success)
+    if ((s = dnnl_memory_create(&t->mine, want, eng,
+                                t->own ? DNNL_MEMORY_ALLOCATE : DNNL_MEMORY_NONE)) != dnnl_success)
         return s;
     if (!t->own)
         return dnnl_success;
@@ -219,16 +218,20 @@ static dml_status_t dml__slot_for(dml__conv_t *c, int n, dml__slot_t **out)
      * leaves input over, negative: none of it is read) */
     pad_r[0] = (c->OH - 1) * l->sh + l->kh - c->H - l->ph;
     pad_r[1] = (c->OW - 1) * l->sw + l->kw - c->W - l->pw;
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&any_src, 4, src_dims, dnnl_f32, dnnl_format_tag_any), "layout");
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&any_wei, 4, wei_dims, dnnl_f32, dnnl_format_tag_any), "layout");
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&any_dst, 4, dst_dims, dnnl_f32, dnnl_format_tag_any), "layout");
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&any_src, 4, src_dims, dnnl_f32, dnnl_format_tag_any),
+             "layout");
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&any_wei, 4, wei_dims, dnnl_f32, dnnl_format_tag_any),
+             "layout");
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&any_dst, 4, dst_dims, dnnl_f32, dnnl_format_tag_any),
+             "layout");
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&bias_md, 1, bias_dims, dnnl_f32, dnnl_x), "layout");
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&u_src, 4, src_dims, dnnl_f32, dnnl_nchw), "layout");
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&u_wei, 4, wei_dims, dnnl_f32, dnnl_oihw), "layout");
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&u_dst, 4, dst_dims, dnnl_f32, dnnl_nchw), "layout");
     DNNL_TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct,
                                                 &any_src, &any_wei, &bias_md, &any_dst, strides,
-                                                pad_l, pad_r), "forward");
+                                                pad_l, pad_r),
+             "forward");
     if (c->relu) {
         /* the ReLU after the convolution, applied as its output is written */
         dnnl_post_ops_t po = NULL;
@@ -252,7 +255,8 @@ static dml_status_t dml__slot_for(dml__conv_t *c, int n, dml__slot_t **out)
 
     DNNL_TRY(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &any_src,
                                                          &any_wei, &bias_md, &any_dst, strides,
-                                                         pad_l, pad_r), "backward (weights)");
+                                                         pad_l, pad_r),
+             "backward (weights)");
     DNNL_TRY(dnnl_primitive_desc_create(&wpd, &wd, NULL, c->eng, fpd), "backward (weights)");
     DNNL_TRY(dnnl_primitive_create(&s->bww, wpd), "backward (weights)");
     /* the weights' gradient may want the input laid out otherwise than the
@@ -261,17 +265,22 @@ static dml_status_t dml__slot_for(dml__conv_t *c, int n, dml__slot_t **out)
     if (s->src_w_own)
         DNNL_TRY(dml__tensor(c->eng, &u_src, MD(wpd, dnnl_query_src_md), 1, &s->src_w), "memory");
     DNNL_TRY(dml__tensor(c->eng, &u_dst, MD(wpd, dnnl_query_diff_dst_md), 1, &s->ddst_w), "memory");
-    DNNL_TRY(dml__tensor(c->eng, &u_wei, MD(wpd, dnnl_query_diff_weights_md), 0, &s->dwei), "memory");
+    DNNL_TRY(dml__tensor(c->eng, &u_wei, MD(wpd, dnnl_query_diff_weights_md), 0, &s->dwei),
+             "memory");
     DNNL_TRY(dml__tensor(c->eng, &bias_md, &bias_md, 0, &s->dbias), "memory");
     if (c->need_dx) {
         DNNL_TRY(dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &any_src,
-                                                          &any_wei, &any_dst, strides, pad_l, pad_r),
+                                                          &any_wei, &any_dst, strides, pad_l,
+                                                          pad_r),
                  "backward (data)");
         DNNL_TRY(dnnl_primitive_desc_create(&dpd, &dd, NULL, c->eng, fpd), "backward (data)");
         DNNL_TRY(dnnl_primitive_create(&s->bwd, dpd), "backward (data)");
-        DNNL_TRY(dml__tensor(c->eng, &u_dst, MD(dpd, dnnl_query_diff_dst_md), 1, &s->ddst_d), "memory");
-        DNNL_TRY(dml__tensor(c->eng, &u_wei, MD(dpd, dnnl_query_weights_md), 1, &s->wei_d), "memory");
-        DNNL_TRY(dml__tensor(c->eng, &u_src, MD(dpd, dnnl_query_diff_src_md), 0, &s->dsrc), "memory");
+        DNNL_TRY(dml__tensor(c->eng, &u_dst, MD(dpd, dnnl_query_diff_dst_md), 1, &s->ddst_d),
+                 "memory");
+        DNNL_TRY(dml__tensor(c->eng, &u_wei, MD(dpd, dnnl_query_weights_md), 1, &s->wei_d),
+                 "memory");
+        DNNL_TRY(dml__tensor(c->eng, &u_src, MD(dpd, dnnl_query_diff_src_md), 0, &s->dsrc),
+                 "memory");
     }
     s->n = n;
     s->used = ++c->clock;
@@ -346,8 +355,10 @@ dml_status_t dml__conv_forward(dml__conv_t *c, const float *x, const float *w, c
     DNNL_TRY(dml__tensor_in(c, &s->bias, b), "reorder");
     DNNL_TRY(dml__tensor_out(&s->dst, y), "memory");
     {
-        dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, s->src.mine}, {DNNL_ARG_WEIGHTS, s->wei.mine},
-                               {DNNL_ARG_BIAS, s->bias.mine}, {DNNL_ARG_DST, s->dst.mine}};
+        dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, s->src.mine},
+                               {DNNL_ARG_WEIGHTS, s->wei.mine},
+                               {DNNL_ARG_BIAS, s->bias.mine},
+                               {DNNL_ARG_DST, s->dst.mine}};
         DNNL_TRY(dnnl_primitive_execute(s->fwd, c->strm, 4, a), "forward");
     }
     DNNL_TRY(dml__tensor_back(c, &s->dst), "reorder");
@@ -423,8 +434,8 @@ dml_status_t dml__conv_create(const dml_layer_t *l, int max_batch, int need_dx, 
         const int k = c->K;
         const size_t ohw = c->ohw;
         free(c);
-        return dml_error_set(DML_ERR_NO_MEMORY, "no memory for a convolution's %d x %zu columns",
-                             k, ohw);
+        return dml_error_set(DML_ERR_NO_MEMORY, "no memory for a convolution's %d x %zu columns", k,
+                             ohw);
     }
     *out = c;
     return DML_OK;

@@ -41,8 +41,8 @@ static dml_status_t dml__describe(const dml__gpu_ops_t *o, int index, dml_device
     memset(dev, 0, sizeof(*dev));
     dev->kind = DML_DEVICE_CUDA;
     dev->index = index;
-    if (o->describe(index, dev->name, sizeof(dev->name), &dev->memory, &dev->cc_major, &dev->cc_minor,
-                    dev->pci_bus_id, sizeof(dev->pci_bus_id)) != 0)
+    if (o->describe(index, dev->name, sizeof(dev->name), &dev->memory, &dev->cc_major,
+                    &dev->cc_minor, dev->pci_bus_id, sizeof(dev->pci_bus_id)) != 0)
         return dml_error_set(DML_ERR_UNSUPPORTED, "cuda:%d: %s", index, o->error());
     return DML_OK;
 }
@@ -129,8 +129,8 @@ dml_status_t dml_device_select(const char *want, int local_rank, dml_device_t *d
         }
         if (index >= count)
             return dml_error_set(DML_ERR_INVALID_ARG,
-                                 "device '%s': this process sees %d GPU%s (cuda:0 to cuda:%d)", want,
-                                 count, count == 1 ? "" : "s", count - 1);
+                                 "device '%s': this process sees %d GPU%s (cuda:0 to cuda:%d)",
+                                 want, count, count == 1 ? "" : "s", count - 1);
         if (index < 0)
             index = (local_rank < 0 ? 0 : local_rank) % count;
         st = dml__describe(o, index, dev);

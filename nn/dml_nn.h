@@ -41,7 +41,7 @@ extern "C" {
 #pragma GCC visibility push(default)
 
 #define DML_MODEL_MAX_LAYERS 64
-#define DML_MODEL_SPEC_MAX 1024      /* a spec's text, with its terminating NUL */
+#define DML_MODEL_SPEC_MAX 1024 /* a spec's text, with its terminating NUL */
 
 /* ---- the spec ---------------------------------------------------------------
  *
@@ -72,11 +72,11 @@ typedef enum {
 
 typedef struct {
     dml_layer_kind_t kind;
-    int units;                   /* dense: outputs; conv2d: filters */
-    int kh, kw, sh, sw, ph, pw;  /* conv2d, pooling: kernel, stride, padding */
-    int same;                    /* conv2d: padding=same (the output keeps the input's size) */
-    float p;                     /* dropout: the probability of dropping */
-    float eps, momentum;         /* batchnorm */
+    int units;                  /* dense: outputs; conv2d: filters */
+    int kh, kw, sh, sw, ph, pw; /* conv2d, pooling: kernel, stride, padding */
+    int same;                   /* conv2d: padding=same (the output keeps the input's size) */
+    float p;                    /* dropout: the probability of dropping */
+    float eps, momentum;        /* batchnorm */
     /* Filled by dml_model_spec_bind: input and output shapes, C x H x W
      * (a flat tensor of F values: F x 1 x 1). */
     int in[3], out[3];
@@ -85,12 +85,12 @@ typedef struct {
 typedef struct {
     int nlayers;
     dml_layer_t layer[DML_MODEL_MAX_LAYERS];
-    int mlp;                     /* given as mlp:...: written back so */
-    int mlp_inputs;              /* mlp: its input size */
-    float mlp_dropout;           /* mlp: its dropout (kept in the text without hidden layers) */
-    int bound;                   /* shapes known (dml_model_spec_bind) */
-    int in[3];                   /* bound: the input, C x H x W */
-    int classes;                 /* bound: outputs of the last layer */
+    int mlp;           /* given as mlp:...: written back so */
+    int mlp_inputs;    /* mlp: its input size */
+    float mlp_dropout; /* mlp: its dropout (kept in the text without hidden layers) */
+    int bound;         /* shapes known (dml_model_spec_bind) */
+    int in[3];         /* bound: the input, C x H x W */
+    int classes;       /* bound: outputs of the last layer */
 } dml_model_spec_t;
 
 /* Parses text into spec (not yet bound to an input shape, except an mlp:,
@@ -213,18 +213,15 @@ void dml_nn_set_threads(int n);
  * process sees: under Slurm with the SPANK plugin's --dml-gpus (or
  * --gpus-per-task) that is the task's own GPU alone, number 0.
  */
-typedef enum {
-    DML_DEVICE_CPU = 0,
-    DML_DEVICE_CUDA = 1
-} dml_device_kind_t;
+typedef enum { DML_DEVICE_CPU = 0, DML_DEVICE_CUDA = 1 } dml_device_kind_t;
 
 typedef struct {
     dml_device_kind_t kind;
-    int index;                   /* CUDA: the runtime's number of the GPU */
-    char name[256];              /* the GPU's name as CUDA gives it; "cpu" */
-    char pci_bus_id[32];         /* "0000:19:00.0": the one name nvidia-smi, hwloc and Slurm share */
-    uint64_t memory;             /* CUDA: the GPU's memory, bytes */
-    int cc_major, cc_minor;      /* CUDA: compute capability (9.0: Hopper) */
+    int index;              /* CUDA: the runtime's number of the GPU */
+    char name[256];         /* the GPU's name as CUDA gives it; "cpu" */
+    char pci_bus_id[32];    /* "0000:19:00.0": the one name nvidia-smi, hwloc and Slurm share */
+    uint64_t memory;        /* CUDA: the GPU's memory, bytes */
+    int cc_major, cc_minor; /* CUDA: compute capability (9.0: Hopper) */
 } dml_device_t;
 
 /* Whether this library was built with the GPU path. */
@@ -278,23 +275,23 @@ const dml_device_t *dml_model_device(const dml_model_t *m);
 
 /* What a model file says about its model and the data it was trained on. */
 typedef struct {
-    char path[4096];             /* the file loaded */
-    int checkpoint;              /* it was a checkpoint (its "model" group) */
-    int version;                 /* of the format */
-    dml_model_spec_t spec;       /* bound */
+    char path[4096];       /* the file loaded */
+    int checkpoint;        /* it was a checkpoint (its "model" group) */
+    int version;           /* of the format */
+    dml_model_spec_t spec; /* bound */
     char spec_text[DML_MODEL_SPEC_MAX];
-    char dataset[1024];          /* the training data, and its content hash */
+    char dataset[1024]; /* the training data, and its content hash */
     char dataset_hash[17];
-    char normalisation[16];      /* "global": (x - mean) / std of stats */
+    char normalisation[16]; /* "global": (x - mean) / std of stats */
     int32_t feature_rank;
     uint64_t feature_shape[DML_DATASET_MAX_RANK];
-    uint64_t features;           /* the product of the shape */
-    uint32_t num_classes;        /* the model's outputs */
-    uint32_t data_classes;       /* the training data's classes (<= num_classes) */
+    uint64_t features;                         /* the product of the shape */
+    uint32_t num_classes;                      /* the model's outputs */
+    uint32_t data_classes;                     /* the training data's classes (<= num_classes) */
     char (*class_names)[DML_DATASET_NAME_MAX]; /* num_classes names: the data's, then "class<k>" */
-    dml_stats_t stats;           /* the training data's statistics */
+    dml_stats_t stats;                         /* the training data's statistics */
     uint64_t steps, epochs;
-    char hash[17];               /* of spec, weights and buffers: the model's identity */
+    char hash[17]; /* of spec, weights and buffers: the model's identity */
 } dml_model_info_t;
 
 /*

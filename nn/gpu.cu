@@ -25,7 +25,10 @@
 
 static __thread char g_msg[512];
 
-extern "C" const char *dml__gpu_error(void) { return g_msg; }
+extern "C" const char *dml__gpu_error(void)
+{
+    return g_msg;
+}
 
 extern "C" int dml__gpu_fail(int code, const char *fmt, ...)
 {
@@ -39,20 +42,21 @@ extern "C" int dml__gpu_fail(int code, const char *fmt, ...)
 
 /* CUDA's out-of-memory from any call is DML_GPU_ERR_NO_MEMORY, so that the
  * caller names the model and its batch whichever call ran out. */
-#define CUDA_TRY(call, what)                                                                      \
-    do {                                                                                          \
-        cudaError_t e_ = (call);                                                                  \
-        if (e_ != cudaSuccess)                                                                    \
-            return dml__gpu_fail(e_ == cudaErrorMemoryAllocation ? DML_GPU_ERR_NO_MEMORY : (int)e_, \
-                                 "%s: %s (%s)", what, cudaGetErrorString(e_), cudaGetErrorName(e_)); \
+#define CUDA_TRY(call, what)                                                                       \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess)                                                                     \
+            return dml__gpu_fail(                                                                  \
+                e_ == cudaErrorMemoryAllocation ? DML_GPU_ERR_NO_MEMORY : (int)e_, "%s: %s (%s)",  \
+                what, cudaGetErrorString(e_), cudaGetErrorName(e_));                               \
     } while (0)
 
-#define CUBLAS_TRY(call, what)                                                                    \
-    do {                                                                                          \
-        cublasStatus_t s_ = (call);                                                               \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                          \
-            return dml__gpu_fail(DML_GPU_ERR_CUBLAS, "%s: cuBLAS: %s", what,                      \
-                                 cublasGetStatusString(s_));                                      \
+#define CUBLAS_TRY(call, what)                                                                     \
+    do {                                                                                           \
+        cublasStatus_t s_ = (call);                                                                \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                           \
+            return dml__gpu_fail(DML_GPU_ERR_CUBLAS, "%s: cuBLAS: %s", what,                       \
+                                 cublasGetStatusString(s_));                                       \
     } while (0)
 
 /* ---- the self-test ------------------------------------------------------------ */
@@ -98,7 +102,10 @@ extern "C" int dml__gpu_selftest(void)
 /* ---- kernels ---------------------------------------------------------------------- */
 
 #define DML_THREADS 256
-static unsigned dml__blocks(size_t n) { return (unsigned)((n + DML_THREADS - 1) / DML_THREADS); }
+static unsigned dml__blocks(size_t n)
+{
+    return (unsigned)((n + DML_THREADS - 1) / DML_THREADS);
+}
 
 /* z[i][j] = b[j] (training: the product is added onto the bias rows, as the
  * CPU path does), or z[i][j] += b[j] (evaluation: after the product). */
@@ -228,15 +235,15 @@ struct dml__gpu_net {
     dml__gpu_layer_t L[DML_GPU_MAX_LAYERS];
     cublasHandle_t blas;
     cudaStream_t stream;
-    float *params, *grads, *x;           /* device */
+    float *params, *grads, *x; /* device */
     int32_t *y;
-    float *out[DML_GPU_MAX_LAYERS];      /* each layer's own output (flatten: none) */
-    const float *cur[DML_GPU_MAX_LAYERS];/* this batch's output of each layer */
+    float *out[DML_GPU_MAX_LAYERS];       /* each layer's own output (flatten: none) */
+    const float *cur[DML_GPU_MAX_LAYERS]; /* this batch's output of each layer */
     uint8_t *mask[DML_GPU_MAX_LAYERS];
-    float *g0, *g1;                      /* backward's gradients, max_batch x max_elems */
+    float *g0, *g1; /* backward's gradients, max_batch x max_elems */
     float *py;
     int *ok;
-    float *h_py, *h_grad;                /* host staging */
+    float *h_py, *h_grad; /* host staging */
     int *h_ok;
 };
 
@@ -248,8 +255,9 @@ static int dml__alloc(void **p, size_t bytes, const char *what)
         size_t free_b = 0, total = 0;
         (void)cudaGetLastError();
         cudaMemGetInfo(&free_b, &total);
-        return dml__gpu_fail(DML_GPU_ERR_NO_MEMORY, "%s: %.1f MiB of GPU memory asked for, %.1f MiB free of %.1f",
-                             what, bytes / 1048576.0, free_b / 1048576.0, total / 1048576.0);
+        return dml__gpu_fail(DML_GPU_ERR_NO_MEMORY,
+                             "%s: %.1f MiB of GPU memory asked for, %.1f MiB free of %.1f", what,
+                             bytes / 1048576.0, free_b / 1048576.0, total / 1048576.0);
     }
     CUDA_TRY(e, what);
     return 0;
@@ -308,20 +316,22 @@ static int dml__create(dml__gpu_net_t *g, const dml__gpu_layer_t *layers, int nl
         (rc = dml__alloc((void **)&g->grads, g->np * sizeof(float), "the gradients")) ||
         (rc = dml__alloc((void **)&g->x, nb * g->in_sz * sizeof(float), "the input batch")) ||
         (rc = dml__alloc((void **)&g->y, nb * sizeof(int32_t), "the labels")) ||
-        (rc = dml__alloc((void **)&g->g0, nb * g->max_elems * sizeof(float), "backward's gradients")) ||
-        (rc = dml__alloc((void **)&g->g1, nb * g->max_elems * sizeof(float), "backward's gradients")) ||
+        (rc = dml__alloc((void **)&g->g0, nb * g->max_elems * sizeof(float),
+                         "backward's gradients")) ||
+        (rc = dml__alloc((void **)&g->g1, nb * g->max_elems * sizeof(float),
+                         "backward's gradients")) ||
         (rc = dml__alloc((void **)&g->py, nb * sizeof(float), "the loss")) ||
         (rc = dml__alloc((void **)&g->ok, nb * sizeof(int), "the loss")))
         return rc;
     CUDA_TRY(cudaMallocHost((void **)&g->h_py, nb * sizeof(float)), "cudaMallocHost");
     CUDA_TRY(cudaMallocHost((void **)&g->h_ok, nb * sizeof(int)), "cudaMallocHost");
-    CUDA_TRY(cudaMallocHost((void **)&g->h_grad, (g->np ? g->np : 1) * sizeof(float)), "cudaMallocHost");
+    CUDA_TRY(cudaMallocHost((void **)&g->h_grad, (g->np ? g->np : 1) * sizeof(float)),
+             "cudaMallocHost");
     return 0;
 }
 
 extern "C" int dml__gpu_net_create(int device, const dml__gpu_layer_t *layers, int nlayers,
-                                   size_t nparams, int classes, int max_batch,
-                                   dml__gpu_net_t **out)
+                                   size_t nparams, int classes, int max_batch, dml__gpu_net_t **out)
 {
     dml__gpu_net_t *g;
     int rc;
@@ -358,12 +368,15 @@ static int dml__forward(dml__gpu_net_t *g, const float *params, const float *x, 
 
     CUDA_TRY(cudaSetDevice(g->device), "cudaSetDevice");
     CUDA_TRY(cudaMemcpyAsync(g->params, params, g->np * sizeof(float), cudaMemcpyHostToDevice,
-                             g->stream), "copying the parameters to the GPU");
+                             g->stream),
+             "copying the parameters to the GPU");
     CUDA_TRY(cudaMemcpyAsync(g->x, x, (size_t)n * g->in_sz * sizeof(float), cudaMemcpyHostToDevice,
-                             g->stream), "copying the batch to the GPU");
+                             g->stream),
+             "copying the batch to the GPU");
     if (y != NULL)
         CUDA_TRY(cudaMemcpyAsync(g->y, y, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice,
-                                 g->stream), "copying the labels to the GPU");
+                                 g->stream),
+                 "copying the labels to the GPU");
     a = g->x;
     for (l = 0; l < g->nl; l++) {
         const dml__gpu_layer_t *L = &g->L[l];
@@ -377,12 +390,14 @@ static int dml__forward(dml__gpu_net_t *g, const float *params, const float *x, 
             /* Row-major z (n x osz) = a (n x isz) . W (isz x osz) is, to
              * column-major cuBLAS, z^T = W^T . a^T. */
             if (training)
-                dml__bias_kernel<<<dml__blocks(nz), DML_THREADS, 0, g->stream>>>(z, b, n, L->osz, 0);
+                dml__bias_kernel<<<dml__blocks(nz), DML_THREADS, 0, g->stream>>>(z, b, n, L->osz,
+                                                                                 0);
             CUBLAS_TRY(cublasSgemm(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, L->osz, n, L->isz, &one, w,
                                    L->osz, a, L->isz, training ? &one : &zero, z, L->osz),
                        "a dense layer's forward product");
             if (!training)
-                dml__bias_kernel<<<dml__blocks(nz), DML_THREADS, 0, g->stream>>>(z, b, n, L->osz, 1);
+                dml__bias_kernel<<<dml__blocks(nz), DML_THREADS, 0, g->stream>>>(z, b, n, L->osz,
+                                                                                 1);
             break;
         }
         case DML_GPU_RELU:
@@ -394,8 +409,9 @@ static int dml__forward(dml__gpu_net_t *g, const float *params, const float *x, 
                 dml__dropout_kernel<<<dml__blocks(nz), DML_THREADS, 0, g->stream>>>(
                     z, g->mask[l], a, nz, dseed ^ ((uint64_t)(l + 1) << 56), keep, 1.0f / keep);
             } else {
-                CUDA_TRY(cudaMemcpyAsync(z, a, nz * sizeof(float), cudaMemcpyDeviceToDevice,
-                                         g->stream), "dropout");
+                CUDA_TRY(
+                    cudaMemcpyAsync(z, a, nz * sizeof(float), cudaMemcpyDeviceToDevice, g->stream),
+                    "dropout");
             }
             break;
         case DML_GPU_FLATTEN:
@@ -407,7 +423,7 @@ static int dml__forward(dml__gpu_net_t *g, const float *params, const float *x, 
         a = z;
     }
     dml__softmax_kernel<<<dml__blocks((size_t)n), DML_THREADS, 0, g->stream>>>(g->out[g->nl - 1], n,
-                                                                              g->classes);
+                                                                               g->classes);
     CUDA_TRY(cudaGetLastError(), "softmax");
     return 0;
 }
@@ -422,9 +438,11 @@ static int dml__loss(dml__gpu_net_t *g, int n, double *loss_sum, int *correct)
         g->out[g->nl - 1], g->y, n, g->classes, g->py, g->ok);
     CUDA_TRY(cudaGetLastError(), "the loss");
     CUDA_TRY(cudaMemcpyAsync(g->h_py, g->py, (size_t)n * sizeof(float), cudaMemcpyDeviceToHost,
-                             g->stream), "copying the loss from the GPU");
-    CUDA_TRY(cudaMemcpyAsync(g->h_ok, g->ok, (size_t)n * sizeof(int), cudaMemcpyDeviceToHost,
-                             g->stream), "copying the loss from the GPU");
+                             g->stream),
+             "copying the loss from the GPU");
+    CUDA_TRY(
+        cudaMemcpyAsync(g->h_ok, g->ok, (size_t)n * sizeof(int), cudaMemcpyDeviceToHost, g->stream),
+        "copying the loss from the GPU");
     CUDA_TRY(cudaStreamSynchronize(g->stream), "the forward pass");
     for (i = 0; i < n; i++) {
         const float p = g->h_py[i];
@@ -451,7 +469,8 @@ extern "C" int dml__gpu_net_eval(dml__gpu_net_t *g, const float *params, const f
         return rc;
     if (probs != NULL)
         CUDA_TRY(cudaMemcpyAsync(probs, g->out[g->nl - 1], (size_t)n * g->classes * sizeof(float),
-                                 cudaMemcpyDeviceToHost, g->stream), "copying the probabilities");
+                                 cudaMemcpyDeviceToHost, g->stream),
+                 "copying the probabilities");
     if (y != NULL)
         return dml__loss(g, n, loss_sum, correct);
     CUDA_TRY(cudaStreamSynchronize(g->stream), "the forward pass");
@@ -494,7 +513,8 @@ extern "C" int dml__gpu_net_train(dml__gpu_net_t *g, const float *params, const 
                 gb, dy, n, L->osz);
             CUDA_TRY(cudaGetLastError(), "a dense layer's bias gradient");
             CUDA_TRY(cudaMemcpyAsync(g->h_grad + L->poff, gw, L->np * sizeof(float),
-                                     cudaMemcpyDeviceToHost, g->stream), "copying a gradient");
+                                     cudaMemcpyDeviceToHost, g->stream),
+                     "copying a gradient");
             if (L->need_dx) {
                 /* da = dy . W^T: to cuBLAS, da^T (isz x n) = W . dy^T */
                 CUBLAS_TRY(cublasSgemm(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, L->isz, n, L->osz, &one,
@@ -513,7 +533,8 @@ extern "C" int dml__gpu_net_train(dml__gpu_net_t *g, const float *params, const 
             break;
         }
         case DML_GPU_RELU:
-            dml__relu_backward_kernel<<<dml__blocks(nin), DML_THREADS, 0, g->stream>>>(dy, g->cur[l], nin);
+            dml__relu_backward_kernel<<<dml__blocks(nin), DML_THREADS, 0, g->stream>>>(
+                dy, g->cur[l], nin);
             break;
         case DML_GPU_DROPOUT:
             if (L->p > 0.0f)

@@ -22,11 +22,11 @@ extern "C" {
 
 /* The codes: CUDA's errors are their cudaError_t; these come after them. */
 enum {
-    DML_GPU_ERR_WRONG = 100000,    /* the self-test ran and computed wrong values */
-    DML_GPU_ERR_CUBLAS = 100001,   /* a cuBLAS call failed */
+    DML_GPU_ERR_WRONG = 100000,  /* the self-test ran and computed wrong values */
+    DML_GPU_ERR_CUBLAS = 100001, /* a cuBLAS call failed */
     DML_GPU_ERR_NO_MEMORY = 100002,
-    DML_GPU_ERR_NO_IMAGE = 100003  /* the module has no code this GPU runs (its sm_XX, or PTX
-                                      newer than the driver) */
+    DML_GPU_ERR_NO_IMAGE = 100003 /* the module has no code this GPU runs (its sm_XX, or PTX
+                                     newer than the driver) */
 };
 
 /* The text of the calling thread's last failure ("cudaMalloc of 12 MiB: out
@@ -48,12 +48,12 @@ int dml__gpu_selftest(void);
 enum { DML_GPU_DENSE = 0, DML_GPU_RELU, DML_GPU_DROPOUT, DML_GPU_FLATTEN };
 
 typedef struct {
-    int kind;                 /* DML_GPU_* */
-    int isz, osz;             /* values per sample in and out */
-    size_t poff, np;          /* dense: weights (isz x osz, row-major), then osz biases */
-    int pidx;                 /* index among the parameter layers, or -1 */
-    int need_dx;              /* a layer below has parameters */
-    float p;                  /* dropout: the probability of dropping */
+    int kind;        /* DML_GPU_* */
+    int isz, osz;    /* values per sample in and out */
+    size_t poff, np; /* dense: weights (isz x osz, row-major), then osz biases */
+    int pidx;        /* index among the parameter layers, or -1 */
+    int need_dx;     /* a layer below has parameters */
+    float p;         /* dropout: the probability of dropping */
 } dml__gpu_layer_t;
 
 typedef struct dml__gpu_net dml__gpu_net_t;
@@ -106,9 +106,9 @@ typedef struct {
     int (*net_create)(int device, const dml__gpu_layer_t *layers, int nlayers, size_t nparams,
                       int classes, int max_batch, dml__gpu_net_t **out);
     void (*net_free)(dml__gpu_net_t *g);
-    int (*net_train)(dml__gpu_net_t *g, const float *params, const float *x, const int32_t *y, int n,
-                     float scale, uint64_t dropout_seed, float *grads, double *loss_sum, int *correct,
-                     dml__gpu_ready_fn ready, void *ready_arg);
+    int (*net_train)(dml__gpu_net_t *g, const float *params, const float *x, const int32_t *y,
+                     int n, float scale, uint64_t dropout_seed, float *grads, double *loss_sum,
+                     int *correct, dml__gpu_ready_fn ready, void *ready_arg);
     int (*net_eval)(dml__gpu_net_t *g, const float *params, const float *x, const int32_t *y, int n,
                     float *probs, double *loss_sum, int *correct);
 } dml__gpu_ops_t;

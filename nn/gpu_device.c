@@ -34,8 +34,8 @@ static const char *why(cudaError_t err, char *buf, size_t len)
     if (driver == 0)
         snprintf(buf, len, "no NVIDIA driver is loaded on this host");
     else
-        snprintf(buf, len, "the NVIDIA driver supports CUDA %d.%d, this build needs %d.%d", driver / 1000,
-                 driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
+        snprintf(buf, len, "the NVIDIA driver supports CUDA %d.%d, this build needs %d.%d",
+                 driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
     return buf;
 }
 
@@ -54,8 +54,8 @@ static int count(int *n)
         dml__gpu_fail(0, "%s", why(err, reason, sizeof(reason)));
         return 0;
     }
-    return dml__gpu_fail((int)err, "CUDA cannot count the GPUs: %s (%s)", why(err, reason, sizeof(reason)),
-                         cudaGetErrorName(err));
+    return dml__gpu_fail((int)err, "CUDA cannot count the GPUs: %s (%s)",
+                         why(err, reason, sizeof(reason)), cudaGetErrorName(err));
 }
 
 static int describe(int index, char *name, size_t name_len, uint64_t *memory, int *cc_major,

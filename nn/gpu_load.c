@@ -32,7 +32,8 @@ static void load(void)
     int i, n = 0;
     size_t used = 0;
 
-    if (dladdr((void *)dml__gpu_ops, &info) != 0 && info.dli_fname != NULL && info.dli_fname[0] == '/') {
+    if (dladdr((void *)dml__gpu_ops, &info) != 0 && info.dli_fname != NULL &&
+        info.dli_fname[0] == '/') {
         snprintf(self, sizeof(self), "%s", info.dli_fname);
         if ((slash = strrchr(self, '/')) != NULL)
             *slash = '\0';
@@ -45,23 +46,29 @@ static void load(void)
             continue;
         /* RTLD_LOCAL: CUDA's symbols stay the module's own. */
         if ((h = dlopen(paths[i], RTLD_NOW | RTLD_LOCAL)) == NULL) {
-            snprintf(g_why, sizeof(g_why), "the GPU module %.4200s cannot be loaded: %.3000s (is CUDA's runtime "
-                     "installed on this node?)", paths[i], dlerror());
+            snprintf(g_why, sizeof(g_why),
+                     "the GPU module %.4200s cannot be loaded: %.3000s (is CUDA's runtime "
+                     "installed on this node?)",
+                     paths[i], dlerror());
             return;
         }
         ops = dlsym(h, DML_GPU_OPS_SYMBOL);
         if (ops == NULL || ops->abi != DML_GPU_ABI) {
-            snprintf(g_why, sizeof(g_why), "the GPU module %.4200s is not this build's (%s); reinstall "
-                     "slurm-dml", paths[i], ops == NULL ? "no " DML_GPU_OPS_SYMBOL : "another interface");
+            snprintf(g_why, sizeof(g_why),
+                     "the GPU module %.4200s is not this build's (%s); reinstall "
+                     "slurm-dml",
+                     paths[i], ops == NULL ? "no " DML_GPU_OPS_SYMBOL : "another interface");
             return;
         }
         g_ops = ops;
         return;
     }
-    used = (size_t)snprintf(g_why, sizeof(g_why), "this build's GPU module %s is not installed (looked in",
-                            DML_GPU_MODULE);
+    used =
+        (size_t)snprintf(g_why, sizeof(g_why),
+                         "this build's GPU module %s is not installed (looked in", DML_GPU_MODULE);
     for (i = 0; i < n && used < sizeof(g_why); i++)
-        used += (size_t)snprintf(g_why + used, sizeof(g_why) - used, "%s %s", i ? "," : "", paths[i]);
+        used +=
+            (size_t)snprintf(g_why + used, sizeof(g_why) - used, "%s %s", i ? "," : "", paths[i]);
     if (used < sizeof(g_why))
         snprintf(g_why + used, sizeof(g_why) - used, ")");
 }

@@ -29,19 +29,19 @@
 #include <string.h>
 
 typedef struct {
-    float *out;            /* n x osz; the input's buffer where in place */
-    int inplace;           /* out is the input's buffer (or the input itself: flatten) */
-    int32_t *argmax;       /* maxpool, training: the input index of each output */
-    uint8_t *mask;         /* dropout, training: kept */
-    float *xhat;           /* batchnorm, training: the normalised input */
-    float *mean, *invstd;  /* batchnorm, training: this batch's, per channel */
-    double *red;           /* batchnorm: sums to reduce over the ranks */
+    float *out;           /* n x osz; the input's buffer where in place */
+    int inplace;          /* out is the input's buffer (or the input itself: flatten) */
+    int32_t *argmax;      /* maxpool, training: the input index of each output */
+    uint8_t *mask;        /* dropout, training: kept */
+    float *xhat;          /* batchnorm, training: the normalised input */
+    float *mean, *invstd; /* batchnorm, training: this batch's, per channel */
+    double *red;          /* batchnorm: sums to reduce over the ranks */
     dml__conv_t *conv;
-    size_t poff, np;       /* parameters: [poff, poff + np) */
-    size_t boff, nb;       /* buffers */
-    int pidx;              /* index among the parameter layers, or -1 */
-    int need_dx;           /* a layer below has parameters */
-    size_t isz, osz;       /* values per sample in and out */
+    size_t poff, np; /* parameters: [poff, poff + np) */
+    size_t boff, nb; /* buffers */
+    int pidx;        /* index among the parameter layers, or -1 */
+    int need_dx;     /* a layer below has parameters */
+    size_t isz, osz; /* values per sample in and out */
 } dml__lstate_t;
 
 struct dml_model {
@@ -50,18 +50,18 @@ struct dml_model {
     int nplayers, player[DML_MODEL_MAX_LAYERS]; /* parameter layers' indices */
     size_t np, nb;
     float *params, *grads, *bufs;
-    int borrowed;                       /* params and grads are the caller's */
+    int borrowed; /* params and grads are the caller's */
     int max_batch;
-    size_t max_elems;                   /* per sample, any layer's input or output */
-    const float *in;                    /* the batch's input (not owned) */
-    float *g0, *g1;                     /* backward: gradients n x max_elems */
+    size_t max_elems; /* per sample, any layer's input or output */
+    const float *in;  /* the batch's input (not owned) */
+    float *g0, *g1;   /* backward: gradients n x max_elems */
     dml_model_reduce_fn reduce;
     void *reduce_arg;
     double flops;
-    dml_device_t device;                /* where it computes (dml_model_set_device) */
+    dml_device_t device; /* where it computes (dml_model_set_device) */
 #ifdef HAVE_CUDA
-    dml__gpu_net_t *gpu;                /* the GPU path's state, on device.kind CUDA */
-    const dml__gpu_ops_t *gops;         /* the GPU module's functions, with gpu */
+    dml__gpu_net_t *gpu;        /* the GPU path's state, on device.kind CUDA */
+    const dml__gpu_ops_t *gops; /* the GPU module's functions, with gpu */
 #endif
 };
 
@@ -115,7 +115,10 @@ void dml_model_free(dml_model_t *m)
     free(m);
 }
 
-static size_t dml__elems(const int *t) { return (size_t)t[0] * (size_t)t[1] * (size_t)t[2]; }
+static size_t dml__elems(const int *t)
+{
+    return (size_t)t[0] * (size_t)t[1] * (size_t)t[2];
+}
 
 /* n x count floats, or NULL where that overflows or there is no memory. */
 static void *dml__alloc(size_t n, size_t count, size_t size)
@@ -246,9 +249,9 @@ dml_status_t dml_model_create(const dml_model_spec_t *spec, uint64_t seed, int m
 
         if (L->kind == DML_LAYER_BATCHNORM) {
             for (i = 0; i < (size_t)L->in[0]; i++) {
-                p[i] = 1.0f;                      /* scale */
-                p[(size_t)L->in[0] + i] = 0.0f;   /* shift */
-                m->bufs[s->boff + i] = 0.0f;      /* running mean */
+                p[i] = 1.0f;                                    /* scale */
+                p[(size_t)L->in[0] + i] = 0.0f;                 /* shift */
+                m->bufs[s->boff + i] = 0.0f;                    /* running mean */
                 m->bufs[s->boff + (size_t)L->in[0] + i] = 1.0f; /* running variance */
             }
             continue;
@@ -272,16 +275,46 @@ dml_status_t dml_model_create(const dml_model_spec_t *spec, uint64_t seed, int m
     return DML_OK;
 }
 
-const dml_model_spec_t *dml_model_spec(const dml_model_t *m) { return &m->spec; }
-size_t dml_model_nparams(const dml_model_t *m) { return m->np; }
-size_t dml_model_nbuffers(const dml_model_t *m) { return m->nb; }
-int dml_model_max_batch(const dml_model_t *m) { return m->max_batch; }
-float *dml_model_params(dml_model_t *m) { return m->params; }
-float *dml_model_grads(dml_model_t *m) { return m->grads; }
-float *dml_model_buffers(dml_model_t *m) { return m->bufs; }
-int dml_model_classes(const dml_model_t *m) { return m->spec.classes; }
-double dml_model_flops(const dml_model_t *m) { return m->flops; }
-int dml_model_param_layers(const dml_model_t *m) { return m->nplayers; }
+const dml_model_spec_t *dml_model_spec(const dml_model_t *m)
+{
+    return &m->spec;
+}
+size_t dml_model_nparams(const dml_model_t *m)
+{
+    return m->np;
+}
+size_t dml_model_nbuffers(const dml_model_t *m)
+{
+    return m->nb;
+}
+int dml_model_max_batch(const dml_model_t *m)
+{
+    return m->max_batch;
+}
+float *dml_model_params(dml_model_t *m)
+{
+    return m->params;
+}
+float *dml_model_grads(dml_model_t *m)
+{
+    return m->grads;
+}
+float *dml_model_buffers(dml_model_t *m)
+{
+    return m->bufs;
+}
+int dml_model_classes(const dml_model_t *m)
+{
+    return m->spec.classes;
+}
+double dml_model_flops(const dml_model_t *m)
+{
+    return m->flops;
+}
+int dml_model_param_layers(const dml_model_t *m)
+{
+    return m->nplayers;
+}
 
 void dml_model_layer_range(const dml_model_t *m, int l, size_t *offset, size_t *count)
 {
@@ -340,8 +373,10 @@ static dml_status_t dml__check_labels(const dml_model_t *m, const int32_t *y, in
 
     for (i = 0; y != NULL && i < n; i++)
         if (y[i] < 0 || y[i] >= C)
-            return dml_error_set(DML_ERR_INVALID_ARG, "label %d of sample %d is outside the "
-                                 "output layer's %d classes", (int)y[i], i, C);
+            return dml_error_set(DML_ERR_INVALID_ARG,
+                                 "label %d of sample %d is outside the "
+                                 "output layer's %d classes",
+                                 (int)y[i], i, C);
     return DML_OK;
 }
 
@@ -428,7 +463,10 @@ DML_HOT static void dml__relu_backward(float *dx, const float *dy, const float *
 
 /* v replaces the maximum so far: larger, or NaN where the maximum is not
  * (NaN propagates, as in PyTorch); of equal values the first stays. */
-static inline int dml__beats(float v, float mx) { return v > mx || (v != v && mx == mx); }
+static inline int dml__beats(float v, float mx)
+{
+    return v > mx || (v != v && mx == mx);
+}
 
 /* One output row of 2x2, stride 2 pooling from input rows r0 and r1 (of
  * width w; at0: r0's index in the plane): the window's four values compared
@@ -461,10 +499,11 @@ static void dml__maxpool2_row(const float *r0, const float *r1, float *y, int32_
  * its training time there (docs/benchmarks/design-notes.md). Exactly the
  * same values and indices. */
 __attribute__((target("avx512f"))) static void dml__maxpool2_row16(const float *r0, const float *r1,
-                                                                 float *y, int32_t *arg, int ow,
-                                                                 int at0, int w)
+                                                                   float *y, int32_t *arg, int ow,
+                                                                   int at0, int w)
 {
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i even =
+        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     const __m512i lane2 = _mm512_slli_epi32(
         _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 1);
@@ -475,10 +514,14 @@ __attribute__((target("avx512f"))) static void dml__maxpool2_row16(const float *
         const __mmask16 mlo = (__mmask16)(in >= 16 ? 0xffff : (1u << in) - 1);
         const __mmask16 mhi = (__mmask16)(in > 16 ? (1u << (in - 16)) - 1 : 0);
         const __mmask16 mout = (__mmask16)(cnt == 16 ? 0xffff : (1u << cnt) - 1);
-        const __m512 p0 = _mm512_maskz_loadu_ps(mlo, r0 + 2 * ox), p1 = _mm512_maskz_loadu_ps(mhi, r0 + 2 * ox + 16);
-        const __m512 q0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * ox), q1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * ox + 16);
-        const __m512 a = _mm512_permutex2var_ps(p0, even, p1), b = _mm512_permutex2var_ps(p0, odd, p1);
-        const __m512 c = _mm512_permutex2var_ps(q0, even, q1), d = _mm512_permutex2var_ps(q0, odd, q1);
+        const __m512 p0 = _mm512_maskz_loadu_ps(mlo, r0 + 2 * ox),
+                     p1 = _mm512_maskz_loadu_ps(mhi, r0 + 2 * ox + 16);
+        const __m512 q0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * ox),
+                     q1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * ox + 16);
+        const __m512 a = _mm512_permutex2var_ps(p0, even, p1),
+                     b = _mm512_permutex2var_ps(p0, odd, p1);
+        const __m512 c = _mm512_permutex2var_ps(q0, even, q1),
+                     d = _mm512_permutex2var_ps(q0, odd, q1);
         __m512 m = a;
         __m512i i = _mm512_setzero_si512();
         __mmask16 t;
@@ -491,13 +534,14 @@ __attribute__((target("avx512f"))) static void dml__maxpool2_row16(const float *
         t = DML__BEATS(c);
         m = _mm512_mask_blend_ps(t, m, c), i = _mm512_mask_blend_epi32(t, i, _mm512_set1_epi32(w));
         t = DML__BEATS(d);
-        m = _mm512_mask_blend_ps(t, m, d), i = _mm512_mask_blend_epi32(t, i, _mm512_set1_epi32(w + 1));
+        m = _mm512_mask_blend_ps(t, m, d),
+        i = _mm512_mask_blend_epi32(t, i, _mm512_set1_epi32(w + 1));
 #undef DML__BEATS
         _mm512_mask_storeu_ps(y + ox, mout, m);
         if (arg != NULL)
-            _mm512_mask_storeu_epi32(arg + ox, mout,
-                                     _mm512_add_epi32(_mm512_add_epi32(i, lane2),
-                                                      _mm512_set1_epi32(at0 + 2 * ox)));
+            _mm512_mask_storeu_epi32(
+                arg + ox, mout,
+                _mm512_add_epi32(_mm512_add_epi32(i, lane2), _mm512_set1_epi32(at0 + 2 * ox)));
     }
 }
 #define DML__HAVE_POOL16 1
@@ -903,8 +947,10 @@ static dml_status_t dml__batch_begin(dml_model_t *m, const int32_t *y, int n, do
                                      int *correct)
 {
     if (n < 0 || n > m->max_batch)
-        return dml_error_set(DML_ERR_INVALID_ARG, "batch of %d samples, the model was sized for "
-                             "0..%d", n, m->max_batch);
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "batch of %d samples, the model was sized for "
+                             "0..%d",
+                             n, m->max_batch);
     if (n == 0) {
         if (loss_sum)
             *loss_sum = 0;
@@ -934,7 +980,10 @@ static dml_status_t dml__gpu_status(dml_model_t *m, const dml__gpu_ops_t *o, int
 }
 #endif
 
-const dml_device_t *dml_model_device(const dml_model_t *m) { return &m->device; }
+const dml_device_t *dml_model_device(const dml_model_t *m)
+{
+    return &m->device;
+}
 
 dml_status_t dml_model_set_device(dml_model_t *m, const dml_device_t *dev)
 {
@@ -967,16 +1016,18 @@ dml_status_t dml_model_set_device(dml_model_t *m, const dml_device_t *dev)
             dml_layer_format(&m->spec.layer[l], what, sizeof(what));
             return dml_error_set(DML_ERR_UNSUPPORTED,
                                  "layer %d, %s: the GPU path runs dense, relu, dropout and flatten "
-                                 "layers so far, not this one; use --device cpu", l + 1, what);
+                                 "layers so far, not this one; use --device cpu",
+                                 l + 1, what);
         }
     }
 #ifdef HAVE_CUDA
     for (l = 0; l < m->spec.nlayers; l++) {
         const dml_layer_t *L = &m->spec.layer[l];
         const dml__lstate_t *s = &m->ls[l];
-        gl[l].kind = L->kind == DML_LAYER_DENSE ? DML_GPU_DENSE
-                   : L->kind == DML_LAYER_RELU  ? DML_GPU_RELU
-                   : L->kind == DML_LAYER_DROPOUT ? DML_GPU_DROPOUT : DML_GPU_FLATTEN;
+        gl[l].kind = L->kind == DML_LAYER_DENSE     ? DML_GPU_DENSE
+                     : L->kind == DML_LAYER_RELU    ? DML_GPU_RELU
+                     : L->kind == DML_LAYER_DROPOUT ? DML_GPU_DROPOUT
+                                                    : DML_GPU_FLATTEN;
         gl[l].isz = (int)s->isz;
         gl[l].osz = (int)s->osz;
         gl[l].poff = s->poff;
@@ -1004,7 +1055,7 @@ dml_status_t dml_model_set_device(dml_model_t *m, const dml_device_t *dev)
     return DML_OK;
 #else
     return dml_error_set(DML_ERR_UNSUPPORTED, "this slurm-dml was built without the GPU path "
-                         "(configure found no CUDA); use --device cpu");
+                                              "(configure found no CUDA); use --device cpu");
 #endif
 }
 
@@ -1017,8 +1068,8 @@ dml_status_t dml_model_eval(dml_model_t *m, const float *x, const int32_t *y, in
         return st;
 #ifdef HAVE_CUDA
     if (m->gpu != NULL)
-        return dml__gpu_status(m, m->gops,
-                               m->gops->net_eval(m->gpu, m->params, x, y, n, probs, loss_sum, correct));
+        return dml__gpu_status(
+            m, m->gops, m->gops->net_eval(m->gpu, m->params, x, y, n, probs, loss_sum, correct));
 #endif
     if ((st = dml__forward(m, x, n, 0, 0)) != DML_OK)
         return st;
@@ -1127,8 +1178,8 @@ dml_status_t dml_model_train_step(dml_model_t *m, const float *x, const int32_t 
             /* A ReLU before it (in place) is folded in: its backward pass
              * over the whole input would pass only what reaches the maxima,
              * where its output is the pooled value. */
-            const int relu = l > 0 && m->spec.layer[l - 1].kind == DML_LAYER_RELU &&
-                             m->ls[l - 1].inplace;
+            const int relu =
+                l > 0 && m->spec.layer[l - 1].kind == DML_LAYER_RELU && m->ls[l - 1].inplace;
             dml__maxpool_backward(L, dy, s->argmax, relu ? s->out : NULL, dx, n);
             t = dy, dy = dx, dx = t;
             if (relu)

@@ -65,8 +65,10 @@ static dml_status_t dml__read_array(hid_t loc, const char *file, const char *nam
     }
     have = dml_crc32(0, buf, n * sizeof(float));
     if (dml__h5_attr_read(d, "crc32", H5T_NATIVE_UINT32, 1, &want) == 0 && want != have) {
-        st = dml_error_set(DML_ERR_CHECKSUM, "model %s: %s have CRC-32 %08x, the file recorded "
-                           "%08x: the file is damaged", file, name, have, want);
+        st = dml_error_set(DML_ERR_CHECKSUM,
+                           "model %s: %s have CRC-32 %08x, the file recorded "
+                           "%08x: the file is damaged",
+                           file, name, have, want);
         goto out;
     }
     for (i = 0; i < n; i++)
@@ -162,15 +164,19 @@ static dml_status_t dml__read_spec(hid_t loc, const char *file, dml_model_info_t
     if (info->version >= 2) {
         if (dml__h5_attr_read(loc, "feature_shape", H5T_NATIVE_UINT64, (size_t)info->feature_rank,
                               info->feature_shape) != 0)
-            return dml_error_set(DML_ERR_FORMAT, "model %s: feature_shape missing or not %d "
-                                 "values", file, (int)info->feature_rank);
+            return dml_error_set(DML_ERR_FORMAT,
+                                 "model %s: feature_shape missing or not %d "
+                                 "values",
+                                 file, (int)info->feature_rank);
         memcpy(shape, info->feature_shape, sizeof(shape));
         r = info->feature_rank;
     } else {
         /* Version 1 recorded no shape: an mlp: is flat. */
         if (!info->spec.mlp)
-            return dml_error_set(DML_ERR_FORMAT, "model %s: a version-1 file of a model other "
-                                 "than mlp:", file);
+            return dml_error_set(DML_ERR_FORMAT,
+                                 "model %s: a version-1 file of a model other "
+                                 "than mlp:",
+                                 file);
         shape[0] = (uint64_t)info->spec.mlp_inputs;
         r = 1;
         info->feature_shape[0] = shape[0];
@@ -203,13 +209,17 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
     if (stat(path, &sb) != 0)
         return dml_error_set_errno(errno, "model %s", path);
     if (S_ISDIR(sb.st_mode))
-        return dml_error_set(DML_ERR_INVALID_ARG, "model %s: a directory (of checkpoints? "
-                             "dml_ckpt_model_path picks the newest sound one)", path);
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "model %s: a directory (of checkpoints? "
+                             "dml_ckpt_model_path picks the newest sound one)",
+                             path);
     snprintf(file, sizeof(file), "%s", path);
     dml__h5_quiet_begin(&q);
     if (H5Fis_hdf5(file) <= 0 || (f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
-        st = dml_error_set(DML_ERR_FORMAT, "model %s: not a readable HDF5 file (truncated or "
-                           "corrupt?)", file);
+        st = dml_error_set(DML_ERR_FORMAT,
+                           "model %s: not a readable HDF5 file (truncated or "
+                           "corrupt?)",
+                           file);
         goto out;
     }
     if (dml__h5_attr_read_str(f, "format", fmt, sizeof(fmt)) != 0)
@@ -220,13 +230,17 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
     } else if (strcmp(fmt, DML_MODEL_FORMAT) == 0) {
         loc = H5Gopen2(f, "/", H5P_DEFAULT);
     } else {
-        st = dml_error_set(DML_ERR_FORMAT, "model %s: neither a slurm-dml model file nor a "
-                           "checkpoint (format attribute \"%s\")", file, fmt);
+        st = dml_error_set(DML_ERR_FORMAT,
+                           "model %s: neither a slurm-dml model file nor a "
+                           "checkpoint (format attribute \"%s\")",
+                           file, fmt);
         goto out;
     }
     snprintf(info->path, sizeof(info->path), "%s", file);
-    st = dml_error_set(DML_ERR_FORMAT, "model %s: attributes missing or malformed (format, "
-                       "version, model, dataset, dataset_hash, normalisation, feature_rank)", file);
+    st = dml_error_set(DML_ERR_FORMAT,
+                       "model %s: attributes missing or malformed (format, "
+                       "version, model, dataset, dataset_hash, normalisation, feature_rank)",
+                       file);
     if (loc < 0 || dml__h5_attr_read_str(loc, "format", fmt, sizeof(fmt)) != 0 ||
         strcmp(fmt, DML_MODEL_FORMAT) != 0 ||
         dml__h5_attr_read(loc, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
@@ -245,8 +259,10 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
     }
     info->version = version;
     if (strcmp(info->normalisation, "global") != 0) {
-        st = dml_error_set(DML_ERR_FORMAT, "model %s: normalisation \"%s\" (this build knows "
-                           "\"global\")", file, info->normalisation);
+        st = dml_error_set(DML_ERR_FORMAT,
+                           "model %s: normalisation \"%s\" (this build knows "
+                           "\"global\")",
+                           file, info->normalisation);
         goto out;
     }
     dml__h5_attr_read(loc, "steps", H5T_NATIVE_UINT64, 1, &info->steps);
@@ -280,8 +296,10 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
         if (d >= 0)
             H5Dclose(d);
         if (nd != 1 || cd[0] < 1 || cd[0] > info->num_classes) {
-            st = dml_error_set(DML_ERR_FORMAT, "model %s: class_names missing or not 1 to %u "
-                               "entries", file, info->num_classes);
+            st = dml_error_set(DML_ERR_FORMAT,
+                               "model %s: class_names missing or not 1 to %u "
+                               "entries",
+                               file, info->num_classes);
             goto out;
         }
         info->data_classes = (uint32_t)cd[0];
@@ -305,16 +323,20 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
         if (g >= 0)
             H5Gclose(g);
         if (st != DML_OK) {
-            st = dml_error_set(DML_ERR_FORMAT, "model %s: the training statistics (group stats) "
-                               "are missing or malformed", file);
+            st = dml_error_set(DML_ERR_FORMAT,
+                               "model %s: the training statistics (group stats) "
+                               "are missing or malformed",
+                               file);
             goto out;
         }
     }
     /* Last, when every value it covers is read. */
     has_sum = H5Aexists(loc, "checksum");
     if (has_sum < 0) {
-        st = dml_error_set(DML_ERR_FORMAT, "model %s: cannot tell whether it has a checksum "
-                           "(damaged attributes?)", file);
+        st = dml_error_set(DML_ERR_FORMAT,
+                           "model %s: cannot tell whether it has a checksum "
+                           "(damaged attributes?)",
+                           file);
         goto out;
     }
     if (has_sum > 0) {
@@ -326,10 +348,11 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
             goto out;
         }
         if (strcmp(want, have) != 0) {
-            st = dml_error_set(DML_ERR_CHECKSUM, "model %s: checksum %s over the spec \"%s\", the "
+            st = dml_error_set(DML_ERR_CHECKSUM,
+                               "model %s: checksum %s over the spec \"%s\", the "
                                "weights and the other attributes, the file recorded %s: the file "
-                               "was changed after it was written (or is damaged)", file, have,
-                               info->spec_text, want);
+                               "was changed after it was written (or is damaged)",
+                               file, have, info->spec_text, want);
             goto out;
         }
     }
@@ -432,8 +455,8 @@ static dml_status_t dml__put_plain(void *arg, int64_t loc, const char *name, int
 
 /* The model file's bytes, built in memory (dml_h5util.h says why): name is
  * what messages call it. */
-static dml_status_t dml__model_image(dml_model_t *m, const dml_model_info_t *info,
-                                     const char *name, void **buf, size_t *n)
+static dml_status_t dml__model_image(dml_model_t *m, const dml_model_info_t *info, const char *name,
+                                     void **buf, size_t *n)
 {
     hid_t f;
     dml__h5_quiet_t q;
@@ -485,7 +508,8 @@ dml_status_t dml_model_file_size(dml_model_t *m, const dml_model_info_t *info, u
         return dml_error_set(DML_ERR_HDF5, "cannot make a model file in memory");
     }
     st = dml_model_write_h5(f, m, info, dml__put_plain, "model file");
-    if (st == DML_OK && (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || (n = H5Fget_file_image(f, NULL, 0)) <= 0))
+    if (st == DML_OK &&
+        (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || (n = H5Fget_file_image(f, NULL, 0)) <= 0))
         st = dml_error_set(DML_ERR_HDF5, "cannot make a model file in memory");
     H5Fclose(f);
     dml__h5_quiet_end(&q);

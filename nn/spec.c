@@ -17,9 +17,9 @@
 
 /* Limits that keep every size and index within int (BLAS and the loops
  * count in int) and the arrays within what a machine could hold. */
-#define DML__DIM_MAX (1 << 20)          /* a layer's units, filters, a side */
+#define DML__DIM_MAX (1 << 20) /* a layer's units, filters, a side */
 #define DML__KERNEL_MAX 64
-#define DML__ELEMS_MAX (1L << 28)       /* one sample's values at any layer */
+#define DML__ELEMS_MAX (1L << 28) /* one sample's values at any layer */
 #define DML__LAYER_PARAMS_MAX (1L << 30)
 #define DML__PARAMS_MAX (1L << 31)
 
@@ -37,26 +37,34 @@ static const struct {
     const char *name;
     dml_layer_kind_t kind;
 } dml__names[] = {
-    {"dense", DML_LAYER_DENSE},       {"linear", DML_LAYER_DENSE},
-    {"conv2d", DML_LAYER_CONV2D},     {"conv", DML_LAYER_CONV2D},
-    {"maxpool", DML_LAYER_MAXPOOL},   {"maxpool2d", DML_LAYER_MAXPOOL},
-    {"avgpool", DML_LAYER_AVGPOOL},   {"avgpool2d", DML_LAYER_AVGPOOL},
+    {"dense", DML_LAYER_DENSE},         {"linear", DML_LAYER_DENSE},
+    {"conv2d", DML_LAYER_CONV2D},       {"conv", DML_LAYER_CONV2D},
+    {"maxpool", DML_LAYER_MAXPOOL},     {"maxpool2d", DML_LAYER_MAXPOOL},
+    {"avgpool", DML_LAYER_AVGPOOL},     {"avgpool2d", DML_LAYER_AVGPOOL},
     {"batchnorm", DML_LAYER_BATCHNORM}, {"bn", DML_LAYER_BATCHNORM},
-    {"dropout", DML_LAYER_DROPOUT},   {"flatten", DML_LAYER_FLATTEN},
+    {"dropout", DML_LAYER_DROPOUT},     {"flatten", DML_LAYER_FLATTEN},
     {"relu", DML_LAYER_RELU},
 };
 
 static const char *dml__kind_name(dml_layer_kind_t k)
 {
     switch (k) {
-    case DML_LAYER_DENSE: return "dense";
-    case DML_LAYER_CONV2D: return "conv2d";
-    case DML_LAYER_MAXPOOL: return "maxpool";
-    case DML_LAYER_AVGPOOL: return "avgpool";
-    case DML_LAYER_BATCHNORM: return "batchnorm";
-    case DML_LAYER_DROPOUT: return "dropout";
-    case DML_LAYER_FLATTEN: return "flatten";
-    case DML_LAYER_RELU: return "relu";
+    case DML_LAYER_DENSE:
+        return "dense";
+    case DML_LAYER_CONV2D:
+        return "conv2d";
+    case DML_LAYER_MAXPOOL:
+        return "maxpool";
+    case DML_LAYER_AVGPOOL:
+        return "avgpool";
+    case DML_LAYER_BATCHNORM:
+        return "batchnorm";
+    case DML_LAYER_DROPOUT:
+        return "dropout";
+    case DML_LAYER_FLATTEN:
+        return "flatten";
+    case DML_LAYER_RELU:
+        return "relu";
     }
     return "?";
 }
@@ -129,15 +137,19 @@ static dml_status_t dml__parse_layer(const char *spec, int pos, char *name, dml_
     if (args != NULL) {
         size_t len = strlen(args);
         if (len < 2 || args[len - 1] != ')')
-            return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": layer %d (%s): unbalanced "
-                                 "parentheses", spec, pos, t);
+            return dml_error_set(DML_ERR_INVALID_ARG,
+                                 "model \"%s\": layer %d (%s): unbalanced "
+                                 "parentheses",
+                                 spec, pos, t);
         *args++ = '\0';
         args[len - 2] = '\0';
         if (*args != '\0')
             for (char *a = args;; a++) {
                 if (argc == DML__ARGS_MAX)
-                    return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": layer %d (%s): "
-                                         "too many arguments", spec, pos, t);
+                    return dml_error_set(DML_ERR_INVALID_ARG,
+                                         "model \"%s\": layer %d (%s): "
+                                         "too many arguments",
+                                         spec, pos, t);
                 argv[argc++] = a;
                 a = strchr(a, ',');
                 if (a == NULL)
@@ -149,9 +161,11 @@ static dml_status_t dml__parse_layer(const char *spec, int pos, char *name, dml_
         if (strcmp(name, dml__names[k].name) == 0)
             break;
     if (k == sizeof(dml__names) / sizeof(dml__names[0]))
-        return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": layer %d: unknown layer \"%s\" "
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "model \"%s\": layer %d: unknown layer \"%s\" "
                              "(conv2d, maxpool, avgpool, batchnorm, dropout, flatten, dense, "
-                             "relu)", spec, pos, name);
+                             "relu)",
+                             spec, pos, name);
     l->kind = dml__names[k].kind;
     l->sh = l->sw = 1;
     l->eps = 1e-5f;
@@ -278,8 +292,10 @@ static dml_status_t dml__parse_mlp(const char *text, dml_model_spec_t *s)
         errno = 0;
         v = strtol(p, &end, 10);
         if (end == p || errno != 0 || v < 1 || v > DML__DIM_MAX)
-            return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": layer sizes must be whole "
-                                 "numbers from 1 to 1048576", text);
+            return dml_error_set(DML_ERR_INVALID_ARG,
+                                 "model \"%s\": layer sizes must be whole "
+                                 "numbers from 1 to 1048576",
+                                 text);
         if (nd > DML_MODEL_MAX_LAYERS / 3)
             return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": more than %d layers", text,
                                  DML_MODEL_MAX_LAYERS / 3);
@@ -290,16 +306,22 @@ static dml_status_t dml__parse_mlp(const char *text, dml_model_spec_t *s)
         p++;
     }
     if (nd < 2)
-        return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": needs at least an input and an "
-                             "output size", text);
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "model \"%s\": needs at least an input and an "
+                             "output size",
+                             text);
     if (dims[nd - 1] < 2)
-        return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": the output layer needs at least 2 "
-                             "classes", text);
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "model \"%s\": the output layer needs at least 2 "
+                             "classes",
+                             text);
     if (*p == ':') {
         p++;
         if (strncmp(p, "dropout=", 8) != 0)
-            return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": unknown option \"%s\" "
-                                 "(dropout=P)", text, p);
+            return dml_error_set(DML_ERR_INVALID_ARG,
+                                 "model \"%s\": unknown option \"%s\" "
+                                 "(dropout=P)",
+                                 text, p);
         if (dml__float(p + 8, &dropout) != 0 || !(dropout >= 0 && dropout < 1))
             return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": dropout must be in [0, 1)",
                                  text);
@@ -339,7 +361,8 @@ dml_status_t dml_model_spec_parse(const char *text, dml_model_spec_t *spec)
     int depth = 0;
 
     if (text == NULL || text[0] == '\0')
-        return dml_error_set(DML_ERR_INVALID_ARG, "model \"\": expected layers, as in "
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "model \"\": expected layers, as in "
                              "conv2d(32,3),relu,maxpool(2),flatten,dense(64),relu,dense(10), "
                              "mlp:784-512-256-10, or cnn, cnn-bn, cnn-dropout");
     for (i = 0; i < sizeof(dml__presets) / sizeof(dml__presets[0]); i++)
@@ -350,8 +373,10 @@ dml_status_t dml_model_spec_parse(const char *text, dml_model_spec_t *spec)
         if (isspace((unsigned char)text[i]))
             continue;
         if (n + 1 >= sizeof(buf))
-            return dml_error_set(DML_ERR_INVALID_ARG, "model \"%.64s...\": longer than %d "
-                                 "characters", text, DML_MODEL_SPEC_MAX - 1);
+            return dml_error_set(DML_ERR_INVALID_ARG,
+                                 "model \"%.64s...\": longer than %d "
+                                 "characters",
+                                 text, DML_MODEL_SPEC_MAX - 1);
         buf[n++] = (char)tolower((unsigned char)text[i]);
     }
     buf[n] = '\0';
@@ -401,9 +426,10 @@ dml_status_t dml_model_spec_parse(const char *text, dml_model_spec_t *spec)
     if (s->layer[s->nlayers - 1].kind != DML_LAYER_DENSE) {
         char lt[64];
         dml_layer_format(&s->layer[s->nlayers - 1], lt, sizeof(lt));
-        st = dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": the last layer is %s; it must be "
-                           "dense(CLASSES), the outputs softmax turns into probabilities", text,
-                           lt);
+        st = dml_error_set(DML_ERR_INVALID_ARG,
+                           "model \"%s\": the last layer is %s; it must be "
+                           "dense(CLASSES), the outputs softmax turns into probabilities",
+                           text, lt);
         goto out;
     }
 out:
@@ -415,7 +441,10 @@ out:
 
 /* ---- binding ------------------------------------------------------------------ */
 
-static long dml__elems(const int *t) { return (long)t[0] * t[1] * t[2]; }
+static long dml__elems(const int *t)
+{
+    return (long)t[0] * t[1] * t[2];
+}
 
 size_t dml_layer_nparams(const dml_layer_t *l)
 {
@@ -423,7 +452,8 @@ size_t dml_layer_nparams(const dml_layer_t *l)
     case DML_LAYER_DENSE:
         return (size_t)dml__elems(l->in) * (size_t)l->units + (size_t)l->units;
     case DML_LAYER_CONV2D:
-        return (size_t)l->units * (size_t)l->in[0] * (size_t)l->kh * (size_t)l->kw + (size_t)l->units;
+        return (size_t)l->units * (size_t)l->in[0] * (size_t)l->kh * (size_t)l->kw +
+               (size_t)l->units;
     case DML_LAYER_BATCHNORM:
         return 2 * (size_t)l->in[0];
     default:
@@ -445,12 +475,16 @@ dml_status_t dml_model_spec_bind(dml_model_spec_t *spec, int rank, const uint64_
 
     dml_model_spec_format(spec, text, sizeof(text));
     if (rank < 1 || rank > 3)
-        return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": samples of rank %d (1 to 3 "
-                             "dimensions can be bound)", text, rank);
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "model \"%s\": samples of rank %d (1 to 3 "
+                             "dimensions can be bound)",
+                             text, rank);
     for (i = 0; i < rank; i++)
         if (shape[i] < 1 || shape[i] > DML__DIM_MAX)
-            return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": a sample dimension of %llu "
-                                 "(1 to 1048576)", text, (unsigned long long)shape[i]);
+            return dml_error_set(DML_ERR_INVALID_ARG,
+                                 "model \"%s\": a sample dimension of %llu "
+                                 "(1 to 1048576)",
+                                 text, (unsigned long long)shape[i]);
     if (rank == 1) {
         cur[0] = (int)shape[0];
         cur[1] = cur[2] = 1;
@@ -464,11 +498,15 @@ dml_status_t dml_model_spec_bind(dml_model_spec_t *spec, int rank, const uint64_
         cur[2] = (int)shape[2];
     }
     if (dml__elems(cur) > DML__ELEMS_MAX)
-        return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": samples of %ld values (at most "
-                             "%ld)", text, dml__elems(cur), DML__ELEMS_MAX);
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "model \"%s\": samples of %ld values (at most "
+                             "%ld)",
+                             text, dml__elems(cur), DML__ELEMS_MAX);
     if (spec->mlp && dml__elems(cur) != spec->mlp_inputs)
-        return dml_error_set(DML_ERR_MISMATCH, "samples have %ld features, the model's input layer "
-                             "has %d", dml__elems(cur), spec->mlp_inputs);
+        return dml_error_set(DML_ERR_MISMATCH,
+                             "samples have %ld features, the model's input layer "
+                             "has %d",
+                             dml__elems(cur), spec->mlp_inputs);
     memcpy(spec->in, cur, sizeof(cur));
     /* Flat: a vector of values (1-D data, after flatten or dense), which a
      * 1x1 image of channels is not. An mlp: is flat whatever the data's
@@ -496,7 +534,8 @@ dml_status_t dml_model_spec_bind(dml_model_spec_t *spec, int rank, const uint64_
         case DML_LAYER_DENSE:
             if (!flat)
                 DML__NOFIT("its input is %dx%dx%d (channels x height x width); put flatten "
-                           "before it", cur[0], cur[1], cur[2]);
+                           "before it",
+                           cur[0], cur[1], cur[2]);
             cur[0] = l->units;
             break;
         case DML_LAYER_CONV2D: {
@@ -528,8 +567,8 @@ dml_status_t dml_model_spec_bind(dml_model_spec_t *spec, int rank, const uint64_
             if (flat)
                 DML__NOFIT("its input is flat (%d values): pooling needs an image", cur[0]);
             if (l->kh > cur[1] || l->kw > cur[2])
-                DML__NOFIT("its %dx%d window is larger than its %dx%d input", l->kh, l->kw,
-                           cur[1], cur[2]);
+                DML__NOFIT("its %dx%d window is larger than its %dx%d input", l->kh, l->kw, cur[1],
+                           cur[2]);
             cur[1] = (cur[1] - l->kh) / l->sh + 1;
             cur[2] = (cur[2] - l->kw) / l->sw + 1;
             break;
@@ -555,12 +594,15 @@ dml_status_t dml_model_spec_bind(dml_model_spec_t *spec, int rank, const uint64_
 #undef DML__NOFIT
     }
     if (spec->layer[spec->nlayers - 1].out[0] < 2)
-        return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": the output layer needs at least 2 "
-                             "classes", text);
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "model \"%s\": the output layer needs at least 2 "
+                             "classes",
+                             text);
     if (classes > (uint32_t)spec->layer[spec->nlayers - 1].out[0])
-        return dml_error_set(DML_ERR_MISMATCH, "model \"%s\": the data's labels go up to %u (%u "
-                             "classes), outside the output layer's %d units", text, classes - 1,
-                             classes, spec->layer[spec->nlayers - 1].out[0]);
+        return dml_error_set(DML_ERR_MISMATCH,
+                             "model \"%s\": the data's labels go up to %u (%u "
+                             "classes), outside the output layer's %d units",
+                             text, classes - 1, classes, spec->layer[spec->nlayers - 1].out[0]);
     spec->classes = spec->layer[spec->nlayers - 1].out[0];
     spec->bound = 1;
     return DML_OK;

@@ -65,18 +65,38 @@ static void usage(FILE *out)
             "did not hold. Messages go to stderr.\n");
 }
 
-enum { O_REG = 256, O_NAME, O_PARAM, O_METRIC, O_CKPT, O_LINEAGE, O_JOB, O_EXPECT, O_NOTE, O_TO,
-       O_KEEP, O_DRY, O_JSON, O_HELP };
+enum {
+    O_REG = 256,
+    O_NAME,
+    O_PARAM,
+    O_METRIC,
+    O_CKPT,
+    O_LINEAGE,
+    O_JOB,
+    O_EXPECT,
+    O_NOTE,
+    O_TO,
+    O_KEEP,
+    O_DRY,
+    O_JSON,
+    O_HELP
+};
 
-static const struct option opts[] = {
-    {"registry", required_argument, 0, O_REG}, {"name", required_argument, 0, O_NAME},
-    {"param", required_argument, 0, O_PARAM},  {"metric", required_argument, 0, O_METRIC},
-    {"checkpoint", required_argument, 0, O_CKPT}, {"lineage", required_argument, 0, O_LINEAGE},
-    {"job", required_argument, 0, O_JOB},      {"expect", required_argument, 0, O_EXPECT},
-    {"note", required_argument, 0, O_NOTE},    {"to", required_argument, 0, O_TO},
-    {"keep", required_argument, 0, O_KEEP},    {"dry-run", no_argument, 0, O_DRY},
-    {"json", no_argument, 0, O_JSON},          {"help", no_argument, 0, O_HELP},
-    {0, 0, 0, 0}};
+static const struct option opts[] = {{"registry", required_argument, 0, O_REG},
+                                     {"name", required_argument, 0, O_NAME},
+                                     {"param", required_argument, 0, O_PARAM},
+                                     {"metric", required_argument, 0, O_METRIC},
+                                     {"checkpoint", required_argument, 0, O_CKPT},
+                                     {"lineage", required_argument, 0, O_LINEAGE},
+                                     {"job", required_argument, 0, O_JOB},
+                                     {"expect", required_argument, 0, O_EXPECT},
+                                     {"note", required_argument, 0, O_NOTE},
+                                     {"to", required_argument, 0, O_TO},
+                                     {"keep", required_argument, 0, O_KEEP},
+                                     {"dry-run", no_argument, 0, O_DRY},
+                                     {"json", no_argument, 0, O_JSON},
+                                     {"help", no_argument, 0, O_HELP},
+                                     {0, 0, 0, 0}};
 
 typedef struct {
     const char *dir, *expect, *note, *to, *lineage_file;
@@ -85,7 +105,8 @@ typedef struct {
 } options_t;
 
 /* KEY=VALUE into obj[member][KEY]; numbers only for metrics. */
-static int add_pair(json_t *lineage, const char *member, const char *opt, const char *kv, int number)
+static int add_pair(json_t *lineage, const char *member, const char *opt, const char *kv,
+                    int number)
 {
     const char *eq = strchr(kv, '=');
     char key[256], *end;
@@ -137,22 +158,23 @@ static void print_list(const char *text)
 
     printf("%-16s  %-20s  %-14s  %-24s  %-28s  %s\n", "VERSION", "REGISTERED", "NAME", "SPEC",
            "METRICS", "ALIASES");
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         char metrics[256] = "", aliases[256] = "";
         size_t n = 0;
         m = json_object_get(v, "metrics");
-        json_object_foreach(m, k, x)
-            if (n < sizeof(metrics))
-                n += (size_t)snprintf(metrics + n, sizeof(metrics) - n, "%s%s=%.4g", n ? " " : "",
-                                      k, json_number_value(x));
+        json_object_foreach(m, k, x) if (n < sizeof(metrics)) n += (size_t)snprintf(
+            metrics + n, sizeof(metrics) - n, "%s%s=%.4g", n ? " " : "", k, json_number_value(x));
         n = 0;
-        json_array_foreach(json_object_get(v, "aliases"), j, x)
-            if (n < sizeof(aliases))
-                n += (size_t)snprintf(aliases + n, sizeof(aliases) - n, "%s%s", n ? "," : "",
-                                      json_string_value(x));
-        printf("%-16s  %-20s  %-14s  %-24.24s  %-28s  %s\n", json_string_value(json_object_get(v, "version")),
+        json_array_foreach(json_object_get(v, "aliases"), j, x) if (n < sizeof(aliases)) n +=
+            (size_t)snprintf(aliases + n, sizeof(aliases) - n, "%s%s", n ? "," : "",
+                             json_string_value(x));
+        printf("%-16s  %-20s  %-14s  %-24.24s  %-28s  %s\n",
+               json_string_value(json_object_get(v, "version")),
                json_string_value(json_object_get(v, "registered")),
-               json_string_value(json_object_get(v, "name")) ? json_string_value(json_object_get(v, "name")) : "-",
+               json_string_value(json_object_get(v, "name"))
+                   ? json_string_value(json_object_get(v, "name"))
+                   : "-",
                json_string_value(json_object_get(v, "spec")), *metrics ? metrics : "-",
                *aliases ? aliases : "-");
     }
@@ -190,16 +212,38 @@ int main(int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
-        case O_REG: o.dir = optarg; break;
-        case O_NAME: json_object_set_new(o.lineage, "name", json_string(optarg)); break;
-        case O_PARAM: if (add_pair(o.lineage, "params", "--param", optarg, 0)) goto usage_err; break;
-        case O_METRIC: if (add_pair(o.lineage, "metrics", "--metric", optarg, 1)) goto usage_err; break;
-        case O_CKPT: json_object_set_new(o.lineage, "checkpoint", json_string(optarg)); break;
-        case O_LINEAGE: o.lineage_file = optarg; break;
-        case O_JOB: json_object_set_new(o.lineage, "job", json_string(optarg)); break;
-        case O_EXPECT: o.expect = optarg; break;
-        case O_NOTE: o.note = optarg; break;
-        case O_TO: o.to = optarg; break;
+        case O_REG:
+            o.dir = optarg;
+            break;
+        case O_NAME:
+            json_object_set_new(o.lineage, "name", json_string(optarg));
+            break;
+        case O_PARAM:
+            if (add_pair(o.lineage, "params", "--param", optarg, 0))
+                goto usage_err;
+            break;
+        case O_METRIC:
+            if (add_pair(o.lineage, "metrics", "--metric", optarg, 1))
+                goto usage_err;
+            break;
+        case O_CKPT:
+            json_object_set_new(o.lineage, "checkpoint", json_string(optarg));
+            break;
+        case O_LINEAGE:
+            o.lineage_file = optarg;
+            break;
+        case O_JOB:
+            json_object_set_new(o.lineage, "job", json_string(optarg));
+            break;
+        case O_EXPECT:
+            o.expect = optarg;
+            break;
+        case O_NOTE:
+            o.note = optarg;
+            break;
+        case O_TO:
+            o.to = optarg;
+            break;
         case O_KEEP:
             o.keep = atoi(optarg);
             if (o.keep < 1 || strspn(optarg, "0123456789") != strlen(optarg)) {
@@ -207,11 +251,22 @@ int main(int argc, char **argv)
                 goto usage_err;
             }
             break;
-        case O_DRY: o.dry_run = 1; break;
-        case O_JSON: o.json = 1; break;
-        case O_HELP: usage(stdout); rc = 0; goto out;
-        case ':': dml_error("%s: needs a value (see --help)", argv[optind - 1]); goto usage_err;
-        default: dml_error("unknown option '%s' (see --help)", argv[optind - 1]); goto usage_err;
+        case O_DRY:
+            o.dry_run = 1;
+            break;
+        case O_JSON:
+            o.json = 1;
+            break;
+        case O_HELP:
+            usage(stdout);
+            rc = 0;
+            goto out;
+        case ':':
+            dml_error("%s: needs a value (see --help)", argv[optind - 1]);
+            goto usage_err;
+        default:
+            dml_error("unknown option '%s' (see --help)", argv[optind - 1]);
+            goto usage_err;
         }
     }
     if (optind >= argc) {
@@ -241,10 +296,11 @@ int main(int argc, char **argv)
         dml_error("no registry: give --registry DIR (or set DML_REGISTRY)");
         goto usage_err;
     }
-#define NARGS(lo, hi)                                                                        \
-    if (n < (lo) || n > (hi)) {                                                              \
-        dml_error("%s: %s (see --help)", cmd, n < (lo) ? "missing argument" : "too many arguments"); \
-        goto usage_err;                                                                      \
+#define NARGS(lo, hi)                                                                              \
+    if (n < (lo) || n > (hi)) {                                                                    \
+        dml_error("%s: %s (see --help)", cmd,                                                      \
+                  n < (lo) ? "missing argument" : "too many arguments");                           \
+        goto usage_err;                                                                            \
     }
     /* A damaged model file is reported by the library, naming it. */
     dml_tool_hdf5_quiet();
@@ -255,7 +311,8 @@ int main(int argc, char **argv)
             json_error_t e;
             json_t *f = json_load_file(o.lineage_file, JSON_REJECT_DUPLICATES, &e);
             if (f == NULL || !json_is_object(f)) {
-                dml_error("--lineage %s: not a JSON object (%s)", o.lineage_file, f ? "another value" : e.text);
+                dml_error("--lineage %s: not a JSON object (%s)", o.lineage_file,
+                          f ? "another value" : e.text);
                 json_decref(f);
                 goto usage_err;
             }
@@ -280,7 +337,8 @@ int main(int argc, char **argv)
                  existed ? "was registered already: nothing changed" : "registered");
     } else if (strcmp(cmd, "list") == 0) {
         NARGS(0, 0);
-        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK || (st = dml_registry_list_json(r, &text)) != DML_OK)
+        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
+            (st = dml_registry_list_json(r, &text)) != DML_OK)
             goto fail;
         if (o.json)
             printf("%s\n", text);
@@ -295,7 +353,8 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "path") == 0) {
         NARGS(1, 1);
         if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
-            (st = dml_registry_resolve_model(r, argv[optind], version, path, sizeof(path))) != DML_OK)
+            (st = dml_registry_resolve_model(r, argv[optind], version, path, sizeof(path))) !=
+                DML_OK)
             goto fail;
         printf("%s\n", path);
     } else if (strcmp(cmd, "alias") == 0) {
@@ -328,7 +387,8 @@ int main(int argc, char **argv)
         NARGS(1, 1);
         who(note, sizeof(note), o.note ? o.note : "rollback");
         if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
-            (st = dml_registry_alias_rollback(r, argv[optind], o.to, note, version, prev)) != DML_OK)
+            (st = dml_registry_alias_rollback(r, argv[optind], o.to, note, version, prev)) !=
+                DML_OK)
             goto fail;
         printf("%s\n", version);
         dml_info("alias %s rolled back: %s -> %s", argv[optind], prev, version);
@@ -348,7 +408,8 @@ int main(int argc, char **argv)
         if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
             (st = dml_registry_gc(r, o.keep, o.dry_run, show_finding, NULL, &n)) != DML_OK)
             goto fail;
-        printf("%d entr%s %s\n", n, n == 1 ? "y" : "ies", o.dry_run ? "would be removed" : "removed");
+        printf("%d entr%s %s\n", n, n == 1 ? "y" : "ies",
+               o.dry_run ? "would be removed" : "removed");
     } else {
         dml_error("unknown command '%s' (see --help)", cmd);
         goto usage_err;

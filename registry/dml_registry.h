@@ -53,8 +53,8 @@ dml_status_t dml_registry_register(dml_registry_t *r, const char *model, const c
 
 /* REF: an alias, a version or a unique prefix of one (4 hex digits at least).
  * The version and its model file's path (path may be NULL). */
-dml_status_t dml_registry_resolve(dml_registry_t *r, const char *ref, char version[17],
-                                  char *path, size_t len);
+dml_status_t dml_registry_resolve(dml_registry_t *r, const char *ref, char version[17], char *path,
+                                  size_t len);
 
 /* As dml_registry_resolve, for a caller that will load the model: the model
  * file is loaded and its hash checked against the version (its name), so

@@ -66,7 +66,8 @@ static dml_status_t check_alias(const char *alias)
         goto bad;
     return DML_OK;
 bad:
-    return dml_error_set(DML_ERR_INVALID_ARG, "alias '%s': not a name (1-64 letters, digits, '.', "
+    return dml_error_set(DML_ERR_INVALID_ARG,
+                         "alias '%s': not a name (1-64 letters, digits, '.', "
                          "'_', '-', not starting with '.' or '-', not a version's 16 hex digits)",
                          alias);
 }
@@ -187,7 +188,8 @@ dml_status_t dml_registry_open(const char *dir, int create, dml_registry_t **out
 
         if (!create) {
             st = access(dir, F_OK) == 0
-                     ? dml_error_set(DML_ERR_NOT_FOUND, "%s: not a model registry (no registry.json)", dir)
+                     ? dml_error_set(DML_ERR_NOT_FOUND,
+                                     "%s: not a model registry (no registry.json)", dir)
                      : dml_error_set_errno(errno, "registry %s", dir);
             goto fail;
         }
@@ -202,14 +204,17 @@ dml_status_t dml_registry_open(const char *dir, int create, dml_registry_t **out
         }
         while ((de = readdir(d)) != NULL) {
             const char *n = de->d_name;
-            if (strcmp(n, ".") && strcmp(n, "..") && strcmp(n, "versions") && strcmp(n, "aliases") &&
-                strcmp(n, "tmp") && strcmp(n, ".lock") && strncmp(n, "registry.json.tmp.", 18))
+            if (strcmp(n, ".") && strcmp(n, "..") && strcmp(n, "versions") &&
+                strcmp(n, "aliases") && strcmp(n, "tmp") && strcmp(n, ".lock") &&
+                strncmp(n, "registry.json.tmp.", 18))
                 empty = 0;
         }
         closedir(d);
         if (!empty) {
-            st = dml_error_set(DML_ERR_EXISTS, "%s: holds other files, and is no model registry: "
-                               "a registry goes into a directory of its own", dir);
+            st = dml_error_set(DML_ERR_EXISTS,
+                               "%s: holds other files, and is no model registry: "
+                               "a registry goes into a directory of its own",
+                               dir);
             goto fail;
         }
         v = json_pack("{s:s, s:i}", "format", DML_REGISTRY_FORMAT, "version", DML_REGISTRY_VERSION);
@@ -227,9 +232,9 @@ dml_status_t dml_registry_open(const char *dir, int create, dml_registry_t **out
     if ((st = read_json(path, DML_REGISTRY_FORMAT, &v)) != DML_OK)
         goto fail;
     if (json_integer_value(json_object_get(v, "version")) != DML_REGISTRY_VERSION) {
-        st = dml_error_set(DML_ERR_FORMAT, "%s: registry format version %lld; this slurm-dml reads %d",
-                           path, (long long)json_integer_value(json_object_get(v, "version")),
-                           DML_REGISTRY_VERSION);
+        st = dml_error_set(
+            DML_ERR_FORMAT, "%s: registry format version %lld; this slurm-dml reads %d", path,
+            (long long)json_integer_value(json_object_get(v, "version")), DML_REGISTRY_VERSION);
         goto fail;
     }
     /* (also repairs a registry whose empty directories were removed) */
@@ -299,9 +304,9 @@ static json_t *lineage_of(const dml_model_info_t *info, const char *source, doub
 {
     char when[32];
     iso_time(t, when, sizeof(when));
-    return json_pack("{s:s, s:i, s:s, s:s, s:f, s:s, s:s, s:{s:s, s:s}, s:I, s:I, s:s}",
-                     "format", VERSION_FORMAT, "format_version", DML_REGISTRY_VERSION, "version",
-                     info->hash, "registered", when, "registered_unix", t, "source", source, "spec",
+    return json_pack("{s:s, s:i, s:s, s:s, s:f, s:s, s:s, s:{s:s, s:s}, s:I, s:I, s:s}", "format",
+                     VERSION_FORMAT, "format_version", DML_REGISTRY_VERSION, "version", info->hash,
+                     "registered", when, "registered_unix", t, "source", source, "spec",
                      info->spec_text, "dataset", "path", info->dataset, "hash", info->dataset_hash,
                      "steps", (json_int_t)info->steps, "epochs", (json_int_t)info->epochs, "model",
                      "model.h5");
@@ -328,10 +333,13 @@ dml_status_t dml_registry_register(dml_registry_t *r, const char *model, const c
                                extra ? "another JSON value" : e.text);
             goto out;
         }
-        json_object_foreach(extra, key, val) {
-            if (!strcmp(key, "format") || !strcmp(key, "format_version") || !strcmp(key, "version") ||
-                !strcmp(key, "model") || !strcmp(key, "registered") || !strcmp(key, "registered_unix")) {
-                st = dml_error_set(DML_ERR_INVALID_ARG, "lineage: '%s' is the registry's to set", key);
+        json_object_foreach(extra, key, val)
+        {
+            if (!strcmp(key, "format") || !strcmp(key, "format_version") ||
+                !strcmp(key, "version") || !strcmp(key, "model") || !strcmp(key, "registered") ||
+                !strcmp(key, "registered_unix")) {
+                st = dml_error_set(DML_ERR_INVALID_ARG, "lineage: '%s' is the registry's to set",
+                                   key);
                 goto out;
             }
         }
@@ -455,8 +463,10 @@ dml_status_t dml_registry_resolve(dml_registry_t *r, const char *ref, char versi
     }
     version_dir(r, version, dir, sizeof(dir));
     if (access(dir, F_OK) != 0)
-        return dml_error_set(DML_ERR_NOT_FOUND, "%s: '%s' names version %s, which is not there "
-                             "(removed by hand?)", r->dir, ref, version);
+        return dml_error_set(DML_ERR_NOT_FOUND,
+                             "%s: '%s' names version %s, which is not there "
+                             "(removed by hand?)",
+                             r->dir, ref, version);
     if (path != NULL && (size_t)snprintf(path, len, "%s/model.h5", dir) >= len)
         return dml_error_set(DML_ERR_INVALID_ARG, "%s: path too long", dir);
     return DML_OK;
@@ -475,12 +485,14 @@ static dml_status_t check_model(const char *path, const char *version)
      * reference to nothing: callers tell the two apart by the status. */
     if ((st = dml_model_load(path, 1, &m, &info)) != DML_OK)
         return dml_error_set(st == DML_ERR_NOT_FOUND || st == DML_ERR_INVALID_ARG ? DML_ERR_FORMAT
-                                                                                   : st,
+                                                                                  : st,
                              "version %s: %s", version, dml_error_message());
     if (strcmp(info.hash, version) != 0)
-        st = dml_error_set(DML_ERR_CHECKSUM, "version %s: its model file %s has hash %s, not %s "
+        st = dml_error_set(DML_ERR_CHECKSUM,
+                           "version %s: its model file %s has hash %s, not %s "
                            "(the version's name): the file was replaced or changed after it was "
-                           "registered", version, path, info.hash, version);
+                           "registered",
+                           version, path, info.hash, version);
     dml_model_free(m);
     dml_model_info_free(&info);
     return st;
@@ -527,8 +539,8 @@ dml_status_t dml_registry_resolve_spec(const char *spec, char *path, size_t len,
 
 /* Under the lock: the alias (a JSON object or NULL) to version, its history
  * extended with the action. */
-static dml_status_t alias_write(dml_registry_t *r, const char *alias, json_t *old, const char *version,
-                                const char *action, const char *note)
+static dml_status_t alias_write(dml_registry_t *r, const char *alias, json_t *old,
+                                const char *version, const char *action, const char *note)
 {
     char path[4300], when[32];
     double t = now_seconds();
@@ -537,8 +549,8 @@ static dml_status_t alias_write(dml_registry_t *r, const char *alias, json_t *ol
 
     iso_time(t, when, sizeof(when));
     hist = old ? json_deep_copy(json_object_get(old, "history")) : json_array();
-    entry = json_pack("{s:s, s:s, s:s, s:f, s:s}", "version", version, "action", action, "time", when,
-                      "time_unix", t, "note", note ? note : "");
+    entry = json_pack("{s:s, s:s, s:s, s:f, s:s}", "version", version, "action", action, "time",
+                      when, "time_unix", t, "note", note ? note : "");
     a = json_pack("{s:s, s:s, s:s, s:s, s:o}", "format", ALIAS_FORMAT, "alias", alias, "version",
                   version, "set", when, "history", hist);
     if (hist == NULL || entry == NULL || a == NULL || json_array_append_new(hist, entry) != 0) {
@@ -576,9 +588,10 @@ dml_status_t dml_registry_alias_set(dml_registry_t *r, const char *alias, const 
         const char *want = strcmp(expect, "none") == 0 ? "" : expect;
         if (strncmp(cur, want, strlen(want)) != 0 || (*want == '\0' && *cur != '\0') ||
             (*want != '\0' && *cur == '\0')) {
-            st = dml_error_set(DML_ERR_MISMATCH, "alias %s names %s, not %s as expected: changed "
-                               "meanwhile; nothing done", alias, *cur ? cur : "nothing",
-                               *want ? want : "nothing");
+            st = dml_error_set(DML_ERR_MISMATCH,
+                               "alias %s names %s, not %s as expected: changed "
+                               "meanwhile; nothing done",
+                               alias, *cur ? cur : "nothing", *want ? want : "nothing");
             goto out;
         }
     }
@@ -628,15 +641,19 @@ dml_status_t dml_registry_alias_rollback(dml_registry_t *r, const char *alias, c
             }
         }
         if (version[0] == '\0') {
-            st = dml_error_set(DML_ERR_NOT_FOUND, "alias %s has named no other version than %s: "
-                               "nothing to roll back to", alias, cur);
+            st = dml_error_set(DML_ERR_NOT_FOUND,
+                               "alias %s has named no other version than %s: "
+                               "nothing to roll back to",
+                               alias, cur);
             goto out;
         }
         char before[17];
         memcpy(before, version, sizeof(before));
         if ((st = dml_registry_resolve(r, before, version, NULL, 0)) != DML_OK) {
-            st = dml_error_set(st, "alias %s: the version it named before, %s, is gone (gc'ed?): "
-                               "use rollback --to VERSION", alias, before);
+            st = dml_error_set(st,
+                               "alias %s: the version it named before, %s, is gone (gc'ed?): "
+                               "use rollback --to VERSION",
+                               alias, before);
             goto out;
         }
     }
@@ -665,7 +682,8 @@ static json_t *alias_map(const dml_registry_t *r)
     while ((de = readdir(d)) != NULL) {
         char name[256];
         size_t n = strlen(de->d_name);
-        if (n <= 5 || strcmp(de->d_name + n - 5, ".json") != 0 || de->d_name[0] == '.' || n - 5 >= sizeof(name))
+        if (n <= 5 || strcmp(de->d_name + n - 5, ".json") != 0 || de->d_name[0] == '.' ||
+            n - 5 >= sizeof(name))
             continue;
         memcpy(name, de->d_name, n - 5);
         name[n - 5] = '\0';
@@ -682,9 +700,8 @@ static json_t *aliases_of(json_t *map, const char *version)
 {
     json_t *list = json_array(), *v;
     const char *name;
-    json_object_foreach(map, name, v)
-        if (strcmp(json_string_value(v), version) == 0)
-            json_array_append_new(list, json_string(name));
+    json_object_foreach(map, name, v) if (strcmp(json_string_value(v), version) == 0)
+        json_array_append_new(list, json_string(name));
     return list;
 }
 
@@ -884,7 +901,7 @@ dml_status_t dml_registry_gc(dml_registry_t *r, int keep, int dry_run, dml_regis
     *removed = 0;
     if (keep < 1)
         return dml_error_set(DML_ERR_INVALID_ARG, "gc: keep must be at least 1 (the newest "
-                             "registration may be about to get its alias)");
+                                                  "registration may be about to get its alias)");
     if ((fd = lock_registry(r)) < 0)
         return dml_error_status();
     if ((st = versions(r, &v, &n)) != DML_OK)
@@ -923,8 +940,8 @@ dml_status_t dml_registry_gc(dml_registry_t *r, int keep, int dry_run, dml_regis
             if (!dry_run && rmtree(src) != 0)
                 continue;
             (*removed)++;
-            report(fn, arg, entry, DML_OK, dry_run ? "stale leftover: would be removed"
-                                                   : "stale leftover removed");
+            report(fn, arg, entry, DML_OK,
+                   dry_run ? "stale leftover: would be removed" : "stale leftover removed");
         }
         closedir(d);
     }

@@ -34,45 +34,45 @@ void openblas_set_num_threads(int);
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: dml-infer COMMAND [OPTIONS]\n\n"
-            "Commands:\n"
-            "  run     compute one part of an inference run (one array task; may run on\n"
-            "          several MPI ranks under srun)\n"
-            "  status  which parts are complete, missing, stale or corrupt; the --array=\n"
-            "          list that resubmits the rest. Exit 0: all complete, 3: not\n"
-            "  merge   verify every part, write OUT/predictions.h5 and the report\n"
-            "          (OUT/report.json, OUT/report.txt). Exit 3: parts missing\n\n"
-            "run options:\n"
-            "  --model PATH      model file, checkpoint, or checkpoint directory (newest);\n"
-            "                    REGISTRY:REF a registry's version or alias (dml-registry)\n"
-            "  --input DIR       dataset (dml-data's format)\n"
-            "  --out DIR         the run's output directory\n"
-            "  --task I          this part [SLURM_ARRAY_TASK_ID]\n"
-            "  --tasks N         number of parts [the run's manifest, else\n"
-            "                    SLURM_ARRAY_TASK_COUNT of an array starting at 0]\n"
-            "  --batch B         samples per forward pass, the unit parts and ranks are\n"
-            "                    cut in [the run's manifest, else 1024]\n"
-            "  --blas-threads N  BLAS and convolution threads per rank [1: one rank per core]; the\n"
-            "                    run's manifest records it (results depend on it)\n"
-            "  --device cpu|cuda|cuda:N|auto   where the forward passes run: cuda, each rank\n"
-            "                    the GPU of its rank on the node; auto: cuda where a GPU is\n"
-            "                    seen and the network runs there (so far dense, relu,\n"
-            "                    dropout, flatten), else the CPU; the manifest records the\n"
-            "                    kind, which every part shares [cpu]\n"
-            "  --topk K          class probabilities kept per sample [3]\n"
-            "  --no-verify       skip the input shards' checksums\n"
-            "  --drift-every K   count every K-th sample into the drift histograms [4]\n"
-            "  --replace         OUT belongs to another model or input: redo it for this one\n\n"
-            "status options:\n"
-            "  --out DIR, --array-list (print only the indices to resubmit, e.g. 1,3)\n\n"
-            "merge options:\n"
-            "  --out DIR\n"
-            "  --drift-threshold X   PSI above which a feature group counts as drifted [0.1]\n"
-            "  --predictions FILE    [OUT/predictions.h5]\n"
-            "  --report PREFIX       writes PREFIX.json and PREFIX.txt [OUT/report]\n\n"
-            "Exit status: 0 done, 1 failed, 2 usage error, 3 parts not complete.\n"
-            "Messages go to stderr; DML_LOG_LEVEL=debug shows more.\n");
+    fprintf(
+        f, "Usage: dml-infer COMMAND [OPTIONS]\n\n"
+           "Commands:\n"
+           "  run     compute one part of an inference run (one array task; may run on\n"
+           "          several MPI ranks under srun)\n"
+           "  status  which parts are complete, missing, stale or corrupt; the --array=\n"
+           "          list that resubmits the rest. Exit 0: all complete, 3: not\n"
+           "  merge   verify every part, write OUT/predictions.h5 and the report\n"
+           "          (OUT/report.json, OUT/report.txt). Exit 3: parts missing\n\n"
+           "run options:\n"
+           "  --model PATH      model file, checkpoint, or checkpoint directory (newest);\n"
+           "                    REGISTRY:REF a registry's version or alias (dml-registry)\n"
+           "  --input DIR       dataset (dml-data's format)\n"
+           "  --out DIR         the run's output directory\n"
+           "  --task I          this part [SLURM_ARRAY_TASK_ID]\n"
+           "  --tasks N         number of parts [the run's manifest, else\n"
+           "                    SLURM_ARRAY_TASK_COUNT of an array starting at 0]\n"
+           "  --batch B         samples per forward pass, the unit parts and ranks are\n"
+           "                    cut in [the run's manifest, else 1024]\n"
+           "  --blas-threads N  BLAS and convolution threads per rank [1: one rank per core]; the\n"
+           "                    run's manifest records it (results depend on it)\n"
+           "  --device cpu|cuda|cuda:N|auto   where the forward passes run: cuda, each rank\n"
+           "                    the GPU of its rank on the node; auto: cuda where a GPU is\n"
+           "                    seen and the network runs there (so far dense, relu,\n"
+           "                    dropout, flatten), else the CPU; the manifest records the\n"
+           "                    kind, which every part shares [cpu]\n"
+           "  --topk K          class probabilities kept per sample [3]\n"
+           "  --no-verify       skip the input shards' checksums\n"
+           "  --drift-every K   count every K-th sample into the drift histograms [4]\n"
+           "  --replace         OUT belongs to another model or input: redo it for this one\n\n"
+           "status options:\n"
+           "  --out DIR, --array-list (print only the indices to resubmit, e.g. 1,3)\n\n"
+           "merge options:\n"
+           "  --out DIR\n"
+           "  --drift-threshold X   PSI above which a feature group counts as drifted [0.1]\n"
+           "  --predictions FILE    [OUT/predictions.h5]\n"
+           "  --report PREFIX       writes PREFIX.json and PREFIX.txt [OUT/report]\n\n"
+           "Exit status: 0 done, 1 failed, 2 usage error, 3 parts not complete.\n"
+           "Messages go to stderr; DML_LOG_LEVEL=debug shows more.\n");
 }
 
 static int parse_u32(const char *opt, const char *s, uint32_t *v)
@@ -100,23 +100,44 @@ static int parse_in(const char *opt, const char *s, uint32_t lo, uint32_t hi, ui
     return 0;
 }
 
-enum { OPT_MODEL = 256, OPT_INPUT, OPT_OUT, OPT_TASK, OPT_TASKS, OPT_BATCH, OPT_TOPK, OPT_NOVERIFY,
-       OPT_REPLACE, OPT_ARRAYLIST, OPT_DRIFT, OPT_PRED, OPT_REPORT, OPT_HELP, OPT_DRIFT_EVERY,
-       OPT_BLAS_THREADS, OPT_DEVICE };
+enum {
+    OPT_MODEL = 256,
+    OPT_INPUT,
+    OPT_OUT,
+    OPT_TASK,
+    OPT_TASKS,
+    OPT_BATCH,
+    OPT_TOPK,
+    OPT_NOVERIFY,
+    OPT_REPLACE,
+    OPT_ARRAYLIST,
+    OPT_DRIFT,
+    OPT_PRED,
+    OPT_REPORT,
+    OPT_HELP,
+    OPT_DRIFT_EVERY,
+    OPT_BLAS_THREADS,
+    OPT_DEVICE
+};
 
-static const struct option opts[] = {
-    {"model", required_argument, NULL, OPT_MODEL},   {"input", required_argument, NULL, OPT_INPUT},
-    {"out", required_argument, NULL, OPT_OUT},       {"task", required_argument, NULL, OPT_TASK},
-    {"tasks", required_argument, NULL, OPT_TASKS},   {"batch", required_argument, NULL, OPT_BATCH},
-    {"topk", required_argument, NULL, OPT_TOPK},     {"no-verify", no_argument, NULL, OPT_NOVERIFY},
-    {"replace", no_argument, NULL, OPT_REPLACE},     {"array-list", no_argument, NULL, OPT_ARRAYLIST},
-    {"drift-threshold", required_argument, NULL, OPT_DRIFT},
-    {"predictions", required_argument, NULL, OPT_PRED},
-    {"report", required_argument, NULL, OPT_REPORT}, {"help", no_argument, NULL, OPT_HELP},
-    {"drift-every", required_argument, NULL, OPT_DRIFT_EVERY},
-    {"blas-threads", required_argument, NULL, OPT_BLAS_THREADS},
-    {"device", required_argument, NULL, OPT_DEVICE},
-    {NULL, 0, NULL, 0}};
+static const struct option opts[] = {{"model", required_argument, NULL, OPT_MODEL},
+                                     {"input", required_argument, NULL, OPT_INPUT},
+                                     {"out", required_argument, NULL, OPT_OUT},
+                                     {"task", required_argument, NULL, OPT_TASK},
+                                     {"tasks", required_argument, NULL, OPT_TASKS},
+                                     {"batch", required_argument, NULL, OPT_BATCH},
+                                     {"topk", required_argument, NULL, OPT_TOPK},
+                                     {"no-verify", no_argument, NULL, OPT_NOVERIFY},
+                                     {"replace", no_argument, NULL, OPT_REPLACE},
+                                     {"array-list", no_argument, NULL, OPT_ARRAYLIST},
+                                     {"drift-threshold", required_argument, NULL, OPT_DRIFT},
+                                     {"predictions", required_argument, NULL, OPT_PRED},
+                                     {"report", required_argument, NULL, OPT_REPORT},
+                                     {"help", no_argument, NULL, OPT_HELP},
+                                     {"drift-every", required_argument, NULL, OPT_DRIFT_EVERY},
+                                     {"blas-threads", required_argument, NULL, OPT_BLAS_THREADS},
+                                     {"device", required_argument, NULL, OPT_DEVICE},
+                                     {NULL, 0, NULL, 0}};
 
 typedef struct {
     dml_infer_config_t run;
@@ -134,9 +155,15 @@ static int parse(int argc, char **argv, options_t *o)
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case OPT_MODEL: o->run.model = optarg; break;
-        case OPT_INPUT: o->run.input = optarg; break;
-        case OPT_OUT: o->run.out = optarg; break;
+        case OPT_MODEL:
+            o->run.model = optarg;
+            break;
+        case OPT_INPUT:
+            o->run.input = optarg;
+            break;
+        case OPT_OUT:
+            o->run.out = optarg;
+            break;
         case OPT_TASK:
             if (parse_u32("--task", optarg, &o->run.task) != 0)
                 return -1;
@@ -160,7 +187,8 @@ static int parse(int argc, char **argv, options_t *o)
         case OPT_DEVICE: {
             /* The name only: whether a GPU is there is each rank's to find. */
             char *dend = NULL;
-            if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0 && strcmp(optarg, "auto") != 0 &&
+            if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0 &&
+                strcmp(optarg, "auto") != 0 &&
                 !(strncmp(optarg, "cuda:", 5) == 0 && optarg[5] >= '0' && optarg[5] <= '9' &&
                   strtol(optarg + 5, &dend, 10) < 1024 && *dend == '\0')) {
                 dml_error("--device '%s': expected cpu, cuda, cuda:N or auto", optarg);
@@ -174,14 +202,20 @@ static int parse(int argc, char **argv, options_t *o)
                 return -1;
             o->run.topk = v > 1000 ? -1 : (int)v;
             break;
-        case OPT_NOVERIFY: o->run.verify = 0; break;
+        case OPT_NOVERIFY:
+            o->run.verify = 0;
+            break;
         case OPT_DRIFT_EVERY:
             if (parse_u32("--drift-every", optarg, &v) != 0)
                 return -1;
             o->run.drift_every = v > 1000000 ? -1 : (int)v;
             break;
-        case OPT_REPLACE: o->run.replace = 1; break;
-        case OPT_ARRAYLIST: o->array_list = 1; break;
+        case OPT_REPLACE:
+            o->run.replace = 1;
+            break;
+        case OPT_ARRAYLIST:
+            o->array_list = 1;
+            break;
         case OPT_DRIFT:
             o->merge.drift_threshold = strtod(optarg, &end);
             if (*optarg == '\0' || *end != '\0' || !(o->merge.drift_threshold > 0)) {
@@ -189,10 +223,18 @@ static int parse(int argc, char **argv, options_t *o)
                 return -1;
             }
             break;
-        case OPT_PRED: o->merge.predictions = optarg; break;
-        case OPT_REPORT: o->merge.report = optarg; break;
-        case OPT_HELP: usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        case OPT_PRED:
+            o->merge.predictions = optarg;
+            break;
+        case OPT_REPORT:
+            o->merge.report = optarg;
+            break;
+        case OPT_HELP:
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind < argc) {
@@ -233,7 +275,8 @@ static int resolve_task(options_t *o)
     }
     if (min != NULL && strcmp(min, "0") != 0) {
         dml_error("array indices start at %s: the array's indices are the part numbers, so "
-                  "the first submission must be --array=0-N (or give --tasks)", min);
+                  "the first submission must be --array=0-N (or give --tasks)",
+                  min);
         return -1;
     }
     return parse_u32("SLURM_ARRAY_TASK_COUNT", cnt, &o->run.tasks);
@@ -250,7 +293,8 @@ static void crash_at(void *arg, uint32_t task, const char *phase)
     const char *e = arg, *colon = strchr(e, ':');
     char *end;
 
-    if (colon == NULL || strcmp(phase, "written") != 0 || strtoul(e, &end, 10) != task || end != colon)
+    if (colon == NULL || strcmp(phase, "written") != 0 || strtoul(e, &end, 10) != task ||
+        end != colon)
         return;
     if (unlink(colon + 1) == 0)
         raise(SIGKILL);
@@ -304,15 +348,17 @@ static int cmd_run(options_t *o)
     if (rank == 0) {
         if (res.skipped)
             dml_info("part %u of %u (samples %llu+%llu) is complete for model %s and input %s: "
-                     "nothing to do", o->run.task, o->run.tasks, (unsigned long long)res.first,
+                     "nothing to do",
+                     o->run.task, o->run.tasks, (unsigned long long)res.first,
                      (unsigned long long)res.count, res.model_hash, res.input_hash);
         else {
             if (res.redone)
                 dml_info("redone: %s", res.redone_why);
             dml_info("part %u of %u: %llu samples (%llu+) in batches of %d on %d rank(s) (%s) in "
-                     "%.2f s, %.0f samples/s: %s", o->run.task, o->run.tasks,
-                     (unsigned long long)res.count, (unsigned long long)res.first, res.batch, size,
-                     res.device, res.seconds, res.samples_per_s, res.part);
+                     "%.2f s, %.0f samples/s: %s",
+                     o->run.task, o->run.tasks, (unsigned long long)res.count,
+                     (unsigned long long)res.first, res.batch, size, res.device, res.seconds,
+                     res.samples_per_s, res.part);
         }
     }
     MPI_Finalize();
@@ -337,8 +383,8 @@ static int cmd_status(options_t *o)
         else if (used + 16 < sizeof(list))
             used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%u", used ? "," : "", t);
         if (!o->array_list)
-            printf("part %u: %s%s%s\n", t, dml_part_state_name(s), s == DML_PART_COMPLETE ? "" : ": ",
-                   s == DML_PART_COMPLETE ? "" : why);
+            printf("part %u: %s%s%s\n", t, dml_part_state_name(s),
+                   s == DML_PART_COMPLETE ? "" : ": ", s == DML_PART_COMPLETE ? "" : why);
     }
     if (o->array_list) {
         if (done < m.tasks)
@@ -406,8 +452,8 @@ int main(int argc, char **argv)
          * once, here: a run's manifest pins the model by its hash). */
         int is_ref;
         char version[17];
-        dml_status_t st = dml_registry_resolve_spec(o.run.model, g_model_path,
-                                                    sizeof(g_model_path), version, &is_ref);
+        dml_status_t st = dml_registry_resolve_spec(o.run.model, g_model_path, sizeof(g_model_path),
+                                                    version, &is_ref);
         if (st != DML_OK) {
             dml_error("--model %s: %s", o.run.model, dml_error_message());
             /* a REF that names nothing is a usage error; a version whose

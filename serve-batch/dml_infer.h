@@ -53,42 +53,42 @@ typedef struct {
     char model_hash[17];
     char input_path[4096];
     char input_hash[17];
-    uint32_t tasks;            /* parts */
-    uint64_t samples;          /* of the input */
+    uint32_t tasks;   /* parts */
+    uint64_t samples; /* of the input */
     int topk;
-    int batch;                 /* samples per forward pass: the unit of every split */
-    int blas_threads;          /* BLAS threads per rank (a product's bits depend on it) */
-    char device[8];            /* "cpu" or "cuda": where the parts are computed (their bits
-                                  depend on it); a manifest without it: "cpu" */
+    int batch;        /* samples per forward pass: the unit of every split */
+    int blas_threads; /* BLAS threads per rank (a product's bits depend on it) */
+    char device[8];   /* "cpu" or "cuda": where the parts are computed (their bits
+                         depend on it); a manifest without it: "cpu" */
 } dml_infer_manifest_t;
 
 /* One batch of a run, for a caller that watches them (dml_infer_config_t's
  * on_batch: progress, profiling): its place and where its time went. */
 typedef struct {
-    uint64_t index;            /* the batch's number in this rank's share, from 0 */
-    uint64_t samples;          /* in it (the last may be short) */
-    int batch;                 /* the run's batch size */
-    uint64_t features;         /* per sample */
+    uint64_t index;    /* the batch's number in this rank's share, from 0 */
+    uint64_t samples;  /* in it (the last may be short) */
+    int batch;         /* the run's batch size */
+    uint64_t features; /* per sample */
     /* seconds: reading the rows, the drift counts, normalising, the forward
      * pass, top-k; and the whole batch */
     double read, drift, normalise, forward, topk, total;
 } dml_infer_batch_t;
 
 typedef struct {
-    const char *model;         /* model file, checkpoint or checkpoint directory */
-    const char *input;         /* dataset directory (io/ format) */
-    const char *out;           /* output directory */
-    uint32_t task, tasks;      /* this part of how many */
-    int batch;                 /* samples per forward pass; 0: the run's manifest's,
-                                  else DML_INFER_DEFAULT_BATCH [0] */
-    int blas_threads;          /* the BLAS threads the caller runs with, per rank:
-                                  recorded and checked, not set [1] */
-    int topk;                  /* probabilities kept per sample [3] */
-    const char *device;        /* dml_device_select's name: NULL or "cpu", "cuda", "cuda:N",
-                                  "auto" (each rank its node-local GPU) [cpu] */
-    int verify;                /* check the input's shard checksums first [1] */
-    int replace;               /* a manifest of another model or input is replaced */
-    int drift_every;           /* histogram every k-th sample (by input index) [4] */
+    const char *model;    /* model file, checkpoint or checkpoint directory */
+    const char *input;    /* dataset directory (io/ format) */
+    const char *out;      /* output directory */
+    uint32_t task, tasks; /* this part of how many */
+    int batch;            /* samples per forward pass; 0: the run's manifest's,
+                             else DML_INFER_DEFAULT_BATCH [0] */
+    int blas_threads;     /* the BLAS threads the caller runs with, per rank:
+                             recorded and checked, not set [1] */
+    int topk;             /* probabilities kept per sample [3] */
+    const char *device;   /* dml_device_select's name: NULL or "cpu", "cuda", "cuda:N",
+                             "auto" (each rank its node-local GPU) [cpu] */
+    int verify;           /* check the input's shard checksums first [1] */
+    int replace;          /* a manifest of another model or input is replaced */
+    int drift_every;      /* histogram every k-th sample (by input index) [4] */
     /* Called on the computing rank after each batch (may be NULL). */
     void (*on_batch)(void *arg, const dml_infer_batch_t *b);
     void *on_batch_arg;
@@ -111,16 +111,16 @@ void dml_infer_slice(uint64_t n, uint64_t batch, uint32_t tasks, uint32_t task, 
                      uint64_t *count);
 
 typedef struct {
-    int skipped;               /* the part was complete already: nothing done */
-    char part[4096];           /* its path */
-    uint64_t first, count;     /* its samples */
-    int batch;                 /* the run's batch size */
-    double seconds;            /* reading, forward passes and writing */
+    int skipped;           /* the part was complete already: nothing done */
+    char part[4096];       /* its path */
+    uint64_t first, count; /* its samples */
+    int batch;             /* the run's batch size */
+    double seconds;        /* reading, forward passes and writing */
     double samples_per_s;
     char model_hash[17], input_hash[17];
-    int redone;                /* a stale or damaged part was there and was redone */
+    int redone; /* a stale or damaged part was there and was redone */
     char redone_why[512];
-    char device[384];          /* rank 0's device (dml_device_format) */
+    char device[384]; /* rank 0's device (dml_device_format) */
 } dml_infer_result_t;
 
 /*
@@ -137,9 +137,9 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg, dml_inf
 
 typedef enum {
     DML_PART_COMPLETE = 0,
-    DML_PART_MISSING,          /* no part (perhaps a partial write left behind) */
-    DML_PART_STALE,            /* a sound part of another model, input or split */
-    DML_PART_CORRUPT           /* unreadable, malformed or failing its checksum */
+    DML_PART_MISSING, /* no part (perhaps a partial write left behind) */
+    DML_PART_STALE,   /* a sound part of another model, input or split */
+    DML_PART_CORRUPT  /* unreadable, malformed or failing its checksum */
 } dml_part_state_t;
 
 const char *dml_part_state_name(dml_part_state_t s);
@@ -152,13 +152,13 @@ void dml_infer_part_path(const char *out, uint32_t task, char *buf, size_t len);
 
 /* The state of part `task` against the manifest; why: the reason when it is
  * not complete (may be NULL). */
-dml_part_state_t dml_infer_part_check(const char *out, const dml_infer_manifest_t *m,
-                                      uint32_t task, char *why, size_t len);
+dml_part_state_t dml_infer_part_check(const char *out, const dml_infer_manifest_t *m, uint32_t task,
+                                      char *why, size_t len);
 
 typedef struct {
-    double drift_threshold;    /* PSI above which a feature group is flagged [0.1] */
-    const char *predictions;   /* NULL: OUT/predictions.h5 */
-    const char *report;        /* NULL: OUT/report (.json and .txt) */
+    double drift_threshold;  /* PSI above which a feature group is flagged [0.1] */
+    const char *predictions; /* NULL: OUT/predictions.h5 */
+    const char *report;      /* NULL: OUT/report (.json and .txt) */
 } dml_infer_merge_config_t;
 
 void dml_infer_merge_config_init(dml_infer_merge_config_t *c);
@@ -173,8 +173,8 @@ typedef void (*dml_part_cb_t)(void *arg, uint32_t task, dml_part_state_t s, cons
  * name renamed into place. *text gets the text report (malloc'ed; may be
  * NULL).
  */
-dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cfg,
-                             dml_part_cb_t cb, void *arg, char **text);
+dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cfg, dml_part_cb_t cb,
+                             void *arg, char **text);
 
 /* Population stability index of two histograms of `bins` counts, with each
  * bin's share floored at 1e-4 (empty bins would give infinities). */

@@ -28,9 +28,9 @@ typedef uint8_t dml__v64_t __attribute__((vector_size(W)));
 
 struct dml__drift {
     uint64_t F, rows;
-    uint8_t *cut;       /* [K][F]: cut[k - 1], 255 where none (see never) */
-    uint8_t *never;     /* [K][F]: no byte reaches the bin */
-    uint64_t *ge;       /* [K][F]: rows at or above the cut */
+    uint8_t *cut;   /* [K][F]: cut[k - 1], 255 where none (see never) */
+    uint8_t *never; /* [K][F]: no byte reaches the bin */
+    uint64_t *ge;   /* [K][F]: rows at or above the cut */
 };
 
 dml_status_t dml__drift_create(const uint8_t *bin8, uint64_t F, dml__drift_t **out)
@@ -56,8 +56,10 @@ dml_status_t dml__drift_create(const uint8_t *bin8, uint64_t F, dml__drift_t **o
         for (v = 0; v < 256; v++)
             if (t[v] >= DML_DATASET_HIST_BINS || (v > 0 && t[v] < t[v - 1])) {
                 dml__drift_free(d);
-                return dml_error_set(DML_ERR_INVALID_ARG, "feature %llu: its histogram bins do "
-                                     "not grow with the value", (unsigned long long)f);
+                return dml_error_set(DML_ERR_INVALID_ARG,
+                                     "feature %llu: its histogram bins do "
+                                     "not grow with the value",
+                                     (unsigned long long)f);
             }
         /* cut k: the first value whose bin is k or above */
         for (k = 1; k <= K; k++) {

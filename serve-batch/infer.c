@@ -13,7 +13,6 @@
 #include "infer_private.h"
 #include "dml_clock.h"
 
-
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -52,7 +51,6 @@ void dml_infer_slice(uint64_t n, uint64_t batch, uint32_t tasks, uint32_t task, 
     *count = b - a;
 }
 
-
 /* ---- the manifest --------------------------------------------------------- */
 
 static void dml__manifest_format(const dml_infer_manifest_t *m, char *buf, size_t len)
@@ -77,8 +75,10 @@ dml_status_t dml_infer_manifest_read(const char *out, dml_infer_manifest_t *m)
     snprintf(m->device, sizeof(m->device), "cpu"); /* runs from before the GPU path */
     snprintf(path, sizeof(path), "%s/manifest", out);
     if ((f = fopen(path, "r")) == NULL)
-        return errno == ENOENT ? dml_error_set(DML_ERR_NOT_FOUND, "%s: no inference run here "
-                                               "(no manifest)", out)
+        return errno == ENOENT ? dml_error_set(DML_ERR_NOT_FOUND,
+                                               "%s: no inference run here "
+                                               "(no manifest)",
+                                               out)
                                : dml_error_set_errno(errno, "%s", path);
     while (fgets(line, sizeof(line), f) != NULL) {
         char *v = strchr(line, ' ');
@@ -118,28 +118,31 @@ dml_status_t dml_infer_manifest_read(const char *out, dml_infer_manifest_t *m)
     /* Version 1 cut parts at floor(S*i/n), wherever a batch was: its parts
      * are not this version's, and only --replace may redo them. */
     if ((seen & 1) && version == 1)
-        return dml_error_set(DML_ERR_FORMAT, "%s: a run of an earlier slurm-dml (manifest "
+        return dml_error_set(DML_ERR_FORMAT,
+                             "%s: a run of an earlier slurm-dml (manifest "
                              "version 1, parts cut at other samples): use another output "
-                             "directory, or --replace to redo every part", path);
+                             "directory, or --replace to redo every part",
+                             path);
     if (seen != 1023 || version != DML_INFER_VERSION || m->tasks == 0 || m->topk < 1 ||
         m->topk > DML_INFER_MAX_TOPK || m->batch < 1 || m->blas_threads < 1 ||
         (strcmp(m->device, "cpu") != 0 && strcmp(m->device, "cuda") != 0))
-        return dml_error_set(DML_ERR_FORMAT, "%s: not a slurm-dml inference manifest of version "
-                             "%d (damaged?)", path, DML_INFER_VERSION);
+        return dml_error_set(DML_ERR_FORMAT,
+                             "%s: not a slurm-dml inference manifest of version "
+                             "%d (damaged?)",
+                             path, DML_INFER_VERSION);
     return DML_OK;
 }
 
 /* Written under a temporary name, its size reserved first, then committed
- * (dml__write_durably: fsync, rename, fsync of the directory). With exclusive set, link() instead of
- * rename(): of array tasks starting together, one creates the manifest and
- * the others find it (DML_ERR_EXISTS). */
+ * (dml__write_durably: fsync, rename, fsync of the directory). With exclusive set, link() instead
+ * of rename(): of array tasks starting together, one creates the manifest and the others find it
+ * (DML_ERR_EXISTS). */
 dml_status_t dml__write_file_durably(const char *path, const char *text, int exclusive)
 {
     return dml__write_durably(path, text, strlen(text), "file", exclusive);
 }
 
-dml_status_t dml__load_model(const char *path, int max_batch, dml_model_t **m,
-                             dml_model_info_t *mi)
+dml_status_t dml__load_model(const char *path, int max_batch, dml_model_t **m, dml_model_info_t *mi)
 {
     char file[4096];
     dml_status_t st = dml_ckpt_model_path(path, file, sizeof(file));
@@ -156,7 +159,8 @@ static int dml__manifest_same(const dml_infer_manifest_t *a, const dml_infer_man
 }
 
 /* Rank 0: makes or checks OUT/manifest. */
-static dml_status_t dml__manifest_settle(const dml_infer_config_t *cfg, const dml_infer_manifest_t *want)
+static dml_status_t dml__manifest_settle(const dml_infer_config_t *cfg,
+                                         const dml_infer_manifest_t *want)
 {
     char path[4200], text[9000];
     dml_infer_manifest_t have;
@@ -182,24 +186,27 @@ static dml_status_t dml__manifest_settle(const dml_infer_config_t *cfg, const dm
         if (cfg->replace)
             return dml__write_file_durably(path, text, 0);
         if (strcmp(have.model_hash, want->model_hash) != 0)
-            return dml_error_set(DML_ERR_MISMATCH, "%s holds the parts of another model (%s, "
+            return dml_error_set(DML_ERR_MISMATCH,
+                                 "%s holds the parts of another model (%s, "
                                  "hash %s; this one is %s, hash %s): use another output "
-                                 "directory, or --replace to redo every part", cfg->out,
-                                 have.model_path, have.model_hash, want->model_path,
+                                 "directory, or --replace to redo every part",
+                                 cfg->out, have.model_path, have.model_hash, want->model_path,
                                  want->model_hash);
         if (strcmp(have.input_hash, want->input_hash) != 0)
-            return dml_error_set(DML_ERR_MISMATCH, "%s holds the parts of another input (%s, "
+            return dml_error_set(DML_ERR_MISMATCH,
+                                 "%s holds the parts of another input (%s, "
                                  "hash %s; this one is %s, hash %s): use another output "
-                                 "directory, or --replace to redo every part", cfg->out,
-                                 have.input_path, have.input_hash, want->input_path,
+                                 "directory, or --replace to redo every part",
+                                 cfg->out, have.input_path, have.input_hash, want->input_path,
                                  want->input_hash);
-        return dml_error_set(DML_ERR_MISMATCH, "%s was split into %u parts with top-%d, batch %d "
+        return dml_error_set(DML_ERR_MISMATCH,
+                             "%s was split into %u parts with top-%d, batch %d "
                              "and %d BLAS thread(s) on %s (now %u parts, top-%d, batch %d, %d "
                              "thread(s) on %s): the same samples would come out in other bits; "
                              "use the run's settings, another output directory, or --replace",
                              cfg->out, have.tasks, have.topk, have.batch, have.blas_threads,
-                             have.device, want->tasks, want->topk, want->batch,
-                             want->blas_threads, want->device);
+                             have.device, want->tasks, want->topk, want->batch, want->blas_threads,
+                             want->device);
     }
     return dml_error_set(DML_ERR_IO, "%s: the manifest keeps changing under us", cfg->out);
 }
@@ -241,8 +248,10 @@ static dml_status_t dml__place(MPI_Comm comm, const dml_infer_config_t *cfg, dml
     k[1] = -(int)*kind;
     MPI_Allreduce(MPI_IN_PLACE, k, 2, MPI_INT, MPI_MAX, comm);
     if (k[0] != -k[1])
-        return dml_error_set(DML_ERR_MISMATCH, "--device %s: some ranks of this task found a GPU "
-                             "and others none; a part is computed on one kind of device", want);
+        return dml_error_set(DML_ERR_MISMATCH,
+                             "--device %s: some ranks of this task found a GPU "
+                             "and others none; a part is computed on one kind of device",
+                             want);
     return DML_OK;
 }
 
@@ -341,8 +350,16 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
         at[4] = dml__now();
         o->lat[b] = at[4] - t0;
         if (cfg->on_batch != NULL) {
-            dml_infer_batch_t bs = {b, m, B, F, at[0] - t0, at[1] - at[0], at[2] - at[1],
-                                    at[3] - at[2], at[4] - at[3], at[4] - t0};
+            dml_infer_batch_t bs = {b,
+                                    m,
+                                    B,
+                                    F,
+                                    at[0] - t0,
+                                    at[1] - at[0],
+                                    at[2] - at[1],
+                                    at[3] - at[2],
+                                    at[4] - at[3],
+                                    at[4] - t0};
             cfg->on_batch(cfg->on_batch_arg, &bs);
         }
     }
@@ -365,9 +382,11 @@ static dml_status_t dml__check_fit(const dml_model_info_t *mi, const dml_dataset
     uint64_t F = dml_schema_features(sc);
 
     if (F != mi->features)
-        return dml_error_set(DML_ERR_MISMATCH, "model %s takes %llu inputs, input %s has %llu "
-                             "features per sample", mi->path, (unsigned long long)mi->features,
-                             cfg->input, (unsigned long long)F);
+        return dml_error_set(DML_ERR_MISMATCH,
+                             "model %s takes %llu inputs, input %s has %llu "
+                             "features per sample",
+                             mi->path, (unsigned long long)mi->features, cfg->input,
+                             (unsigned long long)F);
     /* Layers that see an image (not an mlp:) need the same shape, not only
      * as many values: 784 values are not a 28x28 image unless the data say so. */
     if (!mi->spec.mlp) {
@@ -382,13 +401,15 @@ static dml_status_t dml__check_fit(const dml_model_info_t *mi, const dml_dataset
             for (int i = 0; i < mi->feature_rank; i++)
                 snprintf(b + strlen(b), sizeof(b) - strlen(b), "%s%llu", i ? "x" : "",
                          (unsigned long long)mi->feature_shape[i]);
-            return dml_error_set(DML_ERR_MISMATCH, "model %s was trained on samples of shape %s, "
-                                 "input %s has shape %s", mi->path, b, cfg->input, a);
+            return dml_error_set(DML_ERR_MISMATCH,
+                                 "model %s was trained on samples of shape %s, "
+                                 "input %s has shape %s",
+                                 mi->path, b, cfg->input, a);
         }
     }
     if (sc->num_classes != mi->num_classes)
-        return dml_error_set(DML_ERR_MISMATCH, "model %s has %u classes, input %s has %u",
-                             mi->path, mi->num_classes, cfg->input, sc->num_classes);
+        return dml_error_set(DML_ERR_MISMATCH, "model %s has %u classes, input %s has %u", mi->path,
+                             mi->num_classes, cfg->input, sc->num_classes);
     if (cfg->topk > (int)mi->num_classes)
         return dml_error_set(DML_ERR_INVALID_ARG, "top-%d: the model has only %u classes",
                              cfg->topk, mi->num_classes);
@@ -399,7 +420,7 @@ static dml_status_t dml__check_config(const dml_infer_config_t *c)
 {
     if (c->model == NULL || c->input == NULL || c->out == NULL)
         return dml_error_set(DML_ERR_INVALID_ARG, "a model, an input and an output directory are "
-                             "required");
+                                                  "required");
     if (c->tasks < 1)
         return dml_error_set(DML_ERR_INVALID_ARG, "%u parts: a run has at least 1", c->tasks);
     if (c->task >= c->tasks)
@@ -419,8 +440,8 @@ static dml_status_t dml__check_config(const dml_infer_config_t *c)
 }
 
 /* Gathers one array of per-sample records to rank 0 (counts in elements). */
-static dml_status_t dml__gather(MPI_Comm comm, const void *mine, int n, void *all, const int *counts,
-                                const int *displs, MPI_Datatype t)
+static dml_status_t dml__gather(MPI_Comm comm, const void *mine, int n, void *all,
+                                const int *counts, const int *displs, MPI_Datatype t)
 {
     int rc = MPI_Gatherv(mine, n, t, all, counts, displs, t, 0, comm);
     return rc == MPI_SUCCESS ? DML_OK : dml_mpi_error(rc, "gathering the results");
@@ -521,7 +542,8 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
     /* The input slice must be sound before any result is made from it: the
      * ranks split the shards it touches. */
     if (cfg->verify && count > 0) {
-        uint32_t s0 = dml_dataset_shard_of(ds, first), s1 = dml_dataset_shard_of(ds, first + count - 1), s;
+        uint32_t s0 = dml_dataset_shard_of(ds, first),
+                 s1 = dml_dataset_shard_of(ds, first + count - 1), s;
         for (s = s0 + (uint32_t)rank; s <= s1 && st == DML_OK; s += (uint32_t)size)
             st = dml_dataset_validate(ds, s, 1, NULL, NULL, NULL);
         if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
@@ -545,8 +567,10 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
             for (r = 0; r < size; r++) {
                 dml_infer_slice(count, (uint64_t)cfg->batch, (uint32_t)size, (uint32_t)r, &a, &n);
                 if (n * (uint64_t)k > INT_MAX) {
-                    st = dml_error_set(DML_ERR_INVALID_ARG, "part %u: %llu samples on one rank; "
-                                       "use more array tasks", cfg->task, (unsigned long long)n);
+                    st = dml_error_set(DML_ERR_INVALID_ARG,
+                                       "part %u: %llu samples on one rank; "
+                                       "use more array tasks",
+                                       cfg->task, (unsigned long long)n);
                     break;
                 }
                 cnt[r] = (int)n, dsp[r] = (int)a;
@@ -564,13 +588,17 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
 
     /* The fan-in within the task: rank 0 holds the part. */
     if ((st = dml__gather(comm, mine.id, (int)myn, all.id, cnt, dsp, MPI_UINT64_T)) != DML_OK ||
-        (st = dml__gather(comm, mine.label, (int)myn, all.label, cnt, dsp, MPI_INT32_T)) != DML_OK ||
+        (st = dml__gather(comm, mine.label, (int)myn, all.label, cnt, dsp, MPI_INT32_T)) !=
+            DML_OK ||
         (st = dml__gather(comm, mine.pred, (int)myn, all.pred, cnt, dsp, MPI_INT32_T)) != DML_OK ||
-        (st = dml__gather(comm, mine.tk_class, (int)myn * k, all.tk_class, cntk, dspk, MPI_INT32_T)) != DML_OK ||
-        (st = dml__gather(comm, mine.tk_prob, (int)myn * k, all.tk_prob, cntk, dspk, MPI_FLOAT)) != DML_OK ||
+        (st = dml__gather(comm, mine.tk_class, (int)myn * k, all.tk_class, cntk, dspk,
+                          MPI_INT32_T)) != DML_OK ||
+        (st = dml__gather(comm, mine.tk_prob, (int)myn * k, all.tk_prob, cntk, dspk, MPI_FLOAT)) !=
+            DML_OK ||
         (st = dml__gather(comm, mine.lat, (int)mine.nb, all.lat, cntb, dspb, MPI_DOUBLE)) != DML_OK)
         goto out;
-    r = MPI_Reduce(mine.hist, all.hist, (int)(F * DML_DATASET_HIST_BINS), MPI_UINT64_T, MPI_SUM, 0, comm);
+    r = MPI_Reduce(mine.hist, all.hist, (int)(F * DML_DATASET_HIST_BINS), MPI_UINT64_T, MPI_SUM, 0,
+                   comm);
     if (r != MPI_SUCCESS) {
         st = dml_mpi_error(r, "summing the histograms");
         goto out;

@@ -14,13 +14,13 @@ typedef struct {
     uint64_t first, count;
     int topk, ranks, batch;
     uint64_t features;
-    double seconds;            /* the task's wall time: load, read, compute, write */
+    double seconds; /* the task's wall time: load, read, compute, write */
     char model_hash[17], input_hash[17];
     uint64_t *id;
-    int32_t *label, *pred, *tk_class;   /* tk_class, tk_prob: count x topk */
+    int32_t *label, *pred, *tk_class; /* tk_class, tk_prob: count x topk */
     float *tk_prob;
-    uint64_t *hist;            /* features x DML_DATASET_HIST_BINS */
-    double *lat;               /* seconds per batch */
+    uint64_t *hist; /* features x DML_DATASET_HIST_BINS */
+    double *lat;    /* seconds per batch */
     uint64_t nb;
 } dml__part_t;
 

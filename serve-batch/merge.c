@@ -170,8 +170,8 @@ static dml_status_t dml__concat(dml__part_t *parts, uint32_t np, dml__part_t *al
 
 static dml_status_t dml__report(const dml_infer_manifest_t *m, const dml_infer_merge_config_t *cfg,
                                 const dml__part_t *parts, const dml__part_t *all,
-                                const dml_model_info_t *mi, const dml_schema_t *sc,
-                                char **js, dml__buf_t *tx)
+                                const dml_model_info_t *mi, const dml_schema_t *sc, char **js,
+                                dml__buf_t *tx)
 {
     const uint32_t C = mi->num_classes;
     const uint64_t n = all->count, F = all->features;
@@ -280,16 +280,18 @@ static dml_status_t dml__report(const dml_infer_manifest_t *m, const dml_infer_m
                     (unsigned long long)counts[c], (unsigned long long)lab,
                     lab ? (double)conf[(size_t)c * C + c] / (double)lab : 0.0);
     }
-    dml__printf(tx, "throughput %.0f samples/s per rank (%.2f rank-seconds); batch %d latency "
+    dml__printf(tx,
+                "throughput %.0f samples/s per rank (%.2f rank-seconds); batch %d latency "
                 "p50 %.2f ms, p95 %.2f ms, p99 %.2f ms\n",
                 rank_seconds > 0 ? (double)n / rank_seconds : 0.0, rank_seconds, parts[0].batch,
                 1e3 * dml__pct(lat, all->nb, 0.50), 1e3 * dml__pct(lat, all->nb, 0.95),
                 1e3 * dml__pct(lat, all->nb, 0.99));
-    dml__printf(tx, "drift (PSI per %s vs the training data, threshold %g): %s; max %.4f at %s "
-                "%llu, %llu of %llu groups flagged\n", sc->rank >= 2 ? "row" : "feature",
-                cfg->drift_threshold, flagged ? "DRIFTED" : "none", maxpsi,
-                sc->rank >= 2 ? "row" : "feature", (unsigned long long)gmax,
-                (unsigned long long)flagged, (unsigned long long)groups);
+    dml__printf(tx,
+                "drift (PSI per %s vs the training data, threshold %g): %s; max %.4f at %s "
+                "%llu, %llu of %llu groups flagged\n",
+                sc->rank >= 2 ? "row" : "feature", cfg->drift_threshold,
+                flagged ? "DRIFTED" : "none", maxpsi, sc->rank >= 2 ? "row" : "feature",
+                (unsigned long long)gmax, (unsigned long long)flagged, (unsigned long long)groups);
     free(counts), free(conf), free(psi), free(lat);
     json_decref(r), json_decref(cc), json_decref(cm), json_decref(ga);
     if (tx->failed)
@@ -299,11 +301,11 @@ nomem:
     free(counts), free(conf), free(psi), free(lat);
     json_decref(r), json_decref(cc), json_decref(cm), json_decref(ga);
     return dml_error_set(DML_ERR_FORMAT, "cannot make the JSON report: a path, spec or class "
-                         "name that is not UTF-8, or no memory");
+                                         "name that is not UTF-8, or no memory");
 }
 
-dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cfg,
-                             dml_part_cb_t cb, void *arg, char **text)
+dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cfg, dml_part_cb_t cb,
+                             void *arg, char **text)
 {
     dml_infer_manifest_t m;
     dml__part_t *parts = NULL, all;
@@ -326,14 +328,18 @@ dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cf
         snprintf(pred, sizeof(pred), "%s", cfg->predictions);
     else
         snprintf(pred, sizeof(pred), "%s/predictions.h5", out);
-    snprintf(json, sizeof(json), "%s%s", cfg->report ? cfg->report : out, cfg->report ? ".json" : "/report.json");
-    snprintf(txt, sizeof(txt), "%s%s", cfg->report ? cfg->report : out, cfg->report ? ".txt" : "/report.txt");
+    snprintf(json, sizeof(json), "%s%s", cfg->report ? cfg->report : out,
+             cfg->report ? ".json" : "/report.json");
+    snprintf(txt, sizeof(txt), "%s%s", cfg->report ? cfg->report : out,
+             cfg->report ? ".txt" : "/report.txt");
     /* The outputs replace earlier outputs of their kind only: never a part,
      * the manifest or anything else (checked before any work). */
-    if ((st = dml__output_check(pred, "slurm-dml predictions", "predictions file", NULL, 0)) != DML_OK ||
+    if ((st = dml__output_check(pred, "slurm-dml predictions", "predictions file", NULL, 0)) !=
+            DML_OK ||
         (st = dml__output_check_text(json, "\"format\": \"slurm-dml inference report\"",
                                      "JSON inference report", NULL, 0)) != DML_OK ||
-        (st = dml__output_check_text(txt, "inference report: ", "text inference report", NULL, 0)) != DML_OK)
+        (st = dml__output_check_text(txt, "inference report: ", "text inference report", NULL,
+                                     0)) != DML_OK)
         return st;
     /* Every part read once: checked here, merged below. */
     parts = calloc(m.tasks, sizeof(*parts));
@@ -348,8 +354,10 @@ dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cf
         }
     }
     if (bad > 0) {
-        st = dml_error_set(DML_ERR_NOT_FOUND, "%s: %u of %u parts are not complete; nothing "
-                           "merged", out, bad, m.tasks);
+        st = dml_error_set(DML_ERR_NOT_FOUND,
+                           "%s: %u of %u parts are not complete; nothing "
+                           "merged",
+                           out, bad, m.tasks);
         goto out;
     }
     /* The model (its training statistics and class names) and the input's
@@ -357,8 +365,10 @@ dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cf
     if ((st = dml__load_model(m.model_path, 1, &model, &mi)) != DML_OK)
         goto out;
     if (strcmp(mi.hash, m.model_hash) != 0) {
-        st = dml_error_set(DML_ERR_MISMATCH, "model %s has changed since the run (hash %s, the "
-                           "run's is %s)", m.model_path, mi.hash, m.model_hash);
+        st = dml_error_set(DML_ERR_MISMATCH,
+                           "model %s has changed since the run (hash %s, the "
+                           "run's is %s)",
+                           m.model_path, mi.hash, m.model_hash);
         goto out;
     }
     if ((st = dml_dataset_open(m.input_path, &ds)) != DML_OK)

@@ -25,10 +25,14 @@ void dml_infer_part_path(const char *out, uint32_t task, char *buf, size_t len)
 const char *dml_part_state_name(dml_part_state_t s)
 {
     switch (s) {
-    case DML_PART_COMPLETE: return "complete";
-    case DML_PART_MISSING: return "missing";
-    case DML_PART_STALE: return "stale";
-    case DML_PART_CORRUPT: return "corrupt";
+    case DML_PART_COMPLETE:
+        return "complete";
+    case DML_PART_MISSING:
+        return "missing";
+    case DML_PART_STALE:
+        return "stale";
+    case DML_PART_CORRUPT:
+        return "corrupt";
     }
     return "?";
 }
@@ -50,7 +54,8 @@ uint32_t dml__part_crc(const dml__part_t *p)
 
 /* 0-row datasets are written empty (H5Dwrite refuses a NULL buffer, and
  * there is nothing to write). */
-static int dml__put(hid_t f, const char *name, hid_t type, uint64_t d0, uint64_t d1, const void *buf)
+static int dml__put(hid_t f, const char *name, hid_t type, uint64_t d0, uint64_t d1,
+                    const void *buf)
 {
     uint64_t dims[2] = {d0, d1};
     static const char none[8];
@@ -194,8 +199,10 @@ dml_status_t dml__part_read(const char *path, dml__part_t *p)
         goto out;
     if (version != DML_INFER_VERSION) {
         /* sound, but cut and recorded as another version cuts them */
-        st = dml_error_set(DML_ERR_MISMATCH, "%s: a part of format version %u (this is version "
-                           "%d)", path, version, DML_INFER_VERSION);
+        st = dml_error_set(DML_ERR_MISMATCH,
+                           "%s: a part of format version %u (this is version "
+                           "%d)",
+                           path, version, DML_INFER_VERSION);
         goto out;
     }
     if (dml__h5_attr_read(f, "task", H5T_NATIVE_UINT32, 1, &p->task) != 0 ||
@@ -208,16 +215,18 @@ dml_status_t dml__part_read(const char *path, dml__part_t *p)
         dml__h5_attr_read(f, "seconds", H5T_NATIVE_DOUBLE, 1, &p->seconds) != 0 ||
         dml__h5_attr_read_str(f, "model_hash", p->model_hash, sizeof(p->model_hash)) != 0 ||
         dml__h5_attr_read_str(f, "input_hash", p->input_hash, sizeof(p->input_hash)) != 0 ||
-        dml__h5_attr_read(f, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0 ||
-        p->topk < 1 || p->topk > DML_INFER_MAX_TOPK)
+        dml__h5_attr_read(f, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0 || p->topk < 1 ||
+        p->topk > DML_INFER_MAX_TOPK)
         goto out;
     n = p->count, k = (uint64_t)p->topk;
     if (dml__rows(f, "hist", &fr) != 2 || dml__rows(f, "batch_seconds", &p->nb) != 1)
         goto out;
     if ((st = dml__part_alloc(p, n, p->topk, fr, p->nb)) != DML_OK)
         goto out;
-    st = dml_error_set(DML_ERR_FORMAT, "%s: arrays missing or not of the %llu rows its record "
-                       "says", path, (unsigned long long)n);
+    st = dml_error_set(DML_ERR_FORMAT,
+                       "%s: arrays missing or not of the %llu rows its record "
+                       "says",
+                       path, (unsigned long long)n);
     if (dml__get(f, "id", H5T_NATIVE_UINT64, n, 0, p->id) != 0 ||
         dml__get(f, "label", H5T_NATIVE_INT32, n, 0, p->label) != 0 ||
         dml__get(f, "pred", H5T_NATIVE_INT32, n, 0, p->pred) != 0 ||
@@ -264,25 +273,28 @@ dml_part_state_t dml__part_load(const char *out, const dml_infer_manifest_t *m, 
     dml_infer_slice(m->samples, (uint64_t)m->batch, m->tasks, task, &first, &count);
     if (strcmp(p->model_hash, m->model_hash) != 0)
         snprintf(why, len, "%s: made by model %s, the run's model is %s", path, p->model_hash,
-                 m->model_hash), s = DML_PART_STALE;
+                 m->model_hash),
+            s = DML_PART_STALE;
     else if (strcmp(p->input_hash, m->input_hash) != 0)
         snprintf(why, len, "%s: made from input %s, the run's input is %s", path, p->input_hash,
-                 m->input_hash), s = DML_PART_STALE;
+                 m->input_hash),
+            s = DML_PART_STALE;
     else if (p->task != task || p->tasks != m->tasks || p->first != first || p->count != count ||
              p->topk != m->topk || p->batch != m->batch)
-        snprintf(why, len, "%s: part %u of %u (samples %llu+%llu, top-%d, batch %d), the run "
-                 "wants part %u of %u (samples %llu+%llu, top-%d, batch %d)", path, p->task,
-                 p->tasks, (unsigned long long)p->first, (unsigned long long)p->count, p->topk,
-                 p->batch, task, m->tasks, (unsigned long long)first, (unsigned long long)count,
-                 m->topk, m->batch),
+        snprintf(why, len,
+                 "%s: part %u of %u (samples %llu+%llu, top-%d, batch %d), the run "
+                 "wants part %u of %u (samples %llu+%llu, top-%d, batch %d)",
+                 path, p->task, p->tasks, (unsigned long long)p->first,
+                 (unsigned long long)p->count, p->topk, p->batch, task, m->tasks,
+                 (unsigned long long)first, (unsigned long long)count, m->topk, m->batch),
             s = DML_PART_STALE;
     if (s != DML_PART_COMPLETE)
         dml__part_free(p);
     return s;
 }
 
-dml_part_state_t dml_infer_part_check(const char *out, const dml_infer_manifest_t *m,
-                                      uint32_t task, char *why, size_t len)
+dml_part_state_t dml_infer_part_check(const char *out, const dml_infer_manifest_t *m, uint32_t task,
+                                      char *why, size_t len)
 {
     dml__part_t p;
     dml_part_state_t s = dml__part_load(out, m, task, &p, why, len);

@@ -23,11 +23,13 @@ void dml_spank_config_defaults(dml_spank_config_t *cfg)
 
 static int parse_bool(const char *key, const char *v, int *out, char *err, size_t errlen)
 {
-    if (strcmp(v, "yes") == 0 || strcmp(v, "on") == 0 || strcmp(v, "1") == 0 || strcmp(v, "true") == 0) {
+    if (strcmp(v, "yes") == 0 || strcmp(v, "on") == 0 || strcmp(v, "1") == 0 ||
+        strcmp(v, "true") == 0) {
         *out = 1;
         return 0;
     }
-    if (strcmp(v, "no") == 0 || strcmp(v, "off") == 0 || strcmp(v, "0") == 0 || strcmp(v, "false") == 0) {
+    if (strcmp(v, "no") == 0 || strcmp(v, "off") == 0 || strcmp(v, "0") == 0 ||
+        strcmp(v, "false") == 0) {
         *out = 0;
         return 0;
     }
@@ -58,7 +60,8 @@ int dml_spank_parse_config(int ac, char **av, dml_spank_config_t *cfg, char *err
         size_t klen;
 
         if (eq == NULL || eq == a || (klen = (size_t)(eq - a)) >= sizeof(key)) {
-            snprintf(err, errlen, "plugstack.conf: argument '%.64s': expected key=value (keys: "
+            snprintf(err, errlen,
+                     "plugstack.conf: argument '%.64s': expected key=value (keys: "
                      "default, bind, override, gpu_ipc, topology, hca_exclude, netdev, cache)",
                      a ? a : "(null)");
             return -1;
@@ -95,13 +98,17 @@ int dml_spank_parse_config(int ac, char **av, dml_spank_config_t *cfg, char *err
             if (parse_str(key, eq, cfg->cache, sizeof(cfg->cache), err, errlen) != 0)
                 return -1;
             if (strcmp(cfg->cache, "none") != 0 && cfg->cache[0] != '/') {
-                snprintf(err, errlen, "plugstack.conf: cache=%s: expected an absolute directory "
-                         "or none", cfg->cache);
+                snprintf(err, errlen,
+                         "plugstack.conf: cache=%s: expected an absolute directory "
+                         "or none",
+                         cfg->cache);
                 return -1;
             }
         } else {
-            snprintf(err, errlen, "plugstack.conf: unknown argument '%s' (keys: default, bind, "
-                     "override, gpu_ipc, topology, hca_exclude, netdev, cache)", key);
+            snprintf(err, errlen,
+                     "plugstack.conf: unknown argument '%s' (keys: default, bind, "
+                     "override, gpu_ipc, topology, hca_exclude, netdev, cache)",
+                     key);
             return -1;
         }
     }
@@ -131,8 +138,8 @@ int dml_spank_parse_gpus(const char *value, int *per_task, char *err, size_t err
     v = strtol(value, &end, 10);
     if (*end != '\0' || value[0] == '-' || value[0] == '+' || value[0] == ' ' || v < 1 ||
         v > DML_TOPO_MAX_GPUS) {
-        snprintf(err, errlen, "--dml-gpus=%.32s: expected auto, none, or GPUs per task (1-%d)", value,
-                 DML_TOPO_MAX_GPUS);
+        snprintf(err, errlen, "--dml-gpus=%.32s: expected auto, none, or GPUs per task (1-%d)",
+                 value, DML_TOPO_MAX_GPUS);
         return -1;
     }
     *per_task = (int)v;

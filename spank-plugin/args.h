@@ -11,17 +11,17 @@
 
 /* Site policy from plugstack.conf: "required dml_spank.so key=value ...". */
 typedef struct {
-    int enabled_by_default;   /* default=on: map every step, flag or not */
-    int bind;                 /* bind=yes: set CPU affinity and memory policy */
-    int override;             /* override=yes: replace variables the user set */
-    int gpu_ipc;              /* gpu_ipc=auto|yes|no: every task sees all of the step's
-                                 GPUs, its own first (-1 auto: where the node runs
-                                 more than one GPU task) [auto] */
-    char topology[512];       /* topology=FILE: an hwloc XML instead of this node's */
-    char hca_exclude[256];    /* hca_exclude=mlx5_8,mlx5_9 */
-    char netdev[64];          /* netdev=NAME: the TCP/socket device */
-    char cache[512];          /* cache=DIR: where slurmd keeps the node's topology
-                                 [/run/slurm-dml]; cache=none: discover each step */
+    int enabled_by_default; /* default=on: map every step, flag or not */
+    int bind;               /* bind=yes: set CPU affinity and memory policy */
+    int override;           /* override=yes: replace variables the user set */
+    int gpu_ipc;            /* gpu_ipc=auto|yes|no: every task sees all of the step's
+                               GPUs, its own first (-1 auto: where the node runs
+                               more than one GPU task) [auto] */
+    char topology[512];     /* topology=FILE: an hwloc XML instead of this node's */
+    char hca_exclude[256];  /* hca_exclude=mlx5_8,mlx5_9 */
+    char netdev[64];        /* netdev=NAME: the TCP/socket device */
+    char cache[512];        /* cache=DIR: where slurmd keeps the node's topology
+                               [/run/slurm-dml]; cache=none: discover each step */
 } dml_spank_config_t;
 
 void dml_spank_config_defaults(dml_spank_config_t *cfg);

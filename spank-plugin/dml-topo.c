@@ -36,13 +36,17 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"xml", required_argument, 0, 'x'},         {"tasks", required_argument, 0, 'n'},
-        {"gpus", required_argument, 0, 'g'},        {"visible", required_argument, 0, 'v'},
-        {"cpus", required_argument, 0, 'c'},        {"gpus-per-task", required_argument, 0, 'p'},
-        {"net", required_argument, 0, 'N'},         {"hca-exclude", required_argument, 0, 'e'},
-        {"netdev", required_argument, 0, 'd'},      {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"xml", required_argument, 0, 'x'},
+                                         {"tasks", required_argument, 0, 'n'},
+                                         {"gpus", required_argument, 0, 'g'},
+                                         {"visible", required_argument, 0, 'v'},
+                                         {"cpus", required_argument, 0, 'c'},
+                                         {"gpus-per-task", required_argument, 0, 'p'},
+                                         {"net", required_argument, 0, 'N'},
+                                         {"hca-exclude", required_argument, 0, 'e'},
+                                         {"netdev", required_argument, 0, 'd'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     dml_topo_request_t req;
     dml_task_map_t *maps;
     char note[512] = "";
@@ -61,7 +65,9 @@ int main(int argc, char **argv)
     req.note_len = sizeof(note);
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'x': xml = optarg; break;
+        case 'x':
+            xml = optarg;
+            break;
         case 'n':
             v = strtol(optarg, &end, 10);
             if (*end != '\0' || v < 1 || v > 4096) {
@@ -70,9 +76,15 @@ int main(int argc, char **argv)
             }
             req.ntasks = (unsigned)v;
             break;
-        case 'g': req.gpus = optarg; break;
-        case 'v': req.visible = optarg; break;
-        case 'c': req.cpus = optarg; break;
+        case 'g':
+            req.gpus = optarg;
+            break;
+        case 'v':
+            req.visible = optarg;
+            break;
+        case 'c':
+            req.cpus = optarg;
+            break;
         case 'p':
             if (strcmp(optarg, "none") == 0) {
                 req.gpus_per_task = -1;
@@ -87,19 +99,31 @@ int main(int argc, char **argv)
             req.gpus_per_task = (int)v;
             break;
         case 'N':
-            if (strcmp(optarg, "auto") == 0) req.net = DML_NET_AUTO;
-            else if (strcmp(optarg, "ib") == 0) req.net = DML_NET_IB;
-            else if (strcmp(optarg, "tcp") == 0) req.net = DML_NET_TCP;
-            else if (strcmp(optarg, "shm") == 0) req.net = DML_NET_SHM;
+            if (strcmp(optarg, "auto") == 0)
+                req.net = DML_NET_AUTO;
+            else if (strcmp(optarg, "ib") == 0)
+                req.net = DML_NET_IB;
+            else if (strcmp(optarg, "tcp") == 0)
+                req.net = DML_NET_TCP;
+            else if (strcmp(optarg, "shm") == 0)
+                req.net = DML_NET_SHM;
             else {
                 dml_error("--net '%s': expected auto, ib, tcp or shm", optarg);
                 return 2;
             }
             break;
-        case 'e': req.hca_exclude = optarg; break;
-        case 'd': req.netdev = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'e':
+            req.hca_exclude = optarg;
+            break;
+        case 'd':
+            req.netdev = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind != argc) {

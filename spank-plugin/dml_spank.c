@@ -46,27 +46,27 @@ SPANK_PLUGIN(dml, 1);
 #define MPOL_PREFERRED 1
 
 static dml_spank_config_t g_cfg;
-static int g_requested;            /* a --dml-* option was given */
-static int g_per_task;             /* --dml-gpus value */
+static int g_requested; /* a --dml-* option was given */
+static int g_per_task;  /* --dml-gpus value */
 static int g_net_explicit;
 static dml_net_t g_net = DML_NET_AUTO;
 static int g_verbose;
-static int g_ipc = -1;             /* --dml-gpu-ipc (1), --dml-gpu-isolate (0), else the site's */
+static int g_ipc = -1; /* --dml-gpu-ipc (1), --dml-gpu-isolate (0), else the site's */
 static int g_skip = 1;
 static dml_task_map_t *g_maps;
 static unsigned g_ntasks;
 static char g_error[1024];
-static char g_note[512];           /* what the mapping passed over (verbose) */
+static char g_note[512];                      /* what the mapping passed over (verbose) */
 static char g_step_visible[DML_TOPO_GPULIST]; /* all step GPUs, for their visibility */
-static const char *g_gpu_var;      /* CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES or NULL */
+static const char *g_gpu_var; /* CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES or NULL */
 static dml_gpu_kind_t g_gpu_kind;
-static char g_node_hcas[DML_TOPO_STR];    /* every usable port of the node */
-static int g_hcas_down;            /* HCAs without an active port */
+static char g_node_hcas[DML_TOPO_STR]; /* every usable port of the node */
+static int g_hcas_down;                /* HCAs without an active port */
 static char g_master_addr[256], g_master_port[16];
-static int g_het;                  /* a heterogeneous step: one world over its components */
-static uint32_t g_world;           /* the step's tasks, all components together */
-static char g_port_warning[512];   /* MASTER_PORT found in use on the first node */
-static char g_set[2048];           /* what this task was given (DML_SPANK_MARKER) */
+static int g_het;                /* a heterogeneous step: one world over its components */
+static uint32_t g_world;         /* the step's tasks, all components together */
+static char g_port_warning[512]; /* MASTER_PORT found in use on the first node */
+static char g_set[2048];         /* what this task was given (DML_SPANK_MARKER) */
 
 static int opt_gpus(int val, const char *optarg, int remote)
 {
@@ -199,9 +199,10 @@ static int allowed_cpus(char *out, size_t len)
         if (in && start < 0)
             start = c;
         if (!in && start >= 0) {
-            int n = start == c - 1 ? snprintf(out + used, len - used, "%s%d", used ? "," : "", start)
-                                   : snprintf(out + used, len - used, "%s%d-%d", used ? "," : "",
-                                              start, c - 1);
+            int n =
+                start == c - 1
+                    ? snprintf(out + used, len - used, "%s%d", used ? "," : "", start)
+                    : snprintf(out + used, len - used, "%s%d-%d", used ? "," : "", start, c - 1);
             if (n < 0 || (size_t)n >= len - used)
                 return -1;
             used += (size_t)n;
@@ -298,10 +299,12 @@ static void rendezvous(spank_t sp, uint32_t job, uint32_t step)
         (g_cfg.override || have_port == ESPANK_ENV_NOEXIST ||
          (have_port == ESPANK_SUCCESS && dml_spank_marked(marker, "MASTER_PORT", cur))) &&
         !port_free((unsigned)atoi(g_master_port)))
-        snprintf(g_port_warning, sizeof(g_port_warning), "MASTER_PORT %s is already in use on %s "
+        snprintf(g_port_warning, sizeof(g_port_warning),
+                 "MASTER_PORT %s is already in use on %s "
                  "(another step's rendezvous?): this step's rank 0 cannot listen there. Set "
                  "MASTER_PORT yourself, or ask the site to reserve ports for steps "
-                 "(MpiParams=ports= in slurm.conf)", g_master_port, self);
+                 "(MpiParams=ports= in slurm.conf)",
+                 g_master_port, self);
     if (slurm_load_node_single(&info, first, SHOW_ALL) == SLURM_SUCCESS && info != NULL &&
         info->record_count > 0 && info->node_array[0].node_addr != NULL &&
         info->node_array[0].node_addr[0] != '\0')
@@ -348,9 +351,11 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
         if (g_cfg.topology[0] != '\0') {
             if (dml_topo_load(g_cfg.topology, &topo) != DML_OK)
                 why = dml_error_message();
-        } else if (strcmp(g_cfg.cache, "none") == 0 || dml_topo_cache_load(g_cfg.cache, &topo) != DML_OK) {
+        } else if (strcmp(g_cfg.cache, "none") == 0 ||
+                   dml_topo_cache_load(g_cfg.cache, &topo) != DML_OK) {
             if (strcmp(g_cfg.cache, "none") != 0)
-                snprintf(g_note, sizeof(g_note), "topology cache not used (%s)", dml_error_message());
+                snprintf(g_note, sizeof(g_note), "topology cache not used (%s)",
+                         dml_error_message());
             if (dml_topo_load(NULL, &topo) != DML_OK)
                 why = dml_error_message();
         }
@@ -378,9 +383,10 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
         have_gpus = get_env(sp, gpus_var = "SLURM_JOB_GPUS", gpus, sizeof(gpus));
     have_visible = g_gpu_var != NULL ? get_env(sp, g_gpu_var, visible, sizeof(visible)) : 0;
     if (have_gpus < 0 || have_visible < 0) {
-        snprintf(g_error, sizeof(g_error), "%s is longer than the %zu characters of %d GPU "
-                 "identifiers the plugin takes", have_gpus < 0 ? gpus_var : g_gpu_var,
-                 sizeof(gpus) - 1, DML_TOPO_MAX_GPUS);
+        snprintf(g_error, sizeof(g_error),
+                 "%s is longer than the %zu characters of %d GPU "
+                 "identifiers the plugin takes",
+                 have_gpus < 0 ? gpus_var : g_gpu_var, sizeof(gpus) - 1, DML_TOPO_MAX_GPUS);
         dml_topo_free(topo);
         return 0;
     }
@@ -389,7 +395,8 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
         req.visible = have_visible ? visible : NULL;
     } else if (have_visible) {
         req.gpus = visible;
-    } else if (g_gpu_var == NULL && get_env(sp, "CUDA_VISIBLE_DEVICES", visible, sizeof(visible)) > 0) {
+    } else if (g_gpu_var == NULL &&
+               get_env(sp, "CUDA_VISIBLE_DEVICES", visible, sizeof(visible)) > 0) {
         req.gpus = visible; /* a node without GPUs: passed over, and said so */
     }
     /* A recorded topology is another machine's: its CPUs are not ours. */
@@ -404,7 +411,9 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
     } else {
         g_ntasks = ntasks;
         snprintf(g_step_visible, sizeof(g_step_visible), "%s",
-                 have_visible ? visible : have_gpus ? gpus : "");
+                 have_visible ? visible
+                 : have_gpus  ? gpus
+                              : "");
         /* No GPU list (no GRES): the step has all of the node's GPUs. */
         if (req.gpus == NULL) {
             int g;
@@ -475,7 +484,8 @@ static int apply_binding(const dml_task_map_t *m)
      * it has room, and from elsewhere rather than an OOM kill when not. */
     if (m->numa >= 0 && m->numa < 1024) {
         unsigned long mask[1024 / (8 * sizeof(unsigned long))] = {0};
-        mask[m->numa / (8 * sizeof(unsigned long))] |= 1UL << (m->numa % (8 * sizeof(unsigned long)));
+        mask[m->numa / (8 * sizeof(unsigned long))] |= 1UL
+                                                       << (m->numa % (8 * sizeof(unsigned long)));
         syscall(SYS_set_mempolicy, MPOL_PREFERRED, mask, (unsigned long)1024);
     }
     return 0;
@@ -486,7 +496,8 @@ static int apply_binding(const dml_task_map_t *m)
  * see the GPUs of the node's other ranks. */
 static void gpu_list(const dml_task_map_t *m, int ipc, char *out, size_t len)
 {
-    char tok[DML_TOPO_GPULIST], own[DML_TOPO_GPULIST + 2], pat[DML_TOPO_GPU_TOKEN + 2], *save = NULL, *t;
+    char tok[DML_TOPO_GPULIST], own[DML_TOPO_GPULIST + 2], pat[DML_TOPO_GPU_TOKEN + 2],
+        *save = NULL, *t;
 
     snprintf(out, len, "%s", m->visible);
     if (!ipc || g_step_visible[0] == '\0')
@@ -587,8 +598,9 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
         /* Asked for TCP: TCP only; chosen for want of InfiniBand: TCP
          * between nodes, shared memory within one. A GPU task gets its
          * vendor's GPU transports either way (dml_topo_ucx_tls). */
-        set_var(sp, "UCX_TLS", dml_topo_ucx_tls(g_gpu_kind, m->net, m->ngpus > 0,
-                                                m->net == DML_NET_TCP && g_net_explicit),
+        set_var(sp, "UCX_TLS",
+                dml_topo_ucx_tls(g_gpu_kind, m->net, m->ngpus > 0,
+                                 m->net == DML_NET_TCP && g_net_explicit),
                 0, log, sizeof(log));
         if (m->net == DML_NET_TCP && m->netdev[0])
             set_var(sp, "UCX_NET_DEVICES", m->netdev, 0, log, sizeof(log));
@@ -627,9 +639,13 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
     /* No InfiniBand although the node has HCAs: the fast path is missing,
      * and users should know before they wonder why training is slow. */
     if (taskid == 0 && m->net == DML_NET_TCP && !g_net_explicit && g_hcas_down > 0)
-        fprintf(stderr, "dml: warning: %s has %d InfiniBand HCA(s) but no active port: falling "
-                "back to TCP\n", spank_getenv(sp, "SLURMD_NODENAME", host, sizeof(host)) == ESPANK_SUCCESS
-                                     ? host : "this node", g_hcas_down);
+        fprintf(stderr,
+                "dml: warning: %s has %d InfiniBand HCA(s) but no active port: falling "
+                "back to TCP\n",
+                spank_getenv(sp, "SLURMD_NODENAME", host, sizeof(host)) == ESPANK_SUCCESS
+                    ? host
+                    : "this node",
+                g_hcas_down);
     if (g_verbose) {
         char node[256], tls[256] = "", devs[256] = "";
         if (spank_getenv(sp, "SLURMD_NODENAME", node, sizeof(node)) == ESPANK_SUCCESS)
@@ -639,7 +655,8 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
         spank_getenv(sp, "UCX_NET_DEVICES", devs, sizeof(devs));
         if (dml_ucx_probe(tls[0] ? tls : NULL, devs[0] ? devs : NULL, ucx, sizeof(ucx)) != 0)
             snprintf(ucx, sizeof(ucx), "(UCX not found)");
-        fprintf(stderr, "dml: rank %u (local %d) on %s: gpu %s, cpus %s%s, numa %d, net %s, hca %s; "
+        fprintf(stderr,
+                "dml: rank %u (local %d) on %s: gpu %s, cpus %s%s, numa %d, net %s, hca %s; "
                 "ucx finds %s;%s%s%s\n",
                 global, taskid, host, m->ngpus ? m->visible : "-", m->cpus,
                 bound ? " (bound)" : " (not bound)", m->numa, dml_net_name(m->net),

@@ -35,8 +35,8 @@
 extern "C" {
 #endif
 
-#define DML_TOPO_MAX_GPUS 64    /* per node */
-#define DML_TOPO_MAX_HCAS 64    /* per node */
+#define DML_TOPO_MAX_GPUS 64 /* per node */
+#define DML_TOPO_MAX_HCAS 64 /* per node */
 #define DML_TOPO_STR 1024
 /* A GPU list: up to DML_TOPO_MAX_GPUS identifiers of up to 95 characters
  * (MIG-GPU-<uuid>/<gi>/<ci>) and their commas: 28 MIG UUIDs already pass
@@ -110,7 +110,7 @@ const char *dml_topo_ucx_tls(dml_gpu_kind_t kind, dml_net_t net, int has_gpus, i
 void dml_topo_usable_hcas(const dml_topo_t *topo, const char *exclude, char *buf, size_t len);
 
 typedef struct {
-    unsigned ntasks;         /* tasks of the step on this node (>= 1) */
+    unsigned ntasks; /* tasks of the step on this node (>= 1) */
     /* The step's GPUs, for locality: indices into the node's GPUs, GPU-UUIDs
      * or MIG-... identifiers, comma-separated (SLURM_STEP_GPUS, else
      * CUDA_VISIBLE_DEVICES). NULL: every GPU of the node. "": none. */
@@ -118,8 +118,8 @@ typedef struct {
     /* The same GPUs as the tasks must name them in CUDA_VISIBLE_DEVICES
      * (position by position; they differ under ConstrainDevices). NULL: gpus. */
     const char *visible;
-    const char *cpus;        /* CPUs the step may use ("0-7,16"); NULL: all */
-    int gpus_per_task;       /* 0: spread all; > 0: that many; -1: none */
+    const char *cpus;  /* CPUs the step may use ("0-7,16"); NULL: all */
+    int gpus_per_task; /* 0: spread all; > 0: that many; -1: none */
     dml_net_t net;
     const char *hca_exclude; /* HCA names never used ("mlx5_8,mlx5_9"), or NULL */
     const char *netdev;      /* the TCP/socket device to use (< DML_TOPO_NETDEV
@@ -132,15 +132,15 @@ typedef struct {
 
 typedef struct {
     int ngpus;
-    int gpu[DML_TOPO_MAX_GPUS];   /* positions in the step's GPU list */
+    int gpu[DML_TOPO_MAX_GPUS];     /* positions in the step's GPU list */
     char visible[DML_TOPO_GPULIST]; /* CUDA_VISIBLE_DEVICES for the task */
-    char cpus[DML_TOPO_STR];      /* its CPUs (PUs), list form "0-27,112-139" */
-    unsigned ncores;              /* whole cores among them */
-    int numa;                     /* OS index of its NUMA node, -1 if unknown */
-    char hcas[DML_TOPO_STR];      /* "mlx5_0:1[,mlx5_1:1]" for IB, else "" */
-    char netdev[DML_TOPO_NETDEV]; /* "ib0", "eno1", "lo" or "" */
-    dml_net_t net;                /* IB, TCP or SHM */
-    int gpu_local;                /* its cores are local to its first GPU */
+    char cpus[DML_TOPO_STR];        /* its CPUs (PUs), list form "0-27,112-139" */
+    unsigned ncores;                /* whole cores among them */
+    int numa;                       /* OS index of its NUMA node, -1 if unknown */
+    char hcas[DML_TOPO_STR];        /* "mlx5_0:1[,mlx5_1:1]" for IB, else "" */
+    char netdev[DML_TOPO_NETDEV];   /* "ib0", "eno1", "lo" or "" */
+    dml_net_t net;                  /* IB, TCP or SHM */
+    int gpu_local;                  /* its cores are local to its first GPU */
 } dml_task_map_t;
 
 /*

@@ -16,22 +16,22 @@
 #include <unistd.h>
 
 typedef struct {
-    hwloc_obj_t pci;        /* the GPU's PCI device */
-    char uuid[96];          /* GPU-... from NVML, or "" */
+    hwloc_obj_t pci; /* the GPU's PCI device */
+    char uuid[96];   /* GPU-... from NVML, or "" */
 } dml__gpu_t;
 
 typedef struct {
     hwloc_obj_t pci;
-    char name[64];          /* mlx5_0 */
-    int port;               /* first active port */
-    char netdev[64];        /* its IPoIB device (ib0), or "" */
+    char name[64];   /* mlx5_0 */
+    int port;        /* first active port */
+    char netdev[64]; /* its IPoIB device (ib0), or "" */
 } dml__hca_t;
 
 struct dml_topo {
     hwloc_topology_t t;
-    dml_gpu_kind_t kind;       /* of the GPUs in gpus[] */
+    dml_gpu_kind_t kind; /* of the GPUs in gpus[] */
     int ngpus, nhcas, neths;
-    int hcas_down;             /* InfiniBand HCAs with no active port */
+    int hcas_down; /* InfiniBand HCAs with no active port */
     dml__gpu_t gpus[DML_TOPO_MAX_GPUS];
     dml__hca_t hcas[DML_TOPO_MAX_HCAS];
     hwloc_obj_t eths[DML_TOPO_MAX_HCAS]; /* Ethernet Net OS devices */
@@ -40,10 +40,14 @@ struct dml_topo {
 const char *dml_net_name(dml_net_t net)
 {
     switch (net) {
-    case DML_NET_IB: return "ib";
-    case DML_NET_TCP: return "tcp";
-    case DML_NET_SHM: return "shm";
-    case DML_NET_AUTO: break;
+    case DML_NET_IB:
+        return "ib";
+    case DML_NET_TCP:
+        return "tcp";
+    case DML_NET_SHM:
+        return "shm";
+    case DML_NET_AUTO:
+        break;
     }
     return "auto";
 }
@@ -89,7 +93,8 @@ static int dml__gpu_pci(hwloc_obj_t o, dml_gpu_kind_t *kind, int *driven, const 
     for (c = o->io_first_child; c != NULL; c = c->next_sibling) {
         if (c->type != HWLOC_OBJ_OS_DEVICE || c->name == NULL)
             continue;
-        if ((c->attr->osdev.type == HWLOC_OBJ_OSDEV_COPROC || c->attr->osdev.type == HWLOC_OBJ_OSDEV_GPU) &&
+        if ((c->attr->osdev.type == HWLOC_OBJ_OSDEV_COPROC ||
+             c->attr->osdev.type == HWLOC_OBJ_OSDEV_GPU) &&
             (strncmp(c->name, "cuda", 4) == 0 || strncmp(c->name, "nvml", 4) == 0 ||
              strncmp(c->name, "rsmi", 4) == 0))
             *driven = 1;
@@ -117,7 +122,9 @@ static void dml__discover(dml_topo_t *tp)
                 with_osdev[kind] |= driven;
                 count[kind]++;
             }
-        tp->kind = count[DML_GPU_NVIDIA] ? DML_GPU_NVIDIA : count[DML_GPU_AMD] ? DML_GPU_AMD : DML_GPU_NONE;
+        tp->kind = count[DML_GPU_NVIDIA] ? DML_GPU_NVIDIA
+                   : count[DML_GPU_AMD]  ? DML_GPU_AMD
+                                         : DML_GPU_NONE;
         o = NULL;
         while (tp->kind != DML_GPU_NONE && (o = hwloc_get_next_pcidev(tp->t, o)) != NULL) {
             if (!dml__gpu_pci(o, &kind, &driven, &uuid) || kind != tp->kind ||
@@ -138,8 +145,8 @@ static void dml__discover(dml_topo_t *tp)
         hwloc_obj_t pci = dml__pci_of(o);
         if (pci == NULL)
             continue;
-        if (o->attr->osdev.type == HWLOC_OBJ_OSDEV_OPENFABRICS && pci->attr->pcidev.class_id == 0x0207 &&
-            tp->nhcas < DML_TOPO_MAX_HCAS) {
+        if (o->attr->osdev.type == HWLOC_OBJ_OSDEV_OPENFABRICS &&
+            pci->attr->pcidev.class_id == 0x0207 && tp->nhcas < DML_TOPO_MAX_HCAS) {
             int port;
             for (port = 1; port <= 8; port++) {
                 char key[32];
@@ -159,12 +166,14 @@ static void dml__discover(dml_topo_t *tp)
                 snprintf(h->name, sizeof(h->name), "%s", o->name ? o->name : "?");
                 h->netdev[0] = '\0';
                 for (c = pci->io_first_child; c != NULL; c = c->next_sibling)
-                    if (c->type == HWLOC_OBJ_OS_DEVICE && c->attr->osdev.type == HWLOC_OBJ_OSDEV_NETWORK &&
-                        c->name != NULL)
+                    if (c->type == HWLOC_OBJ_OS_DEVICE &&
+                        c->attr->osdev.type == HWLOC_OBJ_OSDEV_NETWORK && c->name != NULL)
                         snprintf(h->netdev, sizeof(h->netdev), "%s", c->name);
             }
-        } else if (o->attr->osdev.type == HWLOC_OBJ_OSDEV_NETWORK && (pci->attr->pcidev.class_id >> 8) == 0x02 &&
-                   pci->attr->pcidev.class_id != 0x0207 && o->name != NULL && tp->neths < DML_TOPO_MAX_HCAS) {
+        } else if (o->attr->osdev.type == HWLOC_OBJ_OSDEV_NETWORK &&
+                   (pci->attr->pcidev.class_id >> 8) == 0x02 &&
+                   pci->attr->pcidev.class_id != 0x0207 && o->name != NULL &&
+                   tp->neths < DML_TOPO_MAX_HCAS) {
             tp->eths[tp->neths++] = o;
         }
     }
@@ -188,7 +197,8 @@ void dml_topo_limit_plugins(void)
 }
 
 /* xml_path, or buf[0..len), or (both NULL) this machine. */
-static dml_status_t dml__load(const char *xml_path, const char *buf, size_t len, dml_topo_t **topo_out)
+static dml_status_t dml__load(const char *xml_path, const char *buf, size_t len,
+                              dml_topo_t **topo_out)
 {
     const char *what = xml_path ? xml_path : buf ? "the XML topology given" : "this machine";
     dml_topo_t *tp = calloc(1, sizeof(*tp));
@@ -207,7 +217,8 @@ static dml_status_t dml__load(const char *xml_path, const char *buf, size_t len,
         hwloc_topology_set_components(tp->t, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST,
                                       dml__components_off[i]);
     if ((xml_path != NULL && hwloc_topology_set_xml(tp->t, xml_path) != 0) ||
-        (buf != NULL && (len > INT_MAX || hwloc_topology_set_xmlbuffer(tp->t, buf, (int)len) != 0))) {
+        (buf != NULL &&
+         (len > INT_MAX || hwloc_topology_set_xmlbuffer(tp->t, buf, (int)len) != 0))) {
         hwloc_topology_destroy(tp->t);
         free(tp);
         return dml_error_set(DML_ERR_FORMAT, "%s: cannot read as an hwloc XML topology", what);
@@ -254,10 +265,22 @@ void dml_topo_free(dml_topo_t *topo)
 
 static int dml__excluded(const char *list, const char *name);
 
-int dml_topo_gpus(const dml_topo_t *topo) { return topo->ngpus; }
-dml_gpu_kind_t dml_topo_gpu_kind(const dml_topo_t *topo) { return topo->kind; }
-int dml_topo_hcas(const dml_topo_t *topo) { return topo->nhcas; }
-int dml_topo_hcas_down(const dml_topo_t *topo) { return topo->hcas_down; }
+int dml_topo_gpus(const dml_topo_t *topo)
+{
+    return topo->ngpus;
+}
+dml_gpu_kind_t dml_topo_gpu_kind(const dml_topo_t *topo)
+{
+    return topo->kind;
+}
+int dml_topo_hcas(const dml_topo_t *topo)
+{
+    return topo->nhcas;
+}
+int dml_topo_hcas_down(const dml_topo_t *topo)
+{
+    return topo->hcas_down;
+}
 
 void dml_topo_usable_hcas(const dml_topo_t *topo, const char *exclude, char *buf, size_t len)
 {
@@ -277,7 +300,9 @@ const char *dml_gpu_visible_var(dml_gpu_kind_t kind)
     /* ROCm: ROCR_VISIBLE_DEVICES (what Slurm sets for AMD GPUs), not
      * HIP_VISIBLE_DEVICES, whose indices count only the GPUs ROCR lets
      * through: setting both to the same list would select twice. */
-    return kind == DML_GPU_NVIDIA ? "CUDA_VISIBLE_DEVICES" : kind == DML_GPU_AMD ? "ROCR_VISIBLE_DEVICES" : NULL;
+    return kind == DML_GPU_NVIDIA ? "CUDA_VISIBLE_DEVICES"
+           : kind == DML_GPU_AMD  ? "ROCR_VISIBLE_DEVICES"
+                                  : NULL;
 }
 
 const char *dml_topo_ucx_tls(dml_gpu_kind_t kind, dml_net_t net, int has_gpus, int tcp_only)
@@ -300,7 +325,7 @@ const char *dml_topo_ucx_tls(dml_gpu_kind_t kind, dml_net_t net, int has_gpus, i
 
 typedef struct {
     char token[DML_TOPO_GPU_TOKEN]; /* as the task must name it */
-    int node_gpu;     /* index into the node's GPUs, -1 if unknown (MIG) */
+    int node_gpu;                   /* index into the node's GPUs, -1 if unknown (MIG) */
 } dml__sgpu_t;
 
 static int dml__find_uuid(const dml_topo_t *tp, const char *uuid, size_t len)
@@ -345,8 +370,10 @@ static dml_status_t dml__step_gpus(const dml_topo_t *tp, const dml_topo_request_
          * CUDA_VISIBLE_DEVICES, Slurm's list of GPUs the plugin does not
          * drive) is not for this mapping. */
         if (req->note != NULL && req->gpus[0] != '\0')
-            snprintf(req->note, req->note_len, "GPU list \"%s\": this node has no GPU the "
-                     "plugin maps; the list is left alone", req->gpus);
+            snprintf(req->note, req->note_len,
+                     "GPU list \"%s\": this node has no GPU the "
+                     "plugin maps; the list is left alone",
+                     req->gpus);
         *nsg = 0;
         return DML_OK;
     }
@@ -360,15 +387,18 @@ static dml_status_t dml__step_gpus(const dml_topo_t *tp, const dml_topo_request_
     }
     n = dml__split(req->gpus, loc, DML_TOPO_MAX_GPUS);
     if (n < 0)
-        return dml_error_set(DML_ERR_INVALID_ARG, "GPU list \"%s\": expected comma-separated "
-                             "indices, GPU- or MIG- identifiers (at most %d)", req->gpus,
-                             DML_TOPO_MAX_GPUS);
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "GPU list \"%s\": expected comma-separated "
+                             "indices, GPU- or MIG- identifiers (at most %d)",
+                             req->gpus, DML_TOPO_MAX_GPUS);
     nv = n;
     if (req->visible != NULL) {
         nv = dml__split(req->visible, vis, DML_TOPO_MAX_GPUS);
         if (nv != n)
-            return dml_error_set(DML_ERR_INVALID_ARG, "CUDA_VISIBLE_DEVICES \"%s\" names %d GPUs, "
-                                 "the step has %d (\"%s\")", req->visible, nv, n, req->gpus);
+            return dml_error_set(DML_ERR_INVALID_ARG,
+                                 "CUDA_VISIBLE_DEVICES \"%s\" names %d GPUs, "
+                                 "the step has %d (\"%s\")",
+                                 req->visible, nv, n, req->gpus);
     }
     for (i = 0; i < n; i++) {
         const char *t = loc[i];
@@ -382,14 +412,17 @@ static dml_status_t dml__step_gpus(const dml_topo_t *tp, const dml_topo_request_
         } else if (strncmp(t, "MIG-GPU-", 8) == 0) {
             /* MIG-GPU-<uuid>/<gi>/<ci>: a slice of GPU-<uuid>, local to it. */
             const char *slash = strchr(t + 4, '/');
-            sg[i].node_gpu = dml__find_uuid(tp, t + 4, slash ? (size_t)(slash - t - 4) : strlen(t + 4));
+            sg[i].node_gpu =
+                dml__find_uuid(tp, t + 4, slash ? (size_t)(slash - t - 4) : strlen(t + 4));
         } else if (strncmp(t, "MIG-", 4) == 0) {
             sg[i].node_gpu = -1; /* MIG-<uuid>: its parent is not named; no locality */
         } else {
             v = strtol(t, &end, 10);
             if (*end != '\0' || v < 0)
-                return dml_error_set(DML_ERR_INVALID_ARG, "GPU \"%s\": expected an index, GPU-... "
-                                     "or MIG-...", t);
+                return dml_error_set(DML_ERR_INVALID_ARG,
+                                     "GPU \"%s\": expected an index, GPU-... "
+                                     "or MIG-...",
+                                     t);
             sg[i].node_gpu = v < tp->ngpus ? (int)v : -1;
         }
         unknown += sg[i].node_gpu < 0 && strncmp(t, "MIG-", 4) != 0;
@@ -397,14 +430,16 @@ static dml_status_t dml__step_gpus(const dml_topo_t *tp, const dml_topo_request_
          * their own (Slurm's lists never repeat one; a user's may). */
         for (j = 0; j < i; j++)
             if (strcmp(sg[j].token, sg[i].token) == 0)
-                return dml_error_set(DML_ERR_INVALID_ARG, "GPU list \"%s\": GPU \"%s\" is named "
+                return dml_error_set(DML_ERR_INVALID_ARG,
+                                     "GPU list \"%s\": GPU \"%s\" is named "
                                      "twice; each GPU can be given to one task only",
                                      req->visible ? req->visible : req->gpus, sg[i].token);
     }
     if (unknown > 0 && req->note != NULL)
-        snprintf(req->note, req->note_len, "GPU list \"%s\": %d of its GPUs are not among this "
-                 "node's %d; they are handed out as named, without locality", req->gpus, unknown,
-                 tp->ngpus);
+        snprintf(req->note, req->note_len,
+                 "GPU list \"%s\": %d of its GPUs are not among this "
+                 "node's %d; they are handed out as named, without locality",
+                 req->gpus, unknown, tp->ngpus);
     *nsg = n;
     return DML_OK;
 }
@@ -460,7 +495,7 @@ static int dml__excluded(const char *list, const char *name)
 
 typedef struct {
     unsigned task;
-    hwloc_obj_t from;   /* the GPU's PCI device, or NULL (use the task's CPUs) */
+    hwloc_obj_t from; /* the GPU's PCI device, or NULL (use the task's CPUs) */
     int best[DML_TOPO_MAX_HCAS], nbest;
 } dml__pick_t;
 
@@ -539,8 +574,10 @@ dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, d
     if (req->note != NULL && req->note_len > 0)
         req->note[0] = '\0';
     if (req->netdev != NULL && strlen(req->netdev) >= DML_TOPO_NETDEV)
-        return dml_error_set(DML_ERR_INVALID_ARG, "network device \"%.80s...\": longer than %d "
-                             "characters", req->netdev, DML_TOPO_NETDEV - 1);
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "network device \"%.80s...\": longer than %d "
+                             "characters",
+                             req->netdev, DML_TOPO_NETDEV - 1);
     status = dml__step_gpus(tp, req, sg, &nsg);
     if (status != DML_OK)
         return status;
@@ -558,16 +595,20 @@ dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, d
         hwloc_bitmap_t want = dml__cpulist_ok(req->cpus) ? hwloc_bitmap_alloc() : NULL;
         if (want == NULL || hwloc_bitmap_list_sscanf(want, req->cpus) != 0) {
             hwloc_bitmap_free(want);
-            status = dml_error_set(DML_ERR_INVALID_ARG, "CPU list \"%s\": expected a list such as "
-                                   "0-7,16", req->cpus);
+            status = dml_error_set(DML_ERR_INVALID_ARG,
+                                   "CPU list \"%s\": expected a list such as "
+                                   "0-7,16",
+                                   req->cpus);
             goto out;
         }
         hwloc_bitmap_and(allowed, allowed, want);
         hwloc_bitmap_free(want);
     }
     if (hwloc_bitmap_iszero(allowed)) {
-        status = dml_error_set(DML_ERR_INVALID_ARG, "CPU list \"%s\": none of these CPUs exists on "
-                               "this node", req->cpus ? req->cpus : "");
+        status = dml_error_set(DML_ERR_INVALID_ARG,
+                               "CPU list \"%s\": none of these CPUs exists on "
+                               "this node",
+                               req->cpus ? req->cpus : "");
         goto out;
     }
 
@@ -576,8 +617,10 @@ dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, d
     if (req->gpus_per_task > 0) {
         per = req->gpus_per_task;
         if ((long)per * T > nsg) {
-            status = dml_error_set(DML_ERR_INVALID_ARG, "%d GPUs per task for %u tasks needs %ld "
-                                   "GPUs; the step has %d", per, T, (long)per * T, nsg);
+            status = dml_error_set(DML_ERR_INVALID_ARG,
+                                   "%d GPUs per task for %u tasks needs %ld "
+                                   "GPUs; the step has %d",
+                                   per, T, (long)per * T, nsg);
             goto out;
         }
     } else if (req->gpus_per_task == 0 && nsg >= (int)T) {
@@ -721,8 +764,10 @@ dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, d
         if (!dml__excluded(req->hca_exclude, tp->hcas[i].name))
             usable[nusable++] = i;
     if (req->net == DML_NET_IB && nusable == 0) {
-        status = dml_error_set(DML_ERR_INVALID_ARG, "--dml-net=ib: no active InfiniBand port on "
-                               "this node%s", tp->nhcas ? " (all excluded by the site)" : "");
+        status = dml_error_set(DML_ERR_INVALID_ARG,
+                               "--dml-net=ib: no active InfiniBand port on "
+                               "this node%s",
+                               tp->nhcas ? " (all excluded by the site)" : "");
         goto out;
     }
     if (nusable > 0 && (req->net == DML_NET_AUTO || req->net == DML_NET_IB)) {

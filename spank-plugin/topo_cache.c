@@ -47,8 +47,11 @@ static int dml__cache_dir(const char *dir, int create)
     int fd, next, made = 0;
 
     if (dir[0] != '/' || strlen(dir) >= sizeof(part))
-        return dml_error_set(DML_ERR_INVALID_ARG, "%s: the topology cache must be an absolute path "
-                             "shorter than %zu characters", dir, sizeof(part)), -1;
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "%s: the topology cache must be an absolute path "
+                             "shorter than %zu characters",
+                             dir, sizeof(part)),
+               -1;
     if ((fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         return dml_error_set_errno(errno, "/: cannot open"), -1;
     for (;;) {
@@ -75,8 +78,10 @@ static int dml__cache_dir(const char *dir, int create)
             next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         }
         if (next < 0) {
-            dml_error_set_errno(errno, "%s: not usable as the topology cache (\"%s\" on its path is "
-                                "a link, not a directory, or missing)", dir, part);
+            dml_error_set_errno(errno,
+                                "%s: not usable as the topology cache (\"%s\" on its path is "
+                                "a link, not a directory, or missing)",
+                                dir, part);
             close(fd);
             return -1;
         }
@@ -94,9 +99,10 @@ static int dml__cache_dir(const char *dir, int create)
         return -1;
     }
     if (sb.st_uid != 0 || (sb.st_mode & 022) != 0) {
-        dml_error_set(DML_ERR_PERMISSION, "%s: owned by uid %u with mode %04o: the topology cache "
-                      "must belong to root and be writable by no one else", dir,
-                      (unsigned)sb.st_uid, (unsigned)(sb.st_mode & 07777));
+        dml_error_set(DML_ERR_PERMISSION,
+                      "%s: owned by uid %u with mode %04o: the topology cache "
+                      "must belong to root and be writable by no one else",
+                      dir, (unsigned)sb.st_uid, (unsigned)(sb.st_mode & 07777));
         close(fd);
         return -1;
     }
@@ -119,8 +125,10 @@ dml_status_t dml_topo_cache_write(const dml_topo_t *topo, const char *dir)
     snprintf(tmp, sizeof(tmp), ".%s.%ld", DML__CACHE_FILE, (long)getpid());
     fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
-        st = dml_error_set_errno(errno, "%s/%s: cannot create the cache's temporary (something is "
-                                 "there already?)", dir, tmp);
+        st = dml_error_set_errno(errno,
+                                 "%s/%s: cannot create the cache's temporary (something is "
+                                 "there already?)",
+                                 dir, tmp);
         goto out;
     }
     if (fchmod(fd, 0644) != 0) {
@@ -179,8 +187,10 @@ dml_status_t dml_topo_cache_load(const char *dir, dml_topo_t **topo_out)
     }
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_uid != 0 || (sb.st_mode & 022) != 0 ||
         sb.st_size <= 0 || sb.st_size > DML__CACHE_MAX) {
-        st = dml_error_set(DML_ERR_PERMISSION, "%s/%s: not a regular file of root's, writable by "
-                           "no one else, of a plausible size: not used", dir, DML__CACHE_FILE);
+        st = dml_error_set(DML_ERR_PERMISSION,
+                           "%s/%s: not a regular file of root's, writable by "
+                           "no one else, of a plausible size: not used",
+                           dir, DML__CACHE_FILE);
         goto out;
     }
     if ((xml = malloc((size_t)sb.st_size + 1)) == NULL) {
@@ -207,8 +217,10 @@ dml_status_t dml_topo_cache_load(const char *dir, dml_topo_t **topo_out)
         goto out;
     }
     if (have_version == NULL || strcmp(have_version, HWLOC_VERSION) != 0) {
-        st = dml_error_set(DML_ERR_MISMATCH, "%s/%s: written by hwloc %s, this is hwloc %s: not "
-                           "used", dir, DML__CACHE_FILE, have_version ? have_version : "(unknown)",
+        st = dml_error_set(DML_ERR_MISMATCH,
+                           "%s/%s: written by hwloc %s, this is hwloc %s: not "
+                           "used",
+                           dir, DML__CACHE_FILE, have_version ? have_version : "(unknown)",
                            HWLOC_VERSION);
         goto out;
     }

@@ -45,74 +45,78 @@ static volatile sig_atomic_t g_stop;
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: srun --mpi=pmix dml-train --train DIR --model SPEC [OPTIONS]\n"
-            "       mpirun -np N dml-train ...\n\n"
-            "  --train DIR            training dataset (dml-data)\n"
-            "  --test DIR             held-out dataset, evaluated after every epoch\n"
-            "  --model SPEC           layers, e.g. conv2d(32,3),relu,maxpool(2),flatten,dense(64),relu,dense(10);\n"
-            "                         the book's cnn, cnn-bn, cnn-dropout; or mlp:784-512-256-10[:dropout=P]\n"
-            "                         (docs/training.md)\n"
-            "  --epochs N             [10]\n"
-            "  --batch N              samples per rank per step [128]; global batch = N x ranks x accum\n"
-            "  --accum K              micro-batches per optimiser step [1]\n"
-            "  --optimizer sgd|adamw  [sgd]\n"
-            "  --lr F                 peak learning rate [0.05]\n"
-            "  --momentum F           SGD momentum [0.9]\n"
-            "  --nesterov             Nesterov momentum\n"
-            "  --weight-decay F       [0 for SGD, 0.01 for AdamW]\n"
-            "  --schedule constant|step|cosine   [constant]\n"
-            "  --warmup N             steps of linear warm-up [0]\n"
-            "  --step-every N, --gamma F   step schedule: lr x gamma every N steps [gamma 0.1]\n"
-            "  --clip F               clip gradients to this global norm [off]\n"
-            "  --seed N               weights, sample order, dropout [0]\n"
-            "  --shuffle full|window|none   [full]\n"
-            "  --cache auto|on|off    keep the dataset in memory: a copy per rank where the\n"
-            "                         node's copies fit half its free memory, else one\n"
-            "                         shared copy per node (on: even beyond) [auto]\n"
-            "  --prefetch N           batches read ahead [4]\n"
-            "  --blas-threads N       BLAS and convolution threads per rank [1: one rank per core]\n"
-            "  --device cpu|cuda|cuda:N|auto   where the model computes: cuda, each rank the\n"
-            "                         GPU of its rank on the node (the one Slurm or srun\n"
-            "                         --dml-gpus gave it); auto: cuda where a GPU is seen and\n"
-            "                         the network runs there (so far dense, relu, dropout,\n"
-            "                         flatten; fp32), else the CPU [cpu]\n"
-            "  --grad-reduce auto|allreduce|shared   how gradients are summed: shared:\n"
-            "                         in memory shared by the ranks of one node, each rank\n"
-            "                         updating a slice; allreduce: bucketed MPI allreduce;\n"
-            "                         auto: shared where all ranks are on one node [auto]\n"
-            "  --bucket-kb N          gradient bucket size for the allreduce [1024]\n"
-            "  --log-every N          steps between progress lines [100; 0: epochs only]\n"
-            "  --metrics FILE         progress as JSON lines (pandas.read_json(lines=True));\n"
-            "                         appended to when training resumes\n"
-            "  --output FILE          the trained model (HDF5), written only if training succeeds\n"
-            "\nCheckpoints (see docs/checkpoints.md):\n"
-            "  --checkpoint-dir DIR   write checkpoints here (a shared file system); with it,\n"
-            "                         training resumes from DIR and stops cleanly on signals\n"
-            "  --checkpoint-every N   every N optimiser steps [0: off]\n"
-            "  --checkpoint-seconds T every T seconds [0: off]; also one at the end\n"
-            "  --keep K               newest checkpoints kept [3; 0: all]\n"
-            "  --resume auto|never|PATH  auto: from the newest checkpoint of DIR's run that\n"
-            "                         loads [auto]; never: a new run (DIR's checkpoints are\n"
-            "                         moved to DIR/earlier-run-*); PATH: that file or directory\n"
-            "  --signals LIST         checkpoint and stop on these [USR1,USR2,TERM]; none\n"
-            "  --time-margin S        in a Slurm job, checkpoint and stop S seconds before\n"
-            "                         its end time (asked of slurmctld) [60]\n"
-            "  --requeue              after such a stop, requeue the Slurm job through\n"
-            "                         slurmctld (no scontrol needed); never a cancelled one\n"
-            "  --stall-timeout auto|S a rank not heard from, or not arriving where the others\n"
-            "                         wait, for this long is named (host, PID, step) and the\n"
-            "                         job ended with exit 75; auto: 10 x the slowest recent\n"
-            "                         step or checkpoint, at least --stall-floor [auto; 0: never]\n"
-            "  --stall-floor S        the least limit auto derives, in seconds [60]\n"
-            "  Exit status 75 means: checkpointed and stopped on request; requeue the job.\n"
-            "  143: checkpointed and stopped because the job was cancelled (scancel): not\n"
-            "  requeued; submit it again to continue.\n"
-            "  --check                check the options, --config file and model spec, and\n"
-            "                         exit (0: valid, 2: not); no MPI, no data read\n"
-            "  --config FILE          settings from an INI file: any option above as\n"
-            "                         key = value (without --), optionally under [train];\n"
-            "                         options on the command line win\n");
+    fprintf(
+        out,
+        "Usage: srun --mpi=pmix dml-train --train DIR --model SPEC [OPTIONS]\n"
+        "       mpirun -np N dml-train ...\n\n"
+        "  --train DIR            training dataset (dml-data)\n"
+        "  --test DIR             held-out dataset, evaluated after every epoch\n"
+        "  --model SPEC           layers, e.g. "
+        "conv2d(32,3),relu,maxpool(2),flatten,dense(64),relu,dense(10);\n"
+        "                         the book's cnn, cnn-bn, cnn-dropout; or "
+        "mlp:784-512-256-10[:dropout=P]\n"
+        "                         (docs/training.md)\n"
+        "  --epochs N             [10]\n"
+        "  --batch N              samples per rank per step [128]; global batch = N x ranks x "
+        "accum\n"
+        "  --accum K              micro-batches per optimiser step [1]\n"
+        "  --optimizer sgd|adamw  [sgd]\n"
+        "  --lr F                 peak learning rate [0.05]\n"
+        "  --momentum F           SGD momentum [0.9]\n"
+        "  --nesterov             Nesterov momentum\n"
+        "  --weight-decay F       [0 for SGD, 0.01 for AdamW]\n"
+        "  --schedule constant|step|cosine   [constant]\n"
+        "  --warmup N             steps of linear warm-up [0]\n"
+        "  --step-every N, --gamma F   step schedule: lr x gamma every N steps [gamma 0.1]\n"
+        "  --clip F               clip gradients to this global norm [off]\n"
+        "  --seed N               weights, sample order, dropout [0]\n"
+        "  --shuffle full|window|none   [full]\n"
+        "  --cache auto|on|off    keep the dataset in memory: a copy per rank where the\n"
+        "                         node's copies fit half its free memory, else one\n"
+        "                         shared copy per node (on: even beyond) [auto]\n"
+        "  --prefetch N           batches read ahead [4]\n"
+        "  --blas-threads N       BLAS and convolution threads per rank [1: one rank per core]\n"
+        "  --device cpu|cuda|cuda:N|auto   where the model computes: cuda, each rank the\n"
+        "                         GPU of its rank on the node (the one Slurm or srun\n"
+        "                         --dml-gpus gave it); auto: cuda where a GPU is seen and\n"
+        "                         the network runs there (so far dense, relu, dropout,\n"
+        "                         flatten; fp32), else the CPU [cpu]\n"
+        "  --grad-reduce auto|allreduce|shared   how gradients are summed: shared:\n"
+        "                         in memory shared by the ranks of one node, each rank\n"
+        "                         updating a slice; allreduce: bucketed MPI allreduce;\n"
+        "                         auto: shared where all ranks are on one node [auto]\n"
+        "  --bucket-kb N          gradient bucket size for the allreduce [1024]\n"
+        "  --log-every N          steps between progress lines [100; 0: epochs only]\n"
+        "  --metrics FILE         progress as JSON lines (pandas.read_json(lines=True));\n"
+        "                         appended to when training resumes\n"
+        "  --output FILE          the trained model (HDF5), written only if training succeeds\n"
+        "\nCheckpoints (see docs/checkpoints.md):\n"
+        "  --checkpoint-dir DIR   write checkpoints here (a shared file system); with it,\n"
+        "                         training resumes from DIR and stops cleanly on signals\n"
+        "  --checkpoint-every N   every N optimiser steps [0: off]\n"
+        "  --checkpoint-seconds T every T seconds [0: off]; also one at the end\n"
+        "  --keep K               newest checkpoints kept [3; 0: all]\n"
+        "  --resume auto|never|PATH  auto: from the newest checkpoint of DIR's run that\n"
+        "                         loads [auto]; never: a new run (DIR's checkpoints are\n"
+        "                         moved to DIR/earlier-run-*); PATH: that file or directory\n"
+        "  --signals LIST         checkpoint and stop on these [USR1,USR2,TERM]; none\n"
+        "  --time-margin S        in a Slurm job, checkpoint and stop S seconds before\n"
+        "                         its end time (asked of slurmctld) [60]\n"
+        "  --requeue              after such a stop, requeue the Slurm job through\n"
+        "                         slurmctld (no scontrol needed); never a cancelled one\n"
+        "  --stall-timeout auto|S a rank not heard from, or not arriving where the others\n"
+        "                         wait, for this long is named (host, PID, step) and the\n"
+        "                         job ended with exit 75; auto: 10 x the slowest recent\n"
+        "                         step or checkpoint, at least --stall-floor [auto; 0: never]\n"
+        "  --stall-floor S        the least limit auto derives, in seconds [60]\n"
+        "  Exit status 75 means: checkpointed and stopped on request; requeue the job.\n"
+        "  143: checkpointed and stopped because the job was cancelled (scancel): not\n"
+        "  requeued; submit it again to continue.\n"
+        "  --check                check the options, --config file and model spec, and\n"
+        "                         exit (0: valid, 2: not); no MPI, no data read\n"
+        "  --config FILE          settings from an INI file: any option above as\n"
+        "                         key = value (without --), optionally under [train];\n"
+        "                         options on the command line win\n");
 }
 
 /* ---- option values --------------------------------------------------------
@@ -195,8 +199,10 @@ static int config_prescan(const char *file)
         return 2;
     }
     if (sb.st_size > CONFIG_MAX_BYTES) {
-        dml_error_set(DML_ERR_INVALID_ARG, "--config %s: %lld bytes, more than a configuration "
-                      "file has (at most %d)", file, (long long)sb.st_size, CONFIG_MAX_BYTES);
+        dml_error_set(DML_ERR_INVALID_ARG,
+                      "--config %s: %lld bytes, more than a configuration "
+                      "file has (at most %d)",
+                      file, (long long)sb.st_size, CONFIG_MAX_BYTES);
         return 2;
     }
     if ((f = fopen(file, "rb")) == NULL) {
@@ -225,16 +231,19 @@ static int config_prescan(const char *file)
         if (n > 0 && buf[at + n - 1] == '\r')
             n--;
         if (n > CONFIG_MAX_LINE) {
-            dml_error_set(DML_ERR_INVALID_ARG, "%s:%d: a line of %zu bytes; lines of up to %d "
-                          "are read (give a longer value on the command line)", file, line, n,
-                          CONFIG_MAX_LINE);
+            dml_error_set(DML_ERR_INVALID_ARG,
+                          "%s:%d: a line of %zu bytes; lines of up to %d "
+                          "are read (give a longer value on the command line)",
+                          file, line, n, CONFIG_MAX_LINE);
             goto out;
         }
         for (k = 0; k < n; k++) {
             const unsigned char c = (unsigned char)buf[at + k];
             if ((c < 0x20 && c != '\t') || c == 0x7f) {
-                dml_error_set(DML_ERR_INVALID_ARG, "%s:%d: byte 0x%02x at column %zu: not a "
-                              "text file", file, line, c, k + 1);
+                dml_error_set(DML_ERR_INVALID_ARG,
+                              "%s:%d: byte 0x%02x at column %zu: not a "
+                              "text file",
+                              file, line, c, k + 1);
                 goto out;
             }
         }
@@ -243,9 +252,11 @@ static int config_prescan(const char *file)
             ;
         if (k < n && p[k] != '#' && p[k] != ';') {
             if (k > 0) {
-                dml_error_set(DML_ERR_INVALID_ARG, "%s:%d: an indented line, which INI reads as "
+                dml_error_set(DML_ERR_INVALID_ARG,
+                              "%s:%d: an indented line, which INI reads as "
                               "the continuation of the value before it: start it at the "
-                              "beginning of the line", file, line);
+                              "beginning of the line",
+                              file, line);
                 goto out;
             }
             if (p[0] == '[') {
@@ -263,8 +274,10 @@ static int config_prescan(const char *file)
                 for (i = 0; i < nseen; i++)
                     if (strcmp(seen[i].section, section) == 0 && strlen(seen[i].key) == kl &&
                         strncmp(seen[i].key, p, kl) == 0) {
-                        dml_error_set(DML_ERR_INVALID_ARG, "%s:%d: '%s' is given twice (first on "
-                                      "line %d)", file, line, seen[i].key, seen[i].line);
+                        dml_error_set(DML_ERR_INVALID_ARG,
+                                      "%s:%d: '%s' is given twice (first on "
+                                      "line %d)",
+                                      file, line, seen[i].key, seen[i].line);
                         goto out;
                     }
                 if (nseen < CONFIG_MAX_KEYS && kl < sizeof(seen[0].key)) {
@@ -307,14 +320,17 @@ static int ini_entry(void *user, const char *section, const char *name, const ch
         if (strcmp(o->name, name) == 0)
             break;
     if (o->name == NULL || strcmp(name, "config") == 0 || strcmp(name, "help") == 0) {
-        snprintf(a->why, sizeof(a->why), "unknown key '%s' (keys are dml-train's options without "
-                 "the leading --; see --help)", name);
+        snprintf(a->why, sizeof(a->why),
+                 "unknown key '%s' (keys are dml-train's options without "
+                 "the leading --; see --help)",
+                 name);
         return 0;
     }
     if (o->has_arg == no_argument) {
         if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0) {
             value = NULL;
-        } else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 || strcmp(value, "0") == 0) {
+        } else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+                   strcmp(value, "0") == 0) {
             return 1;
         } else {
             snprintf(a->why, sizeof(a->why), "%s = %s: expected true or false", name, value);
@@ -447,20 +463,19 @@ static dml_status_t report(void *arg, const dml_progress_t *p)
         if (g_metrics == NULL)
             return DML_OK;
         return metrics_line(json_pack("{s:s, s:I, s:I, s:o, s:s}", "type", "checkpoint", "epoch",
-                                      (json_int_t)p->epoch, "step", (json_int_t)p->step,
-                                      "seconds", jnum(p->checkpoint_seconds), "reason",
-                                      p->checkpoint_reason));
+                                      (json_int_t)p->epoch, "step", (json_int_t)p->step, "seconds",
+                                      jnum(p->checkpoint_seconds), "reason", p->checkpoint_reason));
     }
     if (p->is_epoch) {
         char test[96] = "";
         if (p->has_test)
-            snprintf(test, sizeof(test), ", test loss %.4f acc %.4f", p->test_loss, p->test_accuracy);
+            snprintf(test, sizeof(test), ", test loss %.4f acc %.4f", p->test_loss,
+                     p->test_accuracy);
         dml_info("epoch %llu step %llu: loss %.4f acc %.4f%s, %.0f samples/s, compute %.0f%% "
                  "comm %.0f%% data %.0f%%",
                  (unsigned long long)p->epoch, (unsigned long long)p->step, p->loss, p->accuracy,
                  test, p->samples_per_s, 100 * p->compute, 100 * p->comm, 100 * p->data);
-    }
-    else
+    } else
         dml_info("epoch %llu step %llu: loss %.4f acc %.4f lr %.4g, %.0f samples/s, compute %.0f%% "
                  "comm %.0f%% data %.0f%%",
                  (unsigned long long)p->epoch, (unsigned long long)p->step, p->loss, p->accuracy,
@@ -470,8 +485,8 @@ static dml_status_t report(void *arg, const dml_progress_t *p)
     o = json_pack("{s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "type",
                   p->is_epoch ? "epoch" : "step", "epoch", (json_int_t)p->epoch, "step",
                   (json_int_t)p->step, "loss", jnum(p->loss), "accuracy", jnum(p->accuracy), "lr",
-                  jnum(p->lr), "samples_per_s", jnum(p->samples_per_s), "compute",
-                  jnum(p->compute), "comm", jnum(p->comm), "data", jnum(p->data));
+                  jnum(p->lr), "samples_per_s", jnum(p->samples_per_s), "compute", jnum(p->compute),
+                  "comm", jnum(p->comm), "data", jnum(p->data));
     if (o != NULL && p->has_test &&
         (json_object_set_new(o, "test_loss", jnum(p->test_loss)) != 0 ||
          json_object_set_new(o, "test_accuracy", jnum(p->test_accuracy)) != 0)) {
@@ -533,7 +548,8 @@ static void crash_at(void *arg, const char *phase, int rank)
     const char *want = arg, *at = strchr(want, '@');
     size_t len = at ? (size_t)(at - want) : strlen(want);
 
-    if (strlen(phase) == len && strncmp(want, phase, len) == 0 && (at == NULL || atoi(at + 1) == rank))
+    if (strlen(phase) == len && strncmp(want, phase, len) == 0 &&
+        (at == NULL || atoi(at + 1) == rank))
         raise(SIGKILL);
 }
 
@@ -565,7 +581,8 @@ static void stalled(void *arg, const char *report)
 {
     (void)arg;
     dml_error("stalled: %s; ending the job (exit %d): requeued, it resumes from the newest "
-              "checkpoint", report, DML_CKPT_EXIT_REQUEUE);
+              "checkpoint",
+              report, DML_CKPT_EXIT_REQUEUE);
     /* The launcher (mpirun, slurmstepd) forwards output asynchronously and
      * MPI_Abort ends it at once: give the line a moment to get out. */
     fflush(stderr);
@@ -678,7 +695,8 @@ static dml_status_t agree_options(const options_t *o)
             if (strcmp(a, b) != 0)
                 break;
         }
-        st = dml_error_set(DML_ERR_MISMATCH, "rank %d was started with %s, rank 0 with %s: every "
+        st = dml_error_set(DML_ERR_MISMATCH,
+                           "rank %d was started with %s, rank 0 with %s: every "
                            "rank must be given the same options (and the same --config file)",
                            g_rank, a, b);
     }
@@ -703,8 +721,10 @@ static dml_status_t check_outputs(const options_t *o)
         snprintf(index, sizeof(index), "%s/index.h5", o->cfg.ckpt_dir);
         if (dml__h5_file_format(index, kind, sizeof(kind)) == 0 &&
             strcmp(kind, DML_DATASET_FORMAT) == 0)
-            return dml_error_set(DML_ERR_EXISTS, "--checkpoint-dir %s: is a dataset: checkpoints "
-                                 "go to a directory of their own", o->cfg.ckpt_dir);
+            return dml_error_set(DML_ERR_EXISTS,
+                                 "--checkpoint-dir %s: is a dataset: checkpoints "
+                                 "go to a directory of their own",
+                                 o->cfg.ckpt_dir);
         if ((st = dml_ckpt_dir_prepare(o->cfg.ckpt_dir)) != DML_OK)
             return st;
     }
@@ -713,32 +733,47 @@ static dml_status_t check_outputs(const options_t *o)
 
 /* ---- the command line ----------------------------------------------------- */
 
-static const struct option opts[] = {
-    {"train", required_argument, 0, 'T'},     {"test", required_argument, 0, 't'},
-    {"model", required_argument, 0, 'm'},     {"epochs", required_argument, 0, 'e'},
-    {"batch", required_argument, 0, 'b'},     {"accum", required_argument, 0, 'a'},
-    {"optimizer", required_argument, 0, 'o'}, {"lr", required_argument, 0, 'l'},
-    {"momentum", required_argument, 0, 'M'},  {"nesterov", no_argument, 0, 'n'},
-    {"weight-decay", required_argument, 0, 'w'}, {"schedule", required_argument, 0, 's'},
-    {"warmup", required_argument, 0, 'W'},    {"step-every", required_argument, 0, 'E'},
-    {"gamma", required_argument, 0, 'g'},     {"clip", required_argument, 0, 'c'},
-    {"seed", required_argument, 0, 'S'},      {"shuffle", required_argument, 0, 'h' + 256},
-    {"cache", required_argument, 0, 'C'},     {"prefetch", required_argument, 0, 'p'},
-    {"blas-threads", required_argument, 0, 'B'}, {"bucket-kb", required_argument, 0, 'K'},
-    {"log-every", required_argument, 0, 'L'}, {"metrics", required_argument, 0, 'j'},
-    {"output", required_argument, 0, 'O'},    {"help", no_argument, 0, 'h'},
-    {"config", required_argument, 0, 'F'},    {"check", no_argument, 0, 'X' + 256},
-    {"checkpoint-dir", required_argument, 0, 'D' + 256},
-    {"checkpoint-every", required_argument, 0, 'N' + 256},
-    {"checkpoint-seconds", required_argument, 0, 'Z' + 256},
-    {"keep", required_argument, 0, 'k' + 256}, {"resume", required_argument, 0, 'r' + 256},
-    {"signals", required_argument, 0, 'x' + 256},
-    {"time-margin", required_argument, 0, 'y' + 256},
-    {"requeue", no_argument, 0, 'q' + 256},
-    {"stall-timeout", required_argument, 0, 'z' + 256},
-    {"stall-floor", required_argument, 0, 'f' + 256},
-    {"grad-reduce", required_argument, 0, 'R' + 256},
-    {"device", required_argument, 0, 'd' + 256}, {0, 0, 0, 0}};
+static const struct option opts[] = {{"train", required_argument, 0, 'T'},
+                                     {"test", required_argument, 0, 't'},
+                                     {"model", required_argument, 0, 'm'},
+                                     {"epochs", required_argument, 0, 'e'},
+                                     {"batch", required_argument, 0, 'b'},
+                                     {"accum", required_argument, 0, 'a'},
+                                     {"optimizer", required_argument, 0, 'o'},
+                                     {"lr", required_argument, 0, 'l'},
+                                     {"momentum", required_argument, 0, 'M'},
+                                     {"nesterov", no_argument, 0, 'n'},
+                                     {"weight-decay", required_argument, 0, 'w'},
+                                     {"schedule", required_argument, 0, 's'},
+                                     {"warmup", required_argument, 0, 'W'},
+                                     {"step-every", required_argument, 0, 'E'},
+                                     {"gamma", required_argument, 0, 'g'},
+                                     {"clip", required_argument, 0, 'c'},
+                                     {"seed", required_argument, 0, 'S'},
+                                     {"shuffle", required_argument, 0, 'h' + 256},
+                                     {"cache", required_argument, 0, 'C'},
+                                     {"prefetch", required_argument, 0, 'p'},
+                                     {"blas-threads", required_argument, 0, 'B'},
+                                     {"bucket-kb", required_argument, 0, 'K'},
+                                     {"log-every", required_argument, 0, 'L'},
+                                     {"metrics", required_argument, 0, 'j'},
+                                     {"output", required_argument, 0, 'O'},
+                                     {"help", no_argument, 0, 'h'},
+                                     {"config", required_argument, 0, 'F'},
+                                     {"check", no_argument, 0, 'X' + 256},
+                                     {"checkpoint-dir", required_argument, 0, 'D' + 256},
+                                     {"checkpoint-every", required_argument, 0, 'N' + 256},
+                                     {"checkpoint-seconds", required_argument, 0, 'Z' + 256},
+                                     {"keep", required_argument, 0, 'k' + 256},
+                                     {"resume", required_argument, 0, 'r' + 256},
+                                     {"signals", required_argument, 0, 'x' + 256},
+                                     {"time-margin", required_argument, 0, 'y' + 256},
+                                     {"requeue", no_argument, 0, 'q' + 256},
+                                     {"stall-timeout", required_argument, 0, 'z' + 256},
+                                     {"stall-floor", required_argument, 0, 'f' + 256},
+                                     {"grad-reduce", required_argument, 0, 'R' + 256},
+                                     {"device", required_argument, 0, 'd' + 256},
+                                     {0, 0, 0, 0}};
 
 /* Parses argv into o; 0, 1 for --help, or 2 with the detail recorded. */
 static int parse_options(int argc, char **argv, options_t *o)
@@ -751,62 +786,128 @@ static int parse_options(int argc, char **argv, options_t *o)
     opterr = 0; /* getopt's own messages would come from every rank */
     while (rc == 0 && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
-        case 'T': cfg->train_dir = optarg; break;
-        case 't': cfg->test_dir = optarg; break;
-        case 'm': o->model = optarg; break;
-        case 'e': rc = inum("--epochs", optarg, 1, 1000000, &u); cfg->epochs = (int)u; break;
-        case 'b': rc = inum("--batch", optarg, 1, 1 << 20, &u); cfg->batch = (int)u; break;
-        case 'a': rc = inum("--accum", optarg, 1, 1 << 16, &u); cfg->accum = (int)u; break;
+        case 'T':
+            cfg->train_dir = optarg;
+            break;
+        case 't':
+            cfg->test_dir = optarg;
+            break;
+        case 'm':
+            o->model = optarg;
+            break;
+        case 'e':
+            rc = inum("--epochs", optarg, 1, 1000000, &u);
+            cfg->epochs = (int)u;
+            break;
+        case 'b':
+            rc = inum("--batch", optarg, 1, 1 << 20, &u);
+            cfg->batch = (int)u;
+            break;
+        case 'a':
+            rc = inum("--accum", optarg, 1, 1 << 16, &u);
+            cfg->accum = (int)u;
+            break;
         case 'o':
-            if (strcmp(optarg, "sgd") == 0) o->opt_type = DML_OPT_SGD;
-            else if (strcmp(optarg, "adamw") == 0) o->opt_type = DML_OPT_ADAMW;
-            else rc = bad("--optimizer", optarg, "sgd or adamw");
+            if (strcmp(optarg, "sgd") == 0)
+                o->opt_type = DML_OPT_SGD;
+            else if (strcmp(optarg, "adamw") == 0)
+                o->opt_type = DML_OPT_ADAMW;
+            else
+                rc = bad("--optimizer", optarg, "sgd or adamw");
             break;
-        case 'l': rc = num("--lr", optarg, 1e-30, 1e30, &v); cfg->lr.base = (float)v; break;
-        case 'M': rc = num("--momentum", optarg, 0, 0.999999, &o->momentum); break;
-        case 'n': o->nesterov = 1; break;
-        case 'w': rc = num("--weight-decay", optarg, 0, 1e3, &o->wd); break;
+        case 'l':
+            rc = num("--lr", optarg, 1e-30, 1e30, &v);
+            cfg->lr.base = (float)v;
+            break;
+        case 'M':
+            rc = num("--momentum", optarg, 0, 0.999999, &o->momentum);
+            break;
+        case 'n':
+            o->nesterov = 1;
+            break;
+        case 'w':
+            rc = num("--weight-decay", optarg, 0, 1e3, &o->wd);
+            break;
         case 's':
-            if (strcmp(optarg, "constant") == 0) cfg->lr.kind = DML_LR_CONSTANT;
-            else if (strcmp(optarg, "step") == 0) cfg->lr.kind = DML_LR_STEP;
-            else if (strcmp(optarg, "cosine") == 0) cfg->lr.kind = DML_LR_COSINE;
-            else rc = bad("--schedule", optarg, "constant, step or cosine");
+            if (strcmp(optarg, "constant") == 0)
+                cfg->lr.kind = DML_LR_CONSTANT;
+            else if (strcmp(optarg, "step") == 0)
+                cfg->lr.kind = DML_LR_STEP;
+            else if (strcmp(optarg, "cosine") == 0)
+                cfg->lr.kind = DML_LR_COSINE;
+            else
+                rc = bad("--schedule", optarg, "constant, step or cosine");
             break;
-        case 'W': rc = inum("--warmup", optarg, 0, 1000000000000ULL, &cfg->lr.warmup); break;
-        case 'E': rc = inum("--step-every", optarg, 1, 1000000000000ULL, &cfg->lr.step_every); break;
-        case 'g': rc = num("--gamma", optarg, 0, 1, &v); cfg->lr.gamma = (float)v; break;
-        case 'c': rc = num("--clip", optarg, 0, 1e12, &cfg->clip); break;
-        case 'S': rc = inum("--seed", optarg, 0, UINT64_MAX, &cfg->seed); break;
+        case 'W':
+            rc = inum("--warmup", optarg, 0, 1000000000000ULL, &cfg->lr.warmup);
+            break;
+        case 'E':
+            rc = inum("--step-every", optarg, 1, 1000000000000ULL, &cfg->lr.step_every);
+            break;
+        case 'g':
+            rc = num("--gamma", optarg, 0, 1, &v);
+            cfg->lr.gamma = (float)v;
+            break;
+        case 'c':
+            rc = num("--clip", optarg, 0, 1e12, &cfg->clip);
+            break;
+        case 'S':
+            rc = inum("--seed", optarg, 0, UINT64_MAX, &cfg->seed);
+            break;
         case 'h' + 256:
-            if (strcmp(optarg, "full") == 0) cfg->shuffle = DML_SHUFFLE_FULL;
-            else if (strcmp(optarg, "window") == 0) cfg->shuffle = DML_SHUFFLE_WINDOW;
-            else if (strcmp(optarg, "none") == 0) cfg->shuffle = DML_SHUFFLE_NONE;
-            else rc = bad("--shuffle", optarg, "full, window or none");
+            if (strcmp(optarg, "full") == 0)
+                cfg->shuffle = DML_SHUFFLE_FULL;
+            else if (strcmp(optarg, "window") == 0)
+                cfg->shuffle = DML_SHUFFLE_WINDOW;
+            else if (strcmp(optarg, "none") == 0)
+                cfg->shuffle = DML_SHUFFLE_NONE;
+            else
+                rc = bad("--shuffle", optarg, "full, window or none");
             break;
         case 'C':
-            if (strcmp(optarg, "auto") == 0) cfg->cache = DML_CACHE_AUTO;
-            else if (strcmp(optarg, "on") == 0) cfg->cache = DML_CACHE_ON;
-            else if (strcmp(optarg, "off") == 0) cfg->cache = DML_CACHE_OFF;
-            else rc = bad("--cache", optarg, "auto, on or off");
+            if (strcmp(optarg, "auto") == 0)
+                cfg->cache = DML_CACHE_AUTO;
+            else if (strcmp(optarg, "on") == 0)
+                cfg->cache = DML_CACHE_ON;
+            else if (strcmp(optarg, "off") == 0)
+                cfg->cache = DML_CACHE_OFF;
+            else
+                rc = bad("--cache", optarg, "auto, on or off");
             break;
-        case 'p': rc = inum("--prefetch", optarg, 0, 1024, &u); cfg->prefetch = (int)u; break;
-        case 'B': rc = inum("--blas-threads", optarg, 1, 1024, &u); o->threads = (int)u; break;
+        case 'p':
+            rc = inum("--prefetch", optarg, 0, 1024, &u);
+            cfg->prefetch = (int)u;
+            break;
+        case 'B':
+            rc = inum("--blas-threads", optarg, 1, 1024, &u);
+            o->threads = (int)u;
+            break;
         case 'R' + 256:
-            if (strcmp(optarg, "auto") == 0) cfg->grad_reduce = DML_DP_AUTO;
-            else if (strcmp(optarg, "allreduce") == 0) cfg->grad_reduce = DML_DP_ALLREDUCE;
-            else if (strcmp(optarg, "shared") == 0) cfg->grad_reduce = DML_DP_SHARED;
-            else rc = bad("--grad-reduce", optarg, "auto, allreduce or shared");
+            if (strcmp(optarg, "auto") == 0)
+                cfg->grad_reduce = DML_DP_AUTO;
+            else if (strcmp(optarg, "allreduce") == 0)
+                cfg->grad_reduce = DML_DP_ALLREDUCE;
+            else if (strcmp(optarg, "shared") == 0)
+                cfg->grad_reduce = DML_DP_SHARED;
+            else
+                rc = bad("--grad-reduce", optarg, "auto, allreduce or shared");
             break;
         case 'K':
             rc = inum("--bucket-kb", optarg, 1, 1 << 22, &u);
             cfg->bucket_bytes = (size_t)u * 1024;
             break;
-        case 'L': rc = inum("--log-every", optarg, 0, INT32_MAX, &u); cfg->log_every = (int)u; break;
-        case 'j': o->metrics = optarg; break;
+        case 'L':
+            rc = inum("--log-every", optarg, 0, INT32_MAX, &u);
+            cfg->log_every = (int)u;
+            break;
+        case 'j':
+            o->metrics = optarg;
+            break;
         case 'd' + 256: {
             /* The name only: whether a GPU is there is each rank's to find. */
             char *end = NULL;
-            if (strcmp(optarg, "cpu") == 0 || strcmp(optarg, "cuda") == 0 || strcmp(optarg, "auto") == 0 ||
+            if (strcmp(optarg, "cpu") == 0 || strcmp(optarg, "cuda") == 0 ||
+                strcmp(optarg, "auto") == 0 ||
                 (strncmp(optarg, "cuda:", 5) == 0 && optarg[5] >= '0' && optarg[5] <= '9' &&
                  strtol(optarg + 5, &end, 10) < 1024 && *end == '\0'))
                 cfg->device = optarg;
@@ -814,30 +915,55 @@ static int parse_options(int argc, char **argv, options_t *o)
                 rc = bad("--device", optarg, "cpu, cuda, cuda:N or auto");
             break;
         }
-        case 'O': o->output = optarg; break;
-        case 'F': break; /* read by with_config */
-        case 'X' + 256: break; /* seen by main before MPI */
-        case 'D' + 256: cfg->ckpt_dir = optarg; break;
-        case 'N' + 256: rc = inum("--checkpoint-every", optarg, 0, 1000000000000000ULL, &cfg->ckpt_every); break;
-        case 'Z' + 256: rc = num("--checkpoint-seconds", optarg, 0, 1e9, &cfg->ckpt_seconds); break;
-        case 'k' + 256: rc = inum("--keep", optarg, 0, 1000000, &u); cfg->ckpt_keep = (int)u; break;
-        case 'r' + 256: o->resume = optarg; break;
-        case 'x' + 256: o->signals = optarg; break;
-        case 'y' + 256: rc = num("--time-margin", optarg, 0, 1e9, &cfg->deadline_margin); break;
-        case 'q' + 256: o->requeue = 1; break;
+        case 'O':
+            o->output = optarg;
+            break;
+        case 'F':
+            break; /* read by with_config */
+        case 'X' + 256:
+            break; /* seen by main before MPI */
+        case 'D' + 256:
+            cfg->ckpt_dir = optarg;
+            break;
+        case 'N' + 256:
+            rc = inum("--checkpoint-every", optarg, 0, 1000000000000000ULL, &cfg->ckpt_every);
+            break;
+        case 'Z' + 256:
+            rc = num("--checkpoint-seconds", optarg, 0, 1e9, &cfg->ckpt_seconds);
+            break;
+        case 'k' + 256:
+            rc = inum("--keep", optarg, 0, 1000000, &u);
+            cfg->ckpt_keep = (int)u;
+            break;
+        case 'r' + 256:
+            o->resume = optarg;
+            break;
+        case 'x' + 256:
+            o->signals = optarg;
+            break;
+        case 'y' + 256:
+            rc = num("--time-margin", optarg, 0, 1e9, &cfg->deadline_margin);
+            break;
+        case 'q' + 256:
+            o->requeue = 1;
+            break;
         case 'z' + 256:
             if (strcmp(optarg, "auto") == 0)
                 cfg->stall_timeout = DML_STALL_AUTO;
             else if (num("--stall-timeout", optarg, 0, 1e9, &cfg->stall_timeout) != 0)
                 rc = bad("--stall-timeout", optarg, "auto, or seconds from 0 to 1e+09");
             break;
-        case 'f' + 256: rc = num("--stall-floor", optarg, 1, 1e9, &cfg->stall_floor); break;
-        case 'h': return 1;
+        case 'f' + 256:
+            rc = num("--stall-floor", optarg, 1, 1e9, &cfg->stall_floor);
+            break;
+        case 'h':
+            return 1;
         case ':':
             dml_error_set(DML_ERR_INVALID_ARG, "%s: needs a value (see --help)", argv[optind - 1]);
             return 2;
         default:
-            dml_error_set(DML_ERR_INVALID_ARG, "unknown option '%s' (see --help)", argv[optind - 1]);
+            dml_error_set(DML_ERR_INVALID_ARG, "unknown option '%s' (see --help)",
+                          argv[optind - 1]);
             return 2;
         }
     }
@@ -857,7 +983,7 @@ static int parse_options(int argc, char **argv, options_t *o)
     }
     if (strcmp(o->resume, "never") == 0 && cfg->ckpt_dir == NULL) {
         dml_error_set(DML_ERR_INVALID_ARG, "--resume never: without --checkpoint-dir there is "
-                      "nothing to resume from anyway");
+                                           "nothing to resume from anyway");
         return 2;
     }
     if (cfg->ckpt_dir != NULL && dml_ckpt_signals_install(o->signals, &g_stop) != DML_OK) {
@@ -1074,22 +1200,25 @@ int main(int argc, char **argv)
             snprintf(device, sizeof(device), "the CPU");
         else
             dml_device_format(dml_model_device(dml_trainer_model(tr)), device, sizeof(device));
-        dml_info("training %s on %s%s%s: %d ranks x batch %d x accum %d = global batch %d, %d epochs, "
-                 "%s lr %g (%s, warm-up %llu), momentum %g%s, weight decay %g, clip %g, seed %llu, "
-                 "%llu parameters, gradients summed by %s, on %s%s%s%s",
-                 spec, cfg->train_dir, cfg->test_dir ? ", testing on " : "",
-                 cfg->test_dir ? cfg->test_dir : "", g_size, cfg->batch, cfg->accum,
-                 g_size * cfg->batch * cfg->accum, cfg->epochs,
-                 o.opt_type == DML_OPT_SGD ? "SGD" : "AdamW", (double)cfg->lr.base,
-                 cfg->lr.kind == DML_LR_CONSTANT ? "constant" : cfg->lr.kind == DML_LR_STEP ? "step" : "cosine",
-                 (unsigned long long)cfg->lr.warmup, (double)cfg->opt.momentum,
-                 o.nesterov ? " (Nesterov)" : "", (double)cfg->opt.weight_decay, cfg->clip,
-                 (unsigned long long)cfg->seed,
-                 (unsigned long long)dml_model_nparams(dml_trainer_model(tr)),
-                 dml_trainer_grad_reduce(tr) == DML_DP_SHARED ? "shared memory (one node)"
-                                                               : "bucketed MPI allreduce",
-                 device, *dml_trainer_device_note(tr) ? " (--device auto: " : "",
-                 dml_trainer_device_note(tr), *dml_trainer_device_note(tr) ? ")" : "");
+        dml_info(
+            "training %s on %s%s%s: %d ranks x batch %d x accum %d = global batch %d, %d epochs, "
+            "%s lr %g (%s, warm-up %llu), momentum %g%s, weight decay %g, clip %g, seed %llu, "
+            "%llu parameters, gradients summed by %s, on %s%s%s%s",
+            spec, cfg->train_dir, cfg->test_dir ? ", testing on " : "",
+            cfg->test_dir ? cfg->test_dir : "", g_size, cfg->batch, cfg->accum,
+            g_size * cfg->batch * cfg->accum, cfg->epochs,
+            o.opt_type == DML_OPT_SGD ? "SGD" : "AdamW", (double)cfg->lr.base,
+            cfg->lr.kind == DML_LR_CONSTANT ? "constant"
+            : cfg->lr.kind == DML_LR_STEP   ? "step"
+                                            : "cosine",
+            (unsigned long long)cfg->lr.warmup, (double)cfg->opt.momentum,
+            o.nesterov ? " (Nesterov)" : "", (double)cfg->opt.weight_decay, cfg->clip,
+            (unsigned long long)cfg->seed,
+            (unsigned long long)dml_model_nparams(dml_trainer_model(tr)),
+            dml_trainer_grad_reduce(tr) == DML_DP_SHARED ? "shared memory (one node)"
+                                                         : "bucketed MPI allreduce",
+            device, *dml_trainer_device_note(tr) ? " (--device auto: " : "",
+            dml_trainer_device_note(tr), *dml_trainer_device_note(tr) ? ")" : "");
     }
     if (o.output != NULL && dml_trainer_check_output_space(tr, o.output) != DML_OK)
         return fail_before_training(tr, 1);
@@ -1102,16 +1231,17 @@ int main(int argc, char **argv)
             return fail_before_training(tr, 1);
         if (g_rank == 0 && moved[0] != '\0')
             dml_info("--resume never: a new run in %s; the checkpoints of the run before it are "
-                     "kept in %s", cfg->ckpt_dir, moved);
+                     "kept in %s",
+                     cfg->ckpt_dir, moved);
     } else if (cfg->ckpt_dir != NULL || strcmp(o.resume, "auto") != 0) {
         st = dml_trainer_resume(tr, strcmp(o.resume, "auto") == 0 ? cfg->ckpt_dir : o.resume,
                                 skipped, NULL, &ri);
         if (st != DML_OK)
             return fail_before_training(tr, 1);
         if (g_rank == 0 && ri.resumed)
-            dml_info("resumed from %s: step %llu, epoch %llu, saved by %d rank%s, now %d",
-                     ri.path, (unsigned long long)ri.step, (unsigned long long)ri.epoch + 1,
-                     ri.world_size, ri.world_size == 1 ? "" : "s", g_size);
+            dml_info("resumed from %s: step %llu, epoch %llu, saved by %d rank%s, now %d", ri.path,
+                     (unsigned long long)ri.step, (unsigned long long)ri.epoch + 1, ri.world_size,
+                     ri.world_size == 1 ? "" : "s", g_size);
     }
     /* Metrics: continued where a run resumes, new otherwise. */
     if (o.metrics != NULL && g_rank == 0) {

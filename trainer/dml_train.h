@@ -36,10 +36,10 @@ typedef enum { DML_OPT_SGD = 0, DML_OPT_ADAMW } dml_opt_type_t;
 
 typedef struct {
     dml_opt_type_t type;
-    float momentum;       /* SGD */
-    int nesterov;         /* SGD */
+    float momentum;          /* SGD */
+    int nesterov;            /* SGD */
     float beta1, beta2, eps; /* AdamW */
-    float weight_decay;   /* SGD: L2 added to the gradient; AdamW: decoupled */
+    float weight_decay;      /* SGD: L2 added to the gradient; AdamW: decoupled */
 } dml_opt_config_t;
 
 void dml_opt_config_init(dml_opt_config_t *c, dml_opt_type_t type);
@@ -74,11 +74,11 @@ typedef enum { DML_LR_CONSTANT = 0, DML_LR_STEP, DML_LR_COSINE } dml_lr_kind_t;
 
 typedef struct {
     dml_lr_kind_t kind;
-    float base;           /* peak learning rate */
-    uint64_t warmup;      /* steps of linear warm-up from 0 */
-    uint64_t step_every;  /* DML_LR_STEP: multiply by gamma every so many steps */
+    float base;          /* peak learning rate */
+    uint64_t warmup;     /* steps of linear warm-up from 0 */
+    uint64_t step_every; /* DML_LR_STEP: multiply by gamma every so many steps */
     float gamma;
-    uint64_t total;       /* DML_LR_COSINE: steps to decay over (to 0) */
+    uint64_t total; /* DML_LR_COSINE: steps to decay over (to 0) */
 } dml_lr_schedule_t;
 
 float dml_lr_at(const dml_lr_schedule_t *s, uint64_t step);
@@ -113,9 +113,9 @@ double dml_clip_grad_norm(float *g, size_t n, double max_norm);
 typedef struct dml_dp dml_dp_t;
 
 typedef enum {
-    DML_DP_AUTO = 0,  /* SHARED where there are several ranks, all on one node */
+    DML_DP_AUTO = 0, /* SHARED where there are several ranks, all on one node */
     DML_DP_ALLREDUCE,
-    DML_DP_SHARED     /* fails (DML_ERR_INVALID_ARG) where the ranks span nodes */
+    DML_DP_SHARED /* fails (DML_ERR_INVALID_ARG) where the ranks span nodes */
 } dml_dp_mode_t;
 
 /* Collective. bucket_bytes (ALLREDUCE): at least this much per bucket (whole
@@ -184,23 +184,23 @@ double dml_dp_wait_seconds(const dml_dp_t *dp);
  */
 
 typedef struct {
-    const char *train_dir;       /* required */
-    const char *test_dir;        /* NULL: no evaluation */
-    dml_model_spec_t spec;       /* dml_model_spec_parse; bound to the training data's shape by
-                                    dml_trainer_create */
-    uint64_t seed;               /* weights, sample order, dropout */
-    int batch;                   /* samples per rank per micro-batch */
-    int accum;                   /* micro-batches per optimiser step (>= 1) */
+    const char *train_dir; /* required */
+    const char *test_dir;  /* NULL: no evaluation */
+    dml_model_spec_t spec; /* dml_model_spec_parse; bound to the training data's shape by
+                              dml_trainer_create */
+    uint64_t seed;         /* weights, sample order, dropout */
+    int batch;             /* samples per rank per micro-batch */
+    int accum;             /* micro-batches per optimiser step (>= 1) */
     int epochs;
     dml_opt_config_t opt;
-    dml_lr_schedule_t lr;        /* cosine with total 0: decays over all epochs */
-    double clip;                 /* max global gradient norm; 0: none */
+    dml_lr_schedule_t lr; /* cosine with total 0: decays over all epochs */
+    double clip;          /* max global gradient norm; 0: none */
     dml_shuffle_t shuffle;
     dml_cache_t cache;
     int prefetch;
-    size_t bucket_bytes;         /* 0: 1 MiB */
-    dml_dp_mode_t grad_reduce;   /* DML_DP_AUTO */
-    int log_every;               /* steps between step reports; 0: epochs only */
+    size_t bucket_bytes;       /* 0: 1 MiB */
+    dml_dp_mode_t grad_reduce; /* DML_DP_AUTO */
+    int log_every;             /* steps between step reports; 0: epochs only */
     /* Where the model computes (dml_device_select's names): NULL or "cpu";
      * "cuda" or "cuda:N" (each rank the GPU of its rank on the node, modulo
      * the GPUs it sees), refused where there is none or the network has a
@@ -210,10 +210,10 @@ typedef struct {
 
     /* Checkpoints (ckpt/, docs/formats/checkpoint.md); ckpt_dir NULL: none. */
     const char *ckpt_dir;
-    uint64_t ckpt_every;         /* optimiser steps between checkpoints; 0: not by steps */
-    double ckpt_seconds;         /* seconds between checkpoints; 0: not by time */
-    int ckpt_keep;               /* newest checkpoints kept [3]; 0: all */
-    dml_ckpt_config_t ckpt;      /* how they are written (dml_ckpt.h) [its defaults] */
+    uint64_t ckpt_every;    /* optimiser steps between checkpoints; 0: not by steps */
+    double ckpt_seconds;    /* seconds between checkpoints; 0: not by time */
+    int ckpt_keep;          /* newest checkpoints kept [3]; 0: all */
+    dml_ckpt_config_t ckpt; /* how they are written (dml_ckpt.h) [its defaults] */
     /* Set (by a signal handler, on any rank) to checkpoint at the next step
      * boundary and stop with DML_ERR_INTERRUPTED. May be NULL. */
     volatile sig_atomic_t *stop;
@@ -250,11 +250,11 @@ typedef struct {
 void dml_trainer_config_init(dml_trainer_config_t *c);
 
 typedef struct {
-    int is_epoch;                /* 0: a step report, 1: the end of an epoch */
-    uint64_t epoch, step;        /* step: optimiser steps so far */
-    double loss, accuracy;       /* training, over the steps since the last report */
+    int is_epoch;          /* 0: a step report, 1: the end of an epoch */
+    uint64_t epoch, step;  /* step: optimiser steps so far */
+    double loss, accuracy; /* training, over the steps since the last report */
     double lr, samples_per_s;
-    double compute, comm, data;  /* shares of the time since the last report */
+    double compute, comm, data; /* shares of the time since the last report */
     int has_test;
     double test_loss, test_accuracy;
     /* A checkpoint report (is_epoch 0): its path, what made it, its cost. */
@@ -312,10 +312,10 @@ dml_status_t dml_trainer_checkpoint(dml_trainer_t *tr, char *path_out, size_t le
 typedef void (*dml_skip_cb_t)(void *arg, const char *why);
 
 typedef struct {
-    int resumed;                 /* 0: nothing to resume from */
+    int resumed; /* 0: nothing to resume from */
     char path[4096];
     uint64_t step, epoch;
-    int world_size;              /* of the run that saved it */
+    int world_size; /* of the run that saved it */
 } dml_resume_info_t;
 
 /*
@@ -329,8 +329,8 @@ typedef struct {
  * some and none loads (so that a damaged directory is never silently
  * trained over).
  */
-dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb_t skip,
-                                void *arg, dml_resume_info_t *info);
+dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb_t skip, void *arg,
+                                dml_resume_info_t *info);
 
 #pragma GCC visibility pop
 

@@ -48,17 +48,17 @@
 
 typedef struct {
     size_t off, count;
-    int low_layer;      /* the bucket is final once this layer is */
+    int low_layer; /* the bucket is final once this layer is */
     MPI_Request req;
 } dml__bucket_t;
 
 struct dml_dp {
     MPI_Comm comm;
-    MPI_Comm bncomm;    /* batch normalisation's statistics: their own order of collectives */
+    MPI_Comm bncomm; /* batch normalisation's statistics: their own order of collectives */
     dml_model_t *m;
     dml_dp_mode_t mode, mode_asked;
     int rank, size;
-    int nb, next;       /* buckets, and the next one to start */
+    int nb, next; /* buckets, and the next one to start */
     dml__bucket_t b[DML_MODEL_MAX_LAYERS];
     dml_status_t failed;
     double wait;
@@ -68,7 +68,6 @@ struct dml_dp {
     float **seg;
     size_t lo, hi;
 };
-
 
 /* Where rank r's slice of np parameters starts: whole cache lines (16
  * floats), so that no two ranks write the same line. */
@@ -118,8 +117,10 @@ static dml_status_t dml__shared_create(dml_dp_t *dp)
      * cannot make there stops the job (MPI errors are fatal): look first. */
     if (dp->rank == 0 && statvfs("/dev/shm", &vfs) == 0 &&
         (double)vfs.f_bavail * (double)vfs.f_frsize < 2.0 * (double)bytes * (dp->size + 1))
-        st = dml_error_set(DML_ERR_NO_SPACE, "/dev/shm: %.0f MiB free, too little for the shared "
-                           "gradient reduction's %.0f MiB", (double)vfs.f_bavail * (double)vfs.f_frsize / 1048576.0,
+        st = dml_error_set(DML_ERR_NO_SPACE,
+                           "/dev/shm: %.0f MiB free, too little for the shared "
+                           "gradient reduction's %.0f MiB",
+                           (double)vfs.f_bavail * (double)vfs.f_frsize / 1048576.0,
                            (double)bytes * (dp->size + 1) / 1048576.0);
     dp->seg = calloc((size_t)dp->size, sizeof(*dp->seg));
     if (dp->seg == NULL && st == DML_OK)
@@ -245,14 +246,18 @@ dml_status_t dml_dp_create(MPI_Comm comm, dml_model_t *model, dml_dp_mode_t mode
         if (dml_model_nparams(model) > (size_t)INT_MAX - 16) {
             /* MPI counts are ints */
             if (mode == DML_DP_SHARED)
-                st = dml_error_set(DML_ERR_INVALID_ARG, "shared gradient reduction: %zu parameters "
-                                   "are more than MPI can count", dml_model_nparams(model));
+                st = dml_error_set(DML_ERR_INVALID_ARG,
+                                   "shared gradient reduction: %zu parameters "
+                                   "are more than MPI can count",
+                                   dml_model_nparams(model));
             mode = DML_DP_ALLREDUCE;
         } else if (nodesize != dp->size) {
             if (mode == DML_DP_SHARED)
-                st = dml_error_set(DML_ERR_INVALID_ARG, "shared gradient reduction needs every "
+                st = dml_error_set(DML_ERR_INVALID_ARG,
+                                   "shared gradient reduction needs every "
                                    "rank on one node; these %d ranks are on several (use "
-                                   "allreduce or auto)", dp->size);
+                                   "allreduce or auto)",
+                                   dp->size);
             mode = DML_DP_ALLREDUCE;
         } else if (mode == DML_DP_AUTO) {
             mode = dp->size > 1 ? DML_DP_SHARED : DML_DP_ALLREDUCE;
@@ -307,9 +312,18 @@ void dml_dp_free(dml_dp_t *dp)
     free(dp);
 }
 
-dml_dp_mode_t dml_dp_mode(const dml_dp_t *dp) { return dp->mode; }
-int dml_dp_buckets(const dml_dp_t *dp) { return dp->nb; }
-double dml_dp_wait_seconds(const dml_dp_t *dp) { return dp->wait; }
+dml_dp_mode_t dml_dp_mode(const dml_dp_t *dp)
+{
+    return dp->mode;
+}
+int dml_dp_buckets(const dml_dp_t *dp)
+{
+    return dp->nb;
+}
+double dml_dp_wait_seconds(const dml_dp_t *dp)
+{
+    return dp->wait;
+}
 
 void dml_dp_slice(const dml_dp_t *dp, size_t *offset, size_t *count)
 {
@@ -345,8 +359,8 @@ static void dml__on_ready(void *arg, int layer, size_t offset, size_t count)
                 dp->failed = dml_mpi_error(rc, "MPI_Allreduce of the last gradient bucket");
             continue;
         }
-        rc = MPI_Iallreduce(MPI_IN_PLACE, g + bk->off, (int)bk->count, MPI_FLOAT, MPI_SUM,
-                            dp->comm, &bk->req);
+        rc = MPI_Iallreduce(MPI_IN_PLACE, g + bk->off, (int)bk->count, MPI_FLOAT, MPI_SUM, dp->comm,
+                            &bk->req);
         if (rc != MPI_SUCCESS && dp->failed == DML_OK)
             dp->failed = dml_mpi_error(rc, "MPI_Iallreduce of a gradient bucket");
     }
@@ -357,7 +371,8 @@ static void dml__on_ready(void *arg, int layer, size_t offset, size_t count)
 
 /* SHARED: elements [i, i + n) of every rank's gradients summed in rank
  * order (the same sum on every run), divided by micro when it is > 1. */
-DML_HOT static void dml__sum_block(const dml_dp_t *dp, size_t i, size_t n, int micro, float *restrict acc)
+DML_HOT static void dml__sum_block(const dml_dp_t *dp, size_t i, size_t n, int micro,
+                                   float *restrict acc)
 {
     const float *s0 = dp->seg[0] + i;
     size_t j;
@@ -387,12 +402,16 @@ dml_status_t dml_dp_step(dml_dp_t *dp, const float *x, const int32_t *y, int n, 
 
     /* Check what could fail on one rank only before anyone communicates. */
     if (n < 0 || n > dml_model_max_batch(dp->m))
-        st = dml_error_set(DML_ERR_INVALID_ARG, "a batch of %d samples on this rank; the model "
-                           "was sized for 0..%d", n, dml_model_max_batch(dp->m));
+        st = dml_error_set(DML_ERR_INVALID_ARG,
+                           "a batch of %d samples on this rank; the model "
+                           "was sized for 0..%d",
+                           n, dml_model_max_batch(dp->m));
     for (i = 0; i < n && st == DML_OK; i++)
         if (y[i] < 0 || y[i] >= C)
-            st = dml_error_set(DML_ERR_INVALID_ARG, "label %d of sample %d is outside the output "
-                               "layer's %d classes", (int)y[i], i, C);
+            st = dml_error_set(DML_ERR_INVALID_ARG,
+                               "label %d of sample %d is outside the output "
+                               "layer's %d classes",
+                               (int)y[i], i, C);
     if (global_n == 0 && st == DML_OK)
         st = dml_error_set(DML_ERR_INVALID_ARG, "a global batch of 0 samples");
     /* Agreed on every micro-batch, not only the reducing one: a rank that
@@ -408,8 +427,8 @@ dml_status_t dml_dp_step(dml_dp_t *dp, const float *x, const int32_t *y, int n, 
      * model makes batch normalisation's reductions with nothing of its own,
      * and the buckets start here). */
     st = dml_model_train_step(dp->m, x, y, n, 1.0f / (float)global_n, dropout_seed, loss_sum,
-                              correct, reduce && dp->mode == DML_DP_ALLREDUCE ? dml__on_ready : NULL,
-                              dp);
+                              correct,
+                              reduce && dp->mode == DML_DP_ALLREDUCE ? dml__on_ready : NULL, dp);
     if (n == 0 && reduce && dp->mode == DML_DP_ALLREDUCE)
         dml__on_ready(dp, 0, 0, 0);
     if (!reduce)
@@ -426,8 +445,8 @@ dml_status_t dml_dp_step(dml_dp_t *dp, const float *x, const int32_t *y, int n, 
     }
     t0 = dml__now();
     for (i = 0; i < dp->nb; i++)
-        if (dp->b[i].req != MPI_REQUEST_NULL && MPI_Wait(&dp->b[i].req, MPI_STATUS_IGNORE) != MPI_SUCCESS &&
-            dp->failed == DML_OK)
+        if (dp->b[i].req != MPI_REQUEST_NULL &&
+            MPI_Wait(&dp->b[i].req, MPI_STATUS_IGNORE) != MPI_SUCCESS && dp->failed == DML_OK)
             dp->failed = dml_error_set(DML_ERR_MPI, "MPI_Wait on a gradient bucket failed");
     dp->wait += dml__now() - t0;
     return st != DML_OK ? st : dp->failed;
@@ -541,5 +560,6 @@ dml_status_t dml_dp_set_params(dml_dp_t *dp, const float *params)
     if (dp->mode != DML_DP_SHARED)
         return DML_OK;
     rc = dml__meet(dp);
-    return rc == MPI_SUCCESS ? DML_OK : dml_mpi_error(rc, "MPI_Barrier after setting the parameters");
+    return rc == MPI_SUCCESS ? DML_OK
+                             : dml_mpi_error(rc, "MPI_Barrier after setting the parameters");
 }

@@ -31,7 +31,10 @@ struct dml_opt {
     int stream;                 /* large parameter arrays by streaming stores */
 };
 
-void dml__opt_stream_stores(dml_opt_t *o, int on) { o->stream = on; }
+void dml__opt_stream_stores(dml_opt_t *o, int on)
+{
+    o->stream = on;
+}
 
 void dml_opt_config_init(dml_opt_config_t *c, dml_opt_type_t type)
 {
@@ -54,7 +57,8 @@ dml_status_t dml_opt_create(const dml_opt_config_t *c, size_t nparams, dml_opt_t
     if (c->momentum < 0 || c->momentum >= 1 || c->weight_decay < 0 || c->beta1 < 0 ||
         c->beta1 >= 1 || c->beta2 < 0 || c->beta2 >= 1 || !(c->eps > 0)) {
         free(o);
-        return dml_error_set(DML_ERR_INVALID_ARG, "optimiser: momentum and betas must be in [0, 1), "
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "optimiser: momentum and betas must be in [0, 1), "
                              "weight decay >= 0, eps > 0");
     }
     o->c = *c;
@@ -79,14 +83,23 @@ void dml_opt_free(dml_opt_t *o)
     free(o);
 }
 
-int dml_opt_nbufs(const dml_opt_t *o) { return o->c.type == DML_OPT_ADAMW ? 2 : 1; }
-float *dml_opt_buf(dml_opt_t *o, int i) { return i >= 0 && i < 2 ? o->buf[i] : NULL; }
-uint64_t *dml_opt_steps(dml_opt_t *o) { return &o->steps; }
+int dml_opt_nbufs(const dml_opt_t *o)
+{
+    return o->c.type == DML_OPT_ADAMW ? 2 : 1;
+}
+float *dml_opt_buf(dml_opt_t *o, int i)
+{
+    return i >= 0 && i < 2 ? o->buf[i] : NULL;
+}
+uint64_t *dml_opt_steps(dml_opt_t *o)
+{
+    return &o->steps;
+}
 
 /* The update rules of PyTorch's SGD (dampening 0) and AdamW, so that users
  * moving between the two get the same hyper-parameter meanings. */
 DML_HOT static void dml__sgd_momentum(float *restrict p, const float *restrict g, float *restrict v,
-                              size_t n, float lr, float wd, float m)
+                                      size_t n, float lr, float wd, float m)
 {
     size_t i;
 
@@ -159,8 +172,8 @@ dml__sgd_stream4(float *restrict p, const float *restrict g, float *restrict v, 
         DML__SGD_ONE(i);
 }
 
-static int dml__sgd_momentum_stream(float *p, const float *g, float *v, size_t n, float lr, float wd,
-                                    float m)
+static int dml__sgd_momentum_stream(float *p, const float *g, float *v, size_t n, float lr,
+                                    float wd, float m)
 {
     if (__builtin_cpu_supports("avx512f"))
         dml__sgd_stream16(p, g, v, n, lr, wd, m);
@@ -171,8 +184,8 @@ static int dml__sgd_momentum_stream(float *p, const float *g, float *v, size_t n
     return 1;
 }
 #else
-static int dml__sgd_momentum_stream(float *p, const float *g, float *v, size_t n, float lr, float wd,
-                                    float m)
+static int dml__sgd_momentum_stream(float *p, const float *g, float *v, size_t n, float lr,
+                                    float wd, float m)
 {
     (void)p, (void)g, (void)v, (void)n, (void)lr, (void)wd, (void)m;
     return 0;
@@ -214,7 +227,8 @@ void dml_opt_next(dml_opt_t *o, float lr)
 
     o->steps++;
     if (c->type == DML_OPT_ADAMW) {
-        const double bc1 = 1 - pow(c->beta1, (double)o->steps), bc2 = 1 - pow(c->beta2, (double)o->steps);
+        const double bc1 = 1 - pow(c->beta1, (double)o->steps),
+                     bc2 = 1 - pow(c->beta2, (double)o->steps);
         o->adam_step = (float)(lr / bc1);
         o->adam_sbc2 = (float)sqrt(bc2);
     }

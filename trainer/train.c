@@ -35,15 +35,15 @@ struct dml_trainer {
     dml_model_t *m;
     dml_opt_t *opt;
     dml_dp_t *dp;
-    char device_note[512];        /* auto stayed on the CPU: why */
+    char device_note[512]; /* auto stayed on the CPU: why */
     uint64_t step, epoch;
-    double ep[3];                 /* this epoch so far: loss sum, correct, samples */
-    double *history;              /* per finished epoch: DML__HIST_COLS values */
+    double ep[3];    /* this epoch so far: loss sum, correct, samples */
+    double *history; /* per finished epoch: DML__HIST_COLS values */
     uint64_t nhistory;
-    double sync_seconds;          /* in the per-step metrics allreduce */
+    double sync_seconds;                 /* in the per-step metrics allreduce */
     double data_reported, comm_reported; /* totals at the last report */
-    double last_ckpt;             /* when the last checkpoint was taken (monotonic) */
-    dml__watchdog_t *wd;          /* while dml_trainer_run trains, if asked */
+    double last_ckpt;                    /* when the last checkpoint was taken (monotonic) */
+    dml__watchdog_t *wd;                 /* while dml_trainer_run trains, if asked */
 };
 
 /* Progress, for the stall watchdog: before and after each collective. */
@@ -76,7 +76,6 @@ void dml_trainer_config_init(dml_trainer_config_t *c)
     c->stall_floor = 60;
 }
 
-
 void dml_trainer_free(dml_trainer_t *tr)
 {
     if (tr == NULL)
@@ -94,9 +93,18 @@ void dml_trainer_free(dml_trainer_t *tr)
     free(tr);
 }
 
-dml_dp_mode_t dml_trainer_grad_reduce(const dml_trainer_t *tr) { return dml_dp_mode(tr->dp); }
-dml_model_t *dml_trainer_model(dml_trainer_t *tr) { return tr->m; }
-const char *dml_trainer_device_note(const dml_trainer_t *tr) { return tr->device_note; }
+dml_dp_mode_t dml_trainer_grad_reduce(const dml_trainer_t *tr)
+{
+    return dml_dp_mode(tr->dp);
+}
+dml_model_t *dml_trainer_model(dml_trainer_t *tr)
+{
+    return tr->m;
+}
+const char *dml_trainer_device_note(const dml_trainer_t *tr)
+{
+    return tr->device_note;
+}
 
 /* Puts the model on cfg.device; local: this rank's number on its node. */
 static dml_status_t dml__place(dml_trainer_t *tr, int local)
@@ -134,12 +142,16 @@ static dml_status_t dml__check(dml_trainer_t *tr)
     dml_status_t st;
 
     if (c->batch < 1 || c->accum < 1 || c->epochs < 1)
-        return dml_error_set(DML_ERR_INVALID_ARG, "batch (%d), accumulation (%d) and epochs (%d) "
-                             "must be at least 1", c->batch, c->accum, c->epochs);
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "batch (%d), accumulation (%d) and epochs (%d) "
+                             "must be at least 1",
+                             c->batch, c->accum, c->epochs);
     if (!(c->lr.base > 0) || !isfinite(c->lr.base))
-        return dml_error_set(DML_ERR_INVALID_ARG, "learning rate %g: must be positive", (double)c->lr.base);
+        return dml_error_set(DML_ERR_INVALID_ARG, "learning rate %g: must be positive",
+                             (double)c->lr.base);
     if (c->clip < 0)
-        return dml_error_set(DML_ERR_INVALID_ARG, "gradient clipping norm %g: must be >= 0", c->clip);
+        return dml_error_set(DML_ERR_INVALID_ARG, "gradient clipping norm %g: must be >= 0",
+                             c->clip);
     if ((st = dml_model_spec_bind(&c->spec, s->rank, s->shape, s->num_classes)) != DML_OK)
         return dml_error_set(st, "%s: %s", c->train_dir, dml_error_message());
     if (tr->test != NULL) {
@@ -149,13 +161,13 @@ static dml_status_t dml__check(dml_trainer_t *tr)
             same = t->shape[i] == s->shape[i];
         if ((!same && !c->spec.mlp) || dml_schema_features(t) != dml_schema_features(s) ||
             t->num_classes > (uint32_t)c->spec.classes)
-            return dml_error_set(DML_ERR_MISMATCH, "%s: samples of %llu features (rank %d) and %u "
-                                 "classes do not fit the model trained on %s (%llu features, rank "
-                                 "%d; %d outputs)", c->test_dir,
-                                 (unsigned long long)dml_schema_features(t), t->rank,
-                                 t->num_classes, c->train_dir,
-                                 (unsigned long long)dml_schema_features(s), s->rank,
-                                 c->spec.classes);
+            return dml_error_set(
+                DML_ERR_MISMATCH,
+                "%s: samples of %llu features (rank %d) and %u "
+                "classes do not fit the model trained on %s (%llu features, rank "
+                "%d; %d outputs)",
+                c->test_dir, (unsigned long long)dml_schema_features(t), t->rank, t->num_classes,
+                c->train_dir, (unsigned long long)dml_schema_features(s), s->rank, c->spec.classes);
     }
     return DML_OK;
 }
@@ -189,7 +201,8 @@ dml_status_t dml_trainer_create(MPI_Comm comm, const dml_trainer_config_t *cfg,
         st = dml_model_create(&tr->cfg.spec, cfg->seed, cfg->batch, &tr->m);
     /* The rank's number on its node chooses its GPU; collective, so every
      * rank asks, whatever failed before. */
-    if (MPI_Comm_split_type(tr->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    if (MPI_Comm_split_type(tr->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
+        MPI_SUCCESS) {
         MPI_Comm_rank(node, &local);
         MPI_Comm_free(&node);
     }
@@ -223,7 +236,8 @@ dml_status_t dml_trainer_create(MPI_Comm comm, const dml_trainer_config_t *cfg,
         goto err;
     /* A cosine schedule without a length decays over the whole run. */
     if (tr->cfg.lr.kind == DML_LR_COSINE && tr->cfg.lr.total == 0) {
-        uint64_t per = (dml_loader_steps_per_epoch(tr->ld) + (uint64_t)cfg->accum - 1) / (uint64_t)cfg->accum;
+        uint64_t per =
+            (dml_loader_steps_per_epoch(tr->ld) + (uint64_t)cfg->accum - 1) / (uint64_t)cfg->accum;
         uint64_t all = per * (uint64_t)cfg->epochs;
         tr->cfg.lr.total = all > tr->cfg.lr.warmup ? all - tr->cfg.lr.warmup : 1;
     }
@@ -310,7 +324,7 @@ static dml_status_t dml__checkpoint_now(dml_trainer_t *tr, const char *reason, d
 static dml_status_t dml__run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
 {
     const dml_trainer_config_t *c = &tr->cfg;
-    double win[3] = {0, 0, 0};  /* loss sum, correct, samples since the last report */
+    double win[3] = {0, 0, 0}; /* loss sum, correct, samples since the last report */
     double t_win = dml__now(), t_ep = t_win, good_loss = 0, good_acc = 0;
     uint64_t good_step = 0;
     dml_status_t st = DML_OK;
@@ -336,7 +350,8 @@ static dml_status_t dml__run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
             last = micro + 1 == c->accum || b->epoch_end;
             dml__beat(tr);
             st = dml_dp_step(tr->dp, b->x, b->y, (int)b->n, b->global_n,
-                             c->seed * 0x9e3779b97f4a7c15ULL + tr->step * (uint64_t)c->accum + (uint64_t)micro,
+                             c->seed * 0x9e3779b97f4a7c15ULL + tr->step * (uint64_t)c->accum +
+                                 (uint64_t)micro,
                              last, &l, &corr);
             if (st != DML_OK)
                 return st;
@@ -374,7 +389,8 @@ static dml_status_t dml__run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
         dml__beat(tr);
         tr->sync_seconds += dml__now() - t0;
         if (!isfinite(global[0]))
-            return dml_error_set(DML_ERR_NUMERIC, "the training loss became %g at step %llu (epoch "
+            return dml_error_set(DML_ERR_NUMERIC,
+                                 "the training loss became %g at step %llu (epoch "
                                  "%llu); last good: step %llu, loss %.4f, accuracy %.4f",
                                  global[0], (unsigned long long)tr->step,
                                  (unsigned long long)tr->epoch + 1, (unsigned long long)good_step,
@@ -439,8 +455,10 @@ static dml_status_t dml__run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
             st = dml__checkpoint_now(tr, why, cb, arg);
             if (st != DML_OK)
                 return st;
-            return dml_error_set(DML_ERR_INTERRUPTED, "%s: stopped at step %llu (epoch %llu) after "
-                                 "a checkpoint in %s", why, (unsigned long long)tr->step,
+            return dml_error_set(DML_ERR_INTERRUPTED,
+                                 "%s: stopped at step %llu (epoch %llu) after "
+                                 "a checkpoint in %s",
+                                 why, (unsigned long long)tr->step,
                                  (unsigned long long)tr->epoch + 1, c->ckpt_dir);
         }
         if (tr->epoch == (uint64_t)c->epochs) {
@@ -530,9 +548,10 @@ dml_status_t dml_trainer_check_output_space(dml_trainer_t *tr, const char *path)
         if (st == DML_OK && statvfs(dir, &vfs) == 0) {
             have = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
             if (have < need)
-                st = dml_error_set(DML_ERR_IO, "%s: the model file needs %llu bytes, its file "
-                                   "system (%s) has %llu free: %s", path,
-                                   (unsigned long long)need, dir, (unsigned long long)have,
+                st = dml_error_set(DML_ERR_IO,
+                                   "%s: the model file needs %llu bytes, its file "
+                                   "system (%s) has %llu free: %s",
+                                   path, (unsigned long long)need, dir, (unsigned long long)have,
                                    strerror(ENOSPC));
         }
     }
@@ -541,7 +560,10 @@ dml_status_t dml_trainer_check_output_space(dml_trainer_t *tr, const char *path)
 
 /* ---- checkpoints --------------------------------------------------------- */
 
-static const char *dml__opt_name(dml_opt_type_t t) { return t == DML_OPT_SGD ? "sgd" : "adamw"; }
+static const char *dml__opt_name(dml_opt_type_t t)
+{
+    return t == DML_OPT_SGD ? "sgd" : "adamw";
+}
 
 /* The effective configuration as text, for people reading a checkpoint. */
 static void dml__config_text(const dml_trainer_t *tr, char *buf, size_t len)
@@ -550,21 +572,24 @@ static void dml__config_text(const dml_trainer_t *tr, char *buf, size_t len)
     char spec[DML_MODEL_SPEC_MAX];
 
     dml_model_spec_format(&c->spec, spec, sizeof(spec));
-    snprintf(buf, len,
-             "model=%s\ntrain=%s\ntest=%s\nepochs=%d\nbatch=%d\naccum=%d\nranks=%d\n"
-             "optimizer=%s\nlr=%g\nmomentum=%g\nnesterov=%d\nweight_decay=%g\nbeta1=%g\n"
-             "beta2=%g\neps=%g\nschedule=%s\nwarmup=%llu\nstep_every=%llu\ngamma=%g\n"
-             "cosine_total=%llu\nclip=%g\nseed=%llu\nshuffle=%s\ngrad_reduce=%s\n",
-             spec, c->train_dir, c->test_dir ? c->test_dir : "", c->epochs, c->batch, c->accum,
-             tr->size, dml__opt_name(c->opt.type), (double)c->lr.base, (double)c->opt.momentum,
-             c->opt.nesterov, (double)c->opt.weight_decay, (double)c->opt.beta1,
-             (double)c->opt.beta2, (double)c->opt.eps,
-             c->lr.kind == DML_LR_CONSTANT ? "constant" : c->lr.kind == DML_LR_STEP ? "step" : "cosine",
-             (unsigned long long)c->lr.warmup, (unsigned long long)c->lr.step_every,
-             (double)c->lr.gamma, (unsigned long long)c->lr.total, c->clip,
-             (unsigned long long)c->seed,
-             c->shuffle == DML_SHUFFLE_FULL ? "full" : c->shuffle == DML_SHUFFLE_WINDOW ? "window" : "none",
-             dml_dp_mode(tr->dp) == DML_DP_SHARED ? "shared" : "allreduce");
+    snprintf(
+        buf, len,
+        "model=%s\ntrain=%s\ntest=%s\nepochs=%d\nbatch=%d\naccum=%d\nranks=%d\n"
+        "optimizer=%s\nlr=%g\nmomentum=%g\nnesterov=%d\nweight_decay=%g\nbeta1=%g\n"
+        "beta2=%g\neps=%g\nschedule=%s\nwarmup=%llu\nstep_every=%llu\ngamma=%g\n"
+        "cosine_total=%llu\nclip=%g\nseed=%llu\nshuffle=%s\ngrad_reduce=%s\n",
+        spec, c->train_dir, c->test_dir ? c->test_dir : "", c->epochs, c->batch, c->accum, tr->size,
+        dml__opt_name(c->opt.type), (double)c->lr.base, (double)c->opt.momentum, c->opt.nesterov,
+        (double)c->opt.weight_decay, (double)c->opt.beta1, (double)c->opt.beta2, (double)c->opt.eps,
+        c->lr.kind == DML_LR_CONSTANT ? "constant"
+        : c->lr.kind == DML_LR_STEP   ? "step"
+                                      : "cosine",
+        (unsigned long long)c->lr.warmup, (unsigned long long)c->lr.step_every, (double)c->lr.gamma,
+        (unsigned long long)c->lr.total, c->clip, (unsigned long long)c->seed,
+        c->shuffle == DML_SHUFFLE_FULL     ? "full"
+        : c->shuffle == DML_SHUFFLE_WINDOW ? "window"
+                                           : "none",
+        dml_dp_mode(tr->dp) == DML_DP_SHARED ? "shared" : "allreduce");
 }
 
 /* The model's arrays in a checkpoint: every rank's collective put. */
@@ -608,8 +633,13 @@ static dml_status_t dml__ckpt_fill(dml_trainer_t *tr, dml_ckpt_writer_t *w)
         g = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         meta = g < 0 ? -1 : 0;
     }
-    st = dml_mpi_agree(tr->comm, meta == 0 ? DML_OK : dml_error_set(DML_ERR_IO, "%s: cannot write "
-                       "the checkpoint's attributes", tr->cfg.ckpt_dir), NULL);
+    st = dml_mpi_agree(tr->comm,
+                       meta == 0 ? DML_OK
+                                 : dml_error_set(DML_ERR_IO,
+                                                 "%s: cannot write "
+                                                 "the checkpoint's attributes",
+                                                 tr->cfg.ckpt_dir),
+                       NULL);
     /* The "model" group is a model file's root (nn/model_file.c writes it). */
     if (st == DML_OK) {
         dml__model_info(tr, &info);
@@ -620,8 +650,13 @@ static dml_status_t dml__ckpt_fill(dml_trainer_t *tr, dml_ckpt_writer_t *w)
     g = -1;
     if (st == DML_OK) {
         g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        st = dml_mpi_agree(tr->comm, g < 0 ? dml_error_set(DML_ERR_IO, "%s: cannot write the "
-                           "checkpoint", tr->cfg.ckpt_dir) : DML_OK, NULL);
+        st = dml_mpi_agree(tr->comm,
+                           g < 0 ? dml_error_set(DML_ERR_IO,
+                                                 "%s: cannot write the "
+                                                 "checkpoint",
+                                                 tr->cfg.ckpt_dir)
+                                 : DML_OK,
+                           NULL);
     }
     if (st == DML_OK)
         st = dml_dp_gather_state(tr->dp, tr->opt);
@@ -650,7 +685,8 @@ dml_status_t dml_trainer_checkpoint(dml_trainer_t *tr, char *path_out, size_t le
      * the checkpoint's collectives cannot deadlock across ranks. */
     dml_io_hdf5_lock();
     st = dml_ckpt_begin(tr->comm, tr->cfg.ckpt_dir, tr->step,
-                        dml_model_nparams(tr->m) * sizeof(float) * (1 + (uint64_t)dml_opt_nbufs(tr->opt)) +
+                        dml_model_nparams(tr->m) * sizeof(float) *
+                                (1 + (uint64_t)dml_opt_nbufs(tr->opt)) +
                             dml_model_nbuffers(tr->m) * sizeof(float) +
                             tr->nhistory * DML__HIST_COLS * sizeof(double),
                         &tr->cfg.ckpt, &w);
@@ -722,15 +758,18 @@ static dml_status_t dml__load_one(dml_trainer_t *tr, const char *path, dml__load
         goto out;
     }
     if (strcmp(hash, dml_dataset_content_hash(tr->train)) != 0) {
-        st = dml_error_set(DML_ERR_MISMATCH, "%s: saved for another training dataset (content "
-                           "hash %.16s..., %s has %.16s...)", path, hash, tr->cfg.train_dir,
-                           dml_dataset_content_hash(tr->train));
+        st = dml_error_set(DML_ERR_MISMATCH,
+                           "%s: saved for another training dataset (content "
+                           "hash %.16s..., %s has %.16s...)",
+                           path, hash, tr->cfg.train_dir, dml_dataset_content_hash(tr->train));
         goto out;
     }
     if (l->seed != tr->cfg.seed || strcmp(opt, dml__opt_name(tr->cfg.opt.type)) != 0) {
-        st = dml_error_set(DML_ERR_MISMATCH, "%s: saved with seed %llu and optimizer %s, this run "
-                           "uses seed %llu and %s", path, (unsigned long long)l->seed, opt,
-                           (unsigned long long)tr->cfg.seed, dml__opt_name(tr->cfg.opt.type));
+        st = dml_error_set(DML_ERR_MISMATCH,
+                           "%s: saved with seed %llu and optimizer %s, this run "
+                           "uses seed %llu and %s",
+                           path, (unsigned long long)l->seed, opt, (unsigned long long)tr->cfg.seed,
+                           dml__opt_name(tr->cfg.opt.type));
         goto out;
     }
     l->ls.seed = l->seed;
@@ -782,20 +821,19 @@ static dml_status_t dml__load_one(dml_trainer_t *tr, const char *path, dml__load
         goto out;
     }
     st = dml_ckpt_get(f, "metrics", H5T_NATIVE_DOUBLE, hd[0] * DML__HIST_COLS, l->history);
-out:
-    {
-        dml__h5_quiet_t q;
-        dml__h5_quiet_begin(&q);
-        H5Fclose(f);
-        dml__h5_quiet_end(&q);
-    }
+out : {
+    dml__h5_quiet_t q;
+    dml__h5_quiet_begin(&q);
+    H5Fclose(f);
+    dml__h5_quiet_end(&q);
+}
     if (st != DML_OK)
         dml__loaded_free(l, nb);
     return st;
 }
 
-dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb_t skip,
-                                void *arg, dml_resume_info_t *info)
+dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb_t skip, void *arg,
+                                dml_resume_info_t *info)
 {
     /* The run's own checkpoint directory may not exist yet; anything else
      * named to resume from must. */
@@ -825,8 +863,10 @@ dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb
         st = dml_mpi_agree(tr->comm, st, NULL);
         MPI_Allreduce(&mine, &most, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, tr->comm);
         if (st == DML_OK && mine != most)
-            st = dml_error_set(DML_ERR_NOT_FOUND, "%s: this rank sees %llu checkpoints, another "
-                               "%llu: is the directory on a shared file system?", from, mine, most);
+            st = dml_error_set(DML_ERR_NOT_FOUND,
+                               "%s: this rank sees %llu checkpoints, another "
+                               "%llu: is the directory on a shared file system?",
+                               from, mine, most);
         st = dml_mpi_agree(tr->comm, st, NULL);
         if (st != DML_OK)
             goto out;
@@ -885,9 +925,11 @@ dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb
         goto out;
     }
     if (n > 0)
-        st = dml_error_set(DML_ERR_NOT_FOUND, "%s: no checkpoint loads (%s); move them away, or "
+        st = dml_error_set(DML_ERR_NOT_FOUND,
+                           "%s: no checkpoint loads (%s); move them away, or "
                            "start a new run with --resume never (which keeps them in "
-                           "%s/earlier-run-*)", from, skipped, from);
+                           "%s/earlier-run-*)",
+                           from, skipped, from);
 out:
     if (e != &one)
         free(e);

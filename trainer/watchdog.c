@@ -95,7 +95,6 @@ struct dml__watchdog {
     uint64_t *sent, *got;
 };
 
-
 void dml__watchdog_beat(dml__watchdog_t *w, uint64_t step, dml__wd_kind_t kind)
 {
     uint64_t now_ns, gap;

@@ -35,8 +35,8 @@ int main(int argc, char **argv)
             bad++;
     MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
 
-    printf("rank %d of %d on %s: allreduce of %d doubles %s\n", rank, size,
-           node ? node : host, N, bad ? "WRONG" : "ok");
+    printf("rank %d of %d on %s: allreduce of %d doubles %s\n", rank, size, node ? node : host, N,
+           bad ? "WRONG" : "ok");
     fflush(stdout);
     MPI_Finalize();
     return anybad ? 1 : 0;

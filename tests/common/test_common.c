@@ -57,8 +57,9 @@ static void test_error_detail(void)
                        "/data/x/shard-3.h5", "x", 783, 784);
     CU_ASSERT_EQUAL(st, DML_ERR_MISMATCH);
     CU_ASSERT_EQUAL(dml_error_status(), DML_ERR_MISMATCH);
-    CU_ASSERT_STRING_EQUAL(dml_error_message(),
-                           "/data/x/shard-3.h5: dataset \"x\" has 783 columns, the model expects 784");
+    CU_ASSERT_STRING_EQUAL(
+        dml_error_message(),
+        "/data/x/shard-3.h5: dataset \"x\" has 783 columns, the model expects 784");
 
     st = dml_error_set_errno(ENOSPC, "%s: write failed", "/ckpt/tmp.h5");
     CU_ASSERT_EQUAL(st, DML_ERR_NO_SPACE);
@@ -84,7 +85,7 @@ static void test_error_detail(void)
                   "mlp:20");
     dml_error_set(DML_ERR_INVALID_ARG, "--model: %s", dml_error_message());
     CU_ASSERT_STRING_EQUAL(dml_error_message(), "--model: model \"mlp:20\": needs at least an "
-                           "input and an output size");
+                                                "input and an output size");
     dml_error_clear();
 }
 
@@ -205,7 +206,8 @@ int main(void)
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 99;
     s = CU_add_suite("common", NULL, NULL);
-    if (s == NULL || CU_add_test(s, "status strings are distinct", test_status_strings_distinct) == NULL ||
+    if (s == NULL ||
+        CU_add_test(s, "status strings are distinct", test_status_strings_distinct) == NULL ||
         CU_add_test(s, "errno conversion", test_status_from_errno) == NULL ||
         CU_add_test(s, "error detail", test_error_detail) == NULL ||
         CU_add_test(s, "log level parsing", test_log_level_parse) == NULL ||

@@ -193,7 +193,8 @@ static void test_partial_ownership(void)
     CU_ASSERT_EQUAL(dml_dataset_writer_check(dir, 0), DML_ERR_EXISTS);
     CU_ASSERT_EQUAL(make_dataset(dir, 100, 2, 0, 1), DML_ERR_EXISTS);
     CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), partial));
-    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "exists without the .slurm-dml-partial marker"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(dml_error_message(), "exists without the .slurm-dml-partial marker"));
     CU_ASSERT_EQUAL(make_dataset(dir, 100, 2, 1, 1), DML_ERR_EXISTS); /* --force too */
     CU_ASSERT(exists(mine));
     CU_ASSERT(!exists(dir));
@@ -249,8 +250,10 @@ static void test_commit_all(void)
     snprintf(hash, sizeof(hash), "%s", dml_dataset_content_hash(ds));
     dml_dataset_close(ds);
 
-    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_create(MPI_COMM_WORLD, a, &s, 1, 1, "t", &w[0]), DML_OK);
-    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_create(MPI_COMM_WORLD, b, &s, 1, 0, "t", &w[1]), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_create(MPI_COMM_WORLD, a, &s, 1, 1, "t", &w[0]),
+                          DML_OK);
+    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_create(MPI_COMM_WORLD, b, &s, 1, 0, "t", &w[1]),
+                          DML_OK);
     CU_ASSERT_EQUAL(dml_dataset_writer_put(w[0], 0, 10, x, y, id), DML_OK);
     CU_ASSERT_EQUAL(dml_dataset_writer_put(w[1], 0, 10, x, y, id), DML_OK);
     /* something takes b's place while the datasets are written */
@@ -270,8 +273,10 @@ static void test_commit_all(void)
     /* and with the way clear, both move */
     unlink(blocker);
     rmdir(b);
-    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_create(MPI_COMM_WORLD, a, &s, 1, 1, "t", &w[0]), DML_OK);
-    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_create(MPI_COMM_WORLD, b, &s, 1, 0, "t", &w[1]), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_create(MPI_COMM_WORLD, a, &s, 1, 1, "t", &w[0]),
+                          DML_OK);
+    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_create(MPI_COMM_WORLD, b, &s, 1, 0, "t", &w[1]),
+                          DML_OK);
     CU_ASSERT_EQUAL(dml_dataset_writer_put(w[0], 0, 10, x, y, id), DML_OK);
     CU_ASSERT_EQUAL(dml_dataset_writer_put(w[1], 0, 10, x, y, id), DML_OK);
     CU_ASSERT_EQUAL(dml_dataset_writer_commit_all(w, 2), DML_OK);
@@ -293,8 +298,8 @@ static void test_writer_rejects(void)
     uint64_t id[2] = {0, 1};
     struct stat sb;
 
-    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_create(MPI_COMM_WORLD, path_in("rej"), &s, 1, 0, "t", &w),
-                          DML_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        dml_dataset_writer_create(MPI_COMM_WORLD, path_in("rej"), &s, 1, 0, "t", &w), DML_OK);
     CU_ASSERT_EQUAL(dml_dataset_writer_put(w, 0, 2, x, y, id), DML_ERR_NUMERIC);
     CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "sample 1 feature 1"));
     CU_ASSERT_EQUAL(dml_dataset_writer_put(w, 0, 2, x, ybad, id), DML_ERR_INVALID_ARG);
@@ -455,7 +460,8 @@ static void test_corruptions(void)
         CU_ASSERT_EQUAL_FATAL(copy_dataset(good, bad), 0);
         write_shard(shard, H5T_NATIVE_UINT8, d13, 2, x8, y, id, 100);
         CU_ASSERT_EQUAL(validate_all(bad, problems, &n), DML_ERR_MISMATCH);
-        CU_ASSERT_PTR_NOT_NULL(strstr(problems, "dataset \"x\" has 2 dimensions, the index expects 3"));
+        CU_ASSERT_PTR_NOT_NULL(
+            strstr(problems, "dataset \"x\" has 2 dimensions, the index expects 3"));
 
         CU_ASSERT_EQUAL_FATAL(copy_dataset(good, bad), 0);
         write_shard(shard, H5T_NATIVE_FLOAT, d34, 3, xf, y, id, 100);
@@ -465,7 +471,8 @@ static void test_corruptions(void)
         CU_ASSERT_EQUAL_FATAL(copy_dataset(good, bad), 0);
         write_shard(shard, H5T_NATIVE_UINT8, d34, 3, x8, y, id, 100);
         CU_ASSERT_NOT_EQUAL(validate_all(bad, problems, &n), DML_OK);
-        CU_ASSERT_PTR_NOT_NULL(strstr(problems, "1 labels outside 0..4 (first: sample 42 has label 9)"));
+        CU_ASSERT_PTR_NOT_NULL(
+            strstr(problems, "1 labels outside 0..4 (first: sample 42 has label 9)"));
         CU_ASSERT_PTR_NOT_NULL(strstr(problems, "checksum mismatch"));
     }
 
@@ -541,7 +548,8 @@ static void test_corruptions(void)
             CU_ASSERT_FATAL(dropped);
         }
         CU_ASSERT_EQUAL(validate_all(bad, problems, &n), DML_ERR_PERMISSION);
-        CU_ASSERT_PTR_NOT_NULL(strstr(problems, "shard-00001.h5: cannot be opened: Permission denied"));
+        CU_ASSERT_PTR_NOT_NULL(
+            strstr(problems, "shard-00001.h5: cannot be opened: Permission denied"));
         CU_ASSERT_PTR_NULL(strstr(problems, "corrupt"));
         if (dropped)
             CU_ASSERT_EQUAL(syscall(SYS_capset, &h, saved), 0);
@@ -569,7 +577,8 @@ static void test_float_nan_detected(void)
     hsize_t d[2] = {2, 2};
 
     snprintf(dir, sizeof(dir), "%s", path_in("nan"));
-    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_create(MPI_COMM_WORLD, dir, &s, 1, 0, "t", &w), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_create(MPI_COMM_WORLD, dir, &s, 1, 0, "t", &w),
+                          DML_OK);
     CU_ASSERT_EQUAL(dml_dataset_writer_put(w, 0, 2, x, y, id), DML_OK);
     CU_ASSERT_EQUAL_FATAL(dml_dataset_writer_commit(w), DML_OK);
     x[3] = INFINITY;
@@ -628,12 +637,13 @@ static void test_csv_reader(void)
     int32_t *y;
     uint64_t n, nf;
     uint32_t nc;
-    char (*names)[DML_DATASET_NAME_MAX];
+    char(*names)[DML_DATASET_NAME_MAX];
     FILE *fp = fopen(p, "w");
 
     fputs("a,species,b\n1.5,virginica,2\n3,setosa,4\n\n5,virginica,6e1\n", fp);
     fclose(fp);
-    CU_ASSERT_EQUAL_FATAL(dml_csv_read(p, "species", &x, &y, &n, &nf, &nc, &names, NULL, NULL), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(dml_csv_read(p, "species", &x, &y, &n, &nf, &nc, &names, NULL, NULL),
+                          DML_OK);
     CU_ASSERT_EQUAL(n, 3);
     CU_ASSERT_EQUAL(nf, 2);
     CU_ASSERT_EQUAL(nc, 2);
@@ -649,14 +659,18 @@ static void test_csv_reader(void)
     fp = fopen(p, "w");
     fputs("label,v\n0,1\n2,x7\n", fp);
     fclose(fp);
-    CU_ASSERT_EQUAL(dml_csv_read(p, "label", &x, &y, &n, &nf, &nc, &names, NULL, NULL), DML_ERR_FORMAT);
-    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "d.csv:3: column \"v\": \"x7\" is not a finite number"));
-    CU_ASSERT_EQUAL(dml_csv_read(p, "class", &x, &y, &n, &nf, &nc, &names, NULL, NULL), DML_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL(dml_csv_read(p, "label", &x, &y, &n, &nf, &nc, &names, NULL, NULL),
+                    DML_ERR_FORMAT);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(dml_error_message(), "d.csv:3: column \"v\": \"x7\" is not a finite number"));
+    CU_ASSERT_EQUAL(dml_csv_read(p, "class", &x, &y, &n, &nf, &nc, &names, NULL, NULL),
+                    DML_ERR_NOT_FOUND);
     CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "no column named \"class\""));
     fp = fopen(p, "w");
     fputs("label,v\n0,1\n2\n", fp);
     fclose(fp);
-    CU_ASSERT_EQUAL(dml_csv_read(p, "label", &x, &y, &n, &nf, &nc, &names, NULL, NULL), DML_ERR_FORMAT);
+    CU_ASSERT_EQUAL(dml_csv_read(p, "label", &x, &y, &n, &nf, &nc, &names, NULL, NULL),
+                    DML_ERR_FORMAT);
     CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "d.csv:3: 1 fields, the header has 2"));
 }
 
@@ -671,9 +685,8 @@ static void count_progress(void *arg, uint64_t done, uint64_t total, uint64_t ro
 
 /* Reads text as a CSV file; returns the status, the detail in
  * dml_error_message(). */
-static dml_status_t csv_of(const char *text, const char *label, float **x, int32_t **y,
-                           uint64_t *n, uint64_t *nf, uint32_t *nc,
-                           char (**names)[DML_DATASET_NAME_MAX])
+static dml_status_t csv_of(const char *text, const char *label, float **x, int32_t **y, uint64_t *n,
+                           uint64_t *nf, uint32_t *nc, char (**names)[DML_DATASET_NAME_MAX])
 {
     char *p = path_in("r.csv");
     put_file(p, text);
@@ -692,13 +705,14 @@ static void test_csv_rfc4180(void)
     int32_t *y;
     uint64_t n, nf, seen[4] = {0};
     uint32_t nc;
-    char (*names)[DML_DATASET_NAME_MAX];
+    char(*names)[DML_DATASET_NAME_MAX];
 
     CU_ASSERT_EQUAL_FATAL(csv_of("\xef\xbb\xbf\"w, cm\",h,\"kind\"\r\n"
                                  "1.5,2,\"cat, black\"\r\n"
                                  "\"3\",4,\"dog \"\"rex\"\"\"\r\n"
                                  "5, 6 ,\"two\nlines\"\r\n",
-                                 "kind", &x, &y, &n, &nf, &nc, &names), DML_OK);
+                                 "kind", &x, &y, &n, &nf, &nc, &names),
+                          DML_OK);
     CU_ASSERT_EQUAL(n, 3);
     CU_ASSERT_EQUAL(nf, 2);
     CU_ASSERT_EQUAL(nc, 3);
@@ -715,8 +729,8 @@ static void test_csv_rfc4180(void)
     free(y);
     free(names);
     /* a byte order mark is no part of the first column's name */
-    CU_ASSERT_EQUAL_FATAL(csv_of("\xef\xbb\xbflabel,a\n1,0\n", "label", &x, &y, &n, &nf, &nc,
-                                 &names), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        csv_of("\xef\xbb\xbflabel,a\n1,0\n", "label", &x, &y, &n, &nf, &nc, &names), DML_OK);
     CU_ASSERT_EQUAL(y[0], 1);
     free(x);
     free(y);
@@ -748,7 +762,8 @@ static void test_csv_rfc4180(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "r.csv:2:3: the quoted field opened here"));
     CU_ASSERT_EQUAL(csv_of("a,label\n1,0\n2,x\"y\n", "label", &x, &y, &n, &nf, &nc, &names),
                     DML_ERR_FORMAT);
-    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "r.csv:3:4: a quote inside an unquoted field"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(dml_error_message(), "r.csv:3:4: a quote inside an unquoted field"));
     CU_ASSERT_EQUAL(csv_of("a,label\n\"1\"2,0\n", "label", &x, &y, &n, &nf, &nc, &names),
                     DML_ERR_FORMAT);
     CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "r.csv:2:4: '2' after the closing quote"));
@@ -777,8 +792,9 @@ static void test_csv_rfc4180(void)
                           DML_OK);
     free(x);
     free(y);
-    CU_ASSERT_EQUAL_FATAL(dml_csv_read(path_in("r.csv"), "label", &x, &y, &n, &nf, &nc, &names,
-                                       count_progress, seen), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        dml_csv_read(path_in("r.csv"), "label", &x, &y, &n, &nf, &nc, &names, count_progress, seen),
+        DML_OK);
     CU_ASSERT(seen[0] >= 1);
     CU_ASSERT_EQUAL(seen[1], 16);
     CU_ASSERT_EQUAL(seen[2], 16);
@@ -799,7 +815,7 @@ static void test_csv_wide_header(void)
     int32_t *y;
     uint64_t n, nf;
     uint32_t nc;
-    char (*names)[DML_DATASET_NAME_MAX];
+    char(*names)[DML_DATASET_NAME_MAX];
     FILE *fp = fopen(p, "w");
     size_t k;
 

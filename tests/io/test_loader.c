@@ -29,15 +29,15 @@
 
 static int rank, size, failures;
 
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            if (failures++ < 20) {                                         \
-                fprintf(stderr, "rank %d: FAIL %s:%d: ", rank, __FILE__, __LINE__); \
-                fprintf(stderr, __VA_ARGS__);                              \
-                fputc('\n', stderr);                                       \
-            }                                                              \
-        }                                                                  \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            if (failures++ < 20) {                                                                 \
+                fprintf(stderr, "rank %d: FAIL %s:%d: ", rank, __FILE__, __LINE__);                \
+                fprintf(stderr, __VA_ARGS__);                                                      \
+                fputc('\n', stderr);                                                               \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 static uint8_t feature(uint64_t id, uint64_t f)
@@ -241,7 +241,7 @@ static int do_check(const char *dir)
         bad = state;
         bad.seed = 7;
         CHECK(dml_loader_set_state(ld, &bad) == DML_ERR_MISMATCH, "a state of another seed "
-              "was accepted");
+                                                                  "was accepted");
         CHECK(strstr(dml_error_message(), "seed 7") != NULL, "unclear: %s", dml_error_message());
         CHECK(dml_loader_set_state(ld, &state) == DML_OK, "set_state: %s", dml_error_message());
         resumed = run_until(ld, &cfg, 1, 100000, resumed);
@@ -272,7 +272,8 @@ static int do_save(const char *dir, const char *statefile, uint64_t steps)
     dml_loader_t *ld;
 
     base_cfg(&cfg);
-    if (dml_dataset_open(dir, &ds) != DML_OK || dml_loader_create(ds, MPI_COMM_WORLD, &cfg, &ld) != DML_OK)
+    if (dml_dataset_open(dir, &ds) != DML_OK ||
+        dml_loader_create(ds, MPI_COMM_WORLD, &cfg, &ld) != DML_OK)
         return fprintf(stderr, "save: %s\n", dml_error_message()), 1;
     run_until(ld, &cfg, 1, steps, 0);
     dml_loader_get_state(ld, &st);
@@ -305,7 +306,8 @@ static int do_resume(const char *dir, const char *statefile)
     st.epoch = e;
     st.cursor = c;
     base_cfg(&cfg);
-    if (dml_dataset_open(dir, &ds) != DML_OK || dml_loader_create(ds, MPI_COMM_WORLD, &cfg, &ld) != DML_OK ||
+    if (dml_dataset_open(dir, &ds) != DML_OK ||
+        dml_loader_create(ds, MPI_COMM_WORLD, &cfg, &ld) != DML_OK ||
         dml_loader_set_state(ld, &st) != DML_OK)
         return fprintf(stderr, "resume: %s\n", dml_error_message()), 1;
     /* check_batch compares every global batch with the permutation at its
@@ -343,7 +345,8 @@ static int do_bad(const char *dir)
         dml_dataset_close(ds);
     }
     /* Every rank must hold the same status and message. */
-    mine = crc32(crc32(0, NULL, 0), (const Bytef *)dml_error_message(), strlen(dml_error_message()));
+    mine =
+        crc32(crc32(0, NULL, 0), (const Bytef *)dml_error_message(), strlen(dml_error_message()));
     mine ^= (uLong)(unsigned)st;
     all = malloc((size_t)size * sizeof(uLong));
     MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG, all, 1, MPI_UNSIGNED_LONG, MPI_COMM_WORLD);

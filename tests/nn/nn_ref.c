@@ -107,7 +107,8 @@ int main(int argc, char **argv)
     put(f, "eval_probs", H5T_NATIVE_FLOAT, (hsize_t)n * (hsize_t)spec.classes, probs);
 
     dml_model_zero_grads(m);
-    if (dml_model_train_step(m, x, y, n, 1.0f / (float)n, dseed, &loss, NULL, NULL, NULL) != DML_OK) {
+    if (dml_model_train_step(m, x, y, n, 1.0f / (float)n, dseed, &loss, NULL, NULL, NULL) !=
+        DML_OK) {
         fprintf(stderr, "nn_ref: %s\n", dml_error_message());
         return 1;
     }

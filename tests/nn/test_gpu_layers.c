@@ -24,13 +24,15 @@
 static int g_gpus;
 static dml_device_t g_gpu;
 
-static dml_model_t *make(const char *text, uint64_t a, uint64_t b, uint64_t c, int rank, int max_batch)
+static dml_model_t *make(const char *text, uint64_t a, uint64_t b, uint64_t c, int rank,
+                         int max_batch)
 {
     uint64_t shape[3] = {a, b, c};
     dml_model_spec_t s;
     dml_model_t *m = NULL;
 
-    if (dml_model_spec_parse(text, &s) != DML_OK || dml_model_spec_bind(&s, rank, shape, 5) != DML_OK ||
+    if (dml_model_spec_parse(text, &s) != DML_OK ||
+        dml_model_spec_bind(&s, rank, shape, 5) != DML_OK ||
         dml_model_create(&s, 11, max_batch, &m) != DML_OK)
         printf("\n  %s: %s\n", text, dml_error_message());
     return m;
@@ -101,7 +103,8 @@ static double reldiff(const float *a, const float *b, size_t n)
 static void compare(const char *text, uint64_t a, uint64_t b, uint64_t c, int rank, int n)
 {
     const int max_batch = 64;
-    dml_model_t *cpu = make(text, a, b, c, rank, max_batch), *gpu = make(text, a, b, c, rank, max_batch);
+    dml_model_t *cpu = make(text, a, b, c, rank, max_batch),
+                *gpu = make(text, a, b, c, rank, max_batch);
     size_t np, in = (size_t)(a * (b ? b : 1) * (c ? c : 1)), k;
     float *x, *pc, *pg;
     int32_t y[64];
@@ -124,9 +127,12 @@ static void compare(const char *text, uint64_t a, uint64_t b, uint64_t c, int ra
         dml_model_zero_grads(cpu);
         dml_model_zero_grads(gpu);
         rc.n = rg.n = 0;
-        CU_ASSERT_EQUAL_FATAL(dml_model_train_step(cpu, x, y, n, 1.0f / n, 100 + step, &lc, &cc, on_ready, &rc), DML_OK);
-        CU_ASSERT_EQUAL_FATAL(dml_model_train_step(gpu, x, y, n, 1.0f / n, 100 + step, &lg, &cg, on_ready, &rg),
-                              DML_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            dml_model_train_step(cpu, x, y, n, 1.0f / n, 100 + step, &lc, &cc, on_ready, &rc),
+            DML_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            dml_model_train_step(gpu, x, y, n, 1.0f / n, 100 + step, &lg, &cg, on_ready, &rg),
+            DML_OK);
         CU_ASSERT(fabs(lc - lg) <= 1e-5 * fabs(lc));
         CU_ASSERT_EQUAL(cc, cg);
         CU_ASSERT_EQUAL(rc.n, rg.n);
@@ -144,8 +150,8 @@ static void compare(const char *text, uint64_t a, uint64_t b, uint64_t c, int ra
     CU_ASSERT_EQUAL(dml_model_eval(gpu, x, y, n, pg, &lg, &cg), DML_OK);
     CU_ASSERT(reldiff(pc, pg, (size_t)n * 5) <= 1e-4);
     CU_ASSERT(fabs(lc - lg) <= 1e-5 * fabs(lc));
-    printf("\n  %s, batch %d: gradients %.2e, probabilities %.2e (relative), loss %.9g vs %.9g", text, n,
-           worst, reldiff(pc, pg, (size_t)n * 5), lc, lg);
+    printf("\n  %s, batch %d: gradients %.2e, probabilities %.2e (relative), loss %.9g vs %.9g",
+           text, n, worst, reldiff(pc, pg, (size_t)n * 5), lc, lg);
     free(x);
     free(pc);
     free(pg);
@@ -181,7 +187,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "test_gpu_layers: %s\n", dml_error_message());
         return 1;
     }
-    printf("GPUs seen: %d%s\n", g_gpus, g_gpus ? "" : " (the comparison with the CPU path needs one)");
+    printf("GPUs seen: %d%s\n", g_gpus,
+           g_gpus ? "" : " (the comparison with the CPU path needs one)");
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     s = CU_add_suite("gpu layers", NULL, NULL);

@@ -49,17 +49,23 @@ static void test_spec_text(void)
 
     /* spaces, case and aliases read as the canonical form */
     CU_ASSERT_EQUAL_FATAL(dml_model_spec_parse("Conv2D(32, 3), ReLU, MaxPool2D(2), flatten, "
-                                               "Linear(64), relu, dense(10)", &s), DML_OK);
+                                               "Linear(64), relu, dense(10)",
+                                               &s),
+                          DML_OK);
     dml_model_spec_format(&s, buf, sizeof(buf));
     CU_ASSERT_STRING_EQUAL(buf, "conv2d(32,3),relu,maxpool(2),flatten,dense(64),relu,dense(10)");
     CU_ASSERT_EQUAL_FATAL(dml_model_spec_parse("conv2d(8,3x5,stride=2,padding=1x2),avgpool(2,"
                                                "stride=1),batchnorm(eps=0.001,momentum=0.2),"
-                                               "dropout(0.1),flatten,dense(3)", &s), DML_OK);
+                                               "dropout(0.1),flatten,dense(3)",
+                                               &s),
+                          DML_OK);
     dml_model_spec_format(&s, buf, sizeof(buf));
     CU_ASSERT_STRING_EQUAL(buf, "conv2d(8,3x5,stride=2,padding=1x2),avgpool(2,stride=1),"
                                 "batchnorm(eps=0.001,momentum=0.2),dropout(0.1),flatten,dense(3)");
     CU_ASSERT_EQUAL_FATAL(dml_model_spec_parse("conv2d(filters=4,kernel=3,padding=same),flatten,"
-                                               "dense(units=2)", &s), DML_OK);
+                                               "dense(units=2)",
+                                               &s),
+                          DML_OK);
     dml_model_spec_format(&s, buf, sizeof(buf));
     CU_ASSERT_STRING_EQUAL(buf, "conv2d(4,3,padding=same),flatten,dense(2)");
 
@@ -98,8 +104,10 @@ static void test_spec_refused(void)
     refused("mlp:4-2:dropout=1", 1, 4, 0, 0, 2, "dropout must be in [0, 1)");
     refused("mlp:4-2:drop=0.1", 1, 4, 0, 0, 2, "unknown option");
     refused("mlp:4-2x", 1, 4, 0, 0, 2, "unexpected");
-    refused("mlp:784-10", 2, 28, 27, 0, 10, "samples have 756 features, the model's input layer has 784");
-    refused("conv2d(0,3),flatten,dense(10)", 2, 28, 28, 0, 10, "layer 1 (conv2d(0,3)): filters must be");
+    refused("mlp:784-10", 2, 28, 27, 0, 10,
+            "samples have 756 features, the model's input layer has 784");
+    refused("conv2d(0,3),flatten,dense(10)", 2, 28, 28, 0, 10,
+            "layer 1 (conv2d(0,3)): filters must be");
     refused("conv2d(-4,3),flatten,dense(10)", 2, 28, 28, 0, 10, "filters must be");
     refused("conv2d(8,0),flatten,dense(10)", 2, 28, 28, 0, 10, "kernel must be");
     refused("conv2d(8),flatten,dense(10)", 2, 28, 28, 0, 10, "expected conv2d(FILTERS, KERNEL");
@@ -119,8 +127,9 @@ static void test_spec_refused(void)
     refused("flatten,dense(64),maxpool(2),dense(10)", 2, 28, 28, 0, 10,
             "layer 3 (maxpool(2)): its input is flat");
     refused("flatten,dense(64),relu", 2, 28, 28, 0, 10, "the last layer is relu; it must be dense");
-    refused("flatten,dense(5)", 2, 28, 28, 0, 10, "labels go up to 9 (10 classes), outside the "
-                                                  "output layer's 5 units");
+    refused("flatten,dense(5)", 2, 28, 28, 0, 10,
+            "labels go up to 9 (10 classes), outside the "
+            "output layer's 5 units");
     refused("flatten,dense(1048576),dense(1048576),dense(10)", 2, 28, 28, 0, 10,
             "layer 3 (dense(1048576)): 1099512676352 parameters");
     refused("dropout(1.5),flatten,dense(10)", 2, 28, 28, 0, 10, "dropout probability must be in");
@@ -157,11 +166,12 @@ static void test_shapes(void)
     dml_model_free(m);
     /* strides, padding, same, rectangular, channels from rank-3 data */
     CU_ASSERT_EQUAL_FATAL(parse_bind("conv2d(4,3x5,stride=2,padding=1x2),conv2d(2,3,padding=same),"
-                                     "avgpool(2,stride=1),flatten,dense(3)", 3, 3, 9, 11, 3, &s),
+                                     "avgpool(2,stride=1),flatten,dense(3)",
+                                     3, 3, 9, 11, 3, &s),
                           DML_OK);
     CU_ASSERT_EQUAL(s.layer[0].in[0], 3);
-    CU_ASSERT_EQUAL(s.layer[0].out[1], 5);  /* (9 + 2 - 3) / 2 + 1 */
-    CU_ASSERT_EQUAL(s.layer[0].out[2], 6);  /* (11 + 4 - 5) / 2 + 1 */
+    CU_ASSERT_EQUAL(s.layer[0].out[1], 5); /* (9 + 2 - 3) / 2 + 1 */
+    CU_ASSERT_EQUAL(s.layer[0].out[2], 6); /* (11 + 4 - 5) / 2 + 1 */
     CU_ASSERT_EQUAL(s.layer[1].out[1], 5);
     CU_ASSERT_EQUAL(s.layer[2].out[2], 5);
     CU_ASSERT_EQUAL(s.layer[3].out[0], 2 * 4 * 5);
@@ -243,8 +253,8 @@ static void gradient_check(const char *text, int rank, uint64_t a, uint64_t b, u
 
     memset(&an, 0, sizeof(an));
     dml_model_zero_grads(m);
-    CU_ASSERT_EQUAL_FATAL(dml_model_train_step(m, x, y, N, 1.0f / N, dseed, &loss, NULL, on_ready,
-                                               &an), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        dml_model_train_step(m, x, y, N, 1.0f / N, dseed, &loss, NULL, on_ready, &an), DML_OK);
     ana = malloc(np * sizeof(float));
     memcpy(ana, dml_model_grads(m), np * sizeof(float));
 
@@ -303,14 +313,15 @@ static void test_grad_conv(void)
      * the second), 1x1 */
     gradient_check("conv2d(3,3),relu,flatten,dense(3)", 2, 6, 5, 0);
     gradient_check("conv2d(2,3x2,stride=2x1,padding=1),relu,conv2d(3,2,stride=2,padding=1x0),"
-                   "flatten,dense(3)", 3, 2, 7, 6);
+                   "flatten,dense(3)",
+                   3, 2, 7, 6);
     gradient_check("conv2d(4,3,padding=same),relu,conv2d(2,1),flatten,dense(3)", 3, 2, 5, 5);
 }
 
 static void test_grad_pool(void)
 {
-    gradient_check("conv2d(2,2),maxpool(2),flatten,dense(3)", 2, 7, 7, 0);           /* remainder */
-    gradient_check("conv2d(2,2),maxpool(3,stride=2),flatten,dense(3)", 2, 8, 8, 0);  /* overlap */
+    gradient_check("conv2d(2,2),maxpool(2),flatten,dense(3)", 2, 7, 7, 0);          /* remainder */
+    gradient_check("conv2d(2,2),maxpool(3,stride=2),flatten,dense(3)", 2, 8, 8, 0); /* overlap */
     gradient_check("conv2d(2,2),avgpool(2),flatten,dense(3)", 2, 7, 6, 0);
     gradient_check("conv2d(2,2),avgpool(3x2,stride=1x2),flatten,dense(3)", 2, 6, 7, 0);
 }
@@ -318,8 +329,8 @@ static void test_grad_pool(void)
 static void test_grad_bn_dropout(void)
 {
     gradient_check("conv2d(3,3),batchnorm,relu,flatten,dense(3)", 2, 5, 5, 0);
-    gradient_check("flatten,dense(6),batchnorm,relu,dense(3)", 2, 3, 3, 0);    /* 1-D, per feature */
-    gradient_check("batchnorm,conv2d(2,2),flatten,dense(3)", 3, 2, 4, 4);        /* first layer */
+    gradient_check("flatten,dense(6),batchnorm,relu,dense(3)", 2, 3, 3, 0); /* 1-D, per feature */
+    gradient_check("batchnorm,conv2d(2,2),flatten,dense(3)", 3, 2, 4, 4);   /* first layer */
     gradient_check("conv2d(3,2),relu,dropout(0.4),maxpool(2),flatten,dense(3)", 2, 6, 6, 0);
     gradient_check("cnn-bn", 2, 10, 10, 0);
 }
@@ -332,10 +343,7 @@ static void test_maxpool_ties(void)
 {
     dml_model_spec_t s;
     dml_model_t *m;
-    float x[32] = {1, 1, 0, 0,
-                   1, 1, 0, 2,
-                   3, 0, 5, 5,
-                   0, 3, 5, 5};
+    float x[32] = {1, 1, 0, 0, 1, 1, 0, 2, 3, 0, 5, 5, 0, 3, 5, 5};
     int32_t y = 0;
     double loss, dpool[4], want = 0;
     float probs[2];
@@ -353,7 +361,8 @@ static void test_maxpool_ties(void)
     dml_model_params(m)[1] = 0.0f; /* channel 1's */
     dml_model_params(m)[2] = 0.0f; /* bias */
     dml_model_zero_grads(m);
-    CU_ASSERT_EQUAL_FATAL(dml_model_train_step(m, x, &y, 1, 1.0f, 0, &loss, NULL, NULL, NULL), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(dml_model_train_step(m, x, &y, 1, 1.0f, 0, &loss, NULL, NULL, NULL),
+                          DML_OK);
     p = dml_model_params(m);
     g = dml_model_grads(m);
     dml_model_eval(m, x, NULL, 1, probs, NULL, NULL);
@@ -364,8 +373,8 @@ static void test_maxpool_ties(void)
     }
     CU_ASSERT_DOUBLE_EQUAL(g[1], want, 1e-5);
     if (fabs(g[1] - want) > 1e-5)
-        fprintf(stderr, "ties: channel 1's weight gradient %g, first maxima give %g\n", (double)g[1],
-                want);
+        fprintf(stderr, "ties: channel 1's weight gradient %g, first maxima give %g\n",
+                (double)g[1], want);
     dml_model_free(m);
 }
 
@@ -383,7 +392,8 @@ static void test_batchnorm_statistics(void)
 
     CU_ASSERT_EQUAL_FATAL(parse_bind("batchnorm,dense(2)", 1, 2, 0, 0, 2, &s), DML_OK);
     CU_ASSERT_EQUAL_FATAL(dml_model_create(&s, 1, 4, &m), DML_OK);
-    CU_ASSERT_EQUAL_FATAL(dml_model_train_step(m, x, y, 4, 0.25f, 0, &loss, NULL, NULL, NULL), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(dml_model_train_step(m, x, y, 4, 0.25f, 0, &loss, NULL, NULL, NULL),
+                          DML_OK);
     {
         const float *b = dml_model_buffers(m);
         /* feature 0: mean 3, unbiased variance (4+1+0+9)/3 */
@@ -456,7 +466,8 @@ static void test_accumulation(void)
     /* batch normalisation: the statistics of "two ranks" with the same
      * samples are this one's; forward and backward each reduce once per
      * layer, also on a rank without samples */
-    CU_ASSERT_EQUAL_FATAL(parse_bind("dense(4),batchnorm,relu,dense(2)", 1, 3, 0, 0, 2, &s), DML_OK);
+    CU_ASSERT_EQUAL_FATAL(parse_bind("dense(4),batchnorm,relu,dense(2)", 1, 3, 0, 0, 2, &s),
+                          DML_OK);
     CU_ASSERT_EQUAL_FATAL(dml_model_create(&s, 1, 8, &m), DML_OK);
     dml_model_zero_grads(m);
     dml_model_train_step(m, x, y, 8, 1.0f / 8, 0, &loss, NULL, NULL, NULL);
@@ -485,7 +496,8 @@ static void test_same_seed_same_model(void)
     dml_model_create(&s, 42, 1, &b);
     dml_model_create(&s, 43, 1, &c);
     CU_ASSERT_EQUAL(memcmp(dml_model_params(a), dml_model_params(b), dml_model_nparams(a) * 4), 0);
-    CU_ASSERT_NOT_EQUAL(memcmp(dml_model_params(a), dml_model_params(c), dml_model_nparams(a) * 4), 0);
+    CU_ASSERT_NOT_EQUAL(memcmp(dml_model_params(a), dml_model_params(c), dml_model_nparams(a) * 4),
+                        0);
     /* He initialisation: the convolution's 36 weights have std near sqrt(2/9) */
     {
         double sum = 0;

@@ -61,7 +61,8 @@ static void test_slices_cover_input(void)
 
 static void test_psi(void)
 {
-    uint64_t e[4] = {100, 200, 300, 400}, same[4] = {10, 20, 30, 40}, moved[4] = {400, 300, 200, 100};
+    uint64_t e[4] = {100, 200, 300, 400}, same[4] = {10, 20, 30, 40},
+             moved[4] = {400, 300, 200, 100};
     uint64_t empty[4] = {0, 0, 0, 0}, one[4] = {0, 0, 0, 50};
     double expect = 0;
     int i;
@@ -149,8 +150,8 @@ static void test_topk_random(void)
             k = 1 + t % C;
             dml__topk(p, C, k, cls, prob);
             for (i = 0; i < k; i++)
-                bad += cls[i] != idx[i] ||
-                       (isnan(p[idx[i]]) ? !isnan(prob[i]) : prob[i] != p[idx[i]]);
+                bad +=
+                    cls[i] != idx[i] || (isnan(p[idx[i]]) ? !isnan(prob[i]) : prob[i] != p[idx[i]]);
         }
     }
     CU_ASSERT_EQUAL(bad, 0);
@@ -180,11 +181,20 @@ static void test_drift_counts(void)
         CU_ASSERT_FATAL(lo && hi && bin8 && rows && rp && want && got);
         for (f = 0; f < F; f++) {
             switch (f % 5) {
-            case 0: lo[f] = 0, hi[f] = 255; break;
-            case 1: lo[f] = 0, hi[f] = 0; break;                  /* constant feature */
-            case 2: lo[f] = 40, hi[f] = 47.5; break;              /* a few values */
-            case 3: lo[f] = 300, hi[f] = 400; break;              /* above every byte */
-            default: lo[f] = -20 + rand() % 60, hi[f] = lo[f] + 1 + rand() % 300;
+            case 0:
+                lo[f] = 0, hi[f] = 255;
+                break;
+            case 1:
+                lo[f] = 0, hi[f] = 0;
+                break; /* constant feature */
+            case 2:
+                lo[f] = 40, hi[f] = 47.5;
+                break; /* a few values */
+            case 3:
+                lo[f] = 300, hi[f] = 400;
+                break; /* above every byte */
+            default:
+                lo[f] = -20 + rand() % 60, hi[f] = lo[f] + 1 + rand() % 300;
             }
         }
         st.hist_lo = lo, st.hist_hi = hi;

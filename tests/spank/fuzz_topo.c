@@ -23,16 +23,23 @@
 #error TOPO_DIR must name tests/spank/topo-xml
 #endif
 
-#define CHECK(c)     \
-    do {             \
-        if (!(c))    \
-            abort(); \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            abort();                                                                               \
     } while (0)
 
-static const char *const fixtures[] = {
-    "dgx-h100.xml", "dgx-h100-port-down.xml", "dgx-h100-ib-down.xml", "coral-lassen.xml",
-    "cts1-pascal.xml", "g4dnmetal.xml", "32em64t-2n8c2t-pci-normalio.xml", "amd-mi250x.xml",
-    "nocores.xml", "memonly.xml", "cpuonly.xml"};
+static const char *const fixtures[] = {"dgx-h100.xml",
+                                       "dgx-h100-port-down.xml",
+                                       "dgx-h100-ib-down.xml",
+                                       "coral-lassen.xml",
+                                       "cts1-pascal.xml",
+                                       "g4dnmetal.xml",
+                                       "32em64t-2n8c2t-pci-normalio.xml",
+                                       "amd-mi250x.xml",
+                                       "nocores.xml",
+                                       "memonly.xml",
+                                       "cpuonly.xml"};
 #define NFIX (sizeof(fixtures) / sizeof(fixtures[0]))
 static dml_topo_t *topos[NFIX];
 
@@ -85,7 +92,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(maps[k].cpus[0] != '\0');
             CHECK(maps[k].ncores >= 1);
             CHECK(maps[k].ngpus >= 0 && maps[k].ngpus <= DML_TOPO_MAX_GPUS);
-            CHECK(maps[k].net == DML_NET_IB || maps[k].net == DML_NET_TCP || maps[k].net == DML_NET_SHM);
+            CHECK(maps[k].net == DML_NET_IB || maps[k].net == DML_NET_TCP ||
+                  maps[k].net == DML_NET_SHM);
             CHECK(strlen(maps[k].visible) < sizeof(maps[k].visible));
             if (r.gpus_per_task < 0)
                 CHECK(maps[k].ngpus == 0);

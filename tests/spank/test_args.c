@@ -62,8 +62,13 @@ static void test_config(void)
 {
     char err[256];
     dml_spank_config_t c;
-    char *ok[] = {"default=on", "bind=no", "override=yes", "gpu_ipc=true",
-                  "topology=/etc/slurm/node.xml", "hca_exclude=mlx5_8,mlx5_9", "netdev=eno1"};
+    char *ok[] = {"default=on",
+                  "bind=no",
+                  "override=yes",
+                  "gpu_ipc=true",
+                  "topology=/etc/slurm/node.xml",
+                  "hca_exclude=mlx5_8,mlx5_9",
+                  "netdev=eno1"};
     char *unknown[] = {"bind=no", "bnd=yes"};
     char *noeq[] = {"verbose"};
     char *badbool[] = {"bind=maybe"};
@@ -117,7 +122,8 @@ static void test_config(void)
  * different ports, all in range. */
 static void test_master_port(void)
 {
-    static const unsigned steps[] = {0, 1, 10, 20, 40, 1000, 0xfffffffau /* salloc's interactive step */};
+    static const unsigned steps[] = {0,  1,    10,         20,
+                                     40, 1000, 0xfffffffau /* salloc's interactive step */};
     unsigned i, j, job, seen = 0, same = 0;
 
     CU_ASSERT_EQUAL(dml_spank_master_port(7, 0, "31001-31003"), 31003);
@@ -154,8 +160,9 @@ static void test_master_port(void)
     for (job = 100000; job < 100100; job++)
         for (i = 0; i < 20; i++) {
             seen++;
-            same += dml_spank_master_port(job, i, NULL) == dml_spank_master_port(job, i + 20, NULL) ||
-                    dml_spank_master_port(job, i, NULL) == dml_spank_master_port(job + 1000, i, NULL);
+            same +=
+                dml_spank_master_port(job, i, NULL) == dml_spank_master_port(job, i + 20, NULL) ||
+                dml_spank_master_port(job, i, NULL) == dml_spank_master_port(job + 1000, i, NULL);
         }
     CU_ASSERT(same < seen / 100);
 }

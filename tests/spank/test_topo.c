@@ -69,9 +69,10 @@ static void test_dgx_1_2_4_8(void)
     static const char *const one[] = {
         "gpus=0,1,2,3,4,5,6,7 cpus=0-223 cores=112 numa=0 net=ib hca=mlx5_0:1,mlx5_1:1,mlx5_2:1,"
         "mlx5_3:1,mlx5_4:1,mlx5_5:1,mlx5_6:1,mlx5_7:1 netdev=ib0"};
-    static const char *const two[] = {
-        "gpus=0,1,2,3 cpus=0-55,112-167 cores=56 numa=0 net=ib hca=mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1 netdev=ib0",
-        "gpus=4,5,6,7 cpus=56-111,168-223 cores=56 numa=1 net=ib hca=mlx5_4:1,mlx5_5:1,mlx5_6:1,mlx5_7:1 netdev=ib4"};
+    static const char *const two[] = {"gpus=0,1,2,3 cpus=0-55,112-167 cores=56 numa=0 net=ib "
+                                      "hca=mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1 netdev=ib0",
+                                      "gpus=4,5,6,7 cpus=56-111,168-223 cores=56 numa=1 net=ib "
+                                      "hca=mlx5_4:1,mlx5_5:1,mlx5_6:1,mlx5_7:1 netdev=ib4"};
     static const char *const four[] = {
         "gpus=0,1 cpus=0-27,112-139 cores=28 numa=0 net=ib hca=mlx5_0:1,mlx5_1:1 netdev=ib0",
         "gpus=2,3 cpus=28-55,140-167 cores=28 numa=0 net=ib hca=mlx5_2:1,mlx5_3:1 netdev=ib2",
@@ -104,9 +105,12 @@ static void test_dgx_fewer_gpus_than_tasks(void)
     char lines[64][512];
 
     CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100.xml", &r, lines), DML_OK);
-    CU_ASSERT_STRING_EQUAL(lines[0], "gpus=0 cpus=0-6,112-118 cores=7 numa=0 net=ib hca=mlx5_0:1 netdev=ib0");
-    CU_ASSERT_STRING_EQUAL(lines[1], "gpus=0 cpus=7-13,119-125 cores=7 numa=0 net=ib hca=mlx5_0:1 netdev=ib0");
-    CU_ASSERT_STRING_EQUAL(lines[15], "gpus=7 cpus=105-111,217-223 cores=7 numa=1 net=ib hca=mlx5_7:1 netdev=ib7");
+    CU_ASSERT_STRING_EQUAL(lines[0],
+                           "gpus=0 cpus=0-6,112-118 cores=7 numa=0 net=ib hca=mlx5_0:1 netdev=ib0");
+    CU_ASSERT_STRING_EQUAL(
+        lines[1], "gpus=0 cpus=7-13,119-125 cores=7 numa=0 net=ib hca=mlx5_0:1 netdev=ib0");
+    CU_ASSERT_STRING_EQUAL(
+        lines[15], "gpus=7 cpus=105-111,217-223 cores=7 numa=1 net=ib hca=mlx5_7:1 netdev=ib7");
 }
 
 /* Slurm gave the step GPUs 2 and 3, renumbered 0 and 1 (ConstrainDevices). */
@@ -127,9 +131,12 @@ static void test_dgx_mig(void)
 {
     dml_topo_request_t r = req_n(3);
     static const char *const want[] = {
-        "gpus=MIG-GPU-00000000-0000-4000-8000-000000000005/1/0 cpus=56-83,168-195 cores=28 numa=1 net=ib hca=mlx5_5:1 netdev=ib5",
-        "gpus=MIG-GPU-00000000-0000-4000-8000-000000000005/2/0 cpus=84-111,196-223 cores=28 numa=1 net=ib hca=mlx5_5:1 netdev=ib5",
-        "gpus=MIG-0e1a2b3c-0000-5000-8000-000000000000 cpus=0-55,112-167 cores=56 numa=0 net=ib hca=mlx5_0:1 netdev=ib0"};
+        "gpus=MIG-GPU-00000000-0000-4000-8000-000000000005/1/0 cpus=56-83,168-195 cores=28 numa=1 "
+        "net=ib hca=mlx5_5:1 netdev=ib5",
+        "gpus=MIG-GPU-00000000-0000-4000-8000-000000000005/2/0 cpus=84-111,196-223 cores=28 numa=1 "
+        "net=ib hca=mlx5_5:1 netdev=ib5",
+        "gpus=MIG-0e1a2b3c-0000-5000-8000-000000000000 cpus=0-55,112-167 cores=56 numa=0 net=ib "
+        "hca=mlx5_0:1 netdev=ib0"};
     r.gpus = "MIG-GPU-00000000-0000-4000-8000-000000000005/1/0,"
              "MIG-GPU-00000000-0000-4000-8000-000000000005/2/0,"
              "MIG-0e1a2b3c-0000-5000-8000-000000000000";
@@ -167,9 +174,10 @@ static void test_dgx_port_down(void)
 static void test_dgx_restricted_cpus(void)
 {
     dml_topo_request_t r = req_n(2);
-    static const char *const want[] = {
-        "gpus=0,1,2,3 cpus=0-13 cores=14 numa=0 net=ib hca=mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1 netdev=ib0",
-        "gpus=4,5,6,7 cpus=14-27 cores=14 numa=0 net=ib hca=mlx5_4:1,mlx5_5:1,mlx5_6:1,mlx5_7:1 netdev=ib4"};
+    static const char *const want[] = {"gpus=0,1,2,3 cpus=0-13 cores=14 numa=0 net=ib "
+                                       "hca=mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1 netdev=ib0",
+                                       "gpus=4,5,6,7 cpus=14-27 cores=14 numa=0 net=ib "
+                                       "hca=mlx5_4:1,mlx5_5:1,mlx5_6:1,mlx5_7:1 netdev=ib4"};
     r.cpus = "0-27";
     expect("dgx-h100.xml", &r, want);
 }
@@ -318,11 +326,10 @@ static void test_amd(void)
 static void test_degenerate(void)
 {
     dml_topo_request_t r = req_n(4);
-    static const char *const nocores[] = {
-        "gpus=0 cpus=0-1 cores=2 numa=0 net=tcp hca=- netdev=-",
-        "gpus=0 cpus=2-3 cores=2 numa=0 net=tcp hca=- netdev=-",
-        "gpus=1 cpus=4-5 cores=2 numa=1 net=tcp hca=- netdev=-",
-        "gpus=1 cpus=6-7 cores=2 numa=1 net=tcp hca=- netdev=-"};
+    static const char *const nocores[] = {"gpus=0 cpus=0-1 cores=2 numa=0 net=tcp hca=- netdev=-",
+                                          "gpus=0 cpus=2-3 cores=2 numa=0 net=tcp hca=- netdev=-",
+                                          "gpus=1 cpus=4-5 cores=2 numa=1 net=tcp hca=- netdev=-",
+                                          "gpus=1 cpus=6-7 cores=2 numa=1 net=tcp hca=- netdev=-"};
     static const char *const cpuonly[] = {"gpus=- cpus=0 cores=1 numa=0 net=tcp hca=- netdev=eth0",
                                           "gpus=- cpus=1 cores=1 numa=0 net=tcp hca=- netdev=eth0",
                                           "gpus=- cpus=2 cores=1 numa=0 net=tcp hca=- netdev=eth0",
@@ -359,7 +366,8 @@ static void test_node_hcas(void)
     CU_ASSERT_STRING_EQUAL(buf, "mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1,mlx5_8:1,mlx5_4:1,mlx5_5:1,"
                                 "mlx5_6:1,mlx5_7:1,mlx5_9:1");
     dml_topo_usable_hcas(t, "mlx5_8,mlx5_9", buf, sizeof(buf));
-    CU_ASSERT_STRING_EQUAL(buf, "mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1,mlx5_4:1,mlx5_5:1,mlx5_6:1,mlx5_7:1");
+    CU_ASSERT_STRING_EQUAL(
+        buf, "mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1,mlx5_4:1,mlx5_5:1,mlx5_6:1,mlx5_7:1");
     CU_ASSERT_EQUAL(dml_topo_hcas_down(t), 0);
     dml_topo_free(t);
     snprintf(path, sizeof(path), "%s/dgx-h100-ib-down.xml", TOPO_DIR);
@@ -494,18 +502,17 @@ static void test_ucx_tls(void)
         dml_net_t net;
         int gpus, tcp_only;
         const char *want;
-    } cases[] = {
-        {"dgx-h100.xml", DML_NET_IB, 1, 0, "rc,sm,cuda_copy,cuda_ipc,self"},
-        {"dgx-h100.xml", DML_NET_IB, 0, 0, "rc,sm,self"},
-        {"g4dnmetal.xml", DML_NET_TCP, 1, 0, "tcp,sm,cuda_copy,cuda_ipc,self"},
-        {"g4dnmetal.xml", DML_NET_TCP, 1, 1, "tcp,cuda_copy,self"},
-        {"g4dnmetal.xml", DML_NET_SHM, 1, 0, "sm,cuda_copy,cuda_ipc,self"},
-        {"g4dnmetal.xml", DML_NET_TCP, 0, 0, "tcp,sm,self"},
-        {"amd-mi250x.xml", DML_NET_IB, 1, 0, "rc,sm,rocm_copy,rocm_ipc,self"},
-        {"amd-mi250x.xml", DML_NET_TCP, 1, 0, "tcp,sm,rocm_copy,rocm_ipc,self"},
-        {"amd-mi250x.xml", DML_NET_SHM, 1, 0, "sm,rocm_copy,rocm_ipc,self"},
-        {"cpuonly.xml", DML_NET_TCP, 0, 1, "tcp,self"},
-        {"cpuonly.xml", DML_NET_SHM, 0, 0, "sm,self"}};
+    } cases[] = {{"dgx-h100.xml", DML_NET_IB, 1, 0, "rc,sm,cuda_copy,cuda_ipc,self"},
+                 {"dgx-h100.xml", DML_NET_IB, 0, 0, "rc,sm,self"},
+                 {"g4dnmetal.xml", DML_NET_TCP, 1, 0, "tcp,sm,cuda_copy,cuda_ipc,self"},
+                 {"g4dnmetal.xml", DML_NET_TCP, 1, 1, "tcp,cuda_copy,self"},
+                 {"g4dnmetal.xml", DML_NET_SHM, 1, 0, "sm,cuda_copy,cuda_ipc,self"},
+                 {"g4dnmetal.xml", DML_NET_TCP, 0, 0, "tcp,sm,self"},
+                 {"amd-mi250x.xml", DML_NET_IB, 1, 0, "rc,sm,rocm_copy,rocm_ipc,self"},
+                 {"amd-mi250x.xml", DML_NET_TCP, 1, 0, "tcp,sm,rocm_copy,rocm_ipc,self"},
+                 {"amd-mi250x.xml", DML_NET_SHM, 1, 0, "sm,rocm_copy,rocm_ipc,self"},
+                 {"cpuonly.xml", DML_NET_TCP, 0, 1, "tcp,self"},
+                 {"cpuonly.xml", DML_NET_SHM, 0, 0, "sm,self"}};
     unsigned i;
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -514,10 +521,12 @@ static void test_ucx_tls(void)
         const char *got;
         snprintf(path, sizeof(path), "%s/%s", TOPO_DIR, cases[i].xml);
         CU_ASSERT_EQUAL_FATAL(dml_topo_load(path, &t), DML_OK);
-        got = dml_topo_ucx_tls(dml_topo_gpu_kind(t), cases[i].net, cases[i].gpus, cases[i].tcp_only);
+        got =
+            dml_topo_ucx_tls(dml_topo_gpu_kind(t), cases[i].net, cases[i].gpus, cases[i].tcp_only);
         if (strcmp(got, cases[i].want) != 0)
             fprintf(stderr, "\n%s net=%s gpus=%d tcp_only=%d: UCX_TLS %s, want %s\n", cases[i].xml,
-                    dml_net_name(cases[i].net), cases[i].gpus, cases[i].tcp_only, got, cases[i].want);
+                    dml_net_name(cases[i].net), cases[i].gpus, cases[i].tcp_only, got,
+                    cases[i].want);
         CU_ASSERT_STRING_EQUAL(got, cases[i].want);
         dml_topo_free(t);
     }
@@ -534,8 +543,8 @@ static void test_long_and_duplicate_lists(void)
     size_t used = 0;
 
     for (k = 0; k < 28; k++)
-        used += (size_t)snprintf(list + used, sizeof(list) - used, "%sMIG-%08x-0000-5000-8000-%012x",
-                                 k ? "," : "", k, k);
+        used += (size_t)snprintf(list + used, sizeof(list) - used,
+                                 "%sMIG-%08x-0000-5000-8000-%012x", k ? "," : "", k, k);
     CU_ASSERT(strlen(list) > 1023);
     r.gpus = list;
     CU_ASSERT_EQUAL_FATAL(map_lines("dgx-h100.xml", &r, lines), DML_OK);
@@ -549,7 +558,8 @@ static void test_long_and_duplicate_lists(void)
     r = req_n(2);
     r.gpus = "0,0";
     CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
-    CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), "GPU list \"0,0\": GPU \"0\" is named twice"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(dml_error_message(), "GPU list \"0,0\": GPU \"0\" is named twice"));
     r.gpus = "2,3";
     r.visible = "0,0";
     CU_ASSERT_EQUAL(map_lines("dgx-h100.xml", &r, lines), DML_ERR_INVALID_ARG);
@@ -615,7 +625,8 @@ int main(void)
     CU_add_test(s, "no GL or OpenCL plugin loaded", test_no_gl_opencl);
     CU_add_test(s, "topology cache: root-safe", test_cache_root_safety);
     CU_add_test(s, "UCX transports by GPU vendor, whatever the network", test_ucx_tls);
-    CU_add_test(s, "long GPU lists whole, duplicates and long netdev refused", test_long_and_duplicate_lists);
+    CU_add_test(s, "long GPU lists whole, duplicates and long netdev refused",
+                test_long_and_duplicate_lists);
     CU_add_test(s, "CPU-only: fewer tasks than NUMA nodes", test_cpu_only_fewer_tasks_than_numa);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();

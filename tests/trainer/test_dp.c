@@ -46,14 +46,14 @@ static void spec_of(dml_model_spec_t *spec)
     dml_model_spec_bind(spec, RANK, SHAPE, 4);
 }
 
-#define CHECK(c, ...)                                                      \
-    do {                                                                   \
-        if (!(c)) {                                                        \
-            failures++;                                                    \
-            fprintf(stderr, "rank %d: FAIL line %d: ", rank, __LINE__);    \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fputc('\n', stderr);                                           \
-        }                                                                  \
+#define CHECK(c, ...)                                                                              \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            failures++;                                                                            \
+            fprintf(stderr, "rank %d: FAIL line %d: ", rank, __LINE__);                            \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
 static void batch(int step, float *x, int32_t *y)
@@ -92,8 +92,9 @@ static dml_model_t *train(int steps, int mode, size_t bucket_bytes, double clip,
         CHECK(dml_dp_create(MPI_COMM_WORLD, m, (dml_dp_mode_t)mode, bucket_bytes, &dp) == DML_OK,
               "dp_create: %s", dml_error_message());
         /* the way asked for is the way taken (one node here) */
-        CHECK(dml_dp_mode(dp) == (mode == DML_DP_AUTO && size > 1 ? DML_DP_SHARED :
-                                  mode == DML_DP_AUTO ? DML_DP_ALLREDUCE : (dml_dp_mode_t)mode),
+        CHECK(dml_dp_mode(dp) == (mode == DML_DP_AUTO && size > 1 ? DML_DP_SHARED
+                                  : mode == DML_DP_AUTO           ? DML_DP_ALLREDUCE
+                                                                  : (dml_dp_mode_t)mode),
               "mode %d asked, %d taken", mode, (int)dml_dp_mode(dp));
     }
     for (s = 0; s < steps; s++) {
@@ -110,11 +111,12 @@ static dml_model_t *train(int steps, int mode, size_t bucket_bytes, double clip,
                 ym[i] = y[off + i * micro + k];
             }
             if (parallel)
-                CHECK(dml_dp_step(dp, xm, ym, b, G / micro, (uint64_t)s, k == micro - 1, &loss, NULL) ==
-                          DML_OK, "dp_step: %s", dml_error_message());
+                CHECK(dml_dp_step(dp, xm, ym, b, G / micro, (uint64_t)s, k == micro - 1, &loss,
+                                  NULL) == DML_OK,
+                      "dp_step: %s", dml_error_message());
             else
-                dml_model_train_step(m, xm, ym, b, 1.0f / (float)(G / micro), (uint64_t)s, &loss, NULL,
-                                     NULL, NULL);
+                dml_model_train_step(m, xm, ym, b, 1.0f / (float)(G / micro), (uint64_t)s, &loss,
+                                     NULL, NULL, NULL);
         }
         if (parallel) {
             CHECK(dml_dp_update(dp, o, 0.05f, micro, clip, &norm) == DML_OK, "dp_update: %s",
@@ -129,8 +131,8 @@ static dml_model_t *train(int steps, int mode, size_t bucket_bytes, double clip,
             dml_opt_step(o, dml_model_params(m), g, 0.05f);
         }
         if (clip > 0 && s == 0)
-            CHECK(norm > clip, "the gradient norm %g is not above the clip %g: nothing tested", norm,
-                  clip);
+            CHECK(norm > clip, "the gradient norm %g is not above the clip %g: nothing tested",
+                  norm, clip);
     }
     if (state_out != NULL) {
         if (parallel)
@@ -208,11 +210,14 @@ int main(int argc, char **argv)
             double d = max_rel_diff(dml_model_params(par), dml_model_params(ref), np);
             double ds = max_rel_diff(st_par, st_ref, np);
             CHECK(d < 1e-3, "%s, 20 steps: weights differ from the 1-process run by %g", way, d);
-            CHECK(ds < 1e-3, "%s, 20 steps: the optimiser state differs from the 1-process run by "
-                  "%g", way, ds);
+            CHECK(ds < 1e-3,
+                  "%s, 20 steps: the optimiser state differs from the 1-process run by "
+                  "%g",
+                  way, ds);
             if (rank == 0)
                 printf("%d ranks, %s: 20 steps, largest relative difference to 1 process with "
-                       "batch %d: weights %.2g, momentum %.2g\n", size, way, G, d, ds);
+                       "batch %d: weights %.2g, momentum %.2g\n",
+                       size, way, G, d, ds);
         }
         free(st_ref);
         free(st_par);
@@ -229,7 +234,8 @@ int main(int argc, char **argv)
                   "%s: this rank's running statistics differ from rank 0's", way);
             if (rank == 0)
                 printf("%d ranks, %s: running statistics, largest relative difference to 1 "
-                       "process %.2g, the same bits on every rank\n", size, way, d);
+                       "process %.2g, the same bits on every rank\n",
+                       size, way, d);
             free(r0);
         }
         /* Same seed, same world size: bit for bit. */
@@ -252,8 +258,10 @@ int main(int argc, char **argv)
         par = train(10, mode, 0, 0.05, 2, NULL);
         {
             double d = max_rel_diff(dml_model_params(par), dml_model_params(ref), np);
-            CHECK(d < 1e-3, "%s, clipped and accumulated: weights differ from the 1-process run "
-                  "by %g", way, d);
+            CHECK(d < 1e-3,
+                  "%s, clipped and accumulated: weights differ from the 1-process run "
+                  "by %g",
+                  way, d);
         }
         dml_model_free(ref);
         dml_model_free(par);
@@ -286,7 +294,8 @@ int main(int argc, char **argv)
             const double d = max_rel_diff(dml_model_params(small), dml_model_params(par), np);
             if (rank == 0)
                 printf("per-layer buckets against one bucket, %d ranks: largest relative "
-                       "difference %.3g\n", size, d);
+                       "difference %.3g\n",
+                       size, d);
             /* At 2 ranks each element is one addition either way: the same
              * bits. Beyond, the non-blocking and the blocking allreduce add
              * the ranks' parts in orders of their own, and 20 steps carry
@@ -294,12 +303,16 @@ int main(int argc, char **argv)
              * Prescott one): float rounding, bounded as for N ranks against
              * one process. */
             if (size == 2)
-                CHECK(d == 0, "2 ranks: per-layer buckets give other weights than one bucket "
+                CHECK(d == 0,
+                      "2 ranks: per-layer buckets give other weights than one bucket "
                       "(largest relative difference %g); one addition each must give the same "
-                      "bits", d);
+                      "bits",
+                      d);
             else
-                CHECK(d < 1e-4, "per-layer buckets give other weights than one bucket: largest "
-                      "relative difference %g", d);
+                CHECK(d < 1e-4,
+                      "per-layer buckets give other weights than one bucket: largest "
+                      "relative difference %g",
+                      d);
         }
     }
     dml_model_free(par);
@@ -348,7 +361,8 @@ int main(int argc, char **argv)
         if (rank == size - 1)
             y[rank * B + 1] = 9;
         st = dml_dp_step(dp, x + rank * B * IN, y + rank * B, B, G, 0, 1, &loss, NULL);
-        CHECK(st == DML_ERR_INVALID_ARG, "a bad label on rank %d gave status %d here", size - 1, st);
+        CHECK(st == DML_ERR_INVALID_ARG, "a bad label on rank %d gave status %d here", size - 1,
+              st);
         snprintf(msg, sizeof(msg), "%s", dml_error_message());
         memcpy(first, msg, sizeof(first));
         MPI_Bcast(first, sizeof(first), MPI_CHAR, 0, MPI_COMM_WORLD);
