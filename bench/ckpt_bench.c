@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * ckpt_bench: checkpoint write bandwidth against a raw write of the same
  * bytes to the same file system, in one run (MPI; every rank holds the whole

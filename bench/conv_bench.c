@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * conv_bench: the convolution implementations measured against each other in
  * one process, on one thread, alternating, for the choice nn/conv.c makes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* conv_bench without oneDNN (configure --without-dnnl): nothing to compare. */
 #include <stdio.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * flop_peak: one core's measured float32 peak, the bound a trainer's share
  * is stated against: independent fused multiply-adds on the widest vectors

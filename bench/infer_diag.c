@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * infer_diag run --model M --input I --out O --task T --tasks N [--no-verify]:
  * one part of a dml-infer run (libdml_infer, as dml-infer runs it), watched

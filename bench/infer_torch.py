@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """PyTorch CPU inference of the same MLP, the comparison for dml-infer:
 forward (Linear+ReLU ... Linear, softmax, top-k) at the same batch on
 in-memory inputs, with the weights of the model file. Prints samples/s.

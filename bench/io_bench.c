@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * io_bench: the loader against a raw sequential read of the same files, in
  * one run, on the same ranks (issue: loader throughput >= 80% of raw for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * mlp_sgemm: the sgemm-bound rate of an MLP, the reference for dml-infer's
  * and dml-train's throughput: only the matrix products, on the same BLAS,

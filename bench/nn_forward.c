@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * nn_forward MODEL BATCH SECONDS: a model's own forward pass, alone, as the
  * bound of batch inference for any model: dml_model_eval on batches of

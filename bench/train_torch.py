@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """PyTorch CPU training of dml-train's benchmark workloads, the comparison for
 dml-train: Fashion-MNIST from Debian's IDX files, the same normalisation
 (global mean and std of the training images), the same model, a fresh

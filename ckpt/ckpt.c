@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * ckpt.c: the checkpoint writer and its commit protocol, listing and
  * verification (see dml_ckpt.h).

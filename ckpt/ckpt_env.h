@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * ckpt_env.h: for the tools (and the tests and benchmarks that drive the
  * library directly), the environment's overrides of how checkpoints are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml-ckpt: list, verify, inspect and export the checkpoints dml-train writes.
  * No MPI needed: run it on a login node. The work is in dml_ckpt.h.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_ckpt.h: coordinated checkpoints in parallel HDF5, and what a training
  * job needs to know to take them in time (signals, the Slurm end time).

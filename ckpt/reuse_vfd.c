@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * reuse_vfd.c: an HDF5 file driver that creates a file in the blocks of an
  * existing one, the way databases recycle their log segments.

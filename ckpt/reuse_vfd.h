@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * reuse_vfd.h: ckpt/'s private HDF5 file driver that creates a file over an
  * existing one's blocks instead of truncating it (reuse_vfd.c), and the

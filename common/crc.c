@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * crc.c: dml_crc32 (see dml_crc.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_clock.h: the monotonic clock in seconds, for the step, phase and
  * progress timings every component takes (internal: not installed). Inline,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_crc.h: the CRC-32 that every slurm-dml file carries (dataset shards,
  * checkpoints, model files, inference parts).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_log.h: messages from slurm-dml's tools (never from its libraries).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_mpi.h: agreeing on failure across MPI ranks.
  *

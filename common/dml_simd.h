@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_simd.h: DML_HOT marks the few elementwise loops that dominate a
  * component's own CPU time (the loader's byte-to-float conversion, batch

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_status.h: the one status type of slurm-dml, and the detail message that
  * goes with a failure.

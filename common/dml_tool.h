@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_tool.h: what slurm-dml's command-line tools share and its libraries
  * must not do (read the environment, print): the launch check every MPI tool

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * log.c: the tools' message prefix (program, rank, node) and level filter.
  * A line is formatted whole and written with one fputs, so lines of different

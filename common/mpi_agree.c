@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * mpi_agree.c: one collective that turns "some rank failed" into "every rank
  * knows which failure, and why", with two small collectives on the success

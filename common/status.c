@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * status.c: status strings, errno conversion, and the thread-local failure
  * detail that lets libraries stay silent while tools print precise messages.

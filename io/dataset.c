@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dataset.c: opening a dataset's index and validating its shards against it.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml-data: make, inspect and validate slurm-dml datasets.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_h5util.h: small HDF5 and file helpers shared inside the source tree
  * (io/ and trainer/, both of which write HDF5 files): quiet HDF5 calls,

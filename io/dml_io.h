@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_io.h: sharded HDF5 datasets and the parallel data loader.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * h5util.c: small HDF5 and file-system helpers for io/ (and, through io's
  * private header only, nothing else). They return -1 rather than print.

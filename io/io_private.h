@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * io_private.h: what io/'s source files share and its users must not see:
  * the dataset object, HDF5 helpers that keep HDF5 from printing, checksums.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * loader.c: every rank's batches of one seeded global permutation per epoch.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * output.c: what a tool checks before it writes a file, so that no output
  * ever replaces one of the run's inputs or a file that is not of the kind

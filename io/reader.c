@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * reader.c: reading a range of samples in the dataset's own order, without
  * MPI (batch inference: each task and rank reads its slice with independent,

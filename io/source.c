@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * source.c: reading the formats datasets are converted from: IDX (as
  * Fashion-MNIST and MNIST ship, usually gzip-compressed; zlib reads both) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * writer.c: writing a sharded dataset with several MPI ranks.
  *

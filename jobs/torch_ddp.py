@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """torch_ddp.py: PyTorch DistributedDataParallel under srun --dml-gpus, with no
 glue. The slurm-dml SPANK plugin sets what torch.distributed's env://
 rendezvous reads (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT),

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # DML_CHECK_BLAS: a CBLAS for the CPU compute path (required). OpenBLAS is
 # preferred (pkg-config openblas); --with-blas="LIBS" names any other CBLAS.
 AC_DEFUN([DML_CHECK_BLAS], [

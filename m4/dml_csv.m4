@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # DML_CHECK_CSV: libcsv reads the CSV files dml-data converts (RFC 4180:
 # quoted fields with commas, quotes and line breaks in them, "" for a quote,
 # CRLF line ends), so that the file's syntax is a library's business, not a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # DML_CHECK_CUDA: the GPU path (CUDA runtime, cuBLAS, cuDNN, NCCL and nvcc).
 # --with-cuda[=DIR] defaults to "if found" under /usr/local/cuda: missing only
 # warns, unless it was asked for. HAVE_CUDA guards the GPU sources. Building

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # DML_CHECK_CUNIT: CUnit runs the unit tests of `make check` (required, so that
 # no build silently drops its tests).
 AC_DEFUN([DML_CHECK_CUNIT], [

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # DML_CHECK_DNNL: oneDNN (Debian: libdnnl-dev), the convolutions of the
 # network (nn/conv.c). Measured against im2col with OpenBLAS on the book's
 # models (docs/benchmarks/conv.md): several times faster, as PyTorch's CPU

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # DML_CHECK_HDF5: parallel HDF5 (required). Datasets and checkpoints are read and
 # written by all ranks through MPI-IO, so a serial HDF5 build is refused.
 # --with-hdf5=DIR names an installation (DIR/include, DIR/lib); otherwise

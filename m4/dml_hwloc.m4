@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # DML_CHECK_HWLOC: hwloc 2.x for the task-to-GPU/core/HCA mapping (required).
 AC_DEFUN([DML_CHECK_HWLOC], [
   PKG_CHECK_MODULES([HWLOC], [hwloc >= 2.0], [],

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # DML_CHECK_INIH: libinih reads dml-train's configuration file (INI format),
 # so that the file's syntax is a standard one handled by a library (required).
 AC_DEFUN([DML_CHECK_INIH], [

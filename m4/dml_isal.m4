@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # DML_CHECK_ISAL: Intel ISA-L's CRC-32 (optional). Checkpoints, dataset shards,
 # inference parts and model files all carry CRC-32s (zlib's polynomial);
 # ISA-L computes the same values with carry-less multiplication, about 15x

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # DML_CHECK_JANSSON: jansson writes every JSON file the tools produce (the
 # trainer's --metrics lines, the inference report), so that quoting,
 # escaping and numbers are a library's business, not ours (required).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # DML_CHECK_MPI: MPI for the trainer, loader and tests (required).
 # Sets MPI_CFLAGS/MPI_LIBS from pkg-config (Open MPI's ompi-c, MPICH's mpich) or,
 # failing that, from the MPI compiler wrapper, and keeps MPICC/MPIRUN for scripts.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # DML_CHECK_SLURM: Slurm headers and libslurm for the SPANK plugin and the
 # trainer's end-time query. --with-slurm[=DIR] (default: yes) and
 # --without-slurm, which builds everything but the plugin. Asked for and missing

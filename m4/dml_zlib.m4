@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # DML_CHECK_ZLIB: zlib for the gzip-compressed Fashion-MNIST files and checksums
 # (required).
 AC_DEFUN([DML_CHECK_ZLIB], [

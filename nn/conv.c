@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * conv.c: 2-D convolution, forward and backward.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * device.c: choosing the device a model computes on, and saying which.
  * What CUDA is asked goes through the GPU module (gpu.h, gpu_device.c),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_nn.h: the network: a sequence of layers (dense, 2-D convolution, max
  * and average pooling, batch normalisation, dropout, flatten, ReLU) ending in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * gpu.cu: the network library's device code, built by nvcc for DML_CUDA_ARCH
  * (sm_90 machine code and compute_90 PTX by default). Choosing and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * gpu.h: the GPU module of the network library, dml_nn_cuda.so (gpu.cu,
  * built by nvcc, and gpu_device.c, where configure found CUDA), and how

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * gpu_device.c: the GPU module's C half (dml_nn_cuda.so, gpu.h): counting,
  * describing and checking devices through the CUDA runtime, and the one

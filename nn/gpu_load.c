@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * gpu_load.c: libdml_nn's way to its GPU module (gpu.h), dlopen'ed the
  * first time a GPU is asked for and kept for the life of the process (CUDA

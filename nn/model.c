@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * model.c: the network's forward and backward passes over a sequence of
  * layers, on BLAS (dense layers) and conv.c's kernels (convolutions).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * model_file.c: the model file format's one reader and writer
  * (docs/formats/model.md). A model file's root, and a checkpoint's "model"

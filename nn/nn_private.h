@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * nn_private.h: what the network library's files share; not installed, and
  * hidden from the library's users (-fvisibility=hidden).

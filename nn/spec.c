@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * spec.c: the model spec: parsing the text users write, binding it to the
  * data's shape (every layer's shapes, and the checks that they fit), and the

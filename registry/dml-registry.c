@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml-registry: the model registry from the command line and from jobs
  * (register, list, show, alias, rollback, verify, gc, resolve). No MPI and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * registry.c: the model registry's one owner (docs/formats/registry.md).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml-infer: batch inference as Slurm array jobs (libdml_infer).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_infer.h: batch inference as a sharded, idempotent service over Slurm
  * array jobs (libdml_infer).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * drift.c: the drift histograms of byte inputs, counted without a scatter
  * (see infer_private.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * infer.c: one array task's part of a batch-inference run (dml_infer_run)
  * and the manifest that pins what the run is.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * infer_private.h: what serve-batch/'s sources share: a part in memory, its
  * file (docs/formats/inference.md), and small helpers.

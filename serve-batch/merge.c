@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * merge.c: the fan-in of an inference run: every part verified, one
  * predictions file, and the report (class counts, accuracy and confusion,

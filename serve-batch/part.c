@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * part.c: the part files of an inference run: writing one durably, reading
  * and checking one, and the state of a part against the run's manifest.

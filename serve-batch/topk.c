@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * topk.c: a sample's k most probable classes, in a total order (ties to the
  * lower class, NaN last) so that a prediction never depends on how the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * args.c: parsing of the --dml-* option values and of the plugstack.conf
  * arguments. Defaults first, then each key=value; unknown keys are an error

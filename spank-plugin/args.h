@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * args.h: the plugin's option values and plugstack.conf arguments, parsed
  * without Slurm so that the parser can be unit-tested and fuzzed.

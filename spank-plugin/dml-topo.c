@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml-topo: prints the task mapping the SPANK plugin would apply on a node,
  * for the local machine or a recorded hwloc XML topology. For admins checking

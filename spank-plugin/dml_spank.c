@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_spank.c: the SPANK plugin. srun --dml-gpus maps each task to its GPU(s),
  * the cores and NUMA node near them and the nearest InfiniBand port (dml_topo.h),

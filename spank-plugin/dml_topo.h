@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_topo.h: which GPU(s), CPU cores, NUMA node and network device each task
  * on a node should use. A plain library over an hwloc topology (the machine's

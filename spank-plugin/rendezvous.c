@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * rendezvous.c: the step's rendezvous port and the list of variables the
  * plugin set (rendezvous.h), kept apart from the Slurm glue for the tests.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * rendezvous.h: the step's env:// rendezvous port (PyTorch's MASTER_PORT) and
  * the record of which variables the plugin set, without Slurm, so that both

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * topo.c: the task mapping over hwloc (see dml_topo.h for the rules).
  * Everything here is computed from the topology object tree; nothing is bound

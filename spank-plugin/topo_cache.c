@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * topo_cache.c: the node's topology kept as XML by slurmd's init, so that each
  * step loads it in ~2 ms instead of scanning PCI (~10 ms).

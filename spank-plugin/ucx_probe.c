@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * ucx_probe.c: which UCX transports and devices a task will find, asked of
  * UCX itself (its transport layer, the enumeration `ucx_info -d` prints), and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * ucx_probe.h: the UCX transports and devices a task will find (for the
  * plugin's --dml-verbose), asked of UCX itself.

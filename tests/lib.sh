@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # lib.sh: sourced first by every shell test (tests/cluster/lib.sh builds on it).
 #
 #  - strict mode, and a command that fails under set -e says which (in the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml-train: data-parallel training of a feed-forward network on a sharded
  * dataset. Launch it with srun --mpi=pmix or mpirun; every rank reads its part

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dml_train.h: the data-parallel trainer: the optimisers and learning-rate
  * schedules that update a network's parameters (the network itself, its

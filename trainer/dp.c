@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dp.c: summing the gradients of a data-parallel step (see dml_train.h).
  *

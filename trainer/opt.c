@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * opt.c: the optimisers (SGD with momentum and Nesterov, AdamW, with PyTorch's
  * update rules), the learning-rate schedules and gradient clipping.

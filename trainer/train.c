@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * train.c: the training loop (see dml_train.h): epochs of data-parallel steps
  * over the loader's batches, gradient accumulation, clipping after the

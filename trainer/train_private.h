@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * train_private.h: what the trainer library's files share and its users
  * do not see.

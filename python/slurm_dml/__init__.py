@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """slurm_dml: read slurm-dml's datasets, model files and inference results
 from Python (numpy and h5py), and use them from PyTorch.
 
@@ -24,3 +25,4 @@ from .predictions import read_predictions, read_report
 __all__ = ["FormatError", "Dataset", "open_dataset", "Model", "load_model", "read_predictions",
            "read_report"]
 __version__ = "0.1.0"
+__license__ = "BSD-3-Clause"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """What the readers share: the error they raise and HDF5 attribute access."""
 import h5py
 

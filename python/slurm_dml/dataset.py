@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """A slurm-dml dataset (docs/formats/dataset.md): a directory of HDF5 shards
 and index.h5."""
 import os

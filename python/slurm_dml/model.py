@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """A slurm-dml model file (docs/formats/model.md), or the model group of a
 checkpoint, and the equivalent PyTorch network."""
 import os

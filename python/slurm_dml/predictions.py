@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """An inference run's merged output (docs/formats/inference.md)."""
 import json
 import os

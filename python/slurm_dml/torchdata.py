@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """A slurm-dml dataset as a torch.utils.data.Dataset."""
 import numpy as np
 import torch

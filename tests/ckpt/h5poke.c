@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * h5poke: changes one value in an HDF5 file through HDF5 itself, for the
  * tests: damage that HDF5's own metadata checksums cannot see (a bit flipped

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Checkpoints under mpirun (oversubscribed), what users rely on:
 #  - a run killed (SIGKILL) after a checkpoint and resumed ends with the same
 #    weights, bit for bit, as an uninterrupted run (same world size);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_ckpt_faults: a write that fails on one rank alone (that rank's file
  * size limit; on a cluster, its node's disk or quota) while the others

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # A checkpoint write that fails on one rank alone, at 2 and 3 ranks, where
 # every rank writes its share with its own writes in pieces (a large
 # checkpoint's arrays of 2 MiB or more; also in page-sized pieces). In one

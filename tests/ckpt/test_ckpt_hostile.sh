@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Checkpoints against damage and misuse, what users rely on:
 #  - everything a resume reads is checked first: an attribute changed in a
 #    way HDF5's own checksums cannot see (the loader's cursor, the step) or

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The checkpoint tests again in parallel mode (DML_CKPT_SINGLE_MAX=0) with
 # every rank writing its rows of each array of 4 KiB or more itself, in
 # pieces of a page, past MPI-IO (its path for arrays of 2 MiB and more by

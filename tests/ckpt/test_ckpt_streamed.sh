@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The checkpoint tests again with rank 0 streaming every array of 4 KiB or
 # more to the file in pieces of a page (its path for arrays of 2 MiB and
 # more by default, DML_CKPT_PIECE): the pieces, their CRC and the resume

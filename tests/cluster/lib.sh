@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # lib.sh: sourced by the cluster tests. Starts a private Slurm cluster for one
 # test on free ports in a fresh directory, and stops it (and removes the
 # directory) when the test exits, printing the daemons' logs if it failed.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * mpi_allreduce: the smallest proof that an MPI job really runs across the
  * cluster's nodes. Every rank contributes a vector that depends on its rank,

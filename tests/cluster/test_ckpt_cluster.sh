@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Training that comes back by itself, on the local Slurm cluster, through
 # jobs/train.sbatch:
 #  (a) scancel --signal=USR1 on a running job -> checkpoint, requeue, resume,

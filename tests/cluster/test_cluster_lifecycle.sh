@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # dml-cluster as users and tests rely on it: all nodes idle after start, a
 # second start refuses to clobber the running cluster, a clash on a port is
 # refused naming the port, and stop leaves no daemon behind.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Batch inference as Slurm array jobs on the local cluster, on Fashion-MNIST:
 #  (a) jobs/infer-submit: a 4-task array and its merge job (afterany): the
 #      merged predictions equal a single-process run over all samples, the

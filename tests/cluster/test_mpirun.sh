@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # mpirun (no Slurm) runs the same MPI check oversubscribed on this machine's cores.
 set -euo pipefail
 # A command that fails under set -e says which (in this shell; a subshell's

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The end-to-end pipeline (jobs/dml-pipeline) on the local 3-node cluster
 # with the real Fashion-MNIST, short MLP variants so that it takes minutes:
 #  (a) 3 variants and one that fails (its loss diverges): every step runs as

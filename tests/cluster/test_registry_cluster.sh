@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The model registry used by many jobs at once on the local cluster: an
 # 8-task array job whose tasks (spread over 3 nodes) each register their own
 # model and then, all at the same moment, move the same aliases:

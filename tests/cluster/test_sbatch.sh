@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # sbatch and job arrays run to completion on the local cluster, their output
 # files hold what the script wrote, and a failing job is reported as failed.
 . "$(dirname "$0")/lib.sh"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # srun --mpi=pmix runs one MPI job across three slurmd: each rank lands on its
 # own node, the allreduce is right on every rank, and a failing rank makes srun
 # fail. slurm-dml's MPI tools started by srun without PMIx say in one line

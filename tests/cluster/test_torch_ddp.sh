@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # PyTorch with no glue: jobs/torch_ddp.py, DistributedDataParallel with the
 # Gloo backend on CPUs (Debian's python3-torch), as 3 tasks on the 3 nodes of
 # the local cluster under srun --dml-gpus=none --dml-net=tcp. Neither the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_common.c: the status type and the tools' log prefix, which every
  * message a user reads goes through.

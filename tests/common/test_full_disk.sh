@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # A nearly full disk at every output the tools write whole: dml-train
 # --output, dml-ckpt export, dml-registry register, dml-infer run (its part)
 # and dml-infer merge (predictions and reports). What users rely on, at every

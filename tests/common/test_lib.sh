@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # tests/lib.sh itself, which every shell test stands on: a test that fails
 # (fail, a command failing under set -e, in a function or not) exits non-zero
 # and says so, its at_exit commands run whatever the outcome (last first), and

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test_debs.sh DEBDIR: the Debian packages as an admin and a user meet them
 # (root; scripts/test-all runs it after dpkg-buildpackage and lintian):
 #  - `apt-get install ./*.deb` installs them on this machine;

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # check_man.sh PAGEDIR TOOL...: every option each TOOL's --help lists is in
 # its manual page (PAGEDIR/NAME.1, or PAGEDIR/man1/NAME.1 as installed), and,
 # where groff is present, each page formats without a warning. Prints every

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test_installed.sh: the package as a user and an admin meet it after `make
 # install` (run by `make installcheck`, and so by `make distcheck` in its
 # scratch prefix):

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The manual pages in the tree (man/), as `make install` installs them:
 #  - every option each tool's --help lists is in its page, and every page
 #    formats without a groff warning (check_man.sh);

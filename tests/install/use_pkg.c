@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * use_pkg.c: a user's program built against the installed package with
  * nothing but `pkg-config --cflags --libs slurm-dml`: it includes every

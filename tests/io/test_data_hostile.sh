@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # dml-data against hostile but realistic input, what users rely on:
 #  - --force replaces a slurm-dml dataset and nothing else: a directory of
 #    other files, a dataset holding a file of the user's, a link: refused,

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # dml-data convert of the real Fashion-MNIST files: 60000 training and 10000
 # test samples, labels 0..9 with the published class names, the first image's
 # bytes and label identical to the IDX files, and validate passes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_io_format.c: the dataset format as users rely on it: what is written
  * reads back, statistics are right, every kind of corruption is found and

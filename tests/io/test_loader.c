@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_loader: the loader's promises, checked on every rank of a real MPI
  * job (run by test_loader.sh at 1 to 4 ranks):

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The loader at 1, 2, 3 and 4 MPI ranks (oversubscribed): exactly once per
 # epoch in the permutation's order, the same sequence at every world size,
 # resume from state (also 4 -> 3 ranks), and a bad dataset stopping every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * nn_ref SPEC C H W N OUT.h5: one training step of a network for
  * torch_ref.py to redo in PyTorch. Writes to OUT.h5 (plain HDF5, for h5py):

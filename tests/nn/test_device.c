@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_device.c: choosing the device (dml_device_select), as dml-train and
  * dml-infer will for --device: the names refused with the value named; the

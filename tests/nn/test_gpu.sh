@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The GPU halves of nn/test_device and nn/test_gpu_layers: the build's device
 # code run on each GPU this process sees, each chosen and described as the
 # tools choose them, and the GPU path against the CPU path on the same

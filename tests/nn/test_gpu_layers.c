@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_gpu_layers.c: the GPU path of the network (dml_model_set_device)
  * against the CPU path on the same weights and inputs: the training step's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_nn.c: the network library as training and inference rely on it: the
  * spec (parsing, presets, canonical text, every refusal naming its layer and

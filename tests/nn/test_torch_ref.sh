@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Every layer, and the book's three models, against PyTorch (Debian's
 # python3-torch, with h5py): the same weights and inputs give the same
 # evaluation probabilities, training loss, gradients, batch normalisation

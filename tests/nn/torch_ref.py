@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """torch_ref.py REF.h5: redoes nn_ref's training step in PyTorch and compares.
 
 The network is built from the spec slurm-dml wrote (its canonical text), with

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """check_python.py WHAT ARGS: the slurm_dml Python package against outside
 references (called by test_python.sh; exit 0 if it holds, 1 naming what does
 not).

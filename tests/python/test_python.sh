@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The Python package (python/slurm_dml) against outside references, with
 # Debian's python3-h5py, numpy and python3-torch:
 #  - its PyTorch dataset over dml-data's conversion of Fashion-MNIST's test

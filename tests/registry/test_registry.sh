@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The model registry (dml-registry) on its own, and dml-infer --model REG:REF:
 #  (a) register: the version is the model's hash (dml-registry hash, and the
 #      hash dml-infer's report gives the same file); registering it again

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # dml-infer under mpirun, without Slurm; what users rely on:
 #  - parts computed one by one, on 1 or 2 ranks, merge into the same
 #    predictions, bit for bit, as a single part (parts and ranks take whole

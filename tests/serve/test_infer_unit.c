@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_infer_unit.c: the two pieces of arithmetic batch inference rests on:
  * how an input is split into parts (every sample in exactly one part, in

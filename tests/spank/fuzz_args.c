@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * fuzz_args.c: libFuzzer target for the plugin's argument parser, which reads
  * what users type (--dml-gpus, --dml-net, also through the environment) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * fuzz_topo.c: libFuzzer target for the task mapping. The first byte picks
  * one of the node topologies of topo-xml/ (recorded, hand-written and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_args.c: the --dml-* option values and plugstack.conf arguments, as
  * srun and admins rely on them: accepted values parse, everything else is

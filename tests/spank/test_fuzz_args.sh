@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # A bounded libFuzzer run (20 s) over the plugin's argument parser, built
 # with AddressSanitizer and UBSan. Needs clang with libFuzzer (Debian:
 # clang-14 libclang-rt-14-dev); skips without it, except in CI.

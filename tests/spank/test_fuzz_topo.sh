@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # A bounded libFuzzer run (20 s) over the task mapping on every fixture
 # topology (recorded, hand-written and degenerate: a socket without Core
 # objects once made the mapping divide by zero), built with AddressSanitizer

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The SPANK plugin in real slurmd/slurmstepd on the local cluster:
 #  - built hardened (stack protector, fortified calls, RELRO, bind now);
 #  - with a recorded 8-GPU topology (plugstack topology=..., bind=no): each

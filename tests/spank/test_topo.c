@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_topo.c: the task mapping on recorded and hand-written node topologies
  * (topo-xml/README.md), compared line by line with the expected mapping, as

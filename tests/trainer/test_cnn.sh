@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The book's CNNs end to end on the real Fashion-MNIST (6000 training
 # samples: the 10% --val-fraction 0.9 leaves; the 10000 test samples), what
 # users rely on:

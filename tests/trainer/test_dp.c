@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_dp [cnn]: the data-parallel step on every rank of a real MPI job (run
  * by test_dp.sh at 1, 2, 3 and 4 ranks), both ways of summing the gradients

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The data-parallel step at 1, 2, 3 and 4 MPI ranks (oversubscribed), for an
 # MLP and for a network with convolution and batch normalisation.
 . "$(dirname "$0")/../lib.sh"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_model.c: the trainer's optimisers as training relies on them:
  * optimiser steps match hand-computed values (and PyTorch's rules),

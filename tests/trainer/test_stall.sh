@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The stall watchdog of dml-train under mpirun (3 ranks, oversubscribed):
 #  - a rank stopped (SIGSTOP) while the others wait in a collective for it is
 #    named, with its PID, host and the step it was stopped at (not that of

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # dml-train end to end under mpirun (oversubscribed):
 #  - a short run on a learnable synthetic dataset reaches 90% test accuracy,
 #    writes metrics as JSON lines (read by Python's json) and a model file;

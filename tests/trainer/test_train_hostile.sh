@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # dml-train against hostile but realistic input, what users rely on:
 #  - no output replaces an input or a file of another kind (the dataset's
 #    index, a checkpoint, a file that is not a metrics file), a checkpoint

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Writes dgx-h100.xml (and dgx-h100-port-down.xml): an hwloc 2 XML topology of
 a DGX H100-class node, written by hand from NVIDIA's published block diagram,
 since no public export of such a node exists.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Writes the hand-made node topologies the mapping tests use beside the
 recorded ones (hwloc 2 XML):
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Helpers the fixture generators (gen-dgx-h100.py, gen-fixtures.py) share:
 hwloc 2 XML bitmaps and object sets, and the objects' gp_index counter."""
 
