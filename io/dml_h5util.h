@@ -67,6 +67,10 @@ uint64_t dml__fnv1a(uint64_t h, const void *p, size_t n);
  * -1 with errno. */
 int dml__mkdir_p(const char *dir);
 
+/* Removes a directory tree (like rm -rf, links not followed); 0 (also when
+ * path is absent) or -1 with errno. */
+int dml__rmtree(const char *path);
+
 /* fsync of a file or directory by path; errno-style status with detail. */
 dml_status_t dml__fsync_path(const char *path);
 

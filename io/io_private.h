@@ -28,9 +28,6 @@ struct dml_dataset {
 /* The HDF5 memory type for a dtype. */
 hid_t dml__h5_type(dml_dtype_t t);
 
-/* Removes a directory tree (like rm -rf); 0 or -1 with errno. */
-int dml__rmtree(const char *path);
-
 /* The content hash over schema and shard table (FNV-1a, 64 bits, as hex). */
 void dml__content_hash(const dml_schema_t *s, uint32_t shards, const uint64_t *samples,
                        const uint32_t *crc, char out[17]);

@@ -161,8 +161,8 @@ void dml_model_layer_range(const dml_model_t *m, int l, size_t *offset, size_t *
  * rank, so that every rank normalises alike and keeps the same running
  * statistics (as torch.nn.SyncBatchNorm does). NULL: this process's batch is
  * the whole batch. */
-typedef dml_status_t (*dml_model_reduce_fn)(void *arg, double *buf, int n);
-void dml_model_set_reduce(dml_model_t *m, dml_model_reduce_fn reduce, void *arg);
+typedef dml_status_t (*dml_model_reduce_cb_t)(void *arg, double *buf, int n);
+void dml_model_set_reduce(dml_model_t *m, dml_model_reduce_cb_t reduce, void *arg);
 
 /* Called during backward when parameter layer l's gradient is final. */
 typedef void (*dml_grad_ready_cb_t)(void *arg, int layer, size_t offset, size_t count);
@@ -329,10 +329,10 @@ dml_status_t dml_model_file_size(dml_model_t *m, const dml_model_info_t *info, u
  * and each array (weights, buffers, class_names; dims[1] 0 for 1-D) handed to
  * put. Collective where put is: every rank makes the same calls.
  */
-typedef dml_status_t (*dml_model_put_fn)(void *arg, int64_t loc, const char *name, int64_t type,
-                                         const uint64_t dims[2], const void *data);
+typedef dml_status_t (*dml_model_put_cb_t)(void *arg, int64_t loc, const char *name, int64_t type,
+                                           const uint64_t dims[2], const void *data);
 dml_status_t dml_model_write_h5(int64_t loc, dml_model_t *m, const dml_model_info_t *info,
-                                dml_model_put_fn put, void *put_arg);
+                                dml_model_put_cb_t put, void *put_arg);
 
 #pragma GCC visibility pop
 

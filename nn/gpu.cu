@@ -481,7 +481,7 @@ extern "C" int dml__gpu_net_eval(dml__gpu_net_t *g, const float *params, const f
 extern "C" int dml__gpu_net_train(dml__gpu_net_t *g, const float *params, const float *x,
                                   const int32_t *y, int n, float scale, uint64_t dropout_seed,
                                   float *grads, double *loss_sum, int *correct,
-                                  dml__gpu_ready_fn ready, void *ready_arg)
+                                  dml__gpu_ready_cb_t ready, void *ready_arg)
 {
     float *dy = g->g0, *dx = g->g1, *t;
     const size_t nout = (size_t)n * g->classes;

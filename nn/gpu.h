@@ -66,7 +66,7 @@ int dml__gpu_net_create(int device, const dml__gpu_layer_t *layers, int nlayers,
 void dml__gpu_net_free(dml__gpu_net_t *g);
 
 /* Called when parameter layer pidx's gradient has been added to the host's. */
-typedef void (*dml__gpu_ready_fn)(void *arg, int pidx, size_t offset, size_t count);
+typedef void (*dml__gpu_ready_cb_t)(void *arg, int pidx, size_t offset, size_t count);
 
 /*
  * One batch of n (1..max_batch) samples, x n x the input's size, y the labels
@@ -77,7 +77,7 @@ typedef void (*dml__gpu_ready_fn)(void *arg, int pidx, size_t offset, size_t cou
  */
 int dml__gpu_net_train(dml__gpu_net_t *g, const float *params, const float *x, const int32_t *y,
                        int n, float scale, uint64_t dropout_seed, float *grads, double *loss_sum,
-                       int *correct, dml__gpu_ready_fn ready, void *ready_arg);
+                       int *correct, dml__gpu_ready_cb_t ready, void *ready_arg);
 
 /* Forward only (no dropout): probs n x classes (may be NULL); *loss_sum and
  * *correct where y is not NULL. */
@@ -109,7 +109,7 @@ typedef struct {
     void (*net_free)(dml__gpu_net_t *g);
     int (*net_train)(dml__gpu_net_t *g, const float *params, const float *x, const int32_t *y,
                      int n, float scale, uint64_t dropout_seed, float *grads, double *loss_sum,
-                     int *correct, dml__gpu_ready_fn ready, void *ready_arg);
+                     int *correct, dml__gpu_ready_cb_t ready, void *ready_arg);
     int (*net_eval)(dml__gpu_net_t *g, const float *params, const float *x, const int32_t *y, int n,
                     float *probs, double *loss_sum, int *correct);
 } dml__gpu_ops_t;

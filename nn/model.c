@@ -56,7 +56,7 @@ struct dml_model {
     size_t max_elems; /* per sample, any layer's input or output */
     const float *in;  /* the batch's input (not owned) */
     float *g0, *g1;   /* backward: gradients n x max_elems */
-    dml_model_reduce_fn reduce;
+    dml_model_reduce_cb_t reduce;
     void *reduce_arg;
     double flops;
     dml_device_t device; /* where it computes (dml_model_set_device) */
@@ -324,7 +324,7 @@ void dml_model_layer_range(const dml_model_t *m, int l, size_t *offset, size_t *
     *count = s->np;
 }
 
-void dml_model_set_reduce(dml_model_t *m, dml_model_reduce_fn reduce, void *arg)
+void dml_model_set_reduce(dml_model_t *m, dml_model_reduce_cb_t reduce, void *arg)
 {
     m->reduce = reduce;
     m->reduce_arg = arg;

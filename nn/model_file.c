@@ -379,7 +379,7 @@ out:
 /* ---- writing -------------------------------------------------------------------- */
 
 dml_status_t dml_model_write_h5(int64_t loc, dml_model_t *m, const dml_model_info_t *info,
-                                dml_model_put_fn put, void *put_arg)
+                                dml_model_put_cb_t put, void *put_arg)
 {
     char spec[DML_MODEL_SPEC_MAX], checksum[17];
     const char *norm = info->normalisation[0] ? info->normalisation : "global";

@@ -201,7 +201,8 @@ int main(int argc, char **argv)
     options_t o;
     dml_registry_t *r = NULL;
     const char *cmd;
-    char version[17], prev[17], path[4400], note[1024], *text = NULL;
+    char version[DML_REGISTRY_VERSION_LEN], prev[DML_REGISTRY_VERSION_LEN], path[4400], note[1024],
+        *text = NULL;
     int c, rc = 1, existed, n;
     dml_status_t st = DML_OK;
 

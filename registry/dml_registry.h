@@ -31,6 +31,8 @@ extern "C" {
 
 #define DML_REGISTRY_FORMAT "slurm-dml model registry"
 #define DML_REGISTRY_VERSION 1
+/* A version's name: the model's hash, 16 hex digits, and the NUL. */
+#define DML_REGISTRY_VERSION_LEN 17
 
 typedef struct dml_registry dml_registry_t;
 
@@ -50,20 +52,21 @@ void dml_registry_close(dml_registry_t *r);
  * already (its record is left as it was).
  */
 dml_status_t dml_registry_register(dml_registry_t *r, const char *model, const char *lineage_json,
-                                   char version[17], int *existed);
+                                   char version[DML_REGISTRY_VERSION_LEN], int *existed);
 
 /* REF: an alias, a version or a unique prefix of one (4 hex digits at least).
  * The version and its model file's path (path may be NULL). */
-dml_status_t dml_registry_resolve(dml_registry_t *r, const char *ref, char version[17], char *path,
-                                  size_t len);
+dml_status_t dml_registry_resolve(dml_registry_t *r, const char *ref,
+                                  char version[DML_REGISTRY_VERSION_LEN], char *path, size_t len);
 
 /* As dml_registry_resolve, for a caller that will load the model: the model
  * file is loaded and its hash checked against the version (its name), so
  * that a file replaced or changed after registration is refused
  * (DML_ERR_CHECKSUM, naming the version, the file and both hashes) instead
  * of served as that version. */
-dml_status_t dml_registry_resolve_model(dml_registry_t *r, const char *ref, char version[17],
-                                        char *path, size_t len);
+dml_status_t dml_registry_resolve_model(dml_registry_t *r, const char *ref,
+                                        char version[DML_REGISTRY_VERSION_LEN], char *path,
+                                        size_t len);
 
 /*
  * "REGISTRY:REF" as the tools' --model takes it: when the text before the
@@ -72,8 +75,8 @@ dml_status_t dml_registry_resolve_model(dml_registry_t *r, const char *ref, char
  * names both); otherwise *is_ref = 0, DML_OK, and spec is a path to use as
  * it is.
  */
-dml_status_t dml_registry_resolve_spec(const char *spec, char *path, size_t len, char version[17],
-                                       int *is_ref);
+dml_status_t dml_registry_resolve_spec(const char *spec, char *path, size_t len,
+                                       char version[DML_REGISTRY_VERSION_LEN], int *is_ref);
 
 /*
  * Points alias at REF. expect (NULL: no condition) makes it a compare-and-set:
@@ -83,12 +86,14 @@ dml_status_t dml_registry_resolve_spec(const char *spec, char *path, size_t len,
  * into the history (who, why). previous: the version it named ("" if none).
  */
 dml_status_t dml_registry_alias_set(dml_registry_t *r, const char *alias, const char *ref,
-                                    const char *expect, const char *note, char previous[17]);
+                                    const char *expect, const char *note,
+                                    char previous[DML_REGISTRY_VERSION_LEN]);
 
 /* Moves alias back: to REF `to`, or (to NULL) to the version it named before
  * its current one. now: the version it names afterwards. */
 dml_status_t dml_registry_alias_rollback(dml_registry_t *r, const char *alias, const char *to,
-                                         const char *note, char now[17], char previous[17]);
+                                         const char *note, char now[DML_REGISTRY_VERSION_LEN],
+                                         char previous[DML_REGISTRY_VERSION_LEN]);
 
 /* JSON texts (malloc'ed, the caller frees): every sound version, oldest
  * first, each with the aliases naming it; one version's record with its
@@ -99,21 +104,21 @@ dml_status_t dml_registry_alias_json(dml_registry_t *r, const char *alias, char 
 
 /* Called for each finding of verify and each removal of gc: the entry (a
  * path relative to the registry), DML_OK or what is wrong, and the detail. */
-typedef void (*dml_registry_report_fn)(void *arg, const char *entry, dml_status_t st,
-                                       const char *detail);
+typedef void (*dml_registry_report_cb_t)(void *arg, const char *entry, dml_status_t st,
+                                         const char *detail);
 
 /* Checks everything: the registry's file, each version (its record, its
  * model file loaded with checksums, and that its hash is its name), each
  * alias (its file, and that its version is there), and names anything
  * foreign. *problems: how many entries are damaged or foreign. */
-dml_status_t dml_registry_verify(dml_registry_t *r, dml_registry_report_fn fn, void *arg,
+dml_status_t dml_registry_verify(dml_registry_t *r, dml_registry_report_cb_t fn, void *arg,
                                  int *problems);
 
 /* Removes the versions no alias names except the `keep` (>= 1) most
  * recently registered, and staging leftovers older than an hour (a killed
  * registration's); dry_run: only reports. Damaged versions are left for
  * verify to name. */
-dml_status_t dml_registry_gc(dml_registry_t *r, int keep, int dry_run, dml_registry_report_fn fn,
+dml_status_t dml_registry_gc(dml_registry_t *r, int keep, int dry_run, dml_registry_report_cb_t fn,
                              void *arg, int *removed);
 
 #pragma GCC visibility pop

@@ -24,7 +24,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,20 +147,6 @@ static void unlock_registry(int fd)
 {
     if (fd >= 0)
         close(fd); /* releases the flock */
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* rm -r; 0 or -1 with errno */
-static int rmtree(const char *path)
-{
-    return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ---- open -------------------------------------------------------------- */
@@ -314,7 +299,7 @@ static json_t *lineage_of(const dml_model_info_t *info, const char *source, doub
 }
 
 dml_status_t dml_registry_register(dml_registry_t *r, const char *model, const char *lineage_json,
-                                   char version[17], int *existed)
+                                   char version[DML_REGISTRY_VERSION_LEN], int *existed)
 {
     char stage[4200], path[4300], dest[4200], abs[4096];
     dml_model_t *m = NULL;
@@ -393,7 +378,7 @@ dml_status_t dml_registry_register(dml_registry_t *r, const char *model, const c
     st = dml__fsync_path(path);
 out:
     if (have_stage)
-        rmtree(stage);
+        dml__rmtree(stage);
     if (m != NULL)
         dml_model_free(m);
     if (have_info)
@@ -422,8 +407,8 @@ static dml_status_t read_alias(const dml_registry_t *r, const char *alias, json_
     return read_entry(path, ALIAS_FORMAT, NULL, out);
 }
 
-dml_status_t dml_registry_resolve(dml_registry_t *r, const char *ref, char version[17], char *path,
-                                  size_t len)
+dml_status_t dml_registry_resolve(dml_registry_t *r, const char *ref,
+                                  char version[DML_REGISTRY_VERSION_LEN], char *path, size_t len)
 {
     char dir[4200];
     json_t *a = NULL;
@@ -432,7 +417,7 @@ dml_status_t dml_registry_resolve(dml_registry_t *r, const char *ref, char versi
 
     version[0] = '\0';
     if (n >= 4 && n <= 16 && strspn(ref, "0123456789abcdef") == n) {
-        char found[17] = "";
+        char found[DML_REGISTRY_VERSION_LEN] = "";
         DIR *d;
         struct dirent *de;
         int count = 0;
@@ -499,10 +484,11 @@ static dml_status_t check_model(const char *path, const char *version)
     return st;
 }
 
-dml_status_t dml_registry_resolve_model(dml_registry_t *r, const char *ref, char version[17],
-                                        char *path, size_t len)
+dml_status_t dml_registry_resolve_model(dml_registry_t *r, const char *ref,
+                                        char version[DML_REGISTRY_VERSION_LEN], char *path,
+                                        size_t len)
 {
-    char v[17], p[4300];
+    char v[DML_REGISTRY_VERSION_LEN], p[4300];
     dml_status_t st;
 
     if ((st = dml_registry_resolve(r, ref, v, p, sizeof(p))) != DML_OK ||
@@ -514,8 +500,8 @@ dml_status_t dml_registry_resolve_model(dml_registry_t *r, const char *ref, char
     return DML_OK;
 }
 
-dml_status_t dml_registry_resolve_spec(const char *spec, char *path, size_t len, char version[17],
-                                       int *is_ref)
+dml_status_t dml_registry_resolve_spec(const char *spec, char *path, size_t len,
+                                       char version[DML_REGISTRY_VERSION_LEN], int *is_ref)
 {
     char dir[4096], marker[4200];
     const char *colon = strrchr(spec, ':');
@@ -565,9 +551,10 @@ static dml_status_t alias_write(dml_registry_t *r, const char *alias, json_t *ol
 }
 
 dml_status_t dml_registry_alias_set(dml_registry_t *r, const char *alias, const char *ref,
-                                    const char *expect, const char *note, char previous[17])
+                                    const char *expect, const char *note,
+                                    char previous[DML_REGISTRY_VERSION_LEN])
 {
-    char version[17];
+    char version[DML_REGISTRY_VERSION_LEN];
     json_t *old = NULL;
     const char *cur;
     dml_status_t st;
@@ -606,9 +593,10 @@ out:
 }
 
 dml_status_t dml_registry_alias_rollback(dml_registry_t *r, const char *alias, const char *to,
-                                         const char *note, char now[17], char previous[17])
+                                         const char *note, char now[DML_REGISTRY_VERSION_LEN],
+                                         char previous[DML_REGISTRY_VERSION_LEN])
 {
-    char version[17] = "";
+    char version[DML_REGISTRY_VERSION_LEN] = "";
     json_t *old = NULL, *hist;
     const char *cur;
     dml_status_t st;
@@ -648,7 +636,7 @@ dml_status_t dml_registry_alias_rollback(dml_registry_t *r, const char *alias, c
                                alias, cur);
             goto out;
         }
-        char before[17];
+        char before[DML_REGISTRY_VERSION_LEN];
         memcpy(before, version, sizeof(before));
         if ((st = dml_registry_resolve(r, before, version, NULL, 0)) != DML_OK) {
             st = dml_error_set(st,
@@ -776,7 +764,7 @@ dml_status_t dml_registry_list_json(dml_registry_t *r, char **json)
 
 dml_status_t dml_registry_show_json(dml_registry_t *r, const char *ref, char **json)
 {
-    char version[17], path[4300];
+    char version[DML_REGISTRY_VERSION_LEN], path[4300];
     json_t *rec, *map;
     dml_status_t st;
 
@@ -804,7 +792,7 @@ dml_status_t dml_registry_alias_json(dml_registry_t *r, const char *alias, char 
 
 /* ---- verify and gc ----------------------------------------------------- */
 
-static void report(dml_registry_report_fn fn, void *arg, const char *entry, dml_status_t st,
+static void report(dml_registry_report_cb_t fn, void *arg, const char *entry, dml_status_t st,
                    const char *detail)
 {
     if (fn != NULL)
@@ -824,7 +812,7 @@ static dml_status_t check_version(dml_registry_t *r, const char *version)
     return check_model(path, version);
 }
 
-dml_status_t dml_registry_verify(dml_registry_t *r, dml_registry_report_fn fn, void *arg,
+dml_status_t dml_registry_verify(dml_registry_t *r, dml_registry_report_cb_t fn, void *arg,
                                  int *problems)
 {
     char dir[4200], entry[600], path[4300];
@@ -887,7 +875,7 @@ dml_status_t dml_registry_verify(dml_registry_t *r, dml_registry_report_fn fn, v
     return DML_OK;
 }
 
-dml_status_t dml_registry_gc(dml_registry_t *r, int keep, int dry_run, dml_registry_report_fn fn,
+dml_status_t dml_registry_gc(dml_registry_t *r, int keep, int dry_run, dml_registry_report_cb_t fn,
                              void *arg, int *removed)
 {
     char dir[4200], src[4500], dst[4300], entry[600];
@@ -921,7 +909,7 @@ dml_status_t dml_registry_gc(dml_registry_t *r, int keep, int dry_run, dml_regis
              * finds half a version. */
             snprintf(src, sizeof(src), "%s/versions/%s", r->dir, ver);
             snprintf(dst, sizeof(dst), "%s/tmp/gc-%s-%ld", r->dir, ver, (long)getpid());
-            if (rename(src, dst) != 0 || rmtree(dst) != 0) {
+            if (rename(src, dst) != 0 || dml__rmtree(dst) != 0) {
                 st = dml_error_set_errno(errno, "%s: cannot remove", src);
                 goto out;
             }
@@ -938,7 +926,7 @@ dml_status_t dml_registry_gc(dml_registry_t *r, int keep, int dry_run, dml_regis
             if (lstat(src, &sb) != 0 || difftime(time(NULL), sb.st_mtime) < STALE_SECONDS)
                 continue;
             snprintf(entry, sizeof(entry), "tmp/%s", de->d_name);
-            if (!dry_run && rmtree(src) != 0)
+            if (!dry_run && dml__rmtree(src) != 0)
                 continue;
             (*removed)++;
             report(fn, arg, entry, DML_OK,

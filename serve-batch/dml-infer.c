@@ -452,7 +452,7 @@ int main(int argc, char **argv)
         /* --model REGISTRY:REF: the registry's model file (an alias is read
          * once, here: a run's manifest pins the model by its hash). */
         int is_ref;
-        char version[17];
+        char version[DML_REGISTRY_VERSION_LEN];
         dml_status_t st = dml_registry_resolve_spec(o.run.model, g_model_path, sizeof(g_model_path),
                                                     version, &is_ref);
         if (st != DML_OK) {
