@@ -10,6 +10,7 @@
 #include "dml_status.h"
 
 #include <CUnit/Basic.h>
+#include "cunit_main.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,7 +200,7 @@ static void test_crc32_is_zlibs(void)
     free(b);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     CU_pSuite s;
     unsigned int failures;
@@ -218,8 +219,7 @@ int main(void)
         return 99;
     }
     CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    failures = dml_test_run(argc, argv);
     CU_cleanup_registry();
     return failures == 0 ? 0 : 1;
 }

@@ -12,6 +12,7 @@
 #include "dml_io.h"
 
 #include <CUnit/Basic.h>
+#include "cunit_main.h"
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -861,8 +862,7 @@ int main(int argc, char **argv)
     CU_add_test(s, "CSV as RFC 4180 has it", test_csv_rfc4180);
     CU_add_test(s, "CSV header of 200,000 columns", test_csv_wide_header);
     CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    failures = dml_test_run(argc, argv);
     CU_cleanup_registry();
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)

@@ -16,6 +16,7 @@
 #include "dml_nn.h"
 
 #include <CUnit/Basic.h>
+#include "cunit_main.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -124,8 +125,7 @@ int main(int argc, char **argv)
     CU_add_test(s, "no GPU: auto is the CPU, cuda refused with the reason", test_no_gpu);
     CU_add_test(s, "a GPU: chosen per local rank, its code runs, described", test_with_gpu);
     CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    failures = dml_test_run(argc, argv);
     CU_cleanup_registry();
     return failures ? 1 : 0;
 }

@@ -17,6 +17,7 @@
 #include "dml_nn.h"
 
 #include <CUnit/Basic.h>
+#include "cunit_main.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,8 +198,7 @@ int main(int argc, char **argv)
     if (g_gpus > 0)
         CU_add_test(s, "GPU against CPU: training steps, evaluation", test_against_cpu);
     CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    failures = dml_test_run(argc, argv);
     CU_cleanup_registry();
     return failures ? 1 : 0;
 }

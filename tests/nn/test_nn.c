@@ -15,6 +15,7 @@
 #include "dml_nn.h"
 
 #include <CUnit/Basic.h>
+#include "cunit_main.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -511,7 +512,7 @@ static void test_same_seed_same_model(void)
     dml_model_free(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     CU_pSuite s;
     unsigned int failures;
@@ -534,8 +535,7 @@ int main(void)
     CU_add_test(s, "accumulation, empty ranks, reductions", test_accumulation);
     CU_add_test(s, "seeded He initialisation", test_same_seed_same_model);
     CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    failures = dml_test_run(argc, argv);
     CU_cleanup_registry();
     return failures == 0 ? 0 : 1;
 }

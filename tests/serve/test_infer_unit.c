@@ -12,6 +12,7 @@
 #include "infer_private.h"
 
 #include <CUnit/Basic.h>
+#include "cunit_main.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -225,7 +226,7 @@ static void test_drift_counts(void)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     CU_pSuite s;
     unsigned int failures;
@@ -242,8 +243,7 @@ int main(void)
         return 99;
     }
     CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    failures = dml_test_run(argc, argv);
     CU_cleanup_registry();
     return failures == 0 ? 0 : 1;
 }

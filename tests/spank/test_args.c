@@ -12,6 +12,7 @@
 #include "rendezvous.h"
 
 #include <CUnit/Basic.h>
+#include "cunit_main.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -189,7 +190,7 @@ static void test_marker(void)
     CU_ASSERT(!dml_spank_marked(m, "OPENBLAS_NUM_THREADS", "56"));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     CU_pSuite s;
     unsigned int failures;
@@ -203,8 +204,7 @@ int main(void)
     CU_add_test(s, "MASTER_PORT: reserved, else apart for nearby steps and jobs", test_master_port);
     CU_add_test(s, "the record of the variables the plugin set", test_marker);
     CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    failures = dml_test_run(argc, argv);
     CU_cleanup_registry();
     return failures == 0 ? 0 : 1;
 }

@@ -9,6 +9,7 @@
 #include "dml_topo.h"
 
 #include <CUnit/Basic.h>
+#include "cunit_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -599,7 +600,7 @@ static void test_cpu_only_fewer_tasks_than_numa(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(lines[1], "gpus=- cpus=56-111,168-223 cores=56 numa=1 "));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     CU_pSuite s;
     unsigned int failures;
@@ -630,8 +631,7 @@ int main(void)
                 test_long_and_duplicate_lists);
     CU_add_test(s, "CPU-only: fewer tasks than NUMA nodes", test_cpu_only_fewer_tasks_than_numa);
     CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    failures = dml_test_run(argc, argv);
     CU_cleanup_registry();
     return failures == 0 ? 0 : 1;
 }

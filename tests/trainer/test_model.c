@@ -11,6 +11,7 @@
 #include "train_private.h"
 
 #include <CUnit/Basic.h>
+#include "cunit_main.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,7 +203,7 @@ static void test_learns(void)
     dml_model_free(m);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     CU_pSuite s;
     unsigned int failures;
@@ -219,8 +220,7 @@ int main(void)
     CU_add_test(s, "schedules and clipping", test_schedules_and_clipping);
     CU_add_test(s, "learns two spirals", test_learns);
     CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    failures = dml_test_run(argc, argv);
     CU_cleanup_registry();
     return failures == 0 ? 0 : 1;
 }
