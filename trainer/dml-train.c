@@ -21,6 +21,7 @@
 #include "dml_mpi.h"
 #include "dml_tool.h"
 #include "dml_train.h"
+#include "slurm_job.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -1040,7 +1041,7 @@ static int stopped(const options_t *o)
 
     snprintf(why, sizeof(why), "%s", dml_error_message());
     if (g_rank == 0 && job != 0) {
-        if (dml_ckpt_slurm_job_state(job, state, sizeof(state)) == DML_OK)
+        if (dml__slurm_job_state(job, state, sizeof(state)) == DML_OK)
             cancelled = strcmp(state, "CANCELLED") == 0;
         else
             dml_warn("%s; taking the stop for a preemption (exit %d)", dml_error_message(),
@@ -1060,7 +1061,7 @@ static int stopped(const options_t *o)
         return DML_CKPT_EXIT_REQUEUE;
     if (job == 0)
         dml_warn("--requeue: not in a Slurm job (no SLURM_JOB_ID): nothing to requeue");
-    else if (dml_ckpt_slurm_requeue(job) != DML_OK)
+    else if (dml__slurm_requeue(job) != DML_OK)
         dml_error("--requeue: %s", dml_error_message());
     else
         dml_info("requeued job %u through slurmctld: Slurm starts it again after its requeue "
@@ -1159,7 +1160,7 @@ int main(int argc, char **argv)
         /* Rank 0 asks slurmctld once; the loop compares on rank 0 only. */
         if (g_rank == 0 && job != 0) {
             time_t end;
-            if (dml_ckpt_slurm_end_time(job, &end) == DML_OK) {
+            if (dml__slurm_end_time(job, &end) == DML_OK) {
                 cfg->deadline = (double)end;
                 if (end != 0)
                     dml_info("job %u ends in %.0f s: checkpoint and stop %.0f s before", job,

@@ -218,4 +218,11 @@ done
 "$infer" run --tasks 0 --out "$work/o9" --task 0 >"$work/err" 2>&1 || true
 grep -q -- "--tasks '0': expected 1 to 4294967295" "$work/err" || fail "--tasks 0 not explained: $(cat "$work/err")"
 echo "ok: merge refuses a part or a file of the user's as its output; usage errors exit 2"
+
+# Inference loads no Slurm: job control is dml-train's own (trainer/slurm_job.c),
+# not the checkpoint library's, which inference links.
+libs=$("$abs_top_builddir/libtool" --mode=execute ldd "$infer") || fail "ldd dml-infer failed"
+grep -q 'libdml_ckpt' <<<"$libs" || fail "ldd shows no libdml_ckpt: the check below would prove nothing: $libs"
+! grep -q 'libslurm' <<<"$libs" || fail "dml-infer loads libslurm: $(grep libslurm <<<"$libs")"
+echo "ok: dml-infer (with the checkpoint library) loads no libslurm"
 echo PASS
