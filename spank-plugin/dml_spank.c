@@ -46,28 +46,50 @@ SPANK_PLUGIN(dml, 1);
 
 #define MPOL_PREFERRED 1
 
-static dml_spank_config_t g_cfg;
-static int g_requested; /* a --dml-* option was given */
-static int g_per_task;  /* --dml-gpus value */
-static int g_net_explicit;
-static dml_net_t g_net = DML_NET_AUTO;
-static int g_verbose;
-static int g_ipc = -1; /* --dml-gpu-ipc (1), --dml-gpu-isolate (0), else the site's */
-static int g_skip = 1;
-static dml_task_map_t *g_maps;
-static unsigned g_ntasks;
-static char g_error[1024];
-static char g_note[512];                      /* what the mapping passed over (verbose) */
-static char g_step_visible[DML_TOPO_GPULIST]; /* all step GPUs, for their visibility */
-static const char *g_gpu_var; /* CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES or NULL */
-static dml_gpu_kind_t g_gpu_kind;
-static char g_node_hcas[DML_TOPO_STR]; /* every usable port of the node */
-static int g_hcas_down;                /* HCAs without an active port */
-static char g_master_addr[256], g_master_port[16];
-static int g_het;                /* a heterogeneous step: one world over its components */
-static uint32_t g_world;         /* the step's tasks, all components together */
-static char g_port_warning[512]; /* MASTER_PORT found in use on the first node */
-static char g_set[2048];         /* what this task was given (DML_SPANK_MARKER) */
+/*
+ * Everything the plugin keeps between its callbacks, in one place (as pyxis
+ * keeps its plugin_context): the option callbacks write into it, user_init
+ * fills the mapping, task_init reads it, and slurm_spank_exit resets it, so
+ * that a process that loads the plugin again starts from the defaults.
+ */
+struct dml_spank_ctx {
+    dml_spank_config_t cfg;
+    int requested; /* a --dml-* option was given */
+    int per_task;  /* --dml-gpus value */
+    int net_explicit;
+    dml_net_t net;
+    int verbose;
+    int ipc_given;        /* --dml-gpu-ipc or --dml-gpu-isolate, else the site's */
+    int ipc;              /* --dml-gpu-ipc (1), --dml-gpu-isolate (0) */
+    int active;           /* user_init took this step: task_init maps its tasks */
+    dml_task_map_t *maps; /* owned: freed by dml__ctx_reset */
+    unsigned ntasks;
+    char error[1024];
+    char note[512];                      /* what the mapping passed over (verbose) */
+    char step_visible[DML_TOPO_GPULIST]; /* all step GPUs, for their visibility */
+    const char *gpu_var;                 /* CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES or NULL */
+    dml_gpu_kind_t gpu_kind;
+    char node_hcas[DML_TOPO_STR]; /* every usable port of the node */
+    int hcas_down;                /* HCAs without an active port */
+    char master_addr[256], master_port[16];
+    int het;                /* a heterogeneous step: one world over its components */
+    uint32_t world;         /* the step's tasks, all components together */
+    char port_warning[512]; /* MASTER_PORT found in use on the first node */
+    char set[2048];         /* what this task was given (DML_SPANK_MARKER) */
+    /* The variables the plugin set in the enclosing task, if this step was
+     * started from one (DML_SPANK_SET in the environment it inherited). */
+    char inherited[2048];
+};
+
+/* All zero is the defaults (DML_NET_AUTO is 0): nothing asked, no step. */
+static struct dml_spank_ctx ctx;
+
+/* Frees what the context owns and puts back the defaults. */
+static void dml__ctx_reset(void)
+{
+    free(ctx.maps);
+    memset(&ctx, 0, sizeof(ctx));
+}
 
 static int opt_gpus(int val, const char *optarg, int remote)
 {
@@ -75,11 +97,11 @@ static int opt_gpus(int val, const char *optarg, int remote)
 
     (void)val;
     (void)remote;
-    if (dml_spank_parse_gpus(optarg, &g_per_task, err, sizeof(err)) != 0) {
+    if (dml_spank_parse_gpus(optarg, &ctx.per_task, err, sizeof(err)) != 0) {
         slurm_error("dml: %s", err);
         return -1;
     }
-    g_requested = 1;
+    ctx.requested = 1;
     return 0;
 }
 
@@ -89,12 +111,12 @@ static int opt_net(int val, const char *optarg, int remote)
 
     (void)val;
     (void)remote;
-    if (dml_spank_parse_net(optarg, &g_net, err, sizeof(err)) != 0) {
+    if (dml_spank_parse_net(optarg, &ctx.net, err, sizeof(err)) != 0) {
         slurm_error("dml: %s", err);
         return -1;
     }
-    g_net_explicit = g_net != DML_NET_AUTO;
-    g_requested = 1;
+    ctx.net_explicit = ctx.net != DML_NET_AUTO;
+    ctx.requested = 1;
     return 0;
 }
 
@@ -103,7 +125,7 @@ static int opt_verbose(int val, const char *optarg, int remote)
     (void)val;
     (void)optarg;
     (void)remote;
-    g_verbose = 1;
+    ctx.verbose = 1;
     return 0;
 }
 
@@ -111,11 +133,13 @@ static int opt_ipc(int val, const char *optarg, int remote)
 {
     (void)optarg;
     (void)remote;
-    g_ipc = val;
+    ctx.ipc = val;
+    ctx.ipc_given = 1;
     return 0;
 }
 
-static struct spank_option g_options[] = {
+/* A table, not state: Slurm takes it by a pointer that is not const. */
+static struct spank_option dml__options[] = {
     {"dml-gpus", "[auto|N|none]",
      "Map each task to its GPU(s) and the cores, memory and InfiniBand port near them "
      "(auto: spread the step's GPUs; N: GPUs per task; none: cores and network only)",
@@ -138,10 +162,10 @@ static int slurmd_cache_topology(void)
 {
     dml_topo_t *topo = NULL;
 
-    if (g_cfg.topology[0] != '\0' || strcmp(g_cfg.cache, "none") == 0)
+    if (ctx.cfg.topology[0] != '\0' || strcmp(ctx.cfg.cache, "none") == 0)
         return 0;
     /* A cache that cannot be written only costs time: log it and go on. */
-    if (dml_topo_load(NULL, &topo) != DML_OK || dml_topo_cache_write(topo, g_cfg.cache) != DML_OK)
+    if (dml_topo_load(NULL, &topo) != DML_OK || dml_topo_cache_write(topo, ctx.cfg.cache) != DML_OK)
         slurm_info("dml: topology cache: %s; steps will discover the topology",
                    dml_error_message());
     dml_topo_free(topo);
@@ -150,23 +174,23 @@ static int slurmd_cache_topology(void)
 
 int slurm_spank_init(spank_t sp, int ac, char **av)
 {
-    spank_context_t ctx = spank_context();
+    spank_context_t where = spank_context();
     char err[512];
     int i;
 
-    if (dml_spank_parse_config(ac, av, &g_cfg, err, sizeof(err)) != 0) {
+    if (dml_spank_parse_config(ac, av, &ctx.cfg, err, sizeof(err)) != 0) {
         slurm_error("dml: %s", err);
         return -1;
     }
-    if (ctx == S_CTX_SLURMD || ctx == S_CTX_REMOTE)
+    if (where == S_CTX_SLURMD || where == S_CTX_REMOTE)
         dml_topo_limit_plugins();
-    if (ctx == S_CTX_SLURMD)
+    if (where == S_CTX_SLURMD)
         return slurmd_cache_topology();
-    if (ctx != S_CTX_LOCAL && ctx != S_CTX_REMOTE && ctx != S_CTX_ALLOCATOR)
+    if (where != S_CTX_LOCAL && where != S_CTX_REMOTE && where != S_CTX_ALLOCATOR)
         return 0;
-    for (i = 0; g_options[i].name != NULL; i++) {
-        if (spank_option_register(sp, &g_options[i]) != ESPANK_SUCCESS) {
-            slurm_error("dml: cannot register --%s", g_options[i].name);
+    for (i = 0; dml__options[i].name != NULL; i++) {
+        if (spank_option_register(sp, &dml__options[i]) != ESPANK_SUCCESS) {
+            slurm_error("dml: cannot register --%s", dml__options[i].name);
             return -1;
         }
     }
@@ -268,16 +292,17 @@ static void rendezvous(spank_t sp, uint32_t job, uint32_t step)
     uint32_t leader;
     int reserved;
 
-    g_master_addr[0] = '\0';
-    g_port_warning[0] = '\0';
+    ctx.master_addr[0] = '\0';
+    ctx.port_warning[0] = '\0';
     if (env_u32(sp, "SLURM_JOB_ID", &leader))
         job = leader;
     if (spank_getenv(sp, "SLURM_STEP_RESV_PORTS", resv, sizeof(resv)) != ESPANK_SUCCESS)
         resv[0] = '\0';
     reserved = dml_spank_resv_ports_ok(resv);
-    snprintf(g_master_port, sizeof(g_master_port), "%u", dml_spank_master_port(job, step, resv));
-    if (!(g_het && (get_env(sp, "SLURM_JOB_NODELIST_HET_GROUP_0", nodes, sizeof(nodes)) > 0 ||
-                    get_env(sp, "SLURM_JOB_NODELIST_PACK_GROUP_0", nodes, sizeof(nodes)) > 0)) &&
+    snprintf(ctx.master_port, sizeof(ctx.master_port), "%u",
+             dml_spank_master_port(job, step, resv));
+    if (!(ctx.het && (get_env(sp, "SLURM_JOB_NODELIST_HET_GROUP_0", nodes, sizeof(nodes)) > 0 ||
+                      get_env(sp, "SLURM_JOB_NODELIST_PACK_GROUP_0", nodes, sizeof(nodes)) > 0)) &&
         get_env(sp, "SLURM_STEP_NODELIST", nodes, sizeof(nodes)) <= 0 &&
         get_env(sp, "SLURM_JOB_NODELIST", nodes, sizeof(nodes)) <= 0)
         return;
@@ -287,7 +312,7 @@ static void rendezvous(spank_t sp, uint32_t job, uint32_t step)
     slurm_hostlist_destroy(hl);
     if (first == NULL)
         return;
-    snprintf(g_master_addr, sizeof(g_master_addr), "%s", first);
+    snprintf(ctx.master_addr, sizeof(ctx.master_addr), "%s", first);
     /* Without a reservation two steps may draw the same port: where rank 0
      * will listen, a port already taken is said before the step's rank 0
      * fails on it (or, worse, its other ranks join another step's store).
@@ -297,19 +322,19 @@ static void rendezvous(spank_t sp, uint32_t job, uint32_t step)
     have_port = spank_getenv(sp, "MASTER_PORT", cur, sizeof(cur));
     if (!reserved && spank_getenv(sp, "SLURMD_NODENAME", self, sizeof(self)) == ESPANK_SUCCESS &&
         strcmp(self, first) == 0 &&
-        (g_cfg.override || have_port == ESPANK_ENV_NOEXIST ||
+        (ctx.cfg.override || have_port == ESPANK_ENV_NOEXIST ||
          (have_port == ESPANK_SUCCESS && dml_spank_marked(marker, "MASTER_PORT", cur))) &&
-        !port_free((unsigned)atoi(g_master_port)))
-        snprintf(g_port_warning, sizeof(g_port_warning),
+        !port_free((unsigned)atoi(ctx.master_port)))
+        snprintf(ctx.port_warning, sizeof(ctx.port_warning),
                  "MASTER_PORT %s is already in use on %s "
                  "(another step's rendezvous?): this step's rank 0 cannot listen there. Set "
                  "MASTER_PORT yourself, or ask the site to reserve ports for steps "
                  "(MpiParams=ports= in slurm.conf)",
-                 g_master_port, self);
+                 ctx.master_port, self);
     if (slurm_load_node_single(&info, first, SHOW_ALL) == SLURM_SUCCESS && info != NULL &&
         info->record_count > 0 && info->node_array[0].node_addr != NULL &&
         info->node_array[0].node_addr[0] != '\0')
-        snprintf(g_master_addr, sizeof(g_master_addr), "%s", info->node_array[0].node_addr);
+        snprintf(ctx.master_addr, sizeof(ctx.master_addr), "%s", info->node_array[0].node_addr);
     if (info != NULL)
         slurm_free_node_info_msg(info);
     free(first);
@@ -326,14 +351,14 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
 
     (void)ac;
     (void)av;
-    g_skip = 1;
+    ctx.active = 0;
     if (spank_get_item(sp, S_JOB_STEPID, &stepid) != ESPANK_SUCCESS || stepid >= SLURM_BATCH_SCRIPT)
         return 0;
-    if (!g_requested && !g_cfg.enabled_by_default)
+    if (!ctx.requested && !ctx.cfg.enabled_by_default)
         return 0;
-    g_skip = 0;
+    ctx.active = 1;
     if (spank_get_item(sp, S_JOB_LOCAL_TASK_COUNT, &ntasks) != ESPANK_SUCCESS || ntasks == 0) {
-        snprintf(g_error, sizeof(g_error), "cannot get the number of local tasks");
+        snprintf(ctx.error, sizeof(ctx.error), "cannot get the number of local tasks");
         return 0;
     }
     spank_get_item(sp, S_JOB_ID, &jobid);
@@ -341,53 +366,53 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
      * tasks across the components (SLURM_PROCID) and counts them all in
      * SLURM_STEP_NUM_TASKS, while each component's own count is smaller. */
     spank_get_item(sp, S_JOB_TOTAL_TASK_COUNT, &total);
-    g_world = total;
-    g_het = env_u32(sp, "SLURM_STEP_NUM_TASKS", &step_tasks) && step_tasks > total;
-    if (g_het)
-        g_world = step_tasks;
+    ctx.world = total;
+    ctx.het = env_u32(sp, "SLURM_STEP_NUM_TASKS", &step_tasks) && step_tasks > total;
+    if (ctx.het)
+        ctx.world = step_tasks;
 
     {
         /* The site's topology file, else slurmd's cache, else discovery. */
         const char *why = NULL;
-        if (g_cfg.topology[0] != '\0') {
-            if (dml_topo_load(g_cfg.topology, &topo) != DML_OK)
+        if (ctx.cfg.topology[0] != '\0') {
+            if (dml_topo_load(ctx.cfg.topology, &topo) != DML_OK)
                 why = dml_error_message();
-        } else if (strcmp(g_cfg.cache, "none") == 0 ||
-                   dml_topo_cache_load(g_cfg.cache, &topo) != DML_OK) {
-            if (strcmp(g_cfg.cache, "none") != 0)
-                snprintf(g_note, sizeof(g_note), "topology cache not used (%s)",
+        } else if (strcmp(ctx.cfg.cache, "none") == 0 ||
+                   dml_topo_cache_load(ctx.cfg.cache, &topo) != DML_OK) {
+            if (strcmp(ctx.cfg.cache, "none") != 0)
+                snprintf(ctx.note, sizeof(ctx.note), "topology cache not used (%s)",
                          dml_error_message());
             if (dml_topo_load(NULL, &topo) != DML_OK)
                 why = dml_error_message();
         }
         if (why != NULL) {
-            snprintf(g_error, sizeof(g_error), "%s", why);
+            snprintf(ctx.error, sizeof(ctx.error), "%s", why);
             return 0;
         }
     }
 
     memset(&req, 0, sizeof(req));
     req.ntasks = ntasks;
-    req.gpus_per_task = g_per_task; /* auto where only default=on asked */
-    req.net = g_net;
-    req.hca_exclude = g_cfg.hca_exclude[0] ? g_cfg.hca_exclude : NULL;
-    req.netdev = g_cfg.netdev[0] ? g_cfg.netdev : NULL;
+    req.gpus_per_task = ctx.per_task; /* auto where only default=on asked */
+    req.net = ctx.net;
+    req.hca_exclude = ctx.cfg.hca_exclude[0] ? ctx.cfg.hca_exclude : NULL;
+    req.netdev = ctx.cfg.netdev[0] ? ctx.cfg.netdev : NULL;
     req.note = mapnote;
     req.note_len = sizeof(mapnote);
     /* SLURM_STEP_GPUS names the node's GPUs (locality); the GPU kind's
      * visibility variable names them as the tasks must (renumbered under
      * ConstrainDevices). */
-    g_gpu_kind = dml_topo_gpu_kind(topo);
-    g_gpu_var = dml_gpu_visible_var(g_gpu_kind);
+    ctx.gpu_kind = dml_topo_gpu_kind(topo);
+    ctx.gpu_var = dml_gpu_visible_var(ctx.gpu_kind);
     have_gpus = get_env(sp, "SLURM_STEP_GPUS", gpus, sizeof(gpus));
     if (have_gpus == 0)
         have_gpus = get_env(sp, gpus_var = "SLURM_JOB_GPUS", gpus, sizeof(gpus));
-    have_visible = g_gpu_var != NULL ? get_env(sp, g_gpu_var, visible, sizeof(visible)) : 0;
+    have_visible = ctx.gpu_var != NULL ? get_env(sp, ctx.gpu_var, visible, sizeof(visible)) : 0;
     if (have_gpus < 0 || have_visible < 0) {
-        snprintf(g_error, sizeof(g_error),
+        snprintf(ctx.error, sizeof(ctx.error),
                  "%s is longer than the %zu characters of %d GPU "
                  "identifiers the plugin takes",
-                 have_gpus < 0 ? gpus_var : g_gpu_var, sizeof(gpus) - 1, DML_TOPO_MAX_GPUS);
+                 have_gpus < 0 ? gpus_var : ctx.gpu_var, sizeof(gpus) - 1, DML_TOPO_MAX_GPUS);
         dml_topo_free(topo);
         return 0;
     }
@@ -396,22 +421,22 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
         req.visible = have_visible ? visible : NULL;
     } else if (have_visible) {
         req.gpus = visible;
-    } else if (g_gpu_var == NULL &&
+    } else if (ctx.gpu_var == NULL &&
                get_env(sp, "CUDA_VISIBLE_DEVICES", visible, sizeof(visible)) > 0) {
         req.gpus = visible; /* a node without GPUs: passed over, and said so */
     }
     /* A recorded topology is another machine's: its CPUs are not ours. */
-    if (g_cfg.topology[0] == '\0' && allowed_cpus(cpus, sizeof(cpus)) == 0)
+    if (ctx.cfg.topology[0] == '\0' && allowed_cpus(cpus, sizeof(cpus)) == 0)
         req.cpus = cpus;
 
-    g_maps = calloc(ntasks, sizeof(*g_maps));
-    if (g_maps == NULL) {
-        snprintf(g_error, sizeof(g_error), "no memory for %u task mappings", ntasks);
-    } else if (dml_topo_map(topo, &req, g_maps) != DML_OK) {
-        snprintf(g_error, sizeof(g_error), "%s", dml_error_message());
+    ctx.maps = calloc(ntasks, sizeof(*ctx.maps));
+    if (ctx.maps == NULL) {
+        snprintf(ctx.error, sizeof(ctx.error), "no memory for %u task mappings", ntasks);
+    } else if (dml_topo_map(topo, &req, ctx.maps) != DML_OK) {
+        snprintf(ctx.error, sizeof(ctx.error), "%s", dml_error_message());
     } else {
-        g_ntasks = ntasks;
-        snprintf(g_step_visible, sizeof(g_step_visible), "%s",
+        ctx.ntasks = ntasks;
+        snprintf(ctx.step_visible, sizeof(ctx.step_visible), "%s",
                  have_visible ? visible
                  : have_gpus  ? gpus
                               : "");
@@ -420,24 +445,20 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
             int g;
             size_t used = 0;
             for (g = 0; g < dml_topo_gpus(topo); g++)
-                used += (size_t)snprintf(g_step_visible + used, sizeof(g_step_visible) - used,
+                used += (size_t)snprintf(ctx.step_visible + used, sizeof(ctx.step_visible) - used,
                                          "%s%d", g ? "," : "", g);
         }
-        dml_topo_usable_hcas(topo, req.hca_exclude, g_node_hcas, sizeof(g_node_hcas));
-        g_hcas_down = dml_topo_hcas_down(topo);
+        dml_topo_usable_hcas(topo, req.hca_exclude, ctx.node_hcas, sizeof(ctx.node_hcas));
+        ctx.hcas_down = dml_topo_hcas_down(topo);
         rendezvous(sp, jobid, stepid);
     }
     if (mapnote[0] != '\0') {
-        size_t used = strlen(g_note);
-        snprintf(g_note + used, sizeof(g_note) - used, "%s%s", used ? "; " : "", mapnote);
+        size_t used = strlen(ctx.note);
+        snprintf(ctx.note + used, sizeof(ctx.note) - used, "%s%s", used ? "; " : "", mapnote);
     }
     dml_topo_free(topo);
     return 0;
 }
-
-/* The variables the plugin set in the enclosing task, if this step was
- * started from one (DML_SPANK_SET in the environment it inherited). */
-static char g_inherited[2048];
 
 /* Sets name=value for the task unless the user set it (or the site says
  * override); a value the plugin itself set for an enclosing step is not the
@@ -450,15 +471,15 @@ static int set_var(spank_t sp, const char *name, const char *value, int force, c
     spank_err_t rc = spank_getenv(sp, name, cur, sizeof(cur));
 
     /* NOSPACE: it exists, longer than cur (so not a value of the plugin's). */
-    if (!force && !g_cfg.override && (rc == ESPANK_SUCCESS || rc == ESPANK_NOSPACE) &&
-        !(rc == ESPANK_SUCCESS && dml_spank_marked(g_inherited, name, cur))) {
+    if (!force && !ctx.cfg.override && (rc == ESPANK_SUCCESS || rc == ESPANK_NOSPACE) &&
+        !(rc == ESPANK_SUCCESS && dml_spank_marked(ctx.inherited, name, cur))) {
         snprintf(log + l, loglen - l, " %s(kept)", name);
         return 0;
     }
     if (spank_setenv(sp, name, value, 1) != ESPANK_SUCCESS)
         return 0;
     snprintf(log + l, loglen - l, " %s=%s", name, value);
-    dml_spank_mark(g_set, sizeof(g_set), name, value);
+    dml_spank_mark(ctx.set, sizeof(ctx.set), name, value);
     return 1;
 }
 
@@ -501,9 +522,9 @@ static void gpu_list(const dml_task_map_t *m, int ipc, char *out, size_t len)
         *save = NULL, *t;
 
     snprintf(out, len, "%s", m->visible);
-    if (!ipc || g_step_visible[0] == '\0')
+    if (!ipc || ctx.step_visible[0] == '\0')
         return;
-    snprintf(tok, sizeof(tok), "%s", g_step_visible);
+    snprintf(tok, sizeof(tok), "%s", ctx.step_visible);
     snprintf(own, sizeof(own), ",%s,", m->visible);
     for (t = strtok_r(tok, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         snprintf(pat, sizeof(pat), ",%s,", t);
@@ -525,30 +546,30 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 
     (void)ac;
     (void)av;
-    if (g_skip)
+    if (!ctx.active)
         return 0;
-    if (g_error[0] != '\0') {
-        slurm_error("dml: %s", g_error);
+    if (ctx.error[0] != '\0') {
+        slurm_error("dml: %s", ctx.error);
         return -1;
     }
     if (spank_get_item(sp, S_TASK_ID, &taskid) != ESPANK_SUCCESS || taskid < 0 ||
-        (unsigned)taskid >= g_ntasks) {
-        slurm_error("dml: local task id %d outside the %u mapped tasks", taskid, g_ntasks);
+        (unsigned)taskid >= ctx.ntasks) {
+        slurm_error("dml: local task id %d outside the %u mapped tasks", taskid, ctx.ntasks);
         return -1;
     }
-    m = &g_maps[taskid];
+    m = &ctx.maps[taskid];
     spank_get_item(sp, S_TASK_GLOBAL_ID, &global);
-    total = g_world;
+    total = ctx.world;
     /* In a heterogeneous step the rank is Slurm's over all components. */
-    if (g_het && !env_u32(sp, "SLURM_PROCID", &global)) {
+    if (ctx.het && !env_u32(sp, "SLURM_PROCID", &global)) {
         slurm_error("dml: heterogeneous step: no SLURM_PROCID to number task %d by", taskid);
         return -1;
     }
-    g_set[0] = '\0';
-    if (spank_getenv(sp, DML_SPANK_MARKER, g_inherited, sizeof(g_inherited)) != ESPANK_SUCCESS)
-        g_inherited[0] = '\0';
+    ctx.set[0] = '\0';
+    if (spank_getenv(sp, DML_SPANK_MARKER, ctx.inherited, sizeof(ctx.inherited)) != ESPANK_SUCCESS)
+        ctx.inherited[0] = '\0';
 
-    if (g_cfg.bind && g_cfg.topology[0] == '\0') {
+    if (ctx.cfg.bind && ctx.cfg.topology[0] == '\0') {
         if (apply_binding(m) != 0) {
             slurm_error("dml: cannot bind task %d to CPUs %s", taskid, m->cpus);
             return -1;
@@ -560,12 +581,12 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
      * more than one GPU task, each sees the others' GPUs after its own
      * (unless --dml-gpu-isolate): with one GPU each, NCCL cannot find the
      * NVLink between local ranks and CUDA IPC between them fails. */
-    for (k = 0; k < g_ntasks; k++)
-        gpu_tasks += g_maps[k].ngpus > 0;
-    ipc = g_ipc >= 0 ? g_ipc : g_cfg.gpu_ipc >= 0 ? g_cfg.gpu_ipc : gpu_tasks > 1;
-    if (m->ngpus > 0 && g_gpu_var != NULL) {
+    for (k = 0; k < ctx.ntasks; k++)
+        gpu_tasks += ctx.maps[k].ngpus > 0;
+    ipc = ctx.ipc_given ? ctx.ipc : ctx.cfg.gpu_ipc >= 0 ? ctx.cfg.gpu_ipc : gpu_tasks > 1;
+    if (m->ngpus > 0 && ctx.gpu_var != NULL) {
         gpu_list(m, ipc, visible, sizeof(visible));
-        set_var(sp, g_gpu_var, visible, 1, log, sizeof(log));
+        set_var(sp, ctx.gpu_var, visible, 1, log, sizeof(log));
     }
 
     /* NCCL: every usable port of the node, the same on every rank (NCCL
@@ -577,10 +598,10 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
     case DML_NET_IB: {
         char first[64];
         snprintf(first, sizeof(first), "%.*s", (int)strcspn(m->hcas, ","), m->hcas);
-        snprintf(hcas, sizeof(hcas), "=%s", g_node_hcas);
+        snprintf(hcas, sizeof(hcas), "=%s", ctx.node_hcas);
         set_var(sp, "OMPI_MCA_pml", "ucx", 0, log, sizeof(log));
         set_var(sp, "UCX_NET_DEVICES", first, 0, log, sizeof(log));
-        set_var(sp, "UCX_TLS", dml_topo_ucx_tls(g_gpu_kind, m->net, m->ngpus > 0, 0), 0, log,
+        set_var(sp, "UCX_TLS", dml_topo_ucx_tls(ctx.gpu_kind, m->net, m->ngpus > 0, 0), 0, log,
                 sizeof(log));
         set_var(sp, "NCCL_IB_HCA", hcas, 0, log, sizeof(log));
         if (m->netdev[0]) {
@@ -600,8 +621,8 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
          * between nodes, shared memory within one. A GPU task gets its
          * vendor's GPU transports either way (dml_topo_ucx_tls). */
         set_var(sp, "UCX_TLS",
-                dml_topo_ucx_tls(g_gpu_kind, m->net, m->ngpus > 0,
-                                 m->net == DML_NET_TCP && g_net_explicit),
+                dml_topo_ucx_tls(ctx.gpu_kind, m->net, m->ngpus > 0,
+                                 m->net == DML_NET_TCP && ctx.net_explicit),
                 0, log, sizeof(log));
         if (m->net == DML_NET_TCP && m->netdev[0])
             set_var(sp, "UCX_NET_DEVICES", m->netdev, 0, log, sizeof(log));
@@ -624,30 +645,30 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
     set_var(sp, "LOCAL_RANK", num, 0, log, sizeof(log));
     snprintf(num, sizeof(num), "%u", total);
     set_var(sp, "WORLD_SIZE", num, 0, log, sizeof(log));
-    snprintf(num, sizeof(num), "%u", g_ntasks);
+    snprintf(num, sizeof(num), "%u", ctx.ntasks);
     set_var(sp, "LOCAL_WORLD_SIZE", num, 0, log, sizeof(log));
-    if (g_master_addr[0] != '\0') {
-        set_var(sp, "MASTER_ADDR", g_master_addr, 0, log, sizeof(log));
-        set_var(sp, "MASTER_PORT", g_master_port, 0, log, sizeof(log));
+    if (ctx.master_addr[0] != '\0') {
+        set_var(sp, "MASTER_ADDR", ctx.master_addr, 0, log, sizeof(log));
+        set_var(sp, "MASTER_PORT", ctx.master_port, 0, log, sizeof(log));
     }
     /* What this step set, for a step started from inside this task. */
-    spank_setenv(sp, DML_SPANK_MARKER, g_set, 1);
-    if (taskid == 0 && g_port_warning[0] != '\0') {
-        fprintf(stderr, "dml: warning: %s\n", g_port_warning);
+    spank_setenv(sp, DML_SPANK_MARKER, ctx.set, 1);
+    if (taskid == 0 && ctx.port_warning[0] != '\0') {
+        fprintf(stderr, "dml: warning: %s\n", ctx.port_warning);
         fflush(stderr);
     }
 
     /* No InfiniBand although the node has HCAs: the fast path is missing,
      * and users should know before they wonder why training is slow. */
-    if (taskid == 0 && m->net == DML_NET_TCP && !g_net_explicit && g_hcas_down > 0)
+    if (taskid == 0 && m->net == DML_NET_TCP && !ctx.net_explicit && ctx.hcas_down > 0)
         fprintf(stderr,
                 "dml: warning: %s has %d InfiniBand HCA(s) but no active port: falling "
                 "back to TCP\n",
                 spank_getenv(sp, "SLURMD_NODENAME", host, sizeof(host)) == ESPANK_SUCCESS
                     ? host
                     : "this node",
-                g_hcas_down);
-    if (g_verbose) {
+                ctx.hcas_down);
+    if (ctx.verbose) {
         char node[256], tls[256] = "", devs[256] = "";
         if (spank_getenv(sp, "SLURMD_NODENAME", node, sizeof(node)) == ESPANK_SUCCESS)
             snprintf(host, sizeof(host), "%s", node);
@@ -662,7 +683,7 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
                 global, taskid, host, m->ngpus ? m->visible : "-", m->cpus,
                 bound ? " (bound)" : " (not bound)", m->numa, dml_net_name(m->net),
                 m->hcas[0] ? m->hcas : "-", ucx[0] ? ucx : "nothing", log,
-                g_note[0] ? "; note: " : "", g_note);
+                ctx.note[0] ? "; note: " : "", ctx.note);
         fflush(stderr);
     }
     return 0;
@@ -673,7 +694,6 @@ int slurm_spank_exit(spank_t sp, int ac, char **av)
     (void)sp;
     (void)ac;
     (void)av;
-    free(g_maps);
-    g_maps = NULL;
+    dml__ctx_reset();
     return 0;
 }

@@ -559,14 +559,373 @@ static unsigned dml__units(hwloc_topology_t t, hwloc_obj_type_t unit, hwloc_cons
     return n;
 }
 
+/* The PCI device of the step's GPU g, or NULL where the node's GPUs do not
+ * include it (MIG-<uuid>, an index or UUID this node does not have). */
+static hwloc_obj_t dml__sgpu_pci(const dml_topo_t *tp, const dml__sgpu_t *sg, int g)
+{
+    return sg[g].node_gpu >= 0 ? tp->gpus[sg[g].node_gpu].pci : NULL;
+}
+
+/* The CPUs the tasks may have: the topology's allowed ones, within
+ * req->cpus where given (narrows allowed in place). */
+static dml_status_t dml__allowed_cpus(const dml_topo_request_t *req, hwloc_bitmap_t allowed)
+{
+    if (req->cpus != NULL) {
+        hwloc_bitmap_t want = dml__cpulist_ok(req->cpus) ? hwloc_bitmap_alloc() : NULL;
+        if (want == NULL || hwloc_bitmap_list_sscanf(want, req->cpus) != 0) {
+            hwloc_bitmap_free(want);
+            return dml_error_set(DML_ERR_INVALID_ARG,
+                                 "CPU list \"%s\": expected a list such as "
+                                 "0-7,16",
+                                 req->cpus);
+        }
+        hwloc_bitmap_and(allowed, allowed, want);
+        hwloc_bitmap_free(want);
+    }
+    if (hwloc_bitmap_iszero(allowed))
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "CPU list \"%s\": none of these CPUs exists on "
+                             "this node",
+                             req->cpus ? req->cpus : "");
+    return DML_OK;
+}
+
+/* Each task's GPUs among the step's nsg, in blocks. */
+static dml_status_t dml__choose_gpus(const dml_topo_request_t *req, const dml__sgpu_t *sg, int nsg,
+                                     dml_task_map_t *maps)
+{
+    unsigned T = req->ntasks, k;
+    int per = 0, j;
+
+    if (req->gpus_per_task > 0) {
+        per = req->gpus_per_task;
+        if ((long)per * T > nsg)
+            return dml_error_set(DML_ERR_INVALID_ARG,
+                                 "%d GPUs per task for %u tasks needs %ld "
+                                 "GPUs; the step has %d",
+                                 per, T, (long)per * T, nsg);
+    } else if (req->gpus_per_task == 0 && nsg >= (int)T) {
+        per = nsg / (int)T;
+    }
+    for (k = 0; k < T; k++) {
+        dml_task_map_t *m = &maps[k];
+        int n = req->gpus_per_task < 0 || nsg == 0 ? 0 : per > 0 ? per : 1;
+        for (j = 0; j < n; j++) {
+            /* Blocks start at floor(k * nsg / T): with fewer tasks than
+             * GPUs they spread over the node (its sockets) instead of
+             * crowding its first GPUs; per * T <= nsg keeps them apart. */
+            int g = (int)((uint64_t)k * (unsigned)nsg / T) + (per > 0 ? j : 0);
+            m->gpu[m->ngpus++] = g;
+            dml__append(m->visible, sizeof(m->visible), sg[g].token);
+        }
+        m->numa = -1;
+    }
+    return DML_OK;
+}
+
+/* Each task's locality domain from its GPUs: the allowed CPUs of the NUMA
+ * node(s) they are attached to; empty where none of them is located (dom[]
+ * is allocated here, one bitmap per task; cs is scratch). */
+static dml_status_t dml__gpu_domains(const dml_topo_t *tp, const dml__sgpu_t *sg,
+                                     hwloc_const_bitmap_t allowed, hwloc_bitmap_t cs, unsigned T,
+                                     hwloc_bitmap_t *dom, dml_task_map_t *maps)
+{
+    hwloc_topology_t t = tp->t;
+    unsigned k;
+    int j;
+
+    for (k = 0; k < T; k++) {
+        hwloc_obj_t anc = NULL, pci;
+        dom[k] = hwloc_bitmap_alloc();
+        if (dom[k] == NULL)
+            return dml_error_set(DML_ERR_NO_MEMORY, "no memory for the task mapping");
+        for (j = 0; j < maps[k].ngpus; j++) {
+            if ((pci = dml__sgpu_pci(tp, sg, maps[k].gpu[j])) == NULL)
+                continue;
+            anc = hwloc_get_non_io_ancestor_obj(t, pci);
+            if (anc != NULL) {
+                hwloc_cpuset_from_nodeset(t, cs, anc->nodeset);
+                hwloc_bitmap_or(dom[k], dom[k], cs);
+            }
+        }
+        if (anc != NULL) {
+            hwloc_bitmap_and(dom[k], dom[k], allowed);
+            maps[k].gpu_local = !hwloc_bitmap_iszero(dom[k]);
+        }
+    }
+    return DML_OK;
+}
+
+/* Tasks without GPU locality: if no task has any (CPU-only steps), in
+ * blocks over the NUMA nodes with allowed CPUs, neighbours together,
+ * and with fewer tasks than such nodes each task takes its share of
+ * them (no core left idle); otherwise each to the NUMA node with the
+ * fewest tasks so far. */
+static void dml__place_unlocated(hwloc_topology_t t, hwloc_const_bitmap_t allowed, unsigned T,
+                                 hwloc_bitmap_t *dom)
+{
+    hwloc_obj_t nodes[256];
+    int nnuma = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_NUMANODE);
+    int nn = 0, count[256] = {0}, located = 0, i;
+    unsigned k;
+
+    for (i = 0; i < nnuma && nn < 256; i++) {
+        hwloc_obj_t nd = hwloc_get_obj_by_type(t, HWLOC_OBJ_NUMANODE, (unsigned)i);
+        if (hwloc_bitmap_intersects(nd->cpuset, allowed))
+            nodes[nn++] = nd;
+    }
+    for (k = 0; k < T; k++) {
+        if (hwloc_bitmap_iszero(dom[k]))
+            continue;
+        located = 1;
+        for (i = 0; i < nn; i++)
+            if (hwloc_bitmap_intersects(nodes[i]->cpuset, dom[k]))
+                count[i]++;
+    }
+    for (k = 0; k < T; k++) {
+        int best = 0;
+        if (!hwloc_bitmap_iszero(dom[k]))
+            continue;
+        if (nn == 0) {
+            hwloc_bitmap_copy(dom[k], allowed);
+            continue;
+        }
+        if (!located && T < (unsigned)nn) {
+            int first = (int)((uint64_t)k * (unsigned)nn / T);
+            int last = (int)((uint64_t)(k + 1) * (unsigned)nn / T);
+            for (i = first; i < last; i++)
+                hwloc_bitmap_or(dom[k], dom[k], nodes[i]->cpuset);
+            hwloc_bitmap_and(dom[k], dom[k], allowed);
+            continue;
+        }
+        if (!located)
+            best = (int)((uint64_t)k * (unsigned)nn / T);
+        else
+            for (i = 1; i < nn; i++)
+                if (count[i] < count[best])
+                    best = i;
+        count[best]++;
+        hwloc_bitmap_and(dom[k], nodes[best]->cpuset, allowed);
+    }
+}
+
+/* The cores of domain where, in order; its PUs where it has no Core objects
+ * (hwloc reports none where the OS gives none); all the allowed CPUs if it
+ * has no PU either (a NUMA node with memory only). */
+static unsigned dml__domain_cores(hwloc_topology_t t, hwloc_const_bitmap_t where,
+                                  hwloc_const_bitmap_t allowed, hwloc_obj_t *cores, unsigned max)
+{
+    unsigned n = dml__units(t, HWLOC_OBJ_CORE, where, cores, max);
+
+    if (n == 0)
+        n = dml__units(t, HWLOC_OBJ_PU, where, cores, max);
+    if (n == 0)
+        n = dml__units(t, HWLOC_OBJ_PU, allowed, cores, max);
+    return n;
+}
+
+/* The first NUMA node the CPUs cs are in, or -1. */
+static int dml__numa_of(hwloc_topology_t t, hwloc_const_bitmap_t cs)
+{
+    hwloc_bitmap_t ns = hwloc_bitmap_alloc();
+    int numa = -1;
+
+    if (ns != NULL) {
+        hwloc_cpuset_to_nodeset(t, cs, ns);
+        numa = hwloc_bitmap_first(ns);
+        hwloc_bitmap_free(ns);
+    }
+    return numa;
+}
+
+/* Cores: each domain's allowed cores split among the tasks sharing it; the
+ * task's memory node is the one its cores are in (cs is scratch). */
+static dml_status_t dml__choose_cores(hwloc_topology_t t, hwloc_const_bitmap_t allowed,
+                                      hwloc_bitmap_t *dom, hwloc_bitmap_t cs, unsigned T,
+                                      dml_task_map_t *maps)
+{
+    unsigned k, j;
+
+    for (k = 0; k < T; k++) {
+        unsigned idx = 0, cnt = 0, ncores, c0, c1, c;
+        hwloc_obj_t cores[4096];
+
+        /* This task is the idx-th of the cnt tasks with its domain. */
+        for (j = 0; j < T; j++) {
+            if (hwloc_bitmap_isequal(dom[j], dom[k])) {
+                if (j < k)
+                    idx++;
+                cnt++;
+            }
+        }
+        ncores = dml__domain_cores(t, dom[k], allowed, cores, 4096);
+        if (ncores == 0)
+            return dml_error_set(DML_ERR_INVALID_ARG, "no allowed processing unit on this node");
+        hwloc_bitmap_zero(cs);
+        if (ncores >= cnt) {
+            c0 = idx * ncores / cnt;
+            c1 = (idx + 1) * ncores / cnt;
+        } else {
+            c0 = idx % ncores;
+            c1 = c0 + 1;
+        }
+        for (c = c0; c < c1; c++)
+            hwloc_bitmap_or(cs, cs, cores[c]->cpuset);
+        hwloc_bitmap_and(cs, cs, allowed);
+        maps[k].ncores = c1 - c0;
+        hwloc_bitmap_list_snprintf(maps[k].cpus, sizeof(maps[k].cpus), cs);
+        maps[k].numa = dml__numa_of(t, cs);
+    }
+    return DML_OK;
+}
+
+/* The usable ports nearest p->from (a GPU), or without one those local to
+ * the task's domain: into p->best, every port that ties. */
+static void dml__nearest_hcas(const dml_topo_t *tp, const int *usable, int nusable,
+                              hwloc_const_bitmap_t domain, dml__pick_t *p)
+{
+    hwloc_topology_t t = tp->t;
+    int bestnear = -1, bestnuma = -1, i;
+
+    for (i = 0; i < nusable; i++) {
+        const dml__hca_t *h = &tp->hcas[usable[i]];
+        int near, numa;
+        if (p->from != NULL) {
+            near = dml__nearness(t, p->from, h->pci);
+            numa = dml__same_numa(t, p->from, h->pci);
+        } else {
+            hwloc_obj_t anc = hwloc_get_non_io_ancestor_obj(t, h->pci);
+            near = 0;
+            numa = anc && hwloc_bitmap_intersects(anc->cpuset, domain);
+        }
+        if (near > bestnear || (near == bestnear && numa > bestnuma)) {
+            bestnear = near;
+            bestnuma = numa;
+            p->nbest = 0;
+        }
+        if (near == bestnear && numa == bestnuma)
+            p->best[p->nbest++] = usable[i];
+    }
+}
+
+/* Gives each pick, in order, the least loaded of its nearest ports. */
+static void dml__give_hcas(const dml_topo_t *tp, const dml__pick_t *picks, int npicks,
+                           dml_task_map_t *maps)
+{
+    int load[DML_TOPO_MAX_HCAS] = {0}, i, l;
+
+    for (i = 0; i < npicks; i++) {
+        const dml__pick_t *p = &picks[i];
+        dml_task_map_t *m = &maps[p->task];
+        int b = p->best[0];
+        char item[96];
+        for (l = 1; l < p->nbest; l++)
+            if (load[p->best[l]] < load[b])
+                b = p->best[l];
+        load[b]++;
+        snprintf(item, sizeof(item), "%s:%d", tp->hcas[b].name, tp->hcas[b].port);
+        if (strstr(m->hcas, item) == NULL)
+            dml__append(m->hcas, sizeof(m->hcas), item);
+        if (m->netdev[0] == '\0')
+            snprintf(m->netdev, sizeof(m->netdev), "%s", tp->hcas[b].netdev);
+        m->net = DML_NET_IB;
+    }
+    /* Keep each task's HCAs in the order of its GPUs' picks: sorting
+     * above reordered them; the first is the one UCX uses. */
+}
+
+/* InfiniBand: the ports the site did not exclude, shared out among the
+ * tasks' GPUs (picks: room for one per GPU of each task, or per task). */
+static dml_status_t dml__choose_hcas(const dml_topo_t *tp, const dml_topo_request_t *req,
+                                     const dml__sgpu_t *sg, hwloc_bitmap_t *dom, dml__pick_t *picks,
+                                     dml_task_map_t *maps)
+{
+    int usable[DML_TOPO_MAX_HCAS], nusable = 0, npicks = 0, i, j;
+    unsigned k;
+
+    for (i = 0; i < tp->nhcas; i++)
+        if (!dml__excluded(req->hca_exclude, tp->hcas[i].name))
+            usable[nusable++] = i;
+    if (req->net == DML_NET_IB && nusable == 0)
+        return dml_error_set(DML_ERR_INVALID_ARG,
+                             "--dml-net=ib: no active InfiniBand port on "
+                             "this node%s",
+                             tp->nhcas ? " (all excluded by the site)" : "");
+    if (nusable == 0 || (req->net != DML_NET_AUTO && req->net != DML_NET_IB))
+        return DML_OK;
+    /* One pick per GPU of a task (one per task without GPUs); each pick's
+     * nearest ports first, the picks with the fewest choices placed first
+     * so that a port nobody else is near is not taken by a task that
+     * had alternatives. */
+    for (k = 0; k < req->ntasks; k++) {
+        int n = maps[k].ngpus > 0 ? maps[k].ngpus : 1;
+        for (j = 0; j < n; j++) {
+            dml__pick_t *p = &picks[npicks++];
+            p->task = k;
+            p->from = maps[k].ngpus > 0 ? dml__sgpu_pci(tp, sg, maps[k].gpu[j]) : NULL;
+            dml__nearest_hcas(tp, usable, nusable, dom[k], p);
+        }
+    }
+    qsort(picks, (size_t)npicks, sizeof(*picks), dml__pick_cmp);
+    dml__give_hcas(tp, picks, npicks, maps);
+    return DML_OK;
+}
+
+/* The Ethernet device nearest from (a GPU), else local to the task's
+ * CPUs, else the first. */
+static hwloc_obj_t dml__nearest_eth(const dml_topo_t *tp, hwloc_obj_t from,
+                                    hwloc_const_bitmap_t domain)
+{
+    hwloc_topology_t t = tp->t;
+    hwloc_obj_t best = tp->eths[0];
+    int bestnear = -1, i;
+
+    for (i = 0; i < tp->neths; i++) {
+        int near;
+        if (from != NULL) {
+            near = dml__nearness(t, from, tp->eths[i]);
+        } else {
+            hwloc_obj_t anc = hwloc_get_non_io_ancestor_obj(t, tp->eths[i]);
+            near = anc && hwloc_bitmap_intersects(anc->cpuset, domain);
+        }
+        if (near > bestnear) {
+            bestnear = near;
+            best = tp->eths[i];
+        }
+    }
+    return best;
+}
+
+/* The tasks without an InfiniBand port: shared memory where asked, else
+ * TCP, over the site's device, loopback or the nearest Ethernet device. */
+static void dml__choose_socket_net(const dml_topo_t *tp, const dml_topo_request_t *req,
+                                   const dml__sgpu_t *sg, hwloc_bitmap_t *dom, dml_task_map_t *maps)
+{
+    unsigned k;
+
+    for (k = 0; k < req->ntasks; k++) {
+        dml_task_map_t *m = &maps[k];
+        if (m->net == DML_NET_IB)
+            continue;
+        m->net = req->net == DML_NET_SHM ? DML_NET_SHM : DML_NET_TCP;
+        if (req->netdev != NULL) {
+            snprintf(m->netdev, sizeof(m->netdev), "%s", req->netdev);
+        } else if (m->net == DML_NET_SHM) {
+            snprintf(m->netdev, sizeof(m->netdev), "lo");
+        } else if (tp->neths > 0) {
+            hwloc_obj_t from = m->ngpus > 0 ? dml__sgpu_pci(tp, sg, m->gpu[0]) : NULL;
+            snprintf(m->netdev, sizeof(m->netdev), "%s", dml__nearest_eth(tp, from, dom[k])->name);
+        }
+    }
+}
+
 dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, dml_task_map_t *maps)
 {
     hwloc_topology_t t = tp->t;
     dml__sgpu_t sg[DML_TOPO_MAX_GPUS];
     hwloc_bitmap_t allowed = NULL, *dom = NULL, cs = NULL;
     dml__pick_t *picks = NULL;
-    int load[DML_TOPO_MAX_HCAS] = {0}, usable[DML_TOPO_MAX_HCAS], nusable = 0;
-    int nsg = 0, per, npicks = 0, nnuma, i, j;
+    int nsg = 0;
     unsigned T = req->ntasks, k;
     dml_status_t status = DML_OK;
 
@@ -592,272 +951,17 @@ dml_status_t dml_topo_map(const dml_topo_t *tp, const dml_topo_request_t *req, d
         status = dml_error_set(DML_ERR_NO_MEMORY, "no memory for the task mapping");
         goto out;
     }
-    if (req->cpus != NULL) {
-        hwloc_bitmap_t want = dml__cpulist_ok(req->cpus) ? hwloc_bitmap_alloc() : NULL;
-        if (want == NULL || hwloc_bitmap_list_sscanf(want, req->cpus) != 0) {
-            hwloc_bitmap_free(want);
-            status = dml_error_set(DML_ERR_INVALID_ARG,
-                                   "CPU list \"%s\": expected a list such as "
-                                   "0-7,16",
-                                   req->cpus);
-            goto out;
-        }
-        hwloc_bitmap_and(allowed, allowed, want);
-        hwloc_bitmap_free(want);
-    }
-    if (hwloc_bitmap_iszero(allowed)) {
-        status = dml_error_set(DML_ERR_INVALID_ARG,
-                               "CPU list \"%s\": none of these CPUs exists on "
-                               "this node",
-                               req->cpus ? req->cpus : "");
+    /* Each step narrows what the next one chooses from: CPUs, then GPUs,
+     * the domains near them, cores within those, then the network. */
+    if ((status = dml__allowed_cpus(req, allowed)) != DML_OK ||
+        (status = dml__choose_gpus(req, sg, nsg, maps)) != DML_OK ||
+        (status = dml__gpu_domains(tp, sg, allowed, cs, T, dom, maps)) != DML_OK)
         goto out;
-    }
-
-    /* GPUs for each task. */
-    per = 0;
-    if (req->gpus_per_task > 0) {
-        per = req->gpus_per_task;
-        if ((long)per * T > nsg) {
-            status = dml_error_set(DML_ERR_INVALID_ARG,
-                                   "%d GPUs per task for %u tasks needs %ld "
-                                   "GPUs; the step has %d",
-                                   per, T, (long)per * T, nsg);
-            goto out;
-        }
-    } else if (req->gpus_per_task == 0 && nsg >= (int)T) {
-        per = nsg / (int)T;
-    }
-    for (k = 0; k < T; k++) {
-        dml_task_map_t *m = &maps[k];
-        int n = req->gpus_per_task < 0 || nsg == 0 ? 0 : per > 0 ? per : 1;
-        for (j = 0; j < n; j++) {
-            /* Blocks start at floor(k * nsg / T): with fewer tasks than
-             * GPUs they spread over the node (its sockets) instead of
-             * crowding its first GPUs; per * T <= nsg keeps them apart. */
-            int g = (int)((uint64_t)k * (unsigned)nsg / T) + (per > 0 ? j : 0);
-            m->gpu[m->ngpus++] = g;
-            dml__append(m->visible, sizeof(m->visible), sg[g].token);
-        }
-        m->numa = -1;
-    }
-
-    /* Each task's locality domain: its first GPU's, else NUMA nodes in turn. */
-    nnuma = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_NUMANODE);
-    for (k = 0; k < T; k++) {
-        hwloc_obj_t anc = NULL;
-        dom[k] = hwloc_bitmap_alloc();
-        if (dom[k] == NULL) {
-            status = dml_error_set(DML_ERR_NO_MEMORY, "no memory for the task mapping");
-            goto out;
-        }
-        /* The NUMA node(s) the task's GPUs are attached to. */
-        for (j = 0; j < maps[k].ngpus; j++) {
-            if (sg[maps[k].gpu[j]].node_gpu < 0)
-                continue;
-            anc = hwloc_get_non_io_ancestor_obj(t, tp->gpus[sg[maps[k].gpu[j]].node_gpu].pci);
-            if (anc != NULL) {
-                hwloc_cpuset_from_nodeset(t, cs, anc->nodeset);
-                hwloc_bitmap_or(dom[k], dom[k], cs);
-            }
-        }
-        if (anc != NULL) {
-            hwloc_bitmap_and(dom[k], dom[k], allowed);
-            maps[k].gpu_local = !hwloc_bitmap_iszero(dom[k]);
-        }
-    }
-    /* Tasks without GPU locality: if no task has any (CPU-only steps), in
-     * blocks over the NUMA nodes with allowed CPUs, neighbours together,
-     * and with fewer tasks than such nodes each task takes its share of
-     * them (no core left idle); otherwise each to the NUMA node with the
-     * fewest tasks so far. */
-    {
-        hwloc_obj_t nodes[256];
-        int nn = 0, count[256] = {0}, located = 0;
-        for (i = 0; i < nnuma && nn < 256; i++) {
-            hwloc_obj_t nd = hwloc_get_obj_by_type(t, HWLOC_OBJ_NUMANODE, (unsigned)i);
-            if (hwloc_bitmap_intersects(nd->cpuset, allowed))
-                nodes[nn++] = nd;
-        }
-        for (k = 0; k < T; k++) {
-            if (hwloc_bitmap_iszero(dom[k]))
-                continue;
-            located = 1;
-            for (i = 0; i < nn; i++)
-                if (hwloc_bitmap_intersects(nodes[i]->cpuset, dom[k]))
-                    count[i]++;
-        }
-        for (k = 0; k < T; k++) {
-            int best = 0;
-            if (!hwloc_bitmap_iszero(dom[k]))
-                continue;
-            if (nn == 0) {
-                hwloc_bitmap_copy(dom[k], allowed);
-                continue;
-            }
-            if (!located && T < (unsigned)nn) {
-                int first = (int)((uint64_t)k * (unsigned)nn / T);
-                int last = (int)((uint64_t)(k + 1) * (unsigned)nn / T);
-                for (i = first; i < last; i++)
-                    hwloc_bitmap_or(dom[k], dom[k], nodes[i]->cpuset);
-                hwloc_bitmap_and(dom[k], dom[k], allowed);
-                continue;
-            }
-            if (!located)
-                best = (int)((uint64_t)k * (unsigned)nn / T);
-            else
-                for (i = 1; i < nn; i++)
-                    if (count[i] < count[best])
-                        best = i;
-            count[best]++;
-            hwloc_bitmap_and(dom[k], nodes[best]->cpuset, allowed);
-        }
-    }
-
-    /* Cores: each domain's allowed cores split among the tasks sharing it. */
-    for (k = 0; k < T; k++) {
-        unsigned idx = 0, cnt = 0, ncores = 0, c0, c1, c;
-        hwloc_obj_t cores[4096];
-
-        for (j = 0; j < (int)T; j++) {
-            if (hwloc_bitmap_isequal(dom[j], dom[k])) {
-                if ((unsigned)j < k)
-                    idx++;
-                cnt++;
-            }
-        }
-        /* The domain's cores; its PUs where it has no Core objects (hwloc
-         * reports none where the OS gives none); all the allowed CPUs if it
-         * has no PU either (a NUMA node with memory only). */
-        ncores = dml__units(t, HWLOC_OBJ_CORE, dom[k], cores, 4096);
-        if (ncores == 0)
-            ncores = dml__units(t, HWLOC_OBJ_PU, dom[k], cores, 4096);
-        if (ncores == 0)
-            ncores = dml__units(t, HWLOC_OBJ_PU, allowed, cores, 4096);
-        if (ncores == 0) {
-            status = dml_error_set(DML_ERR_INVALID_ARG, "no allowed processing unit on this node");
-            goto out;
-        }
-        hwloc_bitmap_zero(cs);
-        if (ncores >= cnt) {
-            c0 = idx * ncores / cnt;
-            c1 = (idx + 1) * ncores / cnt;
-        } else {
-            c0 = idx % ncores;
-            c1 = c0 + 1;
-        }
-        for (c = c0; c < c1; c++)
-            hwloc_bitmap_or(cs, cs, cores[c]->cpuset);
-        hwloc_bitmap_and(cs, cs, allowed);
-        maps[k].ncores = c1 - c0;
-        hwloc_bitmap_list_snprintf(maps[k].cpus, sizeof(maps[k].cpus), cs);
-        {
-            hwloc_bitmap_t ns = hwloc_bitmap_alloc();
-            if (ns != NULL) {
-                hwloc_cpuset_to_nodeset(t, cs, ns);
-                maps[k].numa = hwloc_bitmap_first(ns);
-                hwloc_bitmap_free(ns);
-            }
-        }
-    }
-
-    /* Network. */
-    for (i = 0; i < tp->nhcas; i++)
-        if (!dml__excluded(req->hca_exclude, tp->hcas[i].name))
-            usable[nusable++] = i;
-    if (req->net == DML_NET_IB && nusable == 0) {
-        status = dml_error_set(DML_ERR_INVALID_ARG,
-                               "--dml-net=ib: no active InfiniBand port on "
-                               "this node%s",
-                               tp->nhcas ? " (all excluded by the site)" : "");
+    dml__place_unlocated(t, allowed, T, dom);
+    if ((status = dml__choose_cores(t, allowed, dom, cs, T, maps)) != DML_OK ||
+        (status = dml__choose_hcas(tp, req, sg, dom, picks, maps)) != DML_OK)
         goto out;
-    }
-    if (nusable > 0 && (req->net == DML_NET_AUTO || req->net == DML_NET_IB)) {
-        /* One pick per GPU of a task (one per task without GPUs); each pick's
-         * nearest ports first, the picks with the fewest choices placed first
-         * so that a port nobody else is near is not taken by a task that
-         * had alternatives. */
-        for (k = 0; k < T; k++) {
-            int n = maps[k].ngpus > 0 ? maps[k].ngpus : 1;
-            for (j = 0; j < n; j++) {
-                dml__pick_t *p = &picks[npicks++];
-                int bestnear = -1, bestnuma = -1;
-                p->task = k;
-                p->from = maps[k].ngpus > 0 && sg[maps[k].gpu[j]].node_gpu >= 0
-                              ? tp->gpus[sg[maps[k].gpu[j]].node_gpu].pci
-                              : NULL;
-                for (i = 0; i < nusable; i++) {
-                    const dml__hca_t *h = &tp->hcas[usable[i]];
-                    int near, numa;
-                    if (p->from != NULL) {
-                        near = dml__nearness(t, p->from, h->pci);
-                        numa = dml__same_numa(t, p->from, h->pci);
-                    } else {
-                        hwloc_obj_t anc = hwloc_get_non_io_ancestor_obj(t, h->pci);
-                        near = 0;
-                        numa = anc && hwloc_bitmap_intersects(anc->cpuset, dom[k]);
-                    }
-                    if (near > bestnear || (near == bestnear && numa > bestnuma)) {
-                        bestnear = near;
-                        bestnuma = numa;
-                        p->nbest = 0;
-                    }
-                    if (near == bestnear && numa == bestnuma)
-                        p->best[p->nbest++] = usable[i];
-                }
-            }
-        }
-        qsort(picks, (size_t)npicks, sizeof(*picks), dml__pick_cmp);
-        for (i = 0; i < npicks; i++) {
-            dml__pick_t *p = &picks[i];
-            dml_task_map_t *m = &maps[p->task];
-            int b = p->best[0], l;
-            char item[96];
-            for (l = 1; l < p->nbest; l++)
-                if (load[p->best[l]] < load[b])
-                    b = p->best[l];
-            load[b]++;
-            snprintf(item, sizeof(item), "%s:%d", tp->hcas[b].name, tp->hcas[b].port);
-            if (strstr(m->hcas, item) == NULL)
-                dml__append(m->hcas, sizeof(m->hcas), item);
-            if (m->netdev[0] == '\0')
-                snprintf(m->netdev, sizeof(m->netdev), "%s", tp->hcas[b].netdev);
-            m->net = DML_NET_IB;
-        }
-        /* Keep each task's HCAs in the order of its GPUs' picks: sorting
-         * above reordered them; the first is the one UCX uses. */
-    }
-    for (k = 0; k < T; k++) {
-        dml_task_map_t *m = &maps[k];
-        if (m->net == DML_NET_IB)
-            continue;
-        m->net = req->net == DML_NET_SHM ? DML_NET_SHM : DML_NET_TCP;
-        if (req->netdev != NULL) {
-            snprintf(m->netdev, sizeof(m->netdev), "%s", req->netdev);
-        } else if (m->net == DML_NET_SHM) {
-            snprintf(m->netdev, sizeof(m->netdev), "lo");
-        } else if (tp->neths > 0) {
-            /* The Ethernet device nearest the first GPU, else local to the
-             * task's CPUs, else the first. */
-            hwloc_obj_t best = tp->eths[0], from = NULL;
-            int bestnear = -1;
-            if (m->ngpus > 0 && sg[m->gpu[0]].node_gpu >= 0)
-                from = tp->gpus[sg[m->gpu[0]].node_gpu].pci;
-            for (i = 0; i < tp->neths; i++) {
-                int near;
-                if (from != NULL) {
-                    near = dml__nearness(t, from, tp->eths[i]);
-                } else {
-                    hwloc_obj_t anc = hwloc_get_non_io_ancestor_obj(t, tp->eths[i]);
-                    near = anc && hwloc_bitmap_intersects(anc->cpuset, dom[k]);
-                }
-                if (near > bestnear) {
-                    bestnear = near;
-                    best = tp->eths[i];
-                }
-            }
-            snprintf(m->netdev, sizeof(m->netdev), "%s", best->name);
-        }
-    }
+    dml__choose_socket_net(tp, req, sg, dom, maps);
 out:
     if (dom != NULL)
         for (k = 0; k < T; k++)
