@@ -480,82 +480,151 @@ static dml_status_t dml__csv_syntax(dml__csv_t *c, struct csv_parser *p, const c
                          at < len && s[at] >= 0x20 && s[at] < 0x7f ? s[at] : '?');
 }
 
+/* One physical line to libcsv; what strict parsing refuses is named at its
+ * byte. The first failure is left in c->status. */
+static void dml__csv_feed_line(dml__csv_t *c, struct csv_parser *p, const char *s, size_t n)
+{
+    size_t got;
+
+    /* a UTF-8 byte order mark (spreadsheets write one) is no part of
+     * the first column's name */
+    if (c->line == 1 && n >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
+        s += 3, n -= 3;
+    got = csv_parse(p, s, n, dml__csv_field, dml__csv_record, c);
+    if (c->status != DML_OK)
+        return;
+    if (got != n) {
+        dml__csv_fail(c, dml__csv_syntax(c, p, s, n, got));
+        return;
+    }
+    dml__csv_quotes(c, s, n);
+}
+
+/* Reads the file at c->path through libcsv into c (header, rows, labels as
+ * text), telling progress every DML__CSV_PROGRESS_BYTES and at the end. */
+static dml_status_t dml__csv_parse(dml__csv_t *c, dml_csv_progress_cb_t progress, void *arg)
+{
+    struct csv_parser p;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    uint64_t total = 0, done = 0, reported = 0;
+    struct stat sb;
+    FILE *fp;
+
+    fp = fopen(c->path, "rb");
+    if (fp == NULL)
+        return dml_error_set_errno(errno, "%s: cannot open", c->path);
+    if (fstat(fileno(fp), &sb) == 0 && S_ISREG(sb.st_mode))
+        total = (uint64_t)sb.st_size;
+    if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL | CSV_EMPTY_IS_NULL) != 0) {
+        fclose(fp);
+        return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for the CSV parser", c->path);
+    }
+    csv_set_realloc_func(&p, dml__csv_realloc);
+    csv_set_blk_size(&p, 4096);
+
+    while (c->status == DML_OK && (len = getline(&line, &cap, fp)) > 0) {
+        c->line++;
+        done += (uint64_t)len;
+        dml__csv_feed_line(c, &p, line, (size_t)len);
+        if (c->status != DML_OK)
+            break;
+        if (progress != NULL && done - reported >= DML__CSV_PROGRESS_BYTES) {
+            progress(arg, done, total, c->n);
+            reported = done;
+        }
+    }
+    if (c->status == DML_OK && ferror(fp))
+        dml__csv_fail(c, dml_error_set_errno(errno ? errno : EIO, "%s: read failed at line %llu",
+                                             c->path, (unsigned long long)c->line + 1));
+    if (c->status == DML_OK && csv_fini(&p, dml__csv_field, dml__csv_record, c) != 0 &&
+        c->status == DML_OK)
+        dml__csv_fail(c, dml_error_set(DML_ERR_FORMAT,
+                                       "%s:%llu:%llu: the quoted field opened "
+                                       "here is never closed: the file ends inside it "
+                                       "(unterminated quote)",
+                                       c->path, (unsigned long long)c->open_line,
+                                       (unsigned long long)c->open_col));
+    csv_free(&p);
+    fclose(fp);
+    free(line);
+    if (c->status == DML_OK && progress != NULL && done != reported)
+        progress(arg, done, total, c->n);
+    return c->status;
+}
+
+/* The class of each row: class numbers keep their value (classes 0..max);
+ * class names are numbered in their byte order (strcmp), so that the
+ * numbering does not depend on which name comes first, and *names_out gets
+ * them (NULL for numbers). */
+static dml_status_t dml__csv_classes(const dml__csv_t *c, int32_t **y_out, uint32_t *classes_out,
+                                     char (**names_out)[DML_DATASET_NAME_MAX])
+{
+    char(*names)[DML_DATASET_NAME_MAX] = NULL;
+    uint32_t nclasses = 0;
+    int32_t *y;
+    uint64_t i;
+
+    y = malloc(c->n * sizeof(int32_t));
+    if (y == NULL)
+        return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", c->path);
+    if (c->first_name == 0) {
+        nclasses = (uint32_t)c->maxlabel + 1;
+        for (i = 0; i < c->n; i++)
+            y[i] = (int32_t)strtol(c->labels[i], NULL, 10);
+    } else {
+        names = malloc(c->n * DML_DATASET_NAME_MAX);
+        if (names == NULL) {
+            free(y);
+            return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", c->path);
+        }
+        memcpy(names, c->labels, c->n * DML_DATASET_NAME_MAX);
+        qsort(names, c->n, DML_DATASET_NAME_MAX, dml__cmp_name);
+        for (i = 0; i < c->n; i++)
+            if (nclasses == 0 || strcmp(names[nclasses - 1], names[i]) != 0)
+                memmove(names[nclasses++], names[i], DML_DATASET_NAME_MAX);
+        for (i = 0; i < c->n; i++) {
+            char(*hit)[DML_DATASET_NAME_MAX] =
+                bsearch(c->labels[i], names, nclasses, DML_DATASET_NAME_MAX, dml__cmp_name);
+            y[i] = (int32_t)(hit - names);
+        }
+    }
+    *y_out = y;
+    *classes_out = nclasses;
+    *names_out = names;
+    return DML_OK;
+}
+
+static void dml__csv_free(dml__csv_t *c)
+{
+    size_t k;
+
+    if (c->header != NULL)
+        for (k = 0; k < c->ncols; k++)
+            free(c->header[k]);
+    free(c->header);
+    free(c->buf);
+    free(c->off);
+    free(c->labels);
+    free(c->x);
+}
+
 dml_status_t dml_csv_read(const char *path, const char *label_column, float **x_out,
                           int32_t **y_out, uint64_t *n_out, uint64_t *features_out,
                           uint32_t *classes_out, char (**names_out)[DML_DATASET_NAME_MAX],
                           dml_csv_progress_cb_t progress, void *arg)
 {
     dml__csv_t c;
-    struct csv_parser p;
-    char *line = NULL, (*names)[DML_DATASET_NAME_MAX] = NULL;
-    size_t cap = 0, k;
-    ssize_t len;
-    uint64_t total = 0, done = 0, reported = 0, i;
-    int32_t *y = NULL;
-    uint32_t nclasses = 0;
-    struct stat sb;
     dml_status_t status;
-    FILE *fp;
 
     memset(&c, 0, sizeof(c));
     c.path = path;
     c.label_column = label_column;
     c.label_col = -1;
     c.maxlabel = -1;
-    fp = fopen(path, "rb");
-    if (fp == NULL)
-        return dml_error_set_errno(errno, "%s: cannot open", path);
-    if (fstat(fileno(fp), &sb) == 0 && S_ISREG(sb.st_mode))
-        total = (uint64_t)sb.st_size;
-    if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL | CSV_EMPTY_IS_NULL) != 0) {
-        fclose(fp);
-        return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for the CSV parser", path);
-    }
-    csv_set_realloc_func(&p, dml__csv_realloc);
-    csv_set_blk_size(&p, 4096);
-
-    while (c.status == DML_OK && (len = getline(&line, &cap, fp)) > 0) {
-        const char *s = line;
-        size_t n = (size_t)len, got;
-
-        c.line++;
-        done += (uint64_t)len;
-        /* a UTF-8 byte order mark (spreadsheets write one) is no part of
-         * the first column's name */
-        if (c.line == 1 && n >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
-            s += 3, n -= 3;
-        got = csv_parse(&p, s, n, dml__csv_field, dml__csv_record, &c);
-        if (c.status != DML_OK)
-            break;
-        if (got != n) {
-            dml__csv_fail(&c, dml__csv_syntax(&c, &p, s, n, got));
-            break;
-        }
-        dml__csv_quotes(&c, s, n);
-        if (progress != NULL && done - reported >= DML__CSV_PROGRESS_BYTES) {
-            progress(arg, done, total, c.n);
-            reported = done;
-        }
-    }
-    if (c.status == DML_OK && ferror(fp))
-        dml__csv_fail(&c, dml_error_set_errno(errno ? errno : EIO, "%s: read failed at line %llu",
-                                              path, (unsigned long long)c.line + 1));
-    if (c.status == DML_OK && csv_fini(&p, dml__csv_field, dml__csv_record, &c) != 0 &&
-        c.status == DML_OK)
-        dml__csv_fail(&c, dml_error_set(DML_ERR_FORMAT,
-                                        "%s:%llu:%llu: the quoted field opened "
-                                        "here is never closed: the file ends inside it "
-                                        "(unterminated quote)",
-                                        path, (unsigned long long)c.open_line,
-                                        (unsigned long long)c.open_col));
-    csv_free(&p);
-    fclose(fp);
-    free(line);
-    status = c.status;
-    if (status != DML_OK)
+    if ((status = dml__csv_parse(&c, progress, arg)) != DML_OK)
         goto out;
-    if (progress != NULL && done != reported)
-        progress(arg, done, total, c.n);
     if (!c.have_header) {
         status = dml_error_set(DML_ERR_FORMAT, "%s: empty file (a header line is needed)", path);
         goto out;
@@ -564,55 +633,14 @@ dml_status_t dml_csv_read(const char *path, const char *label_column, float **x_
         status = dml_error_set(DML_ERR_FORMAT, "%s: no data lines after the header", path);
         goto out;
     }
-    y = malloc(c.n * sizeof(int32_t));
-    if (y == NULL) {
-        status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", path);
+    if ((status = dml__csv_classes(&c, y_out, classes_out, names_out)) != DML_OK)
         goto out;
-    }
-    if (c.first_name == 0) {
-        /* Class numbers keep their value: classes 0..max. */
-        nclasses = (uint32_t)c.maxlabel + 1;
-        for (i = 0; i < c.n; i++)
-            y[i] = (int32_t)strtol(c.labels[i], NULL, 10);
-    } else {
-        /* Names: classes numbered in the byte order of the names (strcmp),
-         * so the numbering does not depend on which name comes first. */
-        names = malloc(c.n * DML_DATASET_NAME_MAX);
-        if (names == NULL) {
-            status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory", path);
-            goto out;
-        }
-        memcpy(names, c.labels, c.n * DML_DATASET_NAME_MAX);
-        qsort(names, c.n, DML_DATASET_NAME_MAX, dml__cmp_name);
-        for (i = 0; i < c.n; i++)
-            if (nclasses == 0 || strcmp(names[nclasses - 1], names[i]) != 0)
-                memmove(names[nclasses++], names[i], DML_DATASET_NAME_MAX);
-        for (i = 0; i < c.n; i++) {
-            char(*hit)[DML_DATASET_NAME_MAX] =
-                bsearch(c.labels[i], names, nclasses, DML_DATASET_NAME_MAX, dml__cmp_name);
-            y[i] = (int32_t)(hit - names);
-        }
-    }
     *x_out = c.x;
-    *y_out = y;
     *n_out = c.n;
     *features_out = c.nf;
-    *classes_out = nclasses;
-    *names_out = names;
     c.x = NULL;
-    y = NULL;
-    names = NULL;
     dml_error_clear();
 out:
-    if (c.header != NULL)
-        for (k = 0; k < c.ncols; k++)
-            free(c.header[k]);
-    free(c.header);
-    free(c.buf);
-    free(c.off);
-    free(c.labels);
-    free(c.x);
-    free(y);
-    free(names);
+    dml__csv_free(&c);
     return status;
 }

@@ -196,237 +196,380 @@ static void who(char *buf, size_t len, const char *note)
         strncat(buf, ")", len - strlen(buf) - 1);
 }
 
-int main(int argc, char **argv)
+/* The exit status of a failure the library described: its message, once. */
+static int failed(void)
 {
-    options_t o;
-    dml_registry_t *r = NULL;
-    const char *cmd;
-    char version[DML_REGISTRY_VERSION_LEN], prev[DML_REGISTRY_VERSION_LEN], path[4400], note[1024],
-        *text = NULL;
-    int c, rc = 1, existed, n;
-    dml_status_t st = DML_OK;
+    dml_error("%s", dml_error_message());
+    return 1;
+}
 
-    dml_log_init("dml-registry", -1);
-    memset(&o, 0, sizeof(o));
-    o.keep = 3;
-    o.dir = getenv("DML_REGISTRY");
-    o.lineage = json_object();
+/* The options, from DML_REGISTRY and the command line. Returns -1 to go on
+ * with the command at argv[optind], or the exit status to stop with (--help:
+ * 0; a bad option: 2, said). o->lineage is the caller's to free either way. */
+static int parse_options(int argc, char **argv, options_t *o)
+{
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    o->keep = 3;
+    o->dir = getenv("DML_REGISTRY");
+    o->lineage = json_object();
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case O_REG:
-            o.dir = optarg;
+            o->dir = optarg;
             break;
         case O_NAME:
-            json_object_set_new(o.lineage, "name", json_string(optarg));
+            json_object_set_new(o->lineage, "name", json_string(optarg));
             break;
         case O_PARAM:
-            if (add_pair(o.lineage, "params", "--param", optarg, 0))
-                goto usage_err;
+            if (add_pair(o->lineage, "params", "--param", optarg, 0))
+                return 2;
             break;
         case O_METRIC:
-            if (add_pair(o.lineage, "metrics", "--metric", optarg, 1))
-                goto usage_err;
+            if (add_pair(o->lineage, "metrics", "--metric", optarg, 1))
+                return 2;
             break;
         case O_CKPT:
-            json_object_set_new(o.lineage, "checkpoint", json_string(optarg));
+            json_object_set_new(o->lineage, "checkpoint", json_string(optarg));
             break;
         case O_LINEAGE:
-            o.lineage_file = optarg;
+            o->lineage_file = optarg;
             break;
         case O_JOB:
-            json_object_set_new(o.lineage, "job", json_string(optarg));
+            json_object_set_new(o->lineage, "job", json_string(optarg));
             break;
         case O_EXPECT:
-            o.expect = optarg;
+            o->expect = optarg;
             break;
         case O_NOTE:
-            o.note = optarg;
+            o->note = optarg;
             break;
         case O_TO:
-            o.to = optarg;
+            o->to = optarg;
             break;
         case O_KEEP:
-            o.keep = atoi(optarg);
-            if (o.keep < 1 || strspn(optarg, "0123456789") != strlen(optarg)) {
+            o->keep = atoi(optarg);
+            if (o->keep < 1 || strspn(optarg, "0123456789") != strlen(optarg)) {
                 dml_error("--keep '%s': not a whole number of at least 1", optarg);
-                goto usage_err;
+                return 2;
             }
             break;
         case O_DRY:
-            o.dry_run = 1;
+            o->dry_run = 1;
             break;
         case O_JSON:
-            o.json = 1;
+            o->json = 1;
             break;
         case O_HELP:
             usage(stdout);
-            rc = 0;
-            goto out;
+            return 0;
         case ':':
             dml_error("%s: needs a value (see --help)", argv[optind - 1]);
-            goto usage_err;
+            return 2;
         default:
             dml_error("unknown option '%s' (see --help)", argv[optind - 1]);
-            goto usage_err;
+            return 2;
         }
     }
+    return -1;
+}
+
+/* ---- the commands ----------------------------------------------------------
+ *
+ * Each takes its n arguments in args (their number already checked against
+ * the command table below) and returns the exit status.
+ */
+
+/* hash needs no registry: a model file's hash is the version it would be. */
+static int cmd_hash(char **args, int n)
+{
+    dml_model_t *m = NULL;
+    dml_model_info_t info;
+
+    if (n != 1) {
+        dml_error("hash: give one model file (see --help)");
+        return 2;
+    }
+    dml_tool_hdf5_quiet();
+    memset(&info, 0, sizeof(info));
+    if (dml_model_load(args[0], 1, &m, &info) != DML_OK)
+        return failed();
+    printf("%s\n", info.hash);
+    dml_model_free(m);
+    dml_model_info_free(&info);
+    return 0;
+}
+
+/* register's lineage gets what --lineage adds (the command line wins) and,
+ * where --job named none, the job from Slurm's environment (an array task
+ * as JOB_TASK). Returns -1 after saying what is wrong with the file. */
+static int lineage_complete(const options_t *o)
+{
+    if (o->lineage_file != NULL) {
+        json_error_t e;
+        json_t *f = json_load_file(o->lineage_file, JSON_REJECT_DUPLICATES, &e);
+        if (f == NULL || !json_is_object(f)) {
+            dml_error("--lineage %s: not a JSON object (%s)", o->lineage_file,
+                      f ? "another value" : e.text);
+            json_decref(f);
+            return -1;
+        }
+        json_object_update_missing(o->lineage, f);
+        json_decref(f);
+    }
+    if (json_object_get(o->lineage, "job") == NULL && getenv("SLURM_JOB_ID") != NULL) {
+        const char *aj = getenv("SLURM_ARRAY_JOB_ID"), *at = getenv("SLURM_ARRAY_TASK_ID");
+        char job[64];
+        if (aj && at)
+            snprintf(job, sizeof(job), "%s_%s", aj, at);
+        else
+            snprintf(job, sizeof(job), "%s", getenv("SLURM_JOB_ID"));
+        json_object_set_new(o->lineage, "job", json_string(job));
+    }
+    return 0;
+}
+
+static int cmd_register(const options_t *o, char **args, int n)
+{
+    char version[DML_REGISTRY_VERSION_LEN], *text;
+    dml_registry_t *r = NULL;
+    int existed, rc = 0;
+
+    (void)n;
+    if (lineage_complete(o) != 0)
+        return 2;
+    text = json_dumps(o->lineage, 0);
+    if (dml_registry_open(o->dir, 1, &r) != DML_OK ||
+        dml_registry_register(r, args[0], text, version, &existed) != DML_OK) {
+        rc = failed();
+        goto out;
+    }
+    printf("%s\n", version);
+    dml_info("%s: version %s %s", args[0], version,
+             existed ? "was registered already: nothing changed" : "registered");
+out:
+    dml_registry_close(r);
+    free(text);
+    return rc;
+}
+
+static int cmd_list(const options_t *o, char **args, int n)
+{
+    dml_registry_t *r = NULL;
+    char *text = NULL;
+    int rc = 0;
+
+    (void)args, (void)n;
+    if (dml_registry_open(o->dir, 0, &r) != DML_OK || dml_registry_list_json(r, &text) != DML_OK) {
+        rc = failed();
+        goto out;
+    }
+    if (o->json)
+        printf("%s\n", text);
+    else
+        print_list(text);
+out:
+    free(text);
+    dml_registry_close(r);
+    return rc;
+}
+
+static int cmd_show(const options_t *o, char **args, int n)
+{
+    dml_registry_t *r = NULL;
+    char *text = NULL;
+    int rc = 0;
+
+    (void)n;
+    if (dml_registry_open(o->dir, 0, &r) != DML_OK ||
+        dml_registry_show_json(r, args[0], &text) != DML_OK) {
+        rc = failed();
+        goto out;
+    }
+    printf("%s\n", text);
+out:
+    free(text);
+    dml_registry_close(r);
+    return rc;
+}
+
+static int cmd_path(const options_t *o, char **args, int n)
+{
+    char version[DML_REGISTRY_VERSION_LEN], path[4400];
+    dml_registry_t *r = NULL;
+    int rc = 0;
+
+    (void)n;
+    if (dml_registry_open(o->dir, 0, &r) != DML_OK ||
+        dml_registry_resolve_model(r, args[0], version, path, sizeof(path)) != DML_OK) {
+        rc = failed();
+        goto out;
+    }
+    printf("%s\n", path);
+out:
+    dml_registry_close(r);
+    return rc;
+}
+
+/* alias NAME shows the alias; alias NAME REF points it at REF. */
+static int cmd_alias(const options_t *o, char **args, int n)
+{
+    char version[DML_REGISTRY_VERSION_LEN], prev[DML_REGISTRY_VERSION_LEN], note[1024];
+    char *text = NULL;
+    dml_registry_t *r = NULL;
+    dml_status_t st;
+    int rc = 0;
+
+    if (dml_registry_open(o->dir, 0, &r) != DML_OK)
+        goto fail;
+    if (n == 1) {
+        if (dml_registry_alias_json(r, args[0], &text) != DML_OK)
+            goto fail;
+        printf("%s\n", text);
+        goto out;
+    }
+    who(note, sizeof(note), o->note);
+    st = dml_registry_alias_set(r, args[0], args[1], o->expect, note, prev);
+    if (st == DML_ERR_MISMATCH) {
+        /* --expect did not hold: a status of its own, for the script that
+         * may try again */
+        dml_error("%s", dml_error_message());
+        rc = 4;
+        goto out;
+    }
+    if (st != DML_OK || dml_registry_resolve(r, args[0], version, NULL, 0) != DML_OK)
+        goto fail;
+    printf("%s\n", version);
+    if (strcmp(prev, version) == 0)
+        dml_info("alias %s already names %s: unchanged", args[0], version);
+    else
+        dml_info("alias %s: %s -> %s", args[0], *prev ? prev : "(new)", version);
+    goto out;
+fail:
+    rc = failed();
+out:
+    free(text);
+    dml_registry_close(r);
+    return rc;
+}
+
+static int cmd_rollback(const options_t *o, char **args, int n)
+{
+    char version[DML_REGISTRY_VERSION_LEN], prev[DML_REGISTRY_VERSION_LEN], note[1024];
+    dml_registry_t *r = NULL;
+    int rc = 0;
+
+    (void)n;
+    who(note, sizeof(note), o->note ? o->note : "rollback");
+    if (dml_registry_open(o->dir, 0, &r) != DML_OK ||
+        dml_registry_alias_rollback(r, args[0], o->to, note, version, prev) != DML_OK) {
+        rc = failed();
+        goto out;
+    }
+    printf("%s\n", version);
+    dml_info("alias %s rolled back: %s -> %s", args[0], prev, version);
+out:
+    dml_registry_close(r);
+    return rc;
+}
+
+/* verify: a PROBLEM line per damaged entry, and exit 1 when there is one. */
+static int cmd_verify(const options_t *o, char **args, int n)
+{
+    dml_registry_t *r = NULL;
+    int rc = 0, bad;
+
+    (void)args, (void)n;
+    if (dml_registry_open(o->dir, 0, &r) != DML_OK ||
+        dml_registry_verify(r, show_finding, NULL, &bad) != DML_OK) {
+        rc = failed();
+        goto out;
+    }
+    if (bad > 0) {
+        dml_error("%s: %d entr%s damaged or foreign (PROBLEM lines); the others are usable", o->dir,
+                  bad, bad == 1 ? "y" : "ies");
+        rc = 1;
+        goto out;
+    }
+    printf("%s: every version and alias is sound\n", o->dir);
+out:
+    dml_registry_close(r);
+    return rc;
+}
+
+static int cmd_gc(const options_t *o, char **args, int n)
+{
+    dml_registry_t *r = NULL;
+    int rc = 0, gone;
+
+    (void)args, (void)n;
+    if (dml_registry_open(o->dir, 0, &r) != DML_OK ||
+        dml_registry_gc(r, o->keep, o->dry_run, show_finding, NULL, &gone) != DML_OK) {
+        rc = failed();
+        goto out;
+    }
+    printf("%d entr%s %s\n", gone, gone == 1 ? "y" : "ies",
+           o->dry_run ? "would be removed" : "removed");
+out:
+    dml_registry_close(r);
+    return rc;
+}
+
+typedef int (*command_fn_t)(const options_t *o, char **args, int n);
+
+/* The commands on a registry, with how many arguments each takes. */
+static const struct {
+    const char *name;
+    int min_args, max_args;
+    command_fn_t run;
+} commands[] = {{"register", 1, 1, cmd_register}, {"list", 0, 0, cmd_list},
+                {"show", 1, 1, cmd_show},         {"path", 1, 1, cmd_path},
+                {"alias", 1, 2, cmd_alias},       {"rollback", 1, 1, cmd_rollback},
+                {"verify", 0, 0, cmd_verify},     {"gc", 0, 0, cmd_gc}};
+
+int main(int argc, char **argv)
+{
+    options_t o;
+    const char *cmd;
+    size_t i;
+    int rc, n;
+
+    dml_log_init("dml-registry", -1);
+    if ((rc = parse_options(argc, argv, &o)) >= 0)
+        goto out;
+    rc = 2;
     if (optind >= argc) {
         usage(stderr);
-        goto usage_err;
+        goto out;
     }
     cmd = argv[optind++];
     n = argc - optind;
     if (strcmp(cmd, "hash") == 0) {
-        dml_model_t *m = NULL;
-        dml_model_info_t info;
-        if (n != 1) {
-            dml_error("hash: give one model file (see --help)");
-            goto usage_err;
-        }
-        dml_tool_hdf5_quiet();
-        memset(&info, 0, sizeof(info));
-        if ((st = dml_model_load(argv[optind], 1, &m, &info)) != DML_OK)
-            goto fail;
-        printf("%s\n", info.hash);
-        dml_model_free(m);
-        dml_model_info_free(&info);
-        rc = 0;
+        rc = cmd_hash(argv + optind, n);
         goto out;
     }
     if (o.dir == NULL || *o.dir == '\0') {
         dml_error("no registry: give --registry DIR (or set DML_REGISTRY)");
-        goto usage_err;
-    }
-#define NARGS(lo, hi)                                                                              \
-    if (n < (lo) || n > (hi)) {                                                                    \
-        dml_error("%s: %s (see --help)", cmd,                                                      \
-                  n < (lo) ? "missing argument" : "too many arguments");                           \
-        goto usage_err;                                                                            \
+        goto out;
     }
     /* A damaged model file is reported by the library, naming it. */
     dml_tool_hdf5_quiet();
-
-    if (strcmp(cmd, "register") == 0) {
-        NARGS(1, 1);
-        if (o.lineage_file != NULL) {
-            json_error_t e;
-            json_t *f = json_load_file(o.lineage_file, JSON_REJECT_DUPLICATES, &e);
-            if (f == NULL || !json_is_object(f)) {
-                dml_error("--lineage %s: not a JSON object (%s)", o.lineage_file,
-                          f ? "another value" : e.text);
-                json_decref(f);
-                goto usage_err;
-            }
-            json_object_update_missing(o.lineage, f);
-            json_decref(f);
-        }
-        if (json_object_get(o.lineage, "job") == NULL && getenv("SLURM_JOB_ID") != NULL) {
-            const char *aj = getenv("SLURM_ARRAY_JOB_ID"), *at = getenv("SLURM_ARRAY_TASK_ID");
-            char job[64];
-            if (aj && at)
-                snprintf(job, sizeof(job), "%s_%s", aj, at);
-            else
-                snprintf(job, sizeof(job), "%s", getenv("SLURM_JOB_ID"));
-            json_object_set_new(o.lineage, "job", json_string(job));
-        }
-        text = json_dumps(o.lineage, 0);
-        if ((st = dml_registry_open(o.dir, 1, &r)) != DML_OK ||
-            (st = dml_registry_register(r, argv[optind], text, version, &existed)) != DML_OK)
-            goto fail;
-        printf("%s\n", version);
-        dml_info("%s: version %s %s", argv[optind], version,
-                 existed ? "was registered already: nothing changed" : "registered");
-    } else if (strcmp(cmd, "list") == 0) {
-        NARGS(0, 0);
-        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
-            (st = dml_registry_list_json(r, &text)) != DML_OK)
-            goto fail;
-        if (o.json)
-            printf("%s\n", text);
-        else
-            print_list(text);
-    } else if (strcmp(cmd, "show") == 0) {
-        NARGS(1, 1);
-        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
-            (st = dml_registry_show_json(r, argv[optind], &text)) != DML_OK)
-            goto fail;
-        printf("%s\n", text);
-    } else if (strcmp(cmd, "path") == 0) {
-        NARGS(1, 1);
-        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
-            (st = dml_registry_resolve_model(r, argv[optind], version, path, sizeof(path))) !=
-                DML_OK)
-            goto fail;
-        printf("%s\n", path);
-    } else if (strcmp(cmd, "alias") == 0) {
-        NARGS(1, 2);
-        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK)
-            goto fail;
-        if (n == 1) {
-            if ((st = dml_registry_alias_json(r, argv[optind], &text)) != DML_OK)
-                goto fail;
-            printf("%s\n", text);
-        } else {
-            who(note, sizeof(note), o.note);
-            st = dml_registry_alias_set(r, argv[optind], argv[optind + 1], o.expect, note, prev);
-            if (st == DML_ERR_MISMATCH) {
-                dml_error("%s", dml_error_message());
-                rc = 4;
-                goto out;
-            }
-            if (st != DML_OK)
-                goto fail;
-            if (dml_registry_resolve(r, argv[optind], version, NULL, 0) != DML_OK)
-                goto fail;
-            printf("%s\n", version);
-            if (strcmp(prev, version) == 0)
-                dml_info("alias %s already names %s: unchanged", argv[optind], version);
-            else
-                dml_info("alias %s: %s -> %s", argv[optind], *prev ? prev : "(new)", version);
-        }
-    } else if (strcmp(cmd, "rollback") == 0) {
-        NARGS(1, 1);
-        who(note, sizeof(note), o.note ? o.note : "rollback");
-        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
-            (st = dml_registry_alias_rollback(r, argv[optind], o.to, note, version, prev)) !=
-                DML_OK)
-            goto fail;
-        printf("%s\n", version);
-        dml_info("alias %s rolled back: %s -> %s", argv[optind], prev, version);
-    } else if (strcmp(cmd, "verify") == 0) {
-        NARGS(0, 0);
-        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
-            (st = dml_registry_verify(r, show_finding, NULL, &n)) != DML_OK)
-            goto fail;
-        if (n > 0) {
-            dml_error("%s: %d entr%s damaged or foreign (PROBLEM lines); the others are usable",
-                      o.dir, n, n == 1 ? "y" : "ies");
-            goto out;
-        }
-        printf("%s: every version and alias is sound\n", o.dir);
-    } else if (strcmp(cmd, "gc") == 0) {
-        NARGS(0, 0);
-        if ((st = dml_registry_open(o.dir, 0, &r)) != DML_OK ||
-            (st = dml_registry_gc(r, o.keep, o.dry_run, show_finding, NULL, &n)) != DML_OK)
-            goto fail;
-        printf("%d entr%s %s\n", n, n == 1 ? "y" : "ies",
-               o.dry_run ? "would be removed" : "removed");
-    } else {
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            break;
+    if (i == sizeof(commands) / sizeof(commands[0])) {
         dml_error("unknown command '%s' (see --help)", cmd);
-        goto usage_err;
+        goto out;
     }
-    rc = 0;
-    goto out;
-fail:
-    dml_error("%s", dml_error_message());
-    rc = 1;
-    goto out;
-usage_err:
-    rc = 2;
+    if (n < commands[i].min_args || n > commands[i].max_args) {
+        dml_error("%s: %s (see --help)", cmd,
+                  n < commands[i].min_args ? "missing argument" : "too many arguments");
+        goto out;
+    }
+    rc = commands[i].run(&o, argv + optind, n);
 out:
-    free(text);
     json_decref(o.lineage);
-    dml_registry_close(r);
     return rc;
 }

@@ -459,6 +459,169 @@ static int dml__run_batch(const dml_infer_config_t *cfg)
     return DML_INFER_DEFAULT_BATCH;
 }
 
+/* Collective: checks the configuration, settles the batch size (no batch
+ * given: the run's, which every part must share) and loads the model and
+ * the input; every rank loads both (small next to the data). On failure
+ * (the same on every rank) *model, *mi and *ds are freed again. */
+static dml_status_t dml__open_inputs(MPI_Comm comm, int rank, dml_infer_config_t *cfg,
+                                     dml_model_t **model, dml_model_info_t *mi, dml_dataset_t **ds)
+{
+    dml_status_t st = dml__check_config(cfg);
+
+    if (st == DML_OK && cfg->batch == 0) {
+        if (rank == 0)
+            cfg->batch = dml__run_batch(cfg);
+        MPI_Bcast(&cfg->batch, 1, MPI_INT, 0, comm);
+    }
+    if (st == DML_OK)
+        st = dml__load_model(cfg->model, cfg->batch, model, mi);
+    if (st == DML_OK)
+        st = dml_dataset_open(cfg->input, ds);
+    if (st == DML_OK)
+        st = dml__check_fit(mi, *ds, cfg);
+    if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK) {
+        dml_dataset_close(*ds);
+        dml_model_free(*model);
+        dml_model_info_free(mi);
+        *ds = NULL;
+        *model = NULL;
+    }
+    return st;
+}
+
+/* The manifest this task's run would have: what pins its results. */
+static void dml__manifest_fill(const dml_infer_config_t *cfg, const dml_model_info_t *mi,
+                               const dml_dataset_t *ds, dml_device_kind_t kind,
+                               dml_infer_manifest_t *man)
+{
+    memset(man, 0, sizeof(*man));
+    if (realpath(cfg->model, man->model_path) == NULL)
+        snprintf(man->model_path, sizeof(man->model_path), "%s", cfg->model);
+    if (realpath(cfg->input, man->input_path) == NULL)
+        snprintf(man->input_path, sizeof(man->input_path), "%s", cfg->input);
+    snprintf(man->model_hash, sizeof(man->model_hash), "%s", mi->hash);
+    snprintf(man->input_hash, sizeof(man->input_hash), "%s", dml_dataset_content_hash(ds));
+    man->tasks = cfg->tasks;
+    man->samples = dml_dataset_samples(ds);
+    man->topk = cfg->topk;
+    man->batch = cfg->batch;
+    man->blas_threads = cfg->blas_threads;
+    snprintf(man->device, sizeof(man->device), "%s", kind == DML_DEVICE_CUDA ? "cuda" : "cpu");
+}
+
+/* Collective: rank 0 makes or checks the run's manifest and judges this
+ * task's part; *skip (every rank) when the part is complete already, and
+ * res says whether a stale or corrupt part is redone, and why. */
+static dml_status_t dml__part_settle(MPI_Comm comm, int rank, const dml_infer_config_t *cfg,
+                                     const dml_infer_manifest_t *man, dml_infer_result_t *res,
+                                     int *skip)
+{
+    dml_status_t st = DML_OK;
+    int done = 0;
+
+    if (rank == 0) {
+        st = dml__manifest_settle(cfg, man);
+        if (st == DML_OK) {
+            dml_part_state_t ps = dml_infer_part_check(cfg->out, man, cfg->task, res->redone_why,
+                                                       sizeof(res->redone_why));
+            done = ps == DML_PART_COMPLETE;
+            res->redone = ps == DML_PART_STALE || ps == DML_PART_CORRUPT;
+        }
+    }
+    if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
+        return st;
+    MPI_Bcast(&done, 1, MPI_INT, 0, comm);
+    *skip = done;
+    return DML_OK;
+}
+
+/* Collective: the input slice [first, first + count) must be sound before
+ * any result is made from it: the ranks split the shards it touches. */
+static dml_status_t dml__verify_slice(MPI_Comm comm, int rank, int size, dml_dataset_t *ds,
+                                      uint64_t first, uint64_t count)
+{
+    uint32_t s0 = dml_dataset_shard_of(ds, first), s1 = dml_dataset_shard_of(ds, first + count - 1),
+             s;
+    dml_status_t st = DML_OK;
+
+    for (s = s0 + (uint32_t)rank; s <= s1 && st == DML_OK; s += (uint32_t)size)
+        st = dml_dataset_validate(ds, s, 1, NULL, NULL, NULL);
+    return dml_mpi_agree(comm, st, NULL);
+}
+
+/* Where each rank's records go in the part, in elements, for MPI_Gatherv:
+ * per sample, per sample and class of the top-k, per batch. Rank 0's only;
+ * one allocation, at cnt. */
+typedef struct {
+    int *cnt, *dsp, *cntk, *dspk, *cntb, *dspb;
+} dml__fanin_t;
+
+/* Rank 0: the fan-in's layout for the part's count samples over size ranks
+ * (each rank's share as dml_infer_slice cuts it), and the part `all` that
+ * receives it. */
+static dml_status_t dml__fanin_layout(const dml_infer_config_t *cfg, int size, uint64_t count,
+                                      uint64_t F, dml__fanin_t *fan, dml__part_t *all)
+{
+    const int k = cfg->topk;
+    uint64_t nb = 0, a, n;
+    dml__fanin_t l;
+    dml_status_t st;
+    int r;
+
+    l.cnt = malloc(sizeof(int) * (size_t)size * 6);
+    if (l.cnt == NULL)
+        return dml_error_set(DML_ERR_NO_MEMORY, "no memory");
+    l.dsp = l.cnt + size, l.cntk = l.cnt + 2 * size, l.dspk = l.cnt + 3 * size;
+    l.cntb = l.cnt + 4 * size, l.dspb = l.cnt + 5 * size;
+    for (r = 0; r < size; r++) {
+        dml_infer_slice(count, (uint64_t)cfg->batch, (uint32_t)size, (uint32_t)r, &a, &n);
+        if (n * (uint64_t)k > INT_MAX) {
+            st = dml_error_set(DML_ERR_INVALID_ARG,
+                               "part %u: %llu samples on one rank; "
+                               "use more array tasks",
+                               cfg->task, (unsigned long long)n);
+            goto err;
+        }
+        l.cnt[r] = (int)n, l.dsp[r] = (int)a;
+        l.cntk[r] = (int)n * k, l.dspk[r] = (int)a * k;
+        l.cntb[r] = (int)((n + (uint64_t)cfg->batch - 1) / (uint64_t)cfg->batch);
+        l.dspb[r] = (int)nb;
+        nb += (uint64_t)l.cntb[r];
+    }
+    if ((st = dml__part_alloc(all, count, k, F, nb)) != DML_OK)
+        goto err;
+    *fan = l;
+    return DML_OK;
+err:
+    free(l.cnt);
+    return st;
+}
+
+/* Collective: the fan-in within the task; rank 0's `all` holds the part
+ * (its records gathered, its histograms summed). */
+static dml_status_t dml__fan_in(MPI_Comm comm, const dml__part_t *mine, dml__part_t *all,
+                                const dml__fanin_t *l)
+{
+    const int n = (int)mine->count, k = mine->topk;
+    dml_status_t st;
+    int rc;
+
+    if ((st = dml__gather(comm, mine->id, n, all->id, l->cnt, l->dsp, MPI_UINT64_T)) != DML_OK ||
+        (st = dml__gather(comm, mine->label, n, all->label, l->cnt, l->dsp, MPI_INT32_T)) !=
+            DML_OK ||
+        (st = dml__gather(comm, mine->pred, n, all->pred, l->cnt, l->dsp, MPI_INT32_T)) != DML_OK ||
+        (st = dml__gather(comm, mine->tk_class, n * k, all->tk_class, l->cntk, l->dspk,
+                          MPI_INT32_T)) != DML_OK ||
+        (st = dml__gather(comm, mine->tk_prob, n * k, all->tk_prob, l->cntk, l->dspk, MPI_FLOAT)) !=
+            DML_OK ||
+        (st = dml__gather(comm, mine->lat, (int)mine->nb, all->lat, l->cntb, l->dspb,
+                          MPI_DOUBLE)) != DML_OK)
+        return st;
+    rc = MPI_Reduce(mine->hist, all->hist, (int)(mine->features * DML_DATASET_HIST_BINS),
+                    MPI_UINT64_T, MPI_SUM, 0, comm);
+    return rc == MPI_SUCCESS ? DML_OK : dml_mpi_error(rc, "summing the histograms");
+}
+
 dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_infer_result_t *res)
 {
     dml_infer_config_t c = *cfg_in, *cfg = &c;
@@ -467,10 +630,10 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
     dml_dataset_t *ds = NULL;
     dml_infer_manifest_t man;
     dml__part_t mine, all;
-    uint64_t first = 0, count = 0, my0, myn, F = 0;
-    int rank, size, r, skip = 0, k = cfg->topk;
+    dml__fanin_t fan = {NULL, NULL, NULL, NULL, NULL, NULL};
+    uint64_t first = 0, count = 0, my0, myn;
+    int rank, size, skip = 0;
     dml_device_kind_t kind = DML_DEVICE_CPU;
-    int *cnt = NULL, *dsp = NULL, *cntk = NULL, *dspk = NULL, *cntb = NULL, *dspb = NULL;
     double t0 = dml__now();
     dml_status_t st;
 
@@ -481,25 +644,10 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
 
-    /* Model and input: every rank loads both (small next to the data). */
-    st = dml__check_config(cfg);
-    /* No batch size given: the run's, which every part must share. */
-    if (st == DML_OK && cfg->batch == 0) {
-        if (rank == 0)
-            cfg->batch = dml__run_batch(cfg);
-        MPI_Bcast(&cfg->batch, 1, MPI_INT, 0, comm);
-    }
-    if (st == DML_OK)
-        st = dml__load_model(cfg->model, cfg->batch, &model, &mi);
-    if (st == DML_OK)
-        st = dml_dataset_open(cfg->input, &ds);
-    if (st == DML_OK)
-        st = dml__check_fit(&mi, ds, cfg);
-    if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
+    if ((st = dml__open_inputs(comm, rank, cfg, &model, &mi, &ds)) != DML_OK)
         goto out;
     if ((st = dml__place(comm, cfg, model, &kind, res->device, sizeof(res->device))) != DML_OK)
         goto out;
-    F = mi.features;
     dml_infer_slice(dml_dataset_samples(ds), (uint64_t)cfg->batch, cfg->tasks, cfg->task, &first,
                     &count);
     res->batch = cfg->batch;
@@ -510,100 +658,30 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
     dml_infer_part_path(cfg->out, cfg->task, res->part, sizeof(res->part));
 
     /* The run's manifest, and whether this part is done already. */
-    memset(&man, 0, sizeof(man));
-    if (realpath(cfg->model, man.model_path) == NULL)
-        snprintf(man.model_path, sizeof(man.model_path), "%s", cfg->model);
-    if (realpath(cfg->input, man.input_path) == NULL)
-        snprintf(man.input_path, sizeof(man.input_path), "%s", cfg->input);
-    snprintf(man.model_hash, sizeof(man.model_hash), "%s", mi.hash);
-    snprintf(man.input_hash, sizeof(man.input_hash), "%s", dml_dataset_content_hash(ds));
-    man.tasks = cfg->tasks;
-    man.samples = dml_dataset_samples(ds);
-    man.topk = cfg->topk;
-    man.batch = cfg->batch;
-    man.blas_threads = cfg->blas_threads;
-    snprintf(man.device, sizeof(man.device), "%s", kind == DML_DEVICE_CUDA ? "cuda" : "cpu");
-    if (rank == 0) {
-        st = dml__manifest_settle(cfg, &man);
-        if (st == DML_OK) {
-            dml_part_state_t ps = dml_infer_part_check(cfg->out, &man, cfg->task, res->redone_why,
-                                                       sizeof(res->redone_why));
-            skip = ps == DML_PART_COMPLETE;
-            res->redone = ps == DML_PART_STALE || ps == DML_PART_CORRUPT;
-        }
-    }
-    if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
+    dml__manifest_fill(cfg, &mi, ds, kind, &man);
+    if ((st = dml__part_settle(comm, rank, cfg, &man, res, &skip)) != DML_OK)
         goto out;
-    MPI_Bcast(&skip, 1, MPI_INT, 0, comm);
     if (skip) {
         res->skipped = 1;
         goto out;
     }
-
-    /* The input slice must be sound before any result is made from it: the
-     * ranks split the shards it touches. */
-    if (cfg->verify && count > 0) {
-        uint32_t s0 = dml_dataset_shard_of(ds, first),
-                 s1 = dml_dataset_shard_of(ds, first + count - 1), s;
-        for (s = s0 + (uint32_t)rank; s <= s1 && st == DML_OK; s += (uint32_t)size)
-            st = dml_dataset_validate(ds, s, 1, NULL, NULL, NULL);
-        if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
-            goto out;
-    }
+    if (cfg->verify && count > 0 &&
+        (st = dml__verify_slice(comm, rank, size, ds, first, count)) != DML_OK)
+        goto out;
 
     /* This rank's share of the part, in order: whole batches (the part
      * starts on a batch boundary). */
     dml_infer_slice(count, (uint64_t)cfg->batch, (uint32_t)size, (uint32_t)rank, &my0, &myn);
-    st = dml__part_alloc(&mine, myn, k, F, (myn + (uint64_t)cfg->batch - 1) / (uint64_t)cfg->batch);
+    st = dml__part_alloc(&mine, myn, cfg->topk, mi.features,
+                         (myn + (uint64_t)cfg->batch - 1) / (uint64_t)cfg->batch);
     if (st == DML_OK)
         st = dml__compute(ds, model, &mi, cfg, first + my0, &mine);
-    if (st == DML_OK && rank == 0) {
-        uint64_t nb = 0, a, n;
-        cnt = malloc(sizeof(int) * (size_t)size * 6);
-        if (cnt == NULL)
-            st = dml_error_set(DML_ERR_NO_MEMORY, "no memory");
-        else {
-            dsp = cnt + size, cntk = cnt + 2 * size, dspk = cnt + 3 * size;
-            cntb = cnt + 4 * size, dspb = cnt + 5 * size;
-            for (r = 0; r < size; r++) {
-                dml_infer_slice(count, (uint64_t)cfg->batch, (uint32_t)size, (uint32_t)r, &a, &n);
-                if (n * (uint64_t)k > INT_MAX) {
-                    st = dml_error_set(DML_ERR_INVALID_ARG,
-                                       "part %u: %llu samples on one rank; "
-                                       "use more array tasks",
-                                       cfg->task, (unsigned long long)n);
-                    break;
-                }
-                cnt[r] = (int)n, dsp[r] = (int)a;
-                cntk[r] = (int)n * k, dspk[r] = (int)a * k;
-                cntb[r] = (int)((n + (uint64_t)cfg->batch - 1) / (uint64_t)cfg->batch);
-                dspb[r] = (int)nb;
-                nb += (uint64_t)cntb[r];
-            }
-            if (st == DML_OK)
-                st = dml__part_alloc(&all, count, k, F, nb);
-        }
-    }
+    if (st == DML_OK && rank == 0)
+        st = dml__fanin_layout(cfg, size, count, mi.features, &fan, &all);
     if ((st = dml_mpi_agree(comm, st, NULL)) != DML_OK)
         goto out;
-
-    /* The fan-in within the task: rank 0 holds the part. */
-    if ((st = dml__gather(comm, mine.id, (int)myn, all.id, cnt, dsp, MPI_UINT64_T)) != DML_OK ||
-        (st = dml__gather(comm, mine.label, (int)myn, all.label, cnt, dsp, MPI_INT32_T)) !=
-            DML_OK ||
-        (st = dml__gather(comm, mine.pred, (int)myn, all.pred, cnt, dsp, MPI_INT32_T)) != DML_OK ||
-        (st = dml__gather(comm, mine.tk_class, (int)myn * k, all.tk_class, cntk, dspk,
-                          MPI_INT32_T)) != DML_OK ||
-        (st = dml__gather(comm, mine.tk_prob, (int)myn * k, all.tk_prob, cntk, dspk, MPI_FLOAT)) !=
-            DML_OK ||
-        (st = dml__gather(comm, mine.lat, (int)mine.nb, all.lat, cntb, dspb, MPI_DOUBLE)) != DML_OK)
+    if ((st = dml__fan_in(comm, &mine, &all, &fan)) != DML_OK)
         goto out;
-    r = MPI_Reduce(mine.hist, all.hist, (int)(F * DML_DATASET_HIST_BINS), MPI_UINT64_T, MPI_SUM, 0,
-                   comm);
-    if (r != MPI_SUCCESS) {
-        st = dml_mpi_error(r, "summing the histograms");
-        goto out;
-    }
     if (rank == 0) {
         all.task = cfg->task, all.tasks = cfg->tasks, all.first = first;
         all.ranks = size, all.batch = cfg->batch;
@@ -616,7 +694,7 @@ dml_status_t dml_infer_run(MPI_Comm comm, const dml_infer_config_t *cfg_in, dml_
 out:
     res->seconds = dml__now() - t0;
     res->samples_per_s = res->skipped || res->seconds <= 0 ? 0 : (double)count / res->seconds;
-    free(cnt);
+    free(fan.cnt);
     dml__part_free(&mine);
     dml__part_free(&all);
     dml_dataset_close(ds);
