@@ -89,6 +89,19 @@ dml_status_t dml_device_count(int *count)
 #endif
 }
 
+int dml_device_name_valid(const char *name)
+{
+    char *end = NULL;
+    long n;
+
+    if (strcmp(name, "cpu") == 0 || strcmp(name, "cuda") == 0 || strcmp(name, "auto") == 0)
+        return 1;
+    if (strncmp(name, "cuda:", 5) != 0 || name[5] < '0' || name[5] > '9')
+        return 0;
+    n = strtol(name + 5, &end, 10);
+    return n >= 0 && n < 1024 && *end == '\0';
+}
+
 dml_status_t dml_device_select(const char *want, int local_rank, dml_device_t *dev)
 {
     int index = -1, count = 0;

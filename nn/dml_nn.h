@@ -244,6 +244,11 @@ dml_status_t dml_device_count(int *count);
  */
 dml_status_t dml_device_select(const char *want, int local_rank, dml_device_t *dev);
 
+/* Whether name is a device name dml_device_select takes: "cpu", "cuda",
+ * "cuda:N" (N from 0 to 1023) or "auto". The name only: whether a GPU is
+ * there is each rank's to find, at dml_device_select. The tools' one check. */
+int dml_device_name_valid(const char *name);
+
 /* "cuda:N (the GPU's name, sm_XY, its memory in GiB, its PCI bus id)" or "cpu". */
 void dml_device_format(const dml_device_t *dev, char *buf, size_t len);
 

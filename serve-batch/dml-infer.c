@@ -185,19 +185,13 @@ static int parse(int argc, char **argv, options_t *o)
                 return -1;
             o->run.blas_threads = (int)v;
             break;
-        case OPT_DEVICE: {
-            /* The name only: whether a GPU is there is each rank's to find. */
-            char *dend = NULL;
-            if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0 &&
-                strcmp(optarg, "auto") != 0 &&
-                !(strncmp(optarg, "cuda:", 5) == 0 && optarg[5] >= '0' && optarg[5] <= '9' &&
-                  strtol(optarg + 5, &dend, 10) < 1024 && *dend == '\0')) {
+        case OPT_DEVICE:
+            if (!dml_device_name_valid(optarg)) {
                 dml_error("--device '%s': expected cpu, cuda, cuda:N or auto", optarg);
                 return -1;
             }
             o->run.device = optarg;
             break;
-        }
         case OPT_TOPK:
             if (parse_u32("--topk", optarg, &v) != 0)
                 return -1;

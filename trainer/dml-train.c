@@ -905,18 +905,12 @@ static int parse_options(int argc, char **argv, options_t *o)
         case 'j':
             o->metrics = optarg;
             break;
-        case 'd' + 256: {
-            /* The name only: whether a GPU is there is each rank's to find. */
-            char *end = NULL;
-            if (strcmp(optarg, "cpu") == 0 || strcmp(optarg, "cuda") == 0 ||
-                strcmp(optarg, "auto") == 0 ||
-                (strncmp(optarg, "cuda:", 5) == 0 && optarg[5] >= '0' && optarg[5] <= '9' &&
-                 strtol(optarg + 5, &end, 10) < 1024 && *end == '\0'))
+        case 'd' + 256:
+            if (dml_device_name_valid(optarg))
                 cfg->device = optarg;
             else
                 rc = bad("--device", optarg, "cpu, cuda, cuda:N or auto");
             break;
-        }
         case 'O':
             o->output = optarg;
             break;

@@ -42,7 +42,16 @@ static void test_names(void)
         if (strstr(dml_error_message(), quoted) == NULL)
             printf("\n  %s: message does not name the value: %s\n", bad[i], dml_error_message());
         CU_ASSERT_PTR_NOT_NULL(strstr(dml_error_message(), quoted));
+        /* the tools' check of --device agrees with the selection */
+        CU_ASSERT_FALSE(dml_device_name_valid(bad[i]));
     }
+    CU_ASSERT_TRUE(dml_device_name_valid("cpu"));
+    CU_ASSERT_TRUE(dml_device_name_valid("cuda"));
+    CU_ASSERT_TRUE(dml_device_name_valid("auto"));
+    CU_ASSERT_TRUE(dml_device_name_valid("cuda:0"));
+    CU_ASSERT_TRUE(dml_device_name_valid("cuda:1023"));
+    CU_ASSERT_FALSE(dml_device_name_valid("cuda:1024"));
+    CU_ASSERT_FALSE(dml_device_name_valid("cuda:99999999999999999999"));
 }
 
 static void test_no_gpu(void)
