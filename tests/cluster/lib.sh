@@ -66,15 +66,20 @@ cluster_cleanup() {
     fi
 }
 
+# A test that wants the SPANK plugin names it (--plugin, the build's); any
+# other runs with none, whatever is installed on the machine: dml-cluster's
+# default is the installed plugin, which a package test (test-all's Debian
+# phase) installs and purges while other tests run.
 cluster_start() { # nodes [dml-cluster start options...]
-    local nodes=$1
+    local nodes=$1 a plugin_opt=--no-plugin
     shift
     require_root
     require_slurm
+    for a in "$@"; do case $a in --plugin | --no-plugin) plugin_opt="" ;; esac; done
     CLUSTER_DIR=$(mktemp -d /tmp/dml-test.XXXXXX)
     at_exit cluster_cleanup
     CLUSTER_PORT=$(free_port_base "$nodes")
-    "$DML_CLUSTER" start --dir "$CLUSTER_DIR" --nodes "$nodes" --port "$CLUSTER_PORT" "$@" ||
+    "$DML_CLUSTER" start --dir "$CLUSTER_DIR" --nodes "$nodes" --port "$CLUSTER_PORT" $plugin_opt "$@" ||
         fail "dml-cluster start failed"
     export SLURM_CONF=$CLUSTER_DIR/etc/slurm.conf
 }
