@@ -454,12 +454,14 @@ static dml_status_t dml__put_plain(void *arg, int64_t loc, const char *name, int
     return DML_OK;
 }
 
-/* The model file's bytes, built in memory (dml_h5util.h says why): name is
- * what messages call it. */
+/* The model file built in memory (dml_h5util.h says why): its bytes (buf
+ * not NULL: malloc'd, the caller frees them) or only its size (buf NULL:
+ * read without a copy). name is what messages call it. */
 static dml_status_t dml__model_image(dml_model_t *m, const dml_model_info_t *info, const char *name,
                                      void **buf, size_t *n)
 {
     hid_t f;
+    ssize_t size = -1;
     dml__h5_quiet_t q;
     dml_status_t st;
 
@@ -470,12 +472,18 @@ static dml_status_t dml__model_image(dml_model_t *m, const dml_model_info_t *inf
         return dml_error_set(DML_ERR_HDF5, "%s: cannot make the model file in memory", name);
     }
     st = dml_model_write_h5(f, m, info, dml__put_plain, (void *)name);
-    if (st == DML_OK) {
+    if (st == DML_OK && buf != NULL) {
         if ((st = dml__h5_image_take(f, buf, n)) != DML_OK)
             st = dml_error_set(st, "%s: cannot make the model file in memory", name);
-    } else {
-        H5Fclose(f);
+        f = -1; /* closed by dml__h5_image_take */
+    } else if (st == DML_OK) {
+        if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || (size = H5Fget_file_image(f, NULL, 0)) <= 0)
+            st = dml_error_set(DML_ERR_HDF5, "%s: cannot make the model file in memory", name);
+        else
+            *n = (size_t)size;
     }
+    if (f >= 0)
+        H5Fclose(f);
     dml__h5_quiet_end(&q);
     return st;
 }
@@ -496,25 +504,10 @@ dml_status_t dml_model_save(const char *path, dml_model_t *m, const dml_model_in
 
 dml_status_t dml_model_file_size(dml_model_t *m, const dml_model_info_t *info, uint64_t *bytes)
 {
-    hid_t f;
-    ssize_t n = -1;
-    dml__h5_quiet_t q;
-    dml_status_t st;
+    size_t n = 0;
+    dml_status_t st = dml__model_image(m, info, "model file", NULL, &n);
 
-    /* The file built in memory once, its size read without a copy. */
-    dml__h5_quiet_begin(&q);
-    f = dml__h5_create_image();
-    if (f < 0) {
-        dml__h5_quiet_end(&q);
-        return dml_error_set(DML_ERR_HDF5, "cannot make a model file in memory");
-    }
-    st = dml_model_write_h5(f, m, info, dml__put_plain, "model file");
-    if (st == DML_OK &&
-        (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || (n = H5Fget_file_image(f, NULL, 0)) <= 0))
-        st = dml_error_set(DML_ERR_HDF5, "cannot make a model file in memory");
-    H5Fclose(f);
-    dml__h5_quiet_end(&q);
     if (st == DML_OK)
-        *bytes = (uint64_t)n;
+        *bytes = n;
     return st;
 }
