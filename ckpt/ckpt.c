@@ -14,7 +14,7 @@
 
 #include "dml_ckpt.h"
 #include "dml_crc.h"
-#include "dml_h5util.h"
+#include "dml_h5.h"
 #include "dml_io.h"
 #include "dml_mpi.h"
 #include "reuse_vfd.h"

@@ -623,3 +623,32 @@ dml_status_t dml_dataset_validate(const dml_dataset_t *ds, uint32_t first_shard,
     dml_error_clear();
     return DML_OK;
 }
+
+hid_t dml__h5_type(dml_dtype_t t)
+{
+    return t == DML_DTYPE_UINT8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
+}
+
+void dml__content_hash(const dml_schema_t *s, uint32_t shards, const uint64_t *samples,
+                       const uint32_t *crc, char out[17])
+{
+    uint64_t h = DML_FNV1A_INIT, v;
+    uint32_t i;
+    int d;
+
+    h = dml__fnv1a(h, DML_DATASET_FORMAT, strlen(DML_DATASET_FORMAT));
+    v = DML_DATASET_VERSION;
+    h = dml__fnv1a(h, &v, sizeof(v));
+    v = (uint64_t)s->dtype;
+    h = dml__fnv1a(h, &v, sizeof(v));
+    for (d = 0; d < s->rank; d++)
+        h = dml__fnv1a(h, &s->shape[d], sizeof(s->shape[d]));
+    v = s->num_classes;
+    h = dml__fnv1a(h, &v, sizeof(v));
+    for (i = 0; i < shards; i++) {
+        h = dml__fnv1a(h, &samples[i], sizeof(samples[i]));
+        v = crc[i];
+        h = dml__fnv1a(h, &v, sizeof(v));
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}

@@ -14,7 +14,7 @@
  */
 #include "config.h"
 
-#include "dml_h5util.h"
+#include "dml_h5.h"
 #include "dml_io.h"
 #include "dml_log.h"
 #include "dml_mpi.h"

@@ -6,7 +6,7 @@
 #ifndef DML_IO_PRIVATE_H
 #define DML_IO_PRIVATE_H
 
-#include "dml_h5util.h"
+#include "dml_h5.h"
 #include "dml_io.h"
 
 #include <hdf5.h>

@@ -43,16 +43,16 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static pthread_mutex_t dml__hdf5_mutex = PTHREAD_MUTEX_INITIALIZER;
-
+/* The lock is libdml_h5's, shared with every component linked into the
+ * process; these are its name in io's public interface. */
 void dml_io_hdf5_lock(void)
 {
-    pthread_mutex_lock(&dml__hdf5_mutex);
+    dml__h5_lock();
 }
 
 void dml_io_hdf5_unlock(void)
 {
-    pthread_mutex_unlock(&dml__hdf5_mutex);
+    dml__h5_unlock();
 }
 
 /* ---- the permutation -------------------------------------------------- */

@@ -17,7 +17,7 @@
 #include "config.h"
 
 #include "dml_crc.h"
-#include "dml_h5util.h"
+#include "dml_h5.h"
 #include "nn_private.h"
 
 #include <errno.h>
@@ -454,7 +454,7 @@ static dml_status_t dml__put_plain(void *arg, int64_t loc, const char *name, int
     return DML_OK;
 }
 
-/* The model file built in memory (dml_h5util.h says why): its bytes (buf
+/* The model file built in memory (dml_h5.h says why): its bytes (buf
  * not NULL: malloc'd, the caller frees them) or only its size (buf NULL:
  * read without a copy). name is what messages call it. */
 static dml_status_t dml__model_image(dml_model_t *m, const dml_model_info_t *info, const char *name,

@@ -16,7 +16,7 @@
  */
 #include "config.h"
 
-#include "dml_h5util.h"
+#include "dml_h5.h"
 #include "dml_nn.h"
 #include "dml_registry.h"
 

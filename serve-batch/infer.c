@@ -6,7 +6,7 @@
 #include "config.h"
 
 #include "dml_ckpt.h"
-#include "dml_h5util.h"
+#include "dml_h5.h"
 #include "dml_infer.h"
 #include "dml_io.h"
 #include "dml_mpi.h"

@@ -6,7 +6,7 @@
  */
 #include "config.h"
 
-#include "dml_h5util.h"
+#include "dml_h5.h"
 #include "dml_nn.h"
 #include "infer_private.h"
 
@@ -109,7 +109,7 @@ static dml_status_t dml__write_predictions(const char *path, const dml_infer_man
     hid_t f, str = -1;
 
     dml__h5_quiet_begin(&q);
-    /* Built in memory, written whole (dml_h5util.h says why). */
+    /* Built in memory, written whole (dml_h5.h says why). */
     f = dml__h5_create_image();
     if (f < 0) {
         dml__h5_quiet_end(&q);

@@ -6,7 +6,7 @@
 #include "config.h"
 
 #include "dml_crc.h"
-#include "dml_h5util.h"
+#include "dml_h5.h"
 #include "infer_private.h"
 
 #include <errno.h>
@@ -81,7 +81,7 @@ dml_status_t dml__part_write(const char *out, const dml__part_t *p, const dml_in
     snprintf(tmp, sizeof(tmp), "%s/.part-%05u.h5.tmp.%ld", out, p->task, (long)getpid());
     gethostname(host, sizeof(host) - 1);
     dml__h5_quiet_begin(&q);
-    /* Built in memory, written whole (dml_h5util.h says why). */
+    /* Built in memory, written whole (dml_h5.h says why). */
     f = dml__h5_create_image();
     if (f < 0) {
         dml__h5_quiet_end(&q);

@@ -16,7 +16,7 @@
 
 #include "ckpt_env.h"
 #include "dml_ckpt.h"
-#include "dml_h5util.h"
+#include "dml_h5.h"
 #include "dml_log.h"
 #include "dml_mpi.h"
 #include "dml_tool.h"

@@ -10,7 +10,7 @@
 
 #include "dml_ckpt.h"
 #include "dml_crc.h"
-#include "dml_h5util.h"
+#include "dml_h5.h"
 #include "dml_mpi.h"
 #include "dml_train.h"
 #include "train_private.h"

@@ -1,19 +1,26 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * dml_h5util.h: small HDF5 and file helpers shared inside the source tree
- * (io/ and trainer/, both of which write HDF5 files): quiet HDF5 calls,
- * attributes and whole datasets, row-range reads, and the fsync the durable
- * write idiom needs. Implemented in io/h5util.c and exported by libdml_io;
- * not installed: not part of any component's public interface.
+ * dml_h5.h: libdml_h5, the HDF5 and file helpers the components share (io,
+ * nn, ckpt, trainer, registry, serve-batch): the process's HDF5 lock, quiet
+ * HDF5 calls, attributes and whole datasets, row-range reads, the durable
+ * write and HDF5 file images, output checks. A convenience library linked
+ * into each library and hidden there; not installed, not part of any
+ * component's public interface. Knows no component's file format.
  */
-#ifndef DML_H5UTIL_H
-#define DML_H5UTIL_H
+#ifndef DML_H5_H
+#define DML_H5_H
 
 #include "dml_status.h"
 
 #include <hdf5.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* The process's HDF5 lock (HDF5 as built here is not thread-safe): taken
+ * around HDF5 calls by any thread that may run beside another that calls
+ * HDF5. io's dml_io_hdf5_lock() is the same lock. */
+void dml__h5_lock(void);
+void dml__h5_unlock(void);
 
 /* HDF5 prints its error stack by default; a library must not. Every io/
  * entry point that calls HDF5 brackets the calls with these. */
@@ -138,4 +145,4 @@ dml_status_t dml__output_probe(const char *path, const char *what);
  * and undone), naming path and `what` ("the model file"). */
 dml_status_t dml__create_failed(const char *path, const char *what);
 
-#endif /* DML_H5UTIL_H */
+#endif /* DML_H5_H */

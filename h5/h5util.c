@@ -1,19 +1,35 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * h5util.c: small HDF5 and file-system helpers for io/ (and, through io's
- * private header only, nothing else). They return -1 rather than print.
+ * h5util.c: the HDF5 and file-system helpers every component that writes
+ * files shares (dml_h5.h). They return -1 or a status rather than print.
  */
 #include "config.h"
 
-#include "io_private.h"
+#include "dml_h5.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* HDF5 1.10 as Debian builds it (parallel) is not thread-safe: one lock for
+ * the whole process, which every thread that calls HDF5 while another may
+ * (the loader's prefetch thread, the checkpoint writer) takes. */
+static pthread_mutex_t dml__h5_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+void dml__h5_lock(void)
+{
+    pthread_mutex_lock(&dml__h5_mutex);
+}
+
+void dml__h5_unlock(void)
+{
+    pthread_mutex_unlock(&dml__h5_mutex);
+}
 
 void dml__h5_quiet_begin(dml__h5_quiet_t *q)
 {
@@ -24,11 +40,6 @@ void dml__h5_quiet_begin(dml__h5_quiet_t *q)
 void dml__h5_quiet_end(const dml__h5_quiet_t *q)
 {
     H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
-}
-
-hid_t dml__h5_type(dml_dtype_t t)
-{
-    return t == DML_DTYPE_UINT8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
 }
 
 hid_t dml__h5_fapl(void)
@@ -492,28 +503,4 @@ uint64_t dml__fnv1a(uint64_t h, const void *p, size_t n)
         h *= 0x100000001b3ULL;
     }
     return h;
-}
-
-void dml__content_hash(const dml_schema_t *s, uint32_t shards, const uint64_t *samples,
-                       const uint32_t *crc, char out[17])
-{
-    uint64_t h = DML_FNV1A_INIT, v;
-    uint32_t i;
-    int d;
-
-    h = dml__fnv1a(h, DML_DATASET_FORMAT, strlen(DML_DATASET_FORMAT));
-    v = DML_DATASET_VERSION;
-    h = dml__fnv1a(h, &v, sizeof(v));
-    v = (uint64_t)s->dtype;
-    h = dml__fnv1a(h, &v, sizeof(v));
-    for (d = 0; d < s->rank; d++)
-        h = dml__fnv1a(h, &s->shape[d], sizeof(s->shape[d]));
-    v = s->num_classes;
-    h = dml__fnv1a(h, &v, sizeof(v));
-    for (i = 0; i < shards; i++) {
-        h = dml__fnv1a(h, &samples[i], sizeof(samples[i]));
-        v = crc[i];
-        h = dml__fnv1a(h, &v, sizeof(v));
-    }
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
 }

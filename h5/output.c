@@ -12,7 +12,7 @@
  */
 #include "config.h"
 
-#include "dml_h5util.h"
+#include "dml_h5.h"
 
 #include <errno.h>
 #include <fcntl.h>
