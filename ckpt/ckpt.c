@@ -283,18 +283,14 @@ void dml_ckpt_config_init(dml_ckpt_config_t *c)
     c->reuse = 1;
 }
 
-dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint64_t expect_bytes,
-                            const dml_ckpt_config_t *cfg, dml_ckpt_writer_t **w_out)
+/* The writer's fields that need no other rank: its rank, the settings,
+ * the file's names (too long a directory name refused). */
+static dml_status_t dml__writer_init(dml_ckpt_writer_t *w, MPI_Comm comm, const char *dir,
+                                     uint64_t step, uint64_t expect_bytes,
+                                     const dml_ckpt_config_t *cfg)
 {
-    dml_ckpt_writer_t *w = calloc(1, sizeof(*w));
     dml_status_t st = DML_OK;
-    int64_t created, bc[2];
-    hid_t fapl = -1;
-    int reuse;
 
-    *w_out = NULL;
-    if (w == NULL)
-        return dml_mpi_agree(comm, dml_error_set(DML_ERR_NO_MEMORY, "no memory"), NULL);
     w->file = -1;
     w->fd = -1;
     w->comm = MPI_COMM_NULL;
@@ -313,41 +309,44 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
     if ((size_t)snprintf(w->final, sizeof(w->final), "%s/%s", dir, w->name) >= sizeof(w->final) ||
         (size_t)snprintf(w->tmp, sizeof(w->tmp), "%s.tmp", w->final) >= sizeof(w->tmp))
         st = dml_error_set(DML_ERR_INVALID_ARG, "%s: checkpoint directory name too long", dir);
-
     w->single = expect_bytes <= w->cfg.single_max;
-    /* whether this checkpoint is written into a spare, if there is one */
-    reuse = w->single && w->cfg.reuse;
-    if (st == DML_OK && w->rank == 0) {
-        DIR *d;
-        struct dirent *e;
-        struct stat sb;
-        uint64_t have = 0;
-        if ((st = dml_ckpt_dir_prepare(dir)) != DML_OK) {
-            /* named by dml_ckpt_dir_prepare */
-        } else if ((d = opendir(dir)) != NULL) {
-            /* A crashed writer's temporary is never a checkpoint: clear it
-             * away before it fills the disk. So is a spare that this
-             * checkpoint will not be written into. */
-            while ((e = readdir(d)) != NULL)
-                if (dml__is_tmp(e->d_name) || (!reuse && strcmp(e->d_name, DML_CKPT_SPARE) == 0))
-                    unlinkat(dirfd(d), e->d_name, 0);
-            if (reuse && fstatat(dirfd(d), DML_CKPT_SPARE, &sb, 0) == 0)
-                have = (uint64_t)sb.st_blocks * 512;
-            closedir(d);
-            st = dml__space_check(dir, expect_bytes, have);
-        }
-    }
-    st = dml_mpi_agree(comm, st, NULL);
-    if (st != DML_OK)
-        goto fail;
+    return st;
+}
 
-    if (dml__ckpt_comm(comm, &w->comm) != 0) {
-        st = dml_error_set(DML_ERR_MPI, "MPI_Comm_dup for the checkpoint failed");
-        goto fail;
-    }
-    dml__h5_quiet_begin(&w->quiet);
-    /* the 1.8 format (checksummed headers), in every mode alike */
-    fapl = dml__h5_fapl();
+/* Rank 0's part: the directory made, what no checkpoint needs cleared
+ * from it, and the space for expect_bytes checked (counting the spare's
+ * blocks where reuse says the checkpoint is written into it). */
+static dml_status_t dml__dir_ready(const char *dir, uint64_t expect_bytes, int reuse)
+{
+    DIR *d;
+    struct dirent *e;
+    struct stat sb;
+    uint64_t have = 0;
+    dml_status_t st;
+
+    if ((st = dml_ckpt_dir_prepare(dir)) != DML_OK)
+        return st; /* named by dml_ckpt_dir_prepare */
+    if ((d = opendir(dir)) == NULL)
+        return DML_OK;
+    /* A crashed writer's temporary is never a checkpoint: clear it
+     * away before it fills the disk. So is a spare that this
+     * checkpoint will not be written into. */
+    while ((e = readdir(d)) != NULL)
+        if (dml__is_tmp(e->d_name) || (!reuse && strcmp(e->d_name, DML_CKPT_SPARE) == 0))
+            unlinkat(dirfd(d), e->d_name, 0);
+    if (reuse && fstatat(dirfd(d), DML_CKPT_SPARE, &sb, 0) == 0)
+        have = (uint64_t)sb.st_blocks * 512;
+    closedir(d);
+    return dml__space_check(dir, expect_bytes, have);
+}
+
+/* The checkpoint file in dir created through fapl (w->file, -1 where it
+ * could not be), by the driver the mode asks for: collective in parallel mode, where
+ * every rank takes the last branch. */
+static dml_status_t dml__file_create(dml_ckpt_writer_t *w, const char *dir, hid_t fapl, int reuse)
+{
+    dml_status_t st = DML_OK;
+
     if (fapl >= 0 && w->single && w->rank == 0) {
         /* Rank 0 writes the file alone, with plain POSIX writes (HDF5's
          * sec2 driver): each array goes to the page cache in one write, as
@@ -385,6 +384,55 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
         H5Pset_coll_metadata_write(fapl, 1);
         w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     }
+    return st;
+}
+
+/* The checkpoint's own attributes (dml_ckpt_header_t), alike on every
+ * rank: collective in parallel mode. */
+static dml_status_t dml__header_write(dml_ckpt_writer_t *w, int64_t created)
+{
+    int32_t version = DML_CKPT_VERSION, world = w->size;
+
+    if (w->file < 0)
+        return dml_error_set(DML_ERR_IO, "%s: cannot create the checkpoint file", w->tmp);
+    if (dml__h5_attr_write_str(w->file, "format", DML_CKPT_FORMAT) != 0 ||
+        dml__h5_attr_write(w->file, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
+        dml__h5_attr_write(w->file, "step", H5T_NATIVE_UINT64, 1, &w->step) != 0 ||
+        dml__h5_attr_write(w->file, "world_size", H5T_NATIVE_INT32, 1, &world) != 0 ||
+        dml__h5_attr_write(w->file, "created", H5T_NATIVE_INT64, 1, &created) != 0)
+        return dml__write_failed(w->tmp, "the checkpoint's attributes");
+    return DML_OK;
+}
+
+dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint64_t expect_bytes,
+                            const dml_ckpt_config_t *cfg, dml_ckpt_writer_t **w_out)
+{
+    dml_ckpt_writer_t *w = calloc(1, sizeof(*w));
+    dml_status_t st = DML_OK;
+    int64_t created, bc[2];
+    hid_t fapl = -1;
+    int reuse;
+
+    *w_out = NULL;
+    if (w == NULL)
+        return dml_mpi_agree(comm, dml_error_set(DML_ERR_NO_MEMORY, "no memory"), NULL);
+    st = dml__writer_init(w, comm, dir, step, expect_bytes, cfg);
+    /* whether this checkpoint is written into a spare, if there is one */
+    reuse = w->single && w->cfg.reuse;
+    if (st == DML_OK && w->rank == 0)
+        st = dml__dir_ready(dir, expect_bytes, reuse);
+    st = dml_mpi_agree(comm, st, NULL);
+    if (st != DML_OK)
+        goto fail;
+
+    if (dml__ckpt_comm(comm, &w->comm) != 0) {
+        st = dml_error_set(DML_ERR_MPI, "MPI_Comm_dup for the checkpoint failed");
+        goto fail;
+    }
+    dml__h5_quiet_begin(&w->quiet);
+    /* the 1.8 format (checksummed headers), in every mode alike */
+    fapl = dml__h5_fapl();
+    st = dml__file_create(w, dir, fapl, reuse);
     /* Every attribute is written alike on every rank: rank 0's clock
      * decides the time (before anything can fail, so every rank gets here). */
     bc[0] = (int64_t)time(NULL);
@@ -409,19 +457,8 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
     /* the attributes below are written collectively in parallel mode */
     if (!w->single)
         st = dml_mpi_agree(w->comm, st, NULL);
-    if (st == DML_OK) {
-        if (w->file < 0) {
-            st = dml_error_set(DML_ERR_IO, "%s: cannot create the checkpoint file", w->tmp);
-        } else {
-            int32_t version = DML_CKPT_VERSION, world = w->size;
-            if (dml__h5_attr_write_str(w->file, "format", DML_CKPT_FORMAT) != 0 ||
-                dml__h5_attr_write(w->file, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
-                dml__h5_attr_write(w->file, "step", H5T_NATIVE_UINT64, 1, &w->step) != 0 ||
-                dml__h5_attr_write(w->file, "world_size", H5T_NATIVE_INT32, 1, &world) != 0 ||
-                dml__h5_attr_write(w->file, "created", H5T_NATIVE_INT64, 1, &created) != 0)
-                st = dml__write_failed(w->tmp, "the checkpoint's attributes");
-        }
-    }
+    if (st == DML_OK)
+        st = dml__header_write(w, created);
     if (fapl >= 0)
         H5Pclose(fapl);
     st = dml_mpi_agree(w->comm, st, NULL);
@@ -441,6 +478,119 @@ fail:
 hid_t dml_ckpt_file(const dml_ckpt_writer_t *w)
 {
     return w->file;
+}
+
+/* ---- the caller's attributes and groups ----------------------------------
+ *
+ * The attributes this library stamps (dml_ckpt_header_t) are its own: a
+ * caller's attribute of the same name would overwrite them, or fail in
+ * parallel HDF5 on some ranks and not others. */
+static const char *const dml__own_attrs[] = {"format",     "version", "step",
+                                             "world_size", "created", "attrs_crc32"};
+
+static dml_status_t dml__attr_name_check(const char *path, const char *name)
+{
+    size_t i;
+
+    if (name == NULL || name[0] == '\0')
+        return dml_error_set(DML_ERR_INVALID_ARG, "%s: an attribute needs a name", path);
+    for (i = 0; i < sizeof(dml__own_attrs) / sizeof(dml__own_attrs[0]); i++)
+        if (strcmp(name, dml__own_attrs[i]) == 0)
+            return dml_error_set(DML_ERR_INVALID_ARG,
+                                 "%s: attribute '%s' is the checkpoint's own "
+                                 "(dml_ckpt_header_t)",
+                                 path, name);
+    return DML_OK;
+}
+
+static dml_status_t dml__put_attr(dml_ckpt_writer_t *w, const char *name, hid_t type, size_t n,
+                                  const void *v)
+{
+    dml_status_t st = dml__attr_name_check(w->tmp, name);
+    int rc;
+
+    if (st != DML_OK)
+        return st;
+    dml__h5_quiet_begin(&w->quiet);
+    rc = type < 0 ? dml__h5_attr_write_str(w->file, name, v)
+                  : dml__h5_attr_write(w->file, name, type, n, v);
+    dml__h5_quiet_end(&w->quiet);
+    if (rc != 0) {
+        char what[300];
+        snprintf(what, sizeof(what), "attribute '%s'", name);
+        return dml__write_failed(w->tmp, what);
+    }
+    return DML_OK;
+}
+
+dml_status_t dml_ckpt_put_str(dml_ckpt_writer_t *w, const char *name, const char *value)
+{
+    return dml__put_attr(w, name, -1, 1, value);
+}
+
+dml_status_t dml_ckpt_put_u64(dml_ckpt_writer_t *w, const char *name, uint64_t value)
+{
+    return dml__put_attr(w, name, H5T_NATIVE_UINT64, 1, &value);
+}
+
+dml_status_t dml_ckpt_put_i32(dml_ckpt_writer_t *w, const char *name, int32_t value)
+{
+    return dml__put_attr(w, name, H5T_NATIVE_INT32, 1, &value);
+}
+
+dml_status_t dml_ckpt_put_f64s(dml_ckpt_writer_t *w, const char *name, size_t n,
+                               const double *values)
+{
+    return dml__put_attr(w, name, H5T_NATIVE_DOUBLE, n, values);
+}
+
+dml_status_t dml_ckpt_group_create(dml_ckpt_writer_t *w, const char *name, dml_ckpt_loc_t *g_out)
+{
+    dml_status_t st = DML_OK;
+    hid_t g;
+
+    *g_out = -1;
+    dml__h5_quiet_begin(&w->quiet);
+    g = H5Gcreate2(w->file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    dml__h5_quiet_end(&w->quiet);
+    if (g < 0) {
+        char what[300];
+        snprintf(what, sizeof(what), "group '%s'", name);
+        st = dml__write_failed(w->tmp, what);
+    }
+    /* what comes next in the group is collective: one rank without it must
+     * not leave the others waiting there */
+    st = dml_mpi_agree(w->comm, st, NULL);
+    if (st != DML_OK) {
+        if (g >= 0)
+            H5Gclose(g);
+        return st;
+    }
+    *g_out = g;
+    return DML_OK;
+}
+
+void dml_ckpt_group_close(dml_ckpt_loc_t g)
+{
+    dml__h5_quiet_t q;
+
+    if (g <= 0)
+        return;
+    dml__h5_quiet_begin(&q);
+    H5Gclose(g);
+    dml__h5_quiet_end(&q);
+}
+
+dml_status_t dml_ckpt_put_floats(dml_ckpt_writer_t *w, dml_ckpt_loc_t loc, const char *name,
+                                 const uint64_t dims[2], const float *buf)
+{
+    return dml_ckpt_put(w, loc, name, H5T_NATIVE_FLOAT, dims, buf);
+}
+
+dml_status_t dml_ckpt_put_doubles(dml_ckpt_writer_t *w, dml_ckpt_loc_t loc, const char *name,
+                                  const uint64_t dims[2], const double *buf)
+{
+    return dml_ckpt_put(w, loc, name, H5T_NATIVE_DOUBLE, dims, buf);
 }
 
 /* CRC-32 of the whole array from each rank's slice: crc32_combine joins the
@@ -528,27 +678,127 @@ static uint64_t dml__page_split(uint64_t off, uint64_t len, int r, int size)
     return at - off < len ? at - off : len;
 }
 
+/* A small checkpoint's array (dml_ckpt_put, no collective call): rank 0
+ * holds the whole array, like every rank: it writes it, and the CRC of what
+ * it writes (a rank's copy of a "replicated" array such as timings may
+ * differ in the last digits). The other ranks' memory-only files get no
+ * data. The array is rows of row bytes. */
+static dml_status_t dml__put_single(dml_ckpt_writer_t *w, hid_t dset, const char *name, hid_t type,
+                                    uint64_t rows, size_t row, const void *buf, uint64_t piece,
+                                    int stream)
+{
+    const uint64_t len = rows * row;
+    dml_status_t st = DML_OK;
+    haddr_t off = HADDR_UNDEF;
+    uint32_t crc;
+
+    if (stream)
+        off = H5Dget_offset(dset);
+    if (off != HADDR_UNDEF) {
+        st = dml__put_streamed(w, name, buf, len, (uint64_t)off, piece, &crc);
+        if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
+            st = dml__write_failed(w->tmp, name);
+    } else if (w->rank == 0) {
+        if (rows > 0 && H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+            st = dml__write_failed(w->tmp, name);
+        off = H5Dget_offset(dset);
+        if (st == DML_OK && off != HADDR_UNDEF)
+            dml__writeback_start(w, (uint64_t)off, (uint64_t)off + len);
+        crc = (uint32_t)dml__crc(buf, len);
+        if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
+            st = dml__write_failed(w->tmp, name);
+    }
+    return st;
+}
+
+/* A large checkpoint's streamed array (dml_ckpt_put; collective: every
+ * rank calls it): every rank its share of the len bytes, split at page
+ * boundaries of the file (the whole array is in every rank's buf): no page
+ * is written by two ranks, which on a network file system may be on two
+ * nodes, and each rank's writeback covers whole pages. */
+static dml_status_t dml__put_shared(dml_ckpt_writer_t *w, hid_t dset, const char *name,
+                                    uint64_t len, const void *buf, uint64_t piece)
+{
+    uint64_t a = 0, b = 0;
+    uint32_t mine = 0, crc;
+    haddr_t off = H5Dget_offset(dset);
+    dml_status_t st;
+
+    if (off == HADDR_UNDEF) {
+        st = dml_error_set(DML_ERR_HDF5, "%s: dataset '%s' has no place in the file", w->tmp, name);
+    } else {
+        a = dml__page_split((uint64_t)off, len, w->rank, w->size);
+        b = dml__page_split((uint64_t)off, len, w->rank + 1, w->size);
+        st = dml__put_streamed(w, name, (const char *)buf + a, b - a, (uint64_t)off + a, piece,
+                               &mine);
+    }
+    crc = dml__crc_allgather(w->comm, w->size, mine, b - a);
+    /* a rank's own write may fail alone (its node's disk, its file size
+     * limit); the attribute is written by all or none */
+    st = dml_mpi_agree(w->comm, st, NULL);
+    if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
+        st = dml__write_failed(w->tmp, name);
+    return st;
+}
+
+/* A large checkpoint's array through collective MPI-IO (dml_ckpt_put;
+ * collective): each rank its rows (of row bytes) of the file space `space`. *mspace and
+ * *dxpl are made here and closed by the caller. */
+static dml_status_t dml__put_slab(dml_ckpt_writer_t *w, hid_t space, hid_t dset, const char *name,
+                                  hid_t type, const uint64_t dims[2], size_t row, const void *buf,
+                                  hid_t *mspace, hid_t *dxpl)
+{
+    hsize_t start[2] = {0, 0}, count[2];
+    int nd = dims[1] ? 2 : 1;
+    uint64_t r0 = dims[0] * (uint64_t)w->rank / (uint64_t)w->size;
+    uint64_t r1 = dims[0] * (uint64_t)(w->rank + 1) / (uint64_t)w->size;
+    dml_status_t st = DML_OK;
+    uint32_t crc;
+
+    start[0] = r0;
+    count[0] = r1 - r0;
+    count[1] = dims[1];
+    if (count[0] > 0) {
+        *mspace = H5Screate_simple(nd, count, NULL);
+        H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
+    } else {
+        H5Sselect_none(space);
+        *mspace = H5Scopy(space);
+        H5Sselect_none(*mspace);
+    }
+    *dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(*dxpl, H5FD_MPIO_COLLECTIVE);
+    /* An empty array (no epochs done yet) has no storage to write to. */
+    if (dims[0] > 0 &&
+        H5Dwrite(dset, type, *mspace, space, *dxpl, (const char *)buf + r0 * row) < 0)
+        st = dml__write_failed(w->tmp, name);
+    crc = dml__crc_allgather(w->comm, w->size,
+                             (uint32_t)dml__crc((const char *)buf + r0 * row, (r1 - r0) * row),
+                             (r1 - r0) * row);
+    if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
+        st = dml__write_failed(w->tmp, name);
+    return st;
+}
+
 dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid_t type,
                           const uint64_t dims[2], const void *buf)
 {
-    hsize_t fd[2] = {dims[0], dims[1]}, start[2] = {0, 0}, count[2];
+    hsize_t fd[2] = {dims[0], dims[1]};
     int nd = dims[1] ? 2 : 1;
     size_t esz = H5Tget_size(type), row = esz * (dims[1] ? dims[1] : 1);
-    uint64_t r0 = dims[0] * (uint64_t)w->rank / (uint64_t)w->size;
-    uint64_t r1 = dims[0] * (uint64_t)(w->rank + 1) / (uint64_t)w->size;
     hid_t space = -1, dset = -1, mspace = -1, dxpl = -1, dcpl = H5P_DEFAULT;
     dml_status_t st = DML_OK;
-    uint32_t crc;
     static const char none[1];
     /* written by this rank itself (dml__put_streamed): rank 0 alone in a
      * small checkpoint, every rank its slice in a large one */
     const uint64_t piece = w->fd >= 0 ? w->piece : 0;
     const int stream = piece > 0 && dims[0] * row >= piece;
-    haddr_t off = HADDR_UNDEF;
 
     /* HDF5 refuses a NULL buffer even where nothing is written. */
     if (buf == NULL)
         buf = none;
+    if (loc == DML_CKPT_ROOT)
+        loc = w->file;
     dml__h5_quiet_begin(&w->quiet);
     space = H5Screate_simple(nd, fd, NULL);
     if (stream) {
@@ -567,75 +817,12 @@ dml_status_t dml_ckpt_put(dml_ckpt_writer_t *w, hid_t loc, const char *name, hid
     if (st != DML_OK)
         goto out;
 
-    if (w->single) {
-        /* Rank 0 holds the whole array, like every rank: it writes it, and
-         * the CRC of what it writes (a rank's copy of a "replicated" array
-         * such as timings may differ in the last digits). */
-        if (stream)
-            off = H5Dget_offset(dset);
-        if (off != HADDR_UNDEF) {
-            st = dml__put_streamed(w, name, buf, dims[0] * row, (uint64_t)off, piece, &crc);
-            if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
-                st = dml__write_failed(w->tmp, name);
-        } else if (w->rank == 0) {
-            if (dims[0] > 0 && H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-                st = dml__write_failed(w->tmp, name);
-            off = H5Dget_offset(dset);
-            if (st == DML_OK && off != HADDR_UNDEF)
-                dml__writeback_start(w, (uint64_t)off, (uint64_t)off + dims[0] * row);
-            crc = (uint32_t)dml__crc(buf, dims[0] * row);
-            if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
-                st = dml__write_failed(w->tmp, name);
-        }
-        goto agree;
-    }
-    if (stream) {
-        /* Every rank its share of the bytes, split at page boundaries of
-         * the file (the whole array is in every rank's buf): no page is
-         * written by two ranks, which on a network file system may be on
-         * two nodes, and each rank's writeback covers whole pages. */
-        uint64_t len = dims[0] * row, a = 0, b = 0;
-        uint32_t mine = 0;
-        off = H5Dget_offset(dset);
-        if (off == HADDR_UNDEF) {
-            st = dml_error_set(DML_ERR_HDF5, "%s: dataset '%s' has no place in the file", w->tmp,
-                               name);
-        } else {
-            a = dml__page_split((uint64_t)off, len, w->rank, w->size);
-            b = dml__page_split((uint64_t)off, len, w->rank + 1, w->size);
-            st = dml__put_streamed(w, name, (const char *)buf + a, b - a, (uint64_t)off + a, piece,
-                                   &mine);
-        }
-        crc = dml__crc_allgather(w->comm, w->size, mine, b - a);
-        /* a rank's own write may fail alone (its node's disk, its file size
-         * limit); the attribute is written by all or none */
-        st = dml_mpi_agree(w->comm, st, NULL);
-        if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
-            st = dml__write_failed(w->tmp, name);
-        goto agree;
-    }
-    start[0] = r0;
-    count[0] = r1 - r0;
-    count[1] = dims[1];
-    if (count[0] > 0) {
-        mspace = H5Screate_simple(nd, count, NULL);
-        H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
-    } else {
-        H5Sselect_none(space);
-        mspace = H5Scopy(space);
-        H5Sselect_none(mspace);
-    }
-    dxpl = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-    /* An empty array (no epochs done yet) has no storage to write to. */
-    if (dims[0] > 0 && H5Dwrite(dset, type, mspace, space, dxpl, (const char *)buf + r0 * row) < 0)
-        st = dml__write_failed(w->tmp, name);
-    crc = dml__crc_allgather(w->comm, w->size,
-                             (uint32_t)dml__crc((const char *)buf + r0 * row, (r1 - r0) * row),
-                             (r1 - r0) * row);
-    if (st == DML_OK && dml__h5_attr_write(dset, "crc32", H5T_NATIVE_UINT32, 1, &crc) != 0)
-        st = dml__write_failed(w->tmp, name);
-agree:
+    if (w->single)
+        st = dml__put_single(w, dset, name, type, dims[0], row, buf, piece, stream);
+    else if (stream)
+        st = dml__put_shared(w, dset, name, dims[0] * row, buf, piece);
+    else
+        st = dml__put_slab(w, space, dset, name, type, dims, row, buf, &mspace, &dxpl);
     st = dml_mpi_agree(w->comm, st, NULL);
     if (st == DML_OK && w->puts++ == 0)
         dml__phase(w, "put");
@@ -1103,15 +1290,18 @@ dml_status_t dml_ckpt_list(const char *dir, dml_ckpt_entry_t **entries, size_t *
     return DML_OK;
 }
 
-dml_status_t dml_ckpt_open(const char *path, hid_t *file_out)
+/* Opens path read-only after checking its format and version; the header
+ * to hdr (may be NULL). */
+static dml_status_t dml__open(const char *path, dml_ckpt_header_t *hdr, hid_t *file_out)
 {
     dml__h5_quiet_t q;
     char fmt[64] = "";
-    int32_t version = 0;
+    dml_ckpt_header_t h;
     hid_t f;
     dml_status_t st = DML_OK;
 
     *file_out = -1;
+    memset(&h, 0, sizeof(h));
     if (access(path, R_OK) != 0)
         return dml_error_set_errno(errno, "%s", path);
     dml__h5_quiet_begin(&q);
@@ -1123,20 +1313,160 @@ dml_status_t dml_ckpt_open(const char *path, hid_t *file_out)
                strcmp(fmt, DML_CKPT_FORMAT) != 0) {
         st = dml_error_set(DML_ERR_FORMAT, "%s: not a slurm-dml checkpoint (format '%s')", path,
                            fmt);
-    } else if (dml__h5_attr_read(f, "version", H5T_NATIVE_INT32, 1, &version) != 0 || version < 1 ||
-               version > DML_CKPT_VERSION) {
+    } else if (dml__h5_attr_read(f, "version", H5T_NATIVE_INT32, 1, &h.version) != 0 ||
+               h.version < 1 || h.version > DML_CKPT_VERSION) {
         st = dml_error_set(DML_ERR_FORMAT,
                            "%s: checkpoint format version %d; this build reads "
                            "1 to %d",
-                           path, (int)version, DML_CKPT_VERSION);
+                           path, (int)h.version, DML_CKPT_VERSION);
+    } else if (dml__h5_attr_read(f, "step", H5T_NATIVE_UINT64, 1, &h.step) != 0 ||
+               dml__h5_attr_read(f, "world_size", H5T_NATIVE_INT32, 1, &h.world_size) != 0 ||
+               dml__h5_attr_read(f, "created", H5T_NATIVE_INT64, 1, &h.created) != 0) {
+        st = dml_error_set(DML_ERR_FORMAT,
+                           "%s: the checkpoint's step, world_size or created attribute is "
+                           "missing",
+                           path);
     }
     if (st != DML_OK && f >= 0) {
         H5Fclose(f);
         f = -1;
     }
     dml__h5_quiet_end(&q);
+    if (st == DML_OK && hdr != NULL)
+        *hdr = h;
     *file_out = f;
     return st;
+}
+
+struct dml_ckpt_reader {
+    hid_t file;
+    char path[4096];
+};
+
+dml_status_t dml_ckpt_open(const char *path, dml_ckpt_header_t *hdr, dml_ckpt_reader_t **r_out)
+{
+    dml_ckpt_reader_t *r = calloc(1, sizeof(*r));
+    dml_status_t st;
+
+    *r_out = NULL;
+    if (r == NULL)
+        return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory to open it", path);
+    if ((st = dml__open(path, hdr, &r->file)) != DML_OK) {
+        free(r);
+        return st;
+    }
+    snprintf(r->path, sizeof(r->path), "%s", path);
+    *r_out = r;
+    return DML_OK;
+}
+
+void dml_ckpt_close(dml_ckpt_reader_t *r)
+{
+    dml__h5_quiet_t q;
+
+    if (r == NULL)
+        return;
+    dml__h5_quiet_begin(&q);
+    H5Fclose(r->file);
+    dml__h5_quiet_end(&q);
+    free(r);
+}
+
+/* A location is an HDF5 handle (hid_t), carried in the public header without
+ * HDF5's types. */
+_Static_assert(sizeof(dml_ckpt_loc_t) == sizeof(hid_t), "dml_ckpt_loc_t must hold a hid_t");
+
+dml_ckpt_loc_t dml_ckpt_root(const dml_ckpt_reader_t *r)
+{
+    return r->file;
+}
+
+static dml_status_t dml__get_attr(dml_ckpt_reader_t *r, const char *name, hid_t type, size_t n,
+                                  void *v, size_t len)
+{
+    dml__h5_quiet_t q;
+    int rc;
+
+    dml__h5_quiet_begin(&q);
+    rc = type < 0 ? dml__h5_attr_read_str(r->file, name, v, len)
+                  : dml__h5_attr_read(r->file, name, type, n, v);
+    dml__h5_quiet_end(&q);
+    if (rc != 0)
+        return dml_error_set(DML_ERR_FORMAT, "%s: attribute '%s' missing or not %zu value%s",
+                             r->path, name, n, n == 1 ? "" : "s");
+    return DML_OK;
+}
+
+dml_status_t dml_ckpt_get_str(dml_ckpt_reader_t *r, const char *name, char *buf, size_t len)
+{
+    return dml__get_attr(r, name, -1, 1, buf, len);
+}
+
+dml_status_t dml_ckpt_get_u64(dml_ckpt_reader_t *r, const char *name, uint64_t *value)
+{
+    return dml__get_attr(r, name, H5T_NATIVE_UINT64, 1, value, 0);
+}
+
+dml_status_t dml_ckpt_get_i32(dml_ckpt_reader_t *r, const char *name, int32_t *value)
+{
+    return dml__get_attr(r, name, H5T_NATIVE_INT32, 1, value, 0);
+}
+
+dml_status_t dml_ckpt_get_f64s(dml_ckpt_reader_t *r, const char *name, size_t n, double *values)
+{
+    return dml__get_attr(r, name, H5T_NATIVE_DOUBLE, n, values, 0);
+}
+
+dml_status_t dml_ckpt_group_open(dml_ckpt_reader_t *r, const char *name, dml_ckpt_loc_t *g_out)
+{
+    dml__h5_quiet_t q;
+    hid_t g;
+
+    *g_out = -1;
+    dml__h5_quiet_begin(&q);
+    g = H5Gopen2(r->file, name, H5P_DEFAULT);
+    dml__h5_quiet_end(&q);
+    if (g < 0)
+        return dml_error_set(DML_ERR_FORMAT, "%s: no group '%s'", r->path, name);
+    *g_out = g;
+    return DML_OK;
+}
+
+dml_status_t dml_ckpt_dims(dml_ckpt_reader_t *r, dml_ckpt_loc_t loc, const char *name,
+                           uint64_t dims[2])
+{
+    dml__h5_quiet_t q;
+    hsize_t d[2] = {0, 0};
+    hid_t ds, space = -1;
+    int nd = -1;
+
+    dml__h5_quiet_begin(&q);
+    ds = H5Dopen2(loc == DML_CKPT_ROOT ? r->file : loc, name, H5P_DEFAULT);
+    space = ds >= 0 ? H5Dget_space(ds) : -1;
+    if (space >= 0 && H5Sget_simple_extent_ndims(space) <= 2)
+        nd = H5Sget_simple_extent_dims(space, d, NULL);
+    if (space >= 0)
+        H5Sclose(space);
+    if (ds >= 0)
+        H5Dclose(ds);
+    dml__h5_quiet_end(&q);
+    if (nd < 1)
+        return dml_error_set(DML_ERR_FORMAT, "%s: no 1- or 2-D dataset '%s'", r->path, name);
+    dims[0] = d[0];
+    dims[1] = nd == 2 ? d[1] : 0;
+    return DML_OK;
+}
+
+dml_status_t dml_ckpt_get_floats(dml_ckpt_reader_t *r, dml_ckpt_loc_t loc, const char *name,
+                                 uint64_t n, float *buf)
+{
+    return dml_ckpt_get(loc == DML_CKPT_ROOT ? r->file : loc, name, H5T_NATIVE_FLOAT, n, buf);
+}
+
+dml_status_t dml_ckpt_get_doubles(dml_ckpt_reader_t *r, dml_ckpt_loc_t loc, const char *name,
+                                  uint64_t n, double *buf)
+{
+    return dml_ckpt_get(loc == DML_CKPT_ROOT ? r->file : loc, name, H5T_NATIVE_DOUBLE, n, buf);
 }
 
 dml_status_t dml_ckpt_get(hid_t loc, const char *name, hid_t type, uint64_t n, void *buf)
@@ -1145,11 +1475,17 @@ dml_status_t dml_ckpt_get(hid_t loc, const char *name, hid_t type, uint64_t n, v
     hid_t d, space = -1;
     uint32_t want = 0;
     dml_status_t st = DML_OK;
-    char file[4096] = "?";
+    char file[4096] = "?", group[1024] = "", path[1280];
 
     H5Fget_name(loc, file, sizeof(file));
     dml__h5_quiet_begin(&q);
+    /* messages name the dataset by its path in the file, as verify does */
+    if (H5Iget_name(loc, group, sizeof(group)) < 0)
+        group[0] = '\0';
+    snprintf(path, sizeof(path), "%s%s%s", group[0] == '/' ? group + 1 : group,
+             group[0] != '\0' && strcmp(group, "/") != 0 ? "/" : "", name);
     d = H5Dopen2(loc, name, H5P_DEFAULT);
+    name = path;
     if (d < 0) {
         st = dml_error_set(DML_ERR_FORMAT, "%s: no dataset '%s'", file, name);
         goto out;
@@ -1184,19 +1520,19 @@ out:
 
 dml_status_t dml_ckpt_verify(const char *path)
 {
+    dml_ckpt_header_t h;
     dml__h5_quiet_t q;
     dml__names_t l = {NULL, 0, 0};
     dml_status_t st;
     hid_t f;
     size_t i;
 
-    if ((st = dml_ckpt_open(path, &f)) != DML_OK)
+    if ((st = dml__open(path, &h, &f)) != DML_OK)
         return st;
     dml__h5_quiet_begin(&q);
     {
-        int32_t version = 0;
+        const int32_t version = h.version;
         uint32_t want, got;
-        dml__h5_attr_read(f, "version", H5T_NATIVE_INT32, 1, &version);
         /* version 1 checkpoints (earlier builds) carry no such checksum */
         if (version >= 2 && dml__h5_attr_read(f, DML__ATTRS_CRC, H5T_NATIVE_UINT32, 1, &want) != 0)
             st = dml_error_set(DML_ERR_FORMAT, "%s: its attributes have no checksum", path);

@@ -44,15 +44,17 @@ static void when(int64_t t, char *buf, size_t len)
     strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
+/* The ranks that wrote it, from the header dml_ckpt.h stamps; 0 where the
+ * file does not open (its status column says why). */
 static int32_t world_of(const char *path)
 {
-    hid_t f;
-    int32_t w = 0;
-    if (dml_ckpt_open(path, &f) == DML_OK) {
-        dml__h5_attr_read(f, "world_size", H5T_NATIVE_INT32, 1, &w);
-        H5Fclose(f);
-    }
-    return w;
+    dml_ckpt_reader_t *r;
+    dml_ckpt_header_t h;
+
+    if (dml_ckpt_open(path, &h, &r) != DML_OK)
+        return 0;
+    dml_ckpt_close(r);
+    return h.world_size;
 }
 
 /* The newest checkpoint of dir that verifies, or path itself if a file. */
@@ -236,6 +238,7 @@ static herr_t dset_cb(hid_t g, const char *name, const H5L_info_t *info, void *a
 static int cmd_inspect(const char *path)
 {
     char file[4096];
+    dml_ckpt_reader_t *r;
     hid_t f;
     dml__h5_quiet_t q;
 
@@ -243,17 +246,18 @@ static int cmd_inspect(const char *path)
         return 1;
     /* Sound first: a damaged file's attributes and links are not walked
      * (HDF5 may not survive walking them). */
-    if (dml_ckpt_verify(file) != DML_OK || dml_ckpt_open(file, &f) != DML_OK) {
+    if (dml_ckpt_verify(file) != DML_OK || dml_ckpt_open(file, NULL, &r) != DML_OK) {
         dml_error("%s", dml_error_message());
         return 1;
     }
+    f = dml_ckpt_root(r);
     dml__h5_quiet_begin(&q);
     printf("%s\n", file);
     H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, NULL, attr_cb, (void *)"  ");
     printf("arrays:\n");
     H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, dset_cb, NULL);
     dml__h5_quiet_end(&q);
-    H5Fclose(f);
+    dml_ckpt_close(r);
     printf("status: ok (every checksum verified)\n");
     return 0;
 }

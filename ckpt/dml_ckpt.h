@@ -114,8 +114,42 @@ dml_status_t dml_ckpt_begin(MPI_Comm comm, const char *dir, uint64_t step, uint6
                             const dml_ckpt_config_t *cfg, dml_ckpt_writer_t **w_out);
 
 /* The open file (write attributes and groups there, collectively: every rank
- * the same calls with the same values, as parallel HDF5 requires). */
+ * the same calls with the same values, as parallel HDF5 requires). The
+ * typed calls below do it without HDF5; this is for benchmarks and tests
+ * that write raw arrays. */
 hid_t dml_ckpt_file(const dml_ckpt_writer_t *w);
+
+/* A place in a checkpoint that holds attributes and arrays: the file's root
+ * (DML_CKPT_ROOT) or a group made by dml_ckpt_group_create or opened by
+ * dml_ckpt_group_open. It is an HDF5 id (what nn/'s put and get callbacks
+ * pass on), but callers need not know: they name places, not HDF5. */
+typedef int64_t dml_ckpt_loc_t;
+#define DML_CKPT_ROOT ((dml_ckpt_loc_t)0)
+
+/*
+ * The caller's attributes, on the checkpoint's root. Collective in HDF5's
+ * sense: every rank makes the same calls with the same values; a failure
+ * is not agreed here (agree once after a series, dml_mpi_agree). The names
+ * this library writes itself (format, version, step, world_size, created,
+ * attrs_crc32: dml_ckpt_header_t) are refused with DML_ERR_INVALID_ARG.
+ */
+dml_status_t dml_ckpt_put_str(dml_ckpt_writer_t *w, const char *name, const char *value);
+dml_status_t dml_ckpt_put_u64(dml_ckpt_writer_t *w, const char *name, uint64_t value);
+dml_status_t dml_ckpt_put_i32(dml_ckpt_writer_t *w, const char *name, int32_t value);
+dml_status_t dml_ckpt_put_f64s(dml_ckpt_writer_t *w, const char *name, size_t n,
+                               const double *values);
+
+/* Collective: creates group `name` under the root; every rank returns the
+ * same status. Close it with dml_ckpt_group_close. */
+dml_status_t dml_ckpt_group_create(dml_ckpt_writer_t *w, const char *name, dml_ckpt_loc_t *g_out);
+/* Closes a group of a writer or a reader (DML_CKPT_ROOT and -1: nothing). */
+void dml_ckpt_group_close(dml_ckpt_loc_t g);
+
+/* Collective: dml_ckpt_put of float or double arrays (dims as there). */
+dml_status_t dml_ckpt_put_floats(dml_ckpt_writer_t *w, dml_ckpt_loc_t loc, const char *name,
+                                 const uint64_t dims[2], const float *buf);
+dml_status_t dml_ckpt_put_doubles(dml_ckpt_writer_t *w, dml_ckpt_loc_t loc, const char *name,
+                                  const uint64_t dims[2], const double *buf);
 
 /*
  * Collective: dataset `name` under loc, of dims[0] (x dims[1], 0 for 1-D)
@@ -177,13 +211,53 @@ dml_status_t dml_ckpt_verify(const char *path);
  * checked where it is loaded). Local. */
 dml_status_t dml_ckpt_model_path(const char *path, char *file, size_t len);
 
+/* What this library stamps on every checkpoint it writes (dml_ckpt_begin),
+ * read back by dml_ckpt_open: callers never name these attributes. */
+typedef struct {
+    uint64_t step;      /* the step dml_ckpt_begin was given */
+    int32_t world_size; /* ranks that wrote it */
+    int64_t created;    /* seconds since the epoch, rank 0's clock */
+    int32_t version;    /* format version, 1 to DML_CKPT_VERSION */
+} dml_ckpt_header_t;
+
+typedef struct dml_ckpt_reader dml_ckpt_reader_t;
+
 /* Opens a checkpoint read-only (no MPI-IO: every rank reads what it needs)
- * after checking its format and version. Close with H5Fclose under
- * dml_io_hdf5_lock if a loader runs. */
-dml_status_t dml_ckpt_open(const char *path, hid_t *file_out);
+ * after checking its format and version, which with the step, world size
+ * and time of writing go to hdr (may be NULL). Close with dml_ckpt_close,
+ * under dml_io_hdf5_lock if a loader runs. Local. */
+dml_status_t dml_ckpt_open(const char *path, dml_ckpt_header_t *hdr, dml_ckpt_reader_t **r_out);
+void dml_ckpt_close(dml_ckpt_reader_t *r);
+/* The file's root as an HDF5 id, for a tool that walks every object
+ * (dml-ckpt inspect); valid until dml_ckpt_close. */
+dml_ckpt_loc_t dml_ckpt_root(const dml_ckpt_reader_t *r);
+
+/* The caller's root attributes, mirrors of dml_ckpt_put_*: DML_ERR_FORMAT,
+ * naming the file and the attribute, if one is missing or not of n values. */
+dml_status_t dml_ckpt_get_str(dml_ckpt_reader_t *r, const char *name, char *buf, size_t len);
+dml_status_t dml_ckpt_get_u64(dml_ckpt_reader_t *r, const char *name, uint64_t *value);
+dml_status_t dml_ckpt_get_i32(dml_ckpt_reader_t *r, const char *name, int32_t *value);
+dml_status_t dml_ckpt_get_f64s(dml_ckpt_reader_t *r, const char *name, size_t n, double *values);
+
+/* Opens group `name` under the root (DML_ERR_FORMAT if there is none). */
+dml_status_t dml_ckpt_group_open(dml_ckpt_reader_t *r, const char *name, dml_ckpt_loc_t *g_out);
+
+/* The shape of dataset `name` under loc: dims[1] 0 for a 1-D one. */
+dml_status_t dml_ckpt_dims(dml_ckpt_reader_t *r, dml_ckpt_loc_t loc, const char *name,
+                           uint64_t dims[2]);
+
+/* dml_ckpt_get of float or double arrays, mirrors of dml_ckpt_put_floats
+ * and dml_ckpt_put_doubles. */
+dml_status_t dml_ckpt_get_floats(dml_ckpt_reader_t *r, dml_ckpt_loc_t loc, const char *name,
+                                 uint64_t n, float *buf);
+dml_status_t dml_ckpt_get_doubles(dml_ckpt_reader_t *r, dml_ckpt_loc_t loc, const char *name,
+                                  uint64_t n, double *buf);
 
 /* Reads a whole dataset of n elements as the native type `type` into buf and
- * checks its CRC-32. DML_ERR_FORMAT if its shape is not n elements. */
+ * checks its CRC-32. DML_ERR_FORMAT if its shape is not n elements. loc: a
+ * group of an open checkpoint, an HDF5 handle (for callbacks that pass HDF5
+ * types on, such as nn/'s dml_model_get_cb_t), never DML_CKPT_ROOT: the
+ * typed calls above take that. */
 dml_status_t dml_ckpt_get(hid_t loc, const char *name, hid_t type, uint64_t n, void *buf);
 
 /* ---- when to checkpoint ------------------------------------------------- */

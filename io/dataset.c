@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "dml_crc.h"
+#include "dml_h5_stats.h"
 #include "io_private.h"
 
 #include <errno.h>
@@ -56,19 +57,6 @@ int dml_stats_bin(const dml_stats_t *st, uint64_t f, double v)
     return (int)b;
 }
 
-void dml__stats_free(dml_stats_t *st)
-{
-    free(st->mean);
-    free(st->std);
-    free(st->min);
-    free(st->max);
-    free(st->hist_lo);
-    free(st->hist_hi);
-    free(st->hist);
-    free(st->label_counts);
-    memset(st, 0, sizeof(*st));
-}
-
 void dml__schema_free(dml_schema_t *s)
 {
     free(s->class_names);
@@ -79,7 +67,7 @@ void dml_dataset_close(dml_dataset_t *ds)
 {
     if (ds == NULL)
         return;
-    dml__stats_free(&ds->stats);
+    dml__stats_release(&ds->stats);
     dml__schema_free(&ds->schema);
     free(ds->shard_names);
     free(ds->shard_samples);
@@ -112,15 +100,14 @@ dml_status_t dml__open_failure(const char *path, char *why, size_t len)
     return DML_ERR_FORMAT;
 }
 
-static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path)
+/* The index's format, version and schema attributes into ds, the shard
+ * count included: what the sizes of its tables follow from. */
+static dml_status_t dml__index_read_schema(dml_dataset_t *ds, hid_t f, const char *path)
 {
     char buf[256], dtype[32];
     uint32_t u32;
-    uint64_t shape[DML_DATASET_MAX_RANK], nf, i, nshards;
+    uint64_t shape[DML_DATASET_MAX_RANK], nf, nshards;
     int32_t version, rank, bins;
-    hid_t strtype = -1, g = -1;
-    dml_stats_t *st = &ds->stats;
-    dml_status_t status = DML_ERR_FORMAT;
 
     if (dml__h5_attr_read_str(f, "format", buf, sizeof(buf)) != 0 ||
         strcmp(buf, DML_DATASET_FORMAT) != 0)
@@ -167,16 +154,28 @@ static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path
                              "shards %llu)",
                              path, (unsigned long long)nf, u32, (unsigned long long)nshards);
     ds->shards = (uint32_t)nshards;
+    return DML_OK;
+}
+
+/* The shard table and the class names into ds (allocated here, freed by
+ * dml_dataset_close), checked against the schema read before. */
+static dml_status_t dml__index_read_tables(dml_dataset_t *ds, hid_t f, const char *path)
+{
+    const uint32_t nclasses = ds->schema.num_classes;
+    char buf[256];
+    uint64_t i;
+    hid_t strtype = -1;
+    dml_status_t status = DML_ERR_FORMAT;
+
     if (dml__h5_attr_read_str(f, "source", buf, sizeof(buf)) == 0)
         ds->source = strdup(buf);
     else
         ds->source = strdup("");
-
     ds->shard_names = calloc(ds->shards, DML_DATASET_NAME_MAX);
     ds->shard_samples = calloc(ds->shards, sizeof(uint64_t));
     ds->shard_start = calloc(ds->shards + 1, sizeof(uint64_t));
     ds->shard_crc = calloc(ds->shards, sizeof(uint32_t));
-    ds->schema.class_names = calloc(u32, DML_DATASET_NAME_MAX);
+    ds->schema.class_names = calloc(nclasses, DML_DATASET_NAME_MAX);
     if (!ds->source || !ds->shard_names || !ds->shard_samples || !ds->shard_start ||
         !ds->shard_crc || !ds->schema.class_names)
         return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for the index", path);
@@ -193,10 +192,11 @@ static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path
             0 ||
         dml__h5_read(f, "shard_crc32", H5T_NATIVE_UINT32, ds->shards, 0, ds->shard_crc) != 0)
         goto out;
-    status = dml_error_set(DML_ERR_FORMAT, "%s: class_names missing or not %u entries", path, u32);
-    if (dml__h5_read(f, "class_names", strtype, u32, 0, ds->schema.class_names) != 0)
+    status =
+        dml_error_set(DML_ERR_FORMAT, "%s: class_names missing or not %u entries", path, nclasses);
+    if (dml__h5_read(f, "class_names", strtype, nclasses, 0, ds->schema.class_names) != 0)
         goto out;
-    for (i = 0; i < u32; i++)
+    for (i = 0; i < nclasses; i++)
         ds->schema.class_names[i][DML_DATASET_NAME_MAX - 1] = '\0';
     for (i = 0; i < ds->shards; i++) {
         ds->shard_names[i][DML_DATASET_NAME_MAX - 1] = '\0';
@@ -213,33 +213,47 @@ static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path
                                (unsigned long long)ds->samples);
         goto out;
     }
+    status = DML_OK;
+out:
+    if (strtype >= 0)
+        H5Tclose(strtype);
+    return status;
+}
 
+/* The whole index into ds: schema, tables and statistics, and the content
+ * hash that ties them together (an index altered after the write fails it). */
+static dml_status_t dml__index_read(dml_dataset_t *ds, hid_t f, const char *path)
+{
+    char expect[17];
+    uint64_t nf;
+    hid_t g = -1;
+    dml_status_t status;
+
+    if ((status = dml__index_read_schema(ds, f, path)) != DML_OK ||
+        (status = dml__index_read_tables(ds, f, path)) != DML_OK)
+        return status;
+    nf = dml_schema_features(&ds->schema);
     g = H5Gopen2(f, "stats", H5P_DEFAULT);
-    if (g < 0 || dml_stats_read_h5(g, nf, u32, st) != DML_OK) {
+    if (g < 0 || dml_stats_read_h5(g, nf, ds->schema.num_classes, &ds->stats) != DML_OK) {
         status = dml_error_set(DML_ERR_FORMAT,
                                "%s: statistics (group stats) missing or not of "
                                "%llu features",
                                path, (unsigned long long)nf);
         goto out;
     }
-    {
-        char expect[17];
-        dml__content_hash(&ds->schema, ds->shards, ds->shard_samples, ds->shard_crc, expect);
-        if (strcmp(expect, ds->content_hash) != 0) {
-            status = dml_error_set(DML_ERR_CHECKSUM,
-                                   "%s: content hash %s does not match the "
-                                   "shard table (%s): the index was altered",
-                                   path, ds->content_hash, expect);
-            goto out;
-        }
+    dml__content_hash(&ds->schema, ds->shards, ds->shard_samples, ds->shard_crc, expect);
+    if (strcmp(expect, ds->content_hash) != 0) {
+        status = dml_error_set(DML_ERR_CHECKSUM,
+                               "%s: content hash %s does not match the "
+                               "shard table (%s): the index was altered",
+                               path, ds->content_hash, expect);
+        goto out;
     }
     status = DML_OK;
     dml_error_clear();
 out:
     if (g >= 0)
         H5Gclose(g);
-    if (strtype >= 0)
-        H5Tclose(strtype);
     return status;
 }
 

@@ -16,12 +16,14 @@
 
 #include "dml_h5.h"
 #include "dml_io.h"
+#include "dml_json.h"
 #include "dml_log.h"
 #include "dml_mpi.h"
 #include "dml_tool.h"
 #include "dml_clock.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -72,6 +74,13 @@ static void usage(FILE *out)
             "  --dtype uint8|float32   stored feature type [uint8]\n"
             "  --noise X               noise around each class centre, 0..1 [0.5]\n"
             "  --seed S, --shards N, --shard-size N, --force   as for convert\n"
+            "\n"
+            "inspect and validate options:\n"
+            "  --json                  for scripts: one JSON object on stdout (inspect: the\n"
+            "                          dataset's record; validate: {\"datasets\": [{\"path\",\n"
+            "                          \"sound\", \"problems\", \"samples\", \"shards\",\n"
+            "                          \"content_hash\"} or {\"path\", \"sound\": false, "
+            "\"error\"}]})\n"
             "\n"
             "Run under srun or mpirun to write or validate shards on several ranks.\n"
             "Messages go to stderr; DML_LOG_LEVEL=debug shows more.\n");
@@ -504,7 +513,37 @@ static void warn_empty_classes(const char *csv, const char *col, const int32_t *
     free(count);
 }
 
-static int cmd_convert(int argc, char **argv)
+/* ---- convert ------------------------------------------------------------ */
+
+/* The kinds of input convert reads; each is one reader in convert_sources. */
+typedef enum { SRC_FASHION_MNIST, SRC_IDX, SRC_CSV } convert_kind_t;
+
+/* What `dml-data convert` was asked to do. */
+typedef struct {
+    convert_kind_t kind;
+    const char *fm, *images, *labels, *csv, *labcol, *out;
+    shard_opts_t o;
+    double frac;
+    uint64_t seed;
+} convert_opts_t;
+
+/* The inputs a reader leaves in memory (up to two parts: Fashion-MNIST's
+ * training and test sets), and the jobs planned over them; all freed by
+ * convert_input_free. */
+typedef struct {
+    int nparts;
+    dml_schema_t schema[2];
+    uint8_t *x[2]; /* uint8 images, or (CSV) float32 rows */
+    int32_t *y[2];
+    uint64_t n[2];
+    char src[2][8300];
+    job_t jobs[4];
+    int njobs;
+} convert_input_t;
+
+/* Returns -1 when the options are sound and convert goes on, else the
+ * exit code (0 after --help). */
+static int convert_parse(int argc, char **argv, convert_opts_t *co)
 {
     static const struct option opts[] = {{"fashion-mnist", optional_argument, 0, 'F'},
                                          {"idx-images", required_argument, 0, 'i'},
@@ -519,52 +558,48 @@ static int cmd_convert(int argc, char **argv)
                                          {"force", no_argument, 0, 'f'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *fm = NULL, *images = NULL, *labels = NULL, *csv = NULL, *labcol = NULL;
-    const char *out = NULL;
-    shard_opts_t o = {0, 10000, 0};
-    double frac = 0;
-    uint64_t seed = 0;
     int c, sources;
-    dml_status_t st = DML_OK;
 
+    memset(co, 0, sizeof(*co));
+    co->o.shard_size = 10000;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'F':
-            fm = optarg ? optarg : FMNIST_DIR;
+            co->fm = optarg ? optarg : FMNIST_DIR;
             break;
         case 'i':
-            images = optarg;
+            co->images = optarg;
             break;
         case 'l':
-            labels = optarg;
+            co->labels = optarg;
             break;
         case 'c':
-            csv = optarg;
+            co->csv = optarg;
             break;
         case 'L':
-            labcol = optarg;
+            co->labcol = optarg;
             break;
         case 'o':
-            out = optarg;
+            co->out = optarg;
             break;
         case 's':
-            if (parse_u64("--shards", optarg, 1, &o.shards))
+            if (parse_u64("--shards", optarg, 1, &co->o.shards))
                 return 2;
             break;
         case 'z':
-            if (parse_u64("--shard-size", optarg, 1, &o.shard_size))
+            if (parse_u64("--shard-size", optarg, 1, &co->o.shard_size))
                 return 2;
             break;
         case 'v':
-            if (parse_double("--val-fraction", optarg, 0, 0.9, &frac))
+            if (parse_double("--val-fraction", optarg, 0, 0.9, &co->frac))
                 return 2;
             break;
         case 'S':
-            if (parse_u64("--seed", optarg, 0, &seed))
+            if (parse_u64("--seed", optarg, 0, &co->seed))
                 return 2;
             break;
         case 'f':
-            o.force = 1;
+            co->o.force = 1;
             break;
         case 'h':
             if (g_rank == 0)
@@ -574,113 +609,177 @@ static int cmd_convert(int argc, char **argv)
             return 2;
         }
     }
-    sources = (fm != NULL) + (images != NULL || labels != NULL) + (csv != NULL);
-    if (sources != 1 || out == NULL || (images != NULL) != (labels != NULL) ||
-        (csv != NULL) != (labcol != NULL) || optind != argc) {
+    sources = (co->fm != NULL) + (co->images != NULL || co->labels != NULL) + (co->csv != NULL);
+    if (sources != 1 || co->out == NULL || (co->images != NULL) != (co->labels != NULL) ||
+        (co->csv != NULL) != (co->labcol != NULL) || optind != argc) {
         if (g_rank == 0)
             dml_error("convert needs --out and exactly one source: --fashion-mnist, "
                       "--idx-images with --idx-labels, or --csv with --label-column (see --help)");
         return 2;
     }
+    co->kind = co->fm ? SRC_FASHION_MNIST : co->csv ? SRC_CSV : SRC_IDX;
+    return -1;
+}
 
-    {
-        /* Fashion-MNIST: OUT/train (OUT/val) and OUT/test; one IDX pair or a
-         * CSV: OUT (and OUT.val). */
-        const char *parts[2] = {"train", "t10k"};
-        const int np = fm ? 2 : 1;
-        char dirs[3][4200], src[2][8300];
-        int ndirs = 0, njobs = 0, p, k, nj;
-        dml_schema_t schema[2];
-        uint8_t *x[2] = {NULL, NULL};
-        float *xf = NULL;
-        int32_t *y[2] = {NULL, NULL};
-        uint64_t n[2] = {0, 0}, nf = 0;
-        job_t jobs[4];
-
-        memset(jobs, 0, sizeof(jobs));
-        memset(schema, 0, sizeof(schema));
-        if (fm) {
-            snprintf(dirs[0], sizeof(dirs[0]), "%s/train", out);
-            snprintf(dirs[1], sizeof(dirs[1]), "%s/val", out);
-            snprintf(dirs[2], sizeof(dirs[2]), "%s/test", out);
-            if (frac == 0)
-                memmove(dirs[1], dirs[2], sizeof(dirs[1]));
-            ndirs = frac > 0 ? 3 : 2;
-        } else {
-            snprintf(dirs[0], sizeof(dirs[0]), "%s", out);
-            snprintf(dirs[1], sizeof(dirs[1]), "%s.val", out);
-            ndirs = frac > 0 ? 2 : 1;
-        }
-        /* Every destination first: a blocked one is found before the
-         * input is read, and nothing is replaced. */
-        st = check_destinations(dirs, ndirs, o.force);
-
-        if (st == DML_OK && csv == NULL) {
-            for (p = 0; p < np && st == DML_OK; p++) {
-                char img[4096], lab[4096];
-                if (fm) {
-                    snprintf(img, sizeof(img), "%s/%s-images-idx3-ubyte.gz", fm, parts[p]);
-                    snprintf(lab, sizeof(lab), "%s/%s-labels-idx1-ubyte.gz", fm, parts[p]);
-                    schema[p].num_classes = 10;
-                    schema[p].class_names =
-                        (char(*)[DML_DATASET_NAME_MAX])calloc(10, DML_DATASET_NAME_MAX);
-                    if (schema[p].class_names)
-                        for (c = 0; c < 10; c++)
-                            snprintf(schema[p].class_names[c], DML_DATASET_NAME_MAX, "%s",
-                                     fmnist_classes[c]);
-                } else {
-                    snprintf(img, sizeof(img), "%s", images);
-                    snprintf(lab, sizeof(lab), "%s", labels);
-                }
-                snprintf(src[p], sizeof(src[p]), "idx:%s,%s", img, lab);
-                st = dml_mpi_agree(MPI_COMM_WORLD,
-                                   read_idx_pair(img, lab, &x[p], &y[p], &n[p], &schema[p]), NULL);
-            }
-            for (p = 0; p < np && st == DML_OK; p++) {
-                st = plan_input(jobs + njobs, &schema[p], x[p], y[p], n[p], p == 0 ? frac : 0, seed,
-                                src[p], &nj);
-                if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) == DML_OK)
-                    njobs += nj;
-            }
-        } else if (st == DML_OK) {
-            csv_progress_t cp = {csv, 0};
-            char(*cnames)[DML_DATASET_NAME_MAX] = NULL;
-
-            cp.last = dml__now();
-            st = dml_mpi_agree(MPI_COMM_WORLD,
-                               dml_csv_read(csv, labcol, &xf, &y[0], &n[0], &nf,
-                                            &schema[0].num_classes, &cnames, csv_progress, &cp),
-                               NULL);
-            if (st == DML_OK && cnames == NULL && g_rank == 0)
-                warn_empty_classes(csv, labcol, y[0], n[0], schema[0].num_classes);
-            if (st == DML_OK) {
-                schema[0].dtype = DML_DTYPE_FLOAT32;
-                schema[0].rank = 1;
-                schema[0].shape[0] = nf;
-                schema[0].class_names = cnames;
-                snprintf(src[0], sizeof(src[0]), "csv:%s", csv);
-                st = plan_input(jobs, &schema[0], (const uint8_t *)xf, y[0], n[0], frac, seed,
-                                src[0], &nj);
-                if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) == DML_OK)
-                    njobs = nj;
-            } else {
-                free(cnames);
-            }
-        }
-        if (st == DML_OK) {
-            for (k = 0; k < njobs; k++)
-                snprintf(jobs[k].dir, sizeof(jobs[k].dir), "%s", dirs[k]);
-            st = write_jobs(jobs, njobs, &o);
-        }
-        for (k = 0; k < 4; k++)
-            free(jobs[k].sel);
-        for (p = 0; p < 2; p++) {
-            free(x[p]);
-            free(y[p]);
-            free(schema[p].class_names);
-        }
-        free(xf);
+/* Where convert writes, in the order of the jobs: Fashion-MNIST makes
+ * OUT/train (OUT/val) and OUT/test; any other source OUT (and OUT.val).
+ * Returns how many. */
+static int convert_destinations(const convert_opts_t *co, char (*dirs)[4200])
+{
+    if (co->kind == SRC_FASHION_MNIST) {
+        snprintf(dirs[0], sizeof(dirs[0]), "%s/train", co->out);
+        snprintf(dirs[1], sizeof(dirs[1]), "%s/val", co->out);
+        snprintf(dirs[2], sizeof(dirs[2]), "%s/test", co->out);
+        if (co->frac == 0)
+            memmove(dirs[1], dirs[2], sizeof(dirs[1]));
+        return co->frac > 0 ? 3 : 2;
     }
+    snprintf(dirs[0], sizeof(dirs[0]), "%s", co->out);
+    snprintf(dirs[1], sizeof(dirs[1]), "%s.val", co->out);
+    return co->frac > 0 ? 2 : 1;
+}
+
+/* Reads one IDX pair as input part p; every rank agrees on the outcome. */
+static dml_status_t convert_idx_part(const char *img, const char *lab, int p, convert_input_t *in)
+{
+    snprintf(in->src[p], sizeof(in->src[p]), "idx:%s,%s", img, lab);
+    return dml_mpi_agree(MPI_COMM_WORLD,
+                         read_idx_pair(img, lab, &in->x[p], &in->y[p], &in->n[p], &in->schema[p]),
+                         NULL);
+}
+
+/* Fashion-MNIST: its training and test IDX pairs, with the published class
+ * names. */
+static dml_status_t convert_read_fashion_mnist(const convert_opts_t *co, convert_input_t *in)
+{
+    static const char *const parts[2] = {"train", "t10k"};
+    dml_status_t st = DML_OK;
+    int p, c;
+
+    in->nparts = 2;
+    for (p = 0; p < 2 && st == DML_OK; p++) {
+        char img[4096], lab[4096];
+        snprintf(img, sizeof(img), "%s/%s-images-idx3-ubyte.gz", co->fm, parts[p]);
+        snprintf(lab, sizeof(lab), "%s/%s-labels-idx1-ubyte.gz", co->fm, parts[p]);
+        in->schema[p].num_classes = 10;
+        in->schema[p].class_names = (char(*)[DML_DATASET_NAME_MAX])calloc(10, DML_DATASET_NAME_MAX);
+        if (in->schema[p].class_names)
+            for (c = 0; c < 10; c++)
+                snprintf(in->schema[p].class_names[c], DML_DATASET_NAME_MAX, "%s",
+                         fmnist_classes[c]);
+        st = convert_idx_part(img, lab, p, in);
+    }
+    return st;
+}
+
+/* One IDX image/label pair. */
+static dml_status_t convert_read_idx(const convert_opts_t *co, convert_input_t *in)
+{
+    char img[4096], lab[4096];
+
+    in->nparts = 1;
+    snprintf(img, sizeof(img), "%s", co->images);
+    snprintf(lab, sizeof(lab), "%s", co->labels);
+    return convert_idx_part(img, lab, 0, in);
+}
+
+/* A CSV file with a header: float32 features, the label column's class
+ * numbers or names. */
+static dml_status_t convert_read_csv(const convert_opts_t *co, convert_input_t *in)
+{
+    csv_progress_t cp = {co->csv, 0};
+    char(*cnames)[DML_DATASET_NAME_MAX] = NULL;
+    float *xf = NULL;
+    uint64_t nf = 0;
+    dml_status_t st;
+
+    in->nparts = 1;
+    cp.last = dml__now();
+    st = dml_mpi_agree(MPI_COMM_WORLD,
+                       dml_csv_read(co->csv, co->labcol, &xf, &in->y[0], &in->n[0], &nf,
+                                    &in->schema[0].num_classes, &cnames, csv_progress, &cp),
+                       NULL);
+    in->x[0] = (uint8_t *)xf;
+    if (st != DML_OK) {
+        free(cnames);
+        return st;
+    }
+    if (cnames == NULL && g_rank == 0)
+        warn_empty_classes(co->csv, co->labcol, in->y[0], in->n[0], in->schema[0].num_classes);
+    in->schema[0].dtype = DML_DTYPE_FLOAT32;
+    in->schema[0].rank = 1;
+    in->schema[0].shape[0] = nf;
+    in->schema[0].class_names = cnames;
+    snprintf(in->src[0], sizeof(in->src[0]), "csv:%s", co->csv);
+    return DML_OK;
+}
+
+/* A reader of one kind of input: it reads its parts into memory, the same
+ * on every rank, and all ranks agree on the outcome. A new kind of input is
+ * one more reader here and one more option in convert_parse. */
+typedef dml_status_t (*convert_reader_t)(const convert_opts_t *co, convert_input_t *in);
+
+static const convert_reader_t convert_sources[] = {
+    [SRC_FASHION_MNIST] = convert_read_fashion_mnist,
+    [SRC_IDX] = convert_read_idx,
+    [SRC_CSV] = convert_read_csv,
+};
+
+/* The jobs over what was read: the validation split comes from the first
+ * part (the training data) only. */
+static dml_status_t convert_plan(const convert_opts_t *co, convert_input_t *in)
+{
+    dml_status_t st = DML_OK;
+    int p, nj = 0;
+
+    for (p = 0; p < in->nparts && st == DML_OK; p++) {
+        st = plan_input(in->jobs + in->njobs, &in->schema[p], in->x[p], in->y[p], in->n[p],
+                        p == 0 ? co->frac : 0, co->seed, in->src[p], &nj);
+        if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) == DML_OK)
+            in->njobs += nj;
+    }
+    return st;
+}
+
+static void convert_input_free(convert_input_t *in)
+{
+    int k;
+
+    for (k = 0; k < 4; k++)
+        free(in->jobs[k].sel);
+    for (k = 0; k < 2; k++) {
+        free(in->x[k]);
+        free(in->y[k]);
+        free(in->schema[k].class_names);
+    }
+}
+
+static int cmd_convert(int argc, char **argv)
+{
+    convert_opts_t co;
+    convert_input_t in;
+    char dirs[3][4200];
+    int rc, ndirs, k;
+    dml_status_t st;
+    _Static_assert(sizeof(in.jobs[0].dir) == sizeof(dirs[0]), "a destination is copied whole");
+
+    if ((rc = convert_parse(argc, argv, &co)) >= 0)
+        return rc;
+    memset(&in, 0, sizeof(in));
+    ndirs = convert_destinations(&co, dirs);
+    /* Every destination first: a blocked one is found before the input is
+     * read, and nothing is replaced. */
+    st = check_destinations(dirs, ndirs, co.o.force);
+    if (st == DML_OK)
+        st = convert_sources[co.kind](&co, &in);
+    if (st == DML_OK)
+        st = convert_plan(&co, &in);
+    if (st == DML_OK) {
+        for (k = 0; k < in.njobs; k++)
+            memcpy(in.jobs[k].dir, dirs[k], sizeof(in.jobs[k].dir));
+        st = write_jobs(in.jobs, in.njobs, &co.o);
+    }
+    convert_input_free(&in);
     return report(st);
 }
 
@@ -722,7 +821,18 @@ static void synth_sample(uint64_t seed, uint64_t id, uint32_t classes, uint64_t 
     }
 }
 
-static int cmd_synth(int argc, char **argv)
+/* What `dml-data synth` was asked to make. */
+typedef struct {
+    const char *out;
+    shard_opts_t o;
+    uint64_t n, seed, classes;
+    double noise;
+    dml_schema_t schema;
+} synth_opts_t;
+
+/* Returns -1 when the options are sound and synth goes on, else the exit
+ * code (0 after --help). */
+static int synth_parse(int argc, char **argv, synth_opts_t *so)
 {
     static const struct option opts[] = {{"out", required_argument, 0, 'o'},
                                          {"samples", required_argument, 0, 'n'},
@@ -737,45 +847,37 @@ static int cmd_synth(int argc, char **argv)
                                          {"force", no_argument, 0, 'f'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *out = NULL;
-    shard_opts_t o = {0, 10000, 0};
-    uint64_t n = 0, seed = 0, classes = 10, nf, k;
-    double noise = 0.5;
-    dml_schema_t schema;
-    dml_dataset_writer_t *w;
-    float *centres = NULL;
-    dml_status_t st = DML_OK;
-    uint32_t S, s;
-    char src[256];
-    double last = 0;
     int c;
 
-    memset(&schema, 0, sizeof(schema));
-    schema.dtype = DML_DTYPE_UINT8;
-    schema.rank = 1;
-    schema.shape[0] = 784;
+    memset(so, 0, sizeof(*so));
+    so->o.shard_size = 10000;
+    so->classes = 10;
+    so->noise = 0.5;
+    so->schema.dtype = DML_DTYPE_UINT8;
+    so->schema.rank = 1;
+    so->schema.shape[0] = 784;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'o':
-            out = optarg;
+            so->out = optarg;
             break;
         case 'n':
-            if (parse_u64("--samples", optarg, 1, &n))
+            if (parse_u64("--samples", optarg, 1, &so->n))
                 return 2;
             break;
         case 'p':
-            if (parse_shape(optarg, &schema))
+            if (parse_shape(optarg, &so->schema))
                 return 2;
             break;
         case 'C':
-            if (parse_u64("--classes", optarg, 1, &classes) || classes > 65536)
+            if (parse_u64("--classes", optarg, 1, &so->classes) || so->classes > 65536)
                 return 2;
             break;
         case 'd':
             if (strcmp(optarg, "uint8") == 0)
-                schema.dtype = DML_DTYPE_UINT8;
+                so->schema.dtype = DML_DTYPE_UINT8;
             else if (strcmp(optarg, "float32") == 0)
-                schema.dtype = DML_DTYPE_FLOAT32;
+                so->schema.dtype = DML_DTYPE_FLOAT32;
             else {
                 if (g_rank == 0)
                     dml_error("--dtype '%s': expected uint8 or float32", optarg);
@@ -783,23 +885,23 @@ static int cmd_synth(int argc, char **argv)
             }
             break;
         case 'N':
-            if (parse_double("--noise", optarg, 0, 1, &noise))
+            if (parse_double("--noise", optarg, 0, 1, &so->noise))
                 return 2;
             break;
         case 'S':
-            if (parse_u64("--seed", optarg, 0, &seed))
+            if (parse_u64("--seed", optarg, 0, &so->seed))
                 return 2;
             break;
         case 's':
-            if (parse_u64("--shards", optarg, 1, &o.shards))
+            if (parse_u64("--shards", optarg, 1, &so->o.shards))
                 return 2;
             break;
         case 'z':
-            if (parse_u64("--shard-size", optarg, 1, &o.shard_size))
+            if (parse_u64("--shard-size", optarg, 1, &so->o.shard_size))
                 return 2;
             break;
         case 'f':
-            o.force = 1;
+            so->o.force = 1;
             break;
         case 'h':
             if (g_rank == 0)
@@ -809,52 +911,63 @@ static int cmd_synth(int argc, char **argv)
             return 2;
         }
     }
-    if (out == NULL || n == 0 || optind != argc) {
+    if (so->out == NULL || so->n == 0 || optind != argc) {
         if (g_rank == 0)
             dml_error("synth needs --out DIR and --samples N (see --help)");
         return 2;
     }
-    schema.num_classes = (uint32_t)classes;
-    nf = dml_schema_features(&schema);
-    S = shard_count(&o, n);
-    if (g_rank == 0)
-        st = space_check(out, dataset_bytes(&schema, n, S));
-    if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) != DML_OK)
-        return report(st);
-    snprintf(src, sizeof(src), "synth:seed=%llu,classes=%llu,noise=%g", (unsigned long long)seed,
-             (unsigned long long)classes, noise);
+    so->schema.num_classes = (uint32_t)so->classes;
+    return -1;
+}
 
-    centres = malloc(classes * nf * sizeof(float));
+/* Every class's centre, nf features each, drawn from the seed alone (the
+ * same on every rank); all ranks agree on the outcome. */
+static dml_status_t synth_centres(const synth_opts_t *so, uint64_t nf, float **centres_out)
+{
+    float *centres = malloc(so->classes * nf * sizeof(float));
+    dml_status_t st = DML_OK;
+    uint64_t k;
+
     if (centres == NULL)
         st = dml_error_set(DML_ERR_NO_MEMORY, "no memory for %llu class centres",
-                           (unsigned long long)classes);
+                           (unsigned long long)so->classes);
     else
-        for (k = 0; k < classes * nf; k++)
-            centres[k] = (float)(0.2 + 0.6 * (double)(mix64(seed ^ mix64(k + 7)) >> 11) /
+        for (k = 0; k < so->classes * nf; k++)
+            centres[k] = (float)(0.2 + 0.6 * (double)(mix64(so->seed ^ mix64(k + 7)) >> 11) /
                                            9007199254740992.0);
     st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL);
     if (st != DML_OK) {
         free(centres);
-        return report(st);
+        return st;
     }
-    st = dml_dataset_writer_create(MPI_COMM_WORLD, out, &schema, S, o.force, src, &w);
-    if (st != DML_OK) {
-        free(centres);
-        return report(st);
-    }
+    *centres_out = centres;
+    return DML_OK;
+}
+
+/* Generates and puts this rank's shards (ranks round-robin) of S. It stops
+ * at the first failure, which stays with the writer: the commit agrees on
+ * it. */
+static void synth_put_shards(const synth_opts_t *so, dml_dataset_writer_t *w, const float *centres,
+                             uint64_t nf, uint32_t S)
+{
+    const size_t xsz = (size_t)nf * dml_dtype_size(so->schema.dtype);
+    const uint64_t n = so->n;
+    dml_status_t st = DML_OK;
+    double last = 0;
+    uint32_t s;
+
     for (s = (uint32_t)g_rank; s < S && st == DML_OK; s += (uint32_t)g_size) {
         uint64_t a = n * s / S, b = n * (s + 1) / S, i;
-        size_t xsz = (size_t)nf * dml_dtype_size(schema.dtype);
         uint8_t *x = malloc((b - a) * xsz);
         int32_t *y = malloc((b - a) * sizeof(int32_t));
         uint64_t *id = malloc((b - a) * sizeof(uint64_t));
         if (x == NULL || y == NULL || id == NULL) {
-            st = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for shard %u", out, s);
+            st = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for shard %u", so->out, s);
         } else {
             for (i = a; i < b; i++) {
                 id[i - a] = i;
-                synth_sample(seed, i, (uint32_t)classes, nf, centres, noise, schema.dtype,
-                             x + (i - a) * xsz, &y[i - a]);
+                synth_sample(so->seed, i, (uint32_t)so->classes, nf, centres, so->noise,
+                             so->schema.dtype, x + (i - a) * xsz, &y[i - a]);
             }
             st = dml_dataset_writer_put(w, s, b - a, x, y, id);
         }
@@ -863,17 +976,111 @@ static int cmd_synth(int argc, char **argv)
         free(id);
         if (st == DML_OK)
             crash_after_shard();
-        progress(out, s + 1, S, &last);
+        progress(so->out, s + 1, S, &last);
     }
+}
+
+static int cmd_synth(int argc, char **argv)
+{
+    synth_opts_t so;
+    dml_dataset_writer_t *w;
+    float *centres = NULL;
+    dml_status_t st = DML_OK;
+    uint64_t nf;
+    uint32_t S;
+    char src[256];
+    int rc;
+
+    if ((rc = synth_parse(argc, argv, &so)) >= 0)
+        return rc;
+    nf = dml_schema_features(&so.schema);
+    S = shard_count(&so.o, so.n);
+    if (g_rank == 0)
+        st = space_check(so.out, dataset_bytes(&so.schema, so.n, S));
+    if ((st = dml_mpi_agree(MPI_COMM_WORLD, st, NULL)) != DML_OK)
+        return report(st);
+    snprintf(src, sizeof(src), "synth:seed=%llu,classes=%llu,noise=%g", (unsigned long long)so.seed,
+             (unsigned long long)so.classes, so.noise);
+    if ((st = synth_centres(&so, nf, &centres)) != DML_OK)
+        return report(st);
+    st = dml_dataset_writer_create(MPI_COMM_WORLD, so.out, &so.schema, S, so.o.force, src, &w);
+    if (st != DML_OK) {
+        free(centres);
+        return report(st);
+    }
+    synth_put_shards(&so, w, centres, nf, S);
     free(centres);
     st = dml_dataset_writer_commit(w);
     if (st == DML_OK && g_rank == 0)
-        dml_info("%s: %llu synthetic samples (%llu features, %llu classes) in %u shards", out,
-                 (unsigned long long)n, (unsigned long long)nf, (unsigned long long)classes, S);
+        dml_info("%s: %llu synthetic samples (%llu features, %llu classes) in %u shards", so.out,
+                 (unsigned long long)so.n, (unsigned long long)nf, (unsigned long long)so.classes,
+                 S);
     return report(st);
 }
 
 /* ---- inspect and validate ---------------------------------------------- */
+
+/* --json (inspect, validate): what scripts read instead of the lines meant
+ * for people, one object on stdout (jansson). A string that is not UTF-8 (a
+ * path's bytes) has its bytes above ASCII as '?': JSON strings are Unicode
+ * and cannot carry them (dml_json_str(), dml_json.h). */
+
+/* Prints (and frees) a --json answer: 0, or -1 when it could not be made. */
+static int json_print(json_t *j)
+{
+    int rc = j != NULL && json_dumpf(j, stdout, JSON_COMPACT) == 0 ? 0 : -1;
+
+    if (rc == 0)
+        putchar('\n');
+    json_decref(j);
+    return rc;
+}
+
+/* The one --json among a command's arguments, removed from them. */
+static int take_json_flag(int *argc, char **argv)
+{
+    int i, j, found = 0;
+
+    for (i = j = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            found = 1;
+        else
+            argv[j++] = argv[i];
+    }
+    *argc = j;
+    return found;
+}
+
+static json_t *inspect_json(const dml_dataset_t *ds)
+{
+    const dml_schema_t *sc = dml_dataset_schema(ds);
+    const dml_stats_t *st = dml_dataset_stats(ds);
+    json_t *shape = json_array(), *classes = json_array(), *shards = json_array();
+    char crc[9];
+    uint32_t i;
+    int d;
+
+    for (d = 0; d < sc->rank; d++)
+        json_array_append_new(shape, json_integer((json_int_t)sc->shape[d]));
+    for (i = 0; i < sc->num_classes; i++)
+        json_array_append_new(classes, json_pack("{s:I,s:o,s:I}", "class", (json_int_t)i, "name",
+                                                 dml_json_str(sc->class_names[i]), "samples",
+                                                 (json_int_t)st->label_counts[i]));
+    for (i = 0; i < dml_dataset_shards(ds); i++) {
+        snprintf(crc, sizeof(crc), "%08x", dml_dataset_shard_crc(ds, i));
+        json_array_append_new(
+            shards,
+            json_pack("{s:o,s:I,s:s}", "name", dml_json_str(dml_dataset_shard_name(ds, i)),
+                      "samples", (json_int_t)dml_dataset_shard_samples(ds, i), "crc32", crc));
+    }
+    return json_pack(
+        "{s:o,s:s,s:i,s:o,s:s,s:I,s:s,s:o,s:I,s:f,s:f,s:o,s:o}", "dataset",
+        dml_json_str(dml_dataset_dir(ds)), "format", DML_DATASET_FORMAT, "format_version",
+        DML_DATASET_VERSION, "source", dml_json_str(dml_dataset_source(ds)), "content_hash",
+        dml_dataset_content_hash(ds), "samples", (json_int_t)dml_dataset_samples(ds), "dtype",
+        dml_dtype_name(sc->dtype), "shape", shape, "features", (json_int_t)dml_schema_features(sc),
+        "mean", st->global_mean, "std", st->global_std, "classes", classes, "shards", shards);
+}
 
 static int cmd_inspect(int argc, char **argv)
 {
@@ -883,7 +1090,7 @@ static int cmd_inspect(int argc, char **argv)
     dml_status_t s;
     uint64_t total = 0;
     uint32_t i;
-    int d;
+    int d, json = take_json_flag(&argc, argv);
 
     if (argc != 2 || argv[1][0] == '-') {
         if (g_rank == 0)
@@ -896,6 +1103,18 @@ static int cmd_inspect(int argc, char **argv)
     if (s != DML_OK) {
         dml_error("%s", dml_error_message());
         return 1;
+    }
+    for (i = 0; i < dml_dataset_shards(ds); i++)
+        total += dml_dataset_shard_samples(ds, i);
+    if (json) {
+        int rc = json_print(inspect_json(ds));
+
+        dml_dataset_close(ds);
+        if (rc != 0) {
+            dml_error("%s: cannot write the JSON answer (no memory)", argv[1]);
+            return 1;
+        }
+        return total > 0 ? 0 : 1;
     }
     sc = dml_dataset_schema(ds);
     st = dml_dataset_stats(ds);
@@ -925,11 +1144,9 @@ static int cmd_inspect(int argc, char **argv)
         printf("  %3u %-24s %10llu samples\n", i, sc->class_names[i],
                (unsigned long long)st->label_counts[i]);
     printf("shards:\n");
-    for (i = 0; i < dml_dataset_shards(ds); i++) {
+    for (i = 0; i < dml_dataset_shards(ds); i++)
         printf("  %-20s %10llu samples  crc32 %08x\n", dml_dataset_shard_name(ds, i),
                (unsigned long long)dml_dataset_shard_samples(ds, i), dml_dataset_shard_crc(ds, i));
-        total += dml_dataset_shard_samples(ds, i);
-    }
     dml_dataset_close(ds);
     return total > 0 ? 0 : 1;
 }
@@ -943,13 +1160,16 @@ static void print_problem(void *arg, dml_status_t status, const char *problem)
 
 static int cmd_validate(int argc, char **argv)
 {
-    int a, bad = 0;
+    int a, bad = 0, json = take_json_flag(&argc, argv);
+    json_t *list = json ? json_array() : NULL;
 
     if (argc < 2) {
         if (g_rank == 0)
             dml_error("validate takes one or more dataset directories (see --help)");
         return 2;
     }
+    /* --json: {"datasets": [one object per DIR, in order]}; the problems
+     * themselves still go to stderr, named */
     for (a = 1; a < argc; a++) {
         dml_dataset_t *ds = NULL;
         uint64_t mine = 0, all = 0;
@@ -959,8 +1179,13 @@ static int cmd_validate(int argc, char **argv)
         /* Every rank reads the index; a broken one is reported once. */
         st = dml_mpi_agree(MPI_COMM_WORLD, dml_dataset_open(argv[a], &ds), NULL);
         if (st != DML_OK) {
-            if (g_rank == 0)
+            if (g_rank == 0) {
                 dml_error("%s", dml_error_message());
+                if (json)
+                    json_array_append_new(
+                        list, json_pack("{s:o,s:b,s:o}", "path", dml_json_str(argv[a]), "sound", 0,
+                                        "error", dml_json_str(dml_error_message())));
+            }
             dml_dataset_close(ds);
             bad = 1;
             continue;
@@ -972,11 +1197,18 @@ static int cmd_validate(int argc, char **argv)
             mine += p;
         }
         MPI_Allreduce(&mine, &all, 1, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
+        if (g_rank == 0 && json)
+            json_array_append_new(list, json_pack("{s:o,s:b,s:I,s:I,s:I,s:s}", "path",
+                                                  dml_json_str(argv[a]), "sound", all == 0,
+                                                  "problems", (json_int_t)all, "samples",
+                                                  (json_int_t)dml_dataset_samples(ds), "shards",
+                                                  (json_int_t)dml_dataset_shards(ds),
+                                                  "content_hash", dml_dataset_content_hash(ds)));
         if (g_rank == 0) {
             if (all)
                 dml_error("%s: %llu problems found; the dataset is not sound", argv[a],
                           (unsigned long long)all);
-            else
+            else if (!json)
                 printf("%s: sound: %llu samples in %u shards, content hash %s\n", argv[a],
                        (unsigned long long)dml_dataset_samples(ds), dml_dataset_shards(ds),
                        dml_dataset_content_hash(ds));
@@ -984,6 +1216,12 @@ static int cmd_validate(int argc, char **argv)
         bad |= all != 0;
         dml_dataset_close(ds);
     }
+    if (json && g_rank == 0 && json_print(json_pack("{s:o}", "datasets", list)) != 0) {
+        dml_error("cannot write the JSON answer (no memory)");
+        return 1;
+    }
+    if (json && g_rank != 0)
+        json_decref(list);
     return bad;
 }
 

@@ -23,6 +23,7 @@
 #ifndef DML_IO_H
 #define DML_IO_H
 
+#include "dml_stats.h"
 #include "dml_status.h"
 
 #include <mpi.h>
@@ -39,9 +40,8 @@ extern "C" {
 
 #define DML_DATASET_FORMAT "slurm-dml dataset"
 #define DML_DATASET_VERSION 1
-#define DML_DATASET_MAX_RANK 3   /* feature shape dimensions */
-#define DML_DATASET_HIST_BINS 32 /* histogram bins per feature */
-#define DML_DATASET_NAME_MAX 64  /* class and shard name bytes, with NUL */
+/* DML_DATASET_MAX_RANK, DML_DATASET_HIST_BINS, DML_DATASET_NAME_MAX and
+ * dml_stats_t are dml_stats.h's, which model files share. */
 
 typedef enum { DML_DTYPE_UINT8 = 0, DML_DTYPE_FLOAT32 = 1 } dml_dtype_t;
 
@@ -60,20 +60,11 @@ typedef struct {
 /* Features per sample: the product of the shape. */
 uint64_t dml_schema_features(const dml_schema_t *s);
 
-/* Training statistics, per feature (arrays of dml_schema_features()). */
-typedef struct {
-    uint64_t features;
-    double *mean, *std, *min, *max;
-    double global_mean, global_std; /* over all features and samples */
-    double *hist_lo, *hist_hi;      /* histogram range per feature */
-    uint64_t *hist;                 /* [features][DML_DATASET_HIST_BINS] */
-    uint64_t *label_counts;         /* [num_classes] */
-} dml_stats_t;
-
 /* Writes the statistics into an open HDF5 group (an hid_t): datasets mean,
  * std, min, max, hist_lo, hist_hi, hist, label_counts (num_classes) and the
- * attributes global_mean, global_std, as in a dataset's index. For model
- * files, which carry their training data's statistics. */
+ * attributes global_mean, global_std, as in a dataset's index and in a
+ * model file (the same group: dml_nn.h's model files read and write it
+ * without this library). */
 dml_status_t dml_stats_write_h5(int64_t group, const dml_stats_t *st, uint32_t num_classes);
 
 /* The histogram bin of value v for feature f (values outside clamp). */

@@ -45,7 +45,6 @@ dml_status_t dml__shard_check(const dml_dataset_t *ds, uint32_t i, hid_t file, c
  * corrupt; N bytes)". */
 dml_status_t dml__open_failure(const char *path, char *why, size_t len);
 
-void dml__stats_free(dml_stats_t *st);
 void dml__schema_free(dml_schema_t *s);
 
 #endif /* DML_IO_PRIVATE_H */

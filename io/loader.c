@@ -1128,14 +1128,83 @@ static dml_status_t dml__norm_setup(dml_loader_t *ld)
     return DML_OK;
 }
 
+/* The loader's settings, checked before anything is allocated. */
+static dml_status_t dml__loader_check_config(const dml_loader_config_t *cfg)
+{
+    if (cfg->batch == 0)
+        return dml_error_set(DML_ERR_INVALID_ARG, "batch size must be at least 1");
+    if (cfg->shuffle == DML_SHUFFLE_WINDOW && (cfg->window == 0 || cfg->block == 0))
+        return dml_error_set(DML_ERR_INVALID_ARG, "window shuffle needs a window and a block of "
+                                                  "at least 1 sample");
+    if (cfg->prefetch < 0)
+        return dml_error_set(DML_ERR_INVALID_ARG, "prefetch depth %d is negative", cfg->prefetch);
+    return DML_OK;
+}
+
+/* Every buffer the loader keeps for its life: the per-shard handles (all
+ * -1, so that destroy closes only what was opened), the permutation and
+ * labels of the whole dataset, and the prefetch slots. This rank's only:
+ * the caller agrees on the outcome. */
+static dml_status_t dml__loader_alloc(dml_loader_t *ld)
+{
+    const uint64_t B = ld->cfg.batch;
+    uint32_t s;
+    int k;
+
+    ld->K = ld->cfg.prefetch > 0 ? ld->cfg.prefetch : 1;
+    ld->file = malloc(ld->S * sizeof(hid_t));
+    ld->dx = malloc(ld->S * sizeof(hid_t));
+    ld->dy = malloc(ld->S * sizeof(hid_t));
+    ld->did = malloc(ld->S * sizeof(hid_t));
+    ld->fsx = malloc(ld->S * sizeof(hid_t));
+    ld->fsy = malloc(ld->S * sizeof(hid_t));
+    ld->fsid = malloc(ld->S * sizeof(hid_t));
+    ld->scale = malloc(ld->F * sizeof(float));
+    ld->bias = malloc(ld->F * sizeof(float));
+    ld->perm = dml__huge_alloc(ld->N * sizeof(uint64_t), &ld->perm_len);
+    ld->order = malloc(B * sizeof(dml__order_t));
+    ld->raw = malloc(B * ld->xsz);
+    ld->y_all = dml__huge_alloc(ld->N * sizeof(int32_t), &ld->y_len);
+    ld->id_all = dml__huge_alloc(ld->N * sizeof(uint64_t), &ld->id_len);
+    ld->slot = calloc((size_t)ld->K, sizeof(dml__slot_t));
+    if (!ld->file || !ld->dx || !ld->dy || !ld->did || !ld->fsx || !ld->fsy || !ld->fsid ||
+        !ld->scale || !ld->bias || !ld->perm || !ld->order || !ld->raw || !ld->y_all ||
+        !ld->id_all || !ld->slot)
+        return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for the loader (batch %llu)",
+                             ld->ds->dir, (unsigned long long)B);
+    for (s = 0; s < ld->S; s++)
+        ld->file[s] = ld->dx[s] = ld->dy[s] = ld->did[s] = ld->fsx[s] = ld->fsy[s] = ld->fsid[s] =
+            -1;
+    for (k = 0; k < ld->K; k++) {
+        ld->slot[k].x = malloc(B * ld->F * sizeof(float));
+        ld->slot[k].y = malloc(B * sizeof(int32_t));
+        ld->slot[k].id = malloc(B * sizeof(uint64_t));
+        if (!ld->slot[k].x || !ld->slot[k].y || !ld->slot[k].id)
+            return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for prefetch buffers",
+                                 ld->ds->dir);
+    }
+    return DML_OK;
+}
+
+/* cfg->verify: the ranks split the checksum pass (shard s on rank s mod
+ * W) and agree on the outcome. */
+static dml_status_t dml__loader_verify(dml_loader_t *ld)
+{
+    dml_status_t mine = DML_OK;
+    uint32_t s;
+
+    for (s = (uint32_t)ld->rank; s < ld->S && mine == DML_OK; s += (uint32_t)ld->size)
+        mine = dml_dataset_validate(ld->ds, s, 1, NULL, NULL, NULL);
+    return dml_mpi_agree(ld->comm, mine, NULL);
+}
+
 dml_status_t dml_loader_create(dml_dataset_t *ds, MPI_Comm comm, const dml_loader_config_t *cfg,
                                dml_loader_t **ld_out)
 {
     dml_loader_t *ld;
-    dml_status_t status = DML_OK;
-    int rc, level = MPI_THREAD_SINGLE, k;
-    uint64_t B;
-    uint32_t s;
+    dml_status_t status;
+    int rc, level = MPI_THREAD_SINGLE;
+    cpu_set_t cpus;
 
     ld = calloc(1, sizeof(*ld));
     if (ld == NULL)
@@ -1162,73 +1231,21 @@ dml_status_t dml_loader_create(dml_dataset_t *ds, MPI_Comm comm, const dml_loade
     ld->S = ds->shards;
     ld->start = ds->shard_start;
     ld->perm_epoch = UINT64_MAX;
-    B = cfg->batch;
 
-    if (B == 0)
-        status = dml_error_set(DML_ERR_INVALID_ARG, "batch size must be at least 1");
-    else if (cfg->shuffle == DML_SHUFFLE_WINDOW && (cfg->window == 0 || cfg->block == 0))
-        status = dml_error_set(DML_ERR_INVALID_ARG, "window shuffle needs a window and a block of "
-                                                    "at least 1 sample");
-    else if (cfg->prefetch < 0)
-        status = dml_error_set(DML_ERR_INVALID_ARG, "prefetch depth %d is negative", cfg->prefetch);
-    if (status != DML_OK)
-        goto agree;
-
-    ld->K = cfg->prefetch > 0 ? cfg->prefetch : 1;
-    ld->file = malloc(ld->S * sizeof(hid_t));
-    ld->dx = malloc(ld->S * sizeof(hid_t));
-    ld->dy = malloc(ld->S * sizeof(hid_t));
-    ld->did = malloc(ld->S * sizeof(hid_t));
-    ld->fsx = malloc(ld->S * sizeof(hid_t));
-    ld->fsy = malloc(ld->S * sizeof(hid_t));
-    ld->fsid = malloc(ld->S * sizeof(hid_t));
-    ld->scale = malloc(ld->F * sizeof(float));
-    ld->bias = malloc(ld->F * sizeof(float));
-    ld->perm = dml__huge_alloc(ld->N * sizeof(uint64_t), &ld->perm_len);
-    ld->order = malloc(B * sizeof(dml__order_t));
-    ld->raw = malloc(B * ld->xsz);
-    ld->y_all = dml__huge_alloc(ld->N * sizeof(int32_t), &ld->y_len);
-    ld->id_all = dml__huge_alloc(ld->N * sizeof(uint64_t), &ld->id_len);
-    ld->slot = calloc((size_t)ld->K, sizeof(dml__slot_t));
-    if (!ld->file || !ld->dx || !ld->dy || !ld->did || !ld->fsx || !ld->fsy || !ld->fsid ||
-        !ld->scale || !ld->bias || !ld->perm || !ld->order || !ld->raw || !ld->y_all ||
-        !ld->id_all || !ld->slot) {
-        status = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for the loader (batch %llu)",
-                               ds->dir, (unsigned long long)B);
-        goto agree;
-    }
-    for (s = 0; s < ld->S; s++)
-        ld->file[s] = ld->dx[s] = ld->dy[s] = ld->did[s] = ld->fsx[s] = ld->fsy[s] = ld->fsid[s] =
-            -1;
-    for (k = 0; k < ld->K; k++) {
-        ld->slot[k].x = malloc(B * ld->F * sizeof(float));
-        ld->slot[k].y = malloc(B * sizeof(int32_t));
-        ld->slot[k].id = malloc(B * sizeof(uint64_t));
-        if (!ld->slot[k].x || !ld->slot[k].y || !ld->slot[k].id) {
-            status =
-                dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory for prefetch buffers", ds->dir);
-            goto agree;
-        }
-    }
-    status = dml__norm_setup(ld);
-agree:
+    status = dml__loader_check_config(cfg);
+    if (status == DML_OK)
+        status = dml__loader_alloc(ld);
+    if (status == DML_OK)
+        status = dml__norm_setup(ld);
     status = dml_mpi_agree(ld->comm, status, NULL);
     if (status != DML_OK)
         goto err;
-
     /* Every rank opens every shard (collective), whatever happened before. */
     status = dml_mpi_agree(ld->comm, dml__open_shards(ld), NULL);
     if (status != DML_OK)
         goto err;
-    if (cfg->verify) {
-        /* Ranks split the checksum pass: shard s on rank s mod W. */
-        dml_status_t mine = DML_OK;
-        for (s = (uint32_t)ld->rank; s < ld->S && mine == DML_OK; s += (uint32_t)ld->size)
-            mine = dml_dataset_validate(ds, s, 1, NULL, NULL, NULL);
-        status = dml_mpi_agree(ld->comm, mine, NULL);
-        if (status != DML_OK)
-            goto err;
-    }
+    if (cfg->verify && (status = dml__loader_verify(ld)) != DML_OK)
+        goto err;
     status = dml_mpi_agree(ld->comm, dml__read_labels(ld), NULL);
     if (status != DML_OK)
         goto err;
@@ -1240,10 +1257,7 @@ agree:
 
     MPI_Query_thread(&level);
     ld->threaded = cfg->prefetch > 0 && (ld->cached || level == MPI_THREAD_MULTIPLE);
-    {
-        cpu_set_t cpus;
-        ld->spin = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) > 1;
-    }
+    ld->spin = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) > 1;
     status = dml_mpi_agree(ld->comm, dml__thread_start(ld), NULL);
     if (status != DML_OK)
         goto err;

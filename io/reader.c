@@ -2,59 +2,27 @@
 /*
  * reader.c: reading a range of samples in the dataset's own order, without
  * MPI (batch inference: each task and rank reads its slice with independent,
- * serial HDF5 I/O), and the statistics group that indexes and model files
- * share.
+ * serial HDF5 I/O), and dml_io.h's names for reading the statistics group
+ * (h5/stats.c's).
  */
+#include "dml_h5_stats.h"
 #include "io_private.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* The statistics group's layout is h5/stats.c's, which model files share;
+ * these keep dml_io.h's names for it. */
 dml_status_t dml_stats_read_h5(int64_t group, uint64_t features, uint32_t num_classes,
                                dml_stats_t *st)
 {
-    hid_t g = (hid_t)group;
-    const uint64_t nf = features;
-
-    memset(st, 0, sizeof(*st));
-    st->features = nf;
-    st->mean = calloc(nf, sizeof(double));
-    st->std = calloc(nf, sizeof(double));
-    st->min = calloc(nf, sizeof(double));
-    st->max = calloc(nf, sizeof(double));
-    st->hist_lo = calloc(nf, sizeof(double));
-    st->hist_hi = calloc(nf, sizeof(double));
-    st->hist = calloc(nf * DML_DATASET_HIST_BINS, sizeof(uint64_t));
-    st->label_counts = calloc(num_classes ? num_classes : 1, sizeof(uint64_t));
-    if (!st->mean || !st->std || !st->min || !st->max || !st->hist_lo || !st->hist_hi ||
-        !st->hist || !st->label_counts) {
-        dml_stats_free(st);
-        return dml_error_set(DML_ERR_NO_MEMORY, "no memory for the statistics of %llu features",
-                             (unsigned long long)nf);
-    }
-    if (dml__h5_read(g, "mean", H5T_NATIVE_DOUBLE, nf, 0, st->mean) != 0 ||
-        dml__h5_read(g, "std", H5T_NATIVE_DOUBLE, nf, 0, st->std) != 0 ||
-        dml__h5_read(g, "min", H5T_NATIVE_DOUBLE, nf, 0, st->min) != 0 ||
-        dml__h5_read(g, "max", H5T_NATIVE_DOUBLE, nf, 0, st->max) != 0 ||
-        dml__h5_read(g, "hist_lo", H5T_NATIVE_DOUBLE, nf, 0, st->hist_lo) != 0 ||
-        dml__h5_read(g, "hist_hi", H5T_NATIVE_DOUBLE, nf, 0, st->hist_hi) != 0 ||
-        dml__h5_read(g, "hist", H5T_NATIVE_UINT64, nf, DML_DATASET_HIST_BINS, st->hist) != 0 ||
-        dml__h5_read(g, "label_counts", H5T_NATIVE_UINT64, num_classes, 0, st->label_counts) != 0 ||
-        dml__h5_attr_read(g, "global_mean", H5T_NATIVE_DOUBLE, 1, &st->global_mean) != 0 ||
-        dml__h5_attr_read(g, "global_std", H5T_NATIVE_DOUBLE, 1, &st->global_std) != 0) {
-        dml_stats_free(st);
-        return dml_error_set(DML_ERR_FORMAT,
-                             "statistics (group stats) missing or not of %llu "
-                             "features and %u classes",
-                             (unsigned long long)nf, num_classes);
-    }
-    return DML_OK;
+    return dml__stats_read_h5(group, features, num_classes, st);
 }
 
 void dml_stats_free(dml_stats_t *st)
 {
-    dml__stats_free(st);
+    dml__stats_release(st);
 }
 
 struct dml_dataset_reader {

@@ -21,6 +21,7 @@
 #include "config.h"
 
 #include "dml_crc.h"
+#include "dml_h5_stats.h"
 #include "dml_mpi.h"
 #include "io_private.h"
 
@@ -632,26 +633,7 @@ static dml_status_t dml__writer_float_hist(dml_dataset_writer_t *w, const dml_st
 
 dml_status_t dml_stats_write_h5(int64_t group, const dml_stats_t *st, uint32_t num_classes)
 {
-    uint64_t dims[2] = {st->features, 0};
-    hid_t g = (hid_t)group;
-
-    if (dml__h5_write(g, "mean", H5T_NATIVE_DOUBLE, dims, st->mean) != 0 ||
-        dml__h5_write(g, "std", H5T_NATIVE_DOUBLE, dims, st->std) != 0 ||
-        dml__h5_write(g, "min", H5T_NATIVE_DOUBLE, dims, st->min) != 0 ||
-        dml__h5_write(g, "max", H5T_NATIVE_DOUBLE, dims, st->max) != 0 ||
-        dml__h5_write(g, "hist_lo", H5T_NATIVE_DOUBLE, dims, st->hist_lo) != 0 ||
-        dml__h5_write(g, "hist_hi", H5T_NATIVE_DOUBLE, dims, st->hist_hi) != 0 ||
-        dml__h5_attr_write(g, "global_mean", H5T_NATIVE_DOUBLE, 1, &st->global_mean) != 0 ||
-        dml__h5_attr_write(g, "global_std", H5T_NATIVE_DOUBLE, 1, &st->global_std) != 0)
-        return dml_error_set(DML_ERR_HDF5, "cannot write the statistics");
-    dims[1] = DML_DATASET_HIST_BINS;
-    if (dml__h5_write(g, "hist", H5T_NATIVE_UINT64, dims, st->hist) != 0)
-        return dml_error_set(DML_ERR_HDF5, "cannot write the histograms");
-    dims[0] = num_classes;
-    dims[1] = 0;
-    if (dml__h5_write(g, "label_counts", H5T_NATIVE_UINT64, dims, st->label_counts) != 0)
-        return dml_error_set(DML_ERR_HDF5, "cannot write the label counts");
-    return DML_OK;
+    return dml__stats_write_h5(group, st, num_classes);
 }
 
 /* Rank 0: index.h5 into the partial directory, durably; moving the directory
@@ -835,7 +817,7 @@ out:
     free(count);
     free(crc);
     free(writers);
-    dml__stats_free(&st);
+    dml__stats_release(&st);
     return status;
 }
 

@@ -27,7 +27,7 @@
 #ifndef DML_NN_H
 #define DML_NN_H
 
-#include "dml_io.h"
+#include "dml_stats.h" /* the training statistics a model file carries */
 #include "dml_status.h"
 
 #include <stddef.h>
@@ -338,6 +338,28 @@ typedef dml_status_t (*dml_model_put_cb_t)(void *arg, int64_t loc, const char *n
                                            const uint64_t dims[2], const void *data);
 dml_status_t dml_model_write_h5(int64_t loc, dml_model_t *m, const dml_model_info_t *info,
                                 dml_model_put_cb_t put, void *put_arg);
+
+/* The group that holds a model inside another file (a checkpoint): where a
+ * writer creates, and a reader opens, the loc of dml_model_write_h5 and
+ * dml_model_read_h5. nn/ names the model's layout; no other component does. */
+#define DML_MODEL_GROUP "model"
+
+/*
+ * The mirror of dml_model_write_h5, for readers that check the arrays their
+ * own way (a checkpoint's checksummed reads): the layout at loc must be a
+ * model of m's spec (DML_ERR_FORMAT, DML_ERR_MISMATCH); its weights, and its
+ * buffers where m has any, are handed to get, which fills n values of the
+ * native type `type`. get NULL: read here, each CRC-32 checked where recorded
+ * and every value finite. m itself does not change: the arrays go to
+ * weights (dml_model_nparams(m) values) and buffers (dml_model_nbuffers(m);
+ * may be NULL where 0), dml_model_params(m) and dml_model_buffers(m) to load
+ * into m, or the caller's, to adopt only once everything else loaded too.
+ * Collective where get is: every rank makes the same calls.
+ */
+typedef dml_status_t (*dml_model_get_cb_t)(void *arg, int64_t loc, const char *name, int64_t type,
+                                           uint64_t n, void *data);
+dml_status_t dml_model_read_h5(int64_t loc, const dml_model_t *m, dml_model_get_cb_t get,
+                               void *get_arg, float *weights, float *buffers);
 
 #pragma GCC visibility pop
 

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * model.c: the network's forward and backward passes over a sequence of
- * layers, on BLAS (dense layers) and conv.c's kernels (convolutions).
+ * layers, on BLAS (dense layers) and conv.c's kernels (convolutions). A
+ * model's spec, layout and arrays are model_arrays.c's (the model file
+ * layer, which needs no BLAS); what computing adds to them, activations and
+ * kernels, is made and freed here (model_private.h).
  *
  * Each layer writes its output into a buffer of its own, except where the
  * output can overwrite the input: ReLU and dropout work in place (a ReLU's
@@ -17,54 +20,13 @@
 #include "config.h"
 
 #include "dml_simd.h"
-#include "nn_private.h"
-
-#ifdef HAVE_CUDA
-#include "gpu.h"
-#endif
+#include "model_private.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-    float *out;           /* n x osz; the input's buffer where in place */
-    int inplace;          /* out is the input's buffer (or the input itself: flatten) */
-    int32_t *argmax;      /* maxpool, training: the input index of each output */
-    uint8_t *mask;        /* dropout, training: kept */
-    float *xhat;          /* batchnorm, training: the normalised input */
-    float *mean, *invstd; /* batchnorm, training: this batch's, per channel */
-    double *red;          /* batchnorm: sums to reduce over the ranks */
-    dml__conv_t *conv;
-    size_t poff, np; /* parameters: [poff, poff + np) */
-    size_t boff, nb; /* buffers */
-    int pidx;        /* index among the parameter layers, or -1 */
-    int need_dx;     /* a layer below has parameters */
-    size_t isz, osz; /* values per sample in and out */
-} dml__lstate_t;
-
-struct dml_model {
-    dml_model_spec_t spec;
-    dml__lstate_t ls[DML_MODEL_MAX_LAYERS];
-    int nplayers, player[DML_MODEL_MAX_LAYERS]; /* parameter layers' indices */
-    size_t np, nb;
-    float *params, *grads, *bufs;
-    int borrowed; /* params and grads are the caller's */
-    int max_batch;
-    size_t max_elems; /* per sample, any layer's input or output */
-    const float *in;  /* the batch's input (not owned) */
-    float *g0, *g1;   /* backward: gradients n x max_elems */
-    dml_model_reduce_cb_t reduce;
-    void *reduce_arg;
-    double flops;
-    dml_device_t device; /* where it computes (dml_model_set_device) */
-#ifdef HAVE_CUDA
-    dml__gpu_net_t *gpu;        /* the GPU path's state, on device.kind CUDA */
-    const dml__gpu_ops_t *gops; /* the GPU module's functions, with gpu */
-#endif
-};
 
 /* ---- random numbers: a counter-based mix, so masks and initial weights
  * depend only on (seed, position) ------------------------------------------- */
@@ -82,22 +44,17 @@ static double dml__uniform(uint64_t key)
     return ((double)(dml__mix(key) >> 11) + 0.5) / 9007199254740992.0;
 }
 
-/* ---- create ----------------------------------------------------------------- */
+/* ---- the compute part of a model (model_private.h) ------------------------------- */
 
-void dml_model_free(dml_model_t *m)
+void dml__model_compute_free(dml_model_t *m)
 {
     int l;
 
-    if (m == NULL)
-        return;
 #ifdef HAVE_CUDA
     if (m->gpu != NULL)
         m->gops->net_free(m->gpu);
+    m->gpu = NULL;
 #endif
-    if (!m->borrowed) {
-        free(m->params);
-        free(m->grads);
-    }
     for (l = 0; l < m->spec.nlayers; l++) {
         dml__lstate_t *s = &m->ls[l];
         if (!s->inplace)
@@ -110,10 +67,9 @@ void dml_model_free(dml_model_t *m)
         free(s->red);
         dml__conv_free(s->conv);
     }
-    free(m->bufs);
     free(m->g0);
     free(m->g1);
-    free(m);
+    m->g0 = m->g1 = NULL;
 }
 
 static size_t dml__elems(const int *t)
@@ -129,42 +85,22 @@ static void *dml__alloc(size_t n, size_t count, size_t size)
     return malloc(n * count * size + 1);
 }
 
-dml_status_t dml__model_alloc(const dml_model_spec_t *spec, int max_batch, dml_model_t **model_out)
+/* Each layer's output buffer and what its backward keeps, for max_batch
+ * samples; the layout (model_arrays.c) is made. On failure the caller frees
+ * the model, and with it what was made here. */
+dml_status_t dml__model_compute_alloc(dml_model_t *m)
 {
-    dml_model_t *m;
-    size_t poff = 0, boff = 0, n = (size_t)max_batch;
-    int l, input_root = 1, any_params = 0;
+    const dml_model_spec_t *spec = &m->spec;
+    size_t n = (size_t)m->max_batch;
+    int l, input_root = 1;
 
-    if (!spec->bound || spec->nlayers < 1 || spec->nlayers > DML_MODEL_MAX_LAYERS || max_batch < 1)
-        return dml_error_set(DML_ERR_INVALID_ARG, "model: %d layers%s, batch %d", spec->nlayers,
-                             spec->bound ? "" : " not bound to a data shape", max_batch);
-    if ((m = calloc(1, sizeof(*m))) == NULL)
-        return dml_error_set(DML_ERR_NO_MEMORY, "no memory for the model");
-    m->spec = *spec;
-    m->max_batch = max_batch;
     m->max_elems = dml__elems(spec->in);
-    snprintf(m->device.name, sizeof(m->device.name), "cpu");
     for (l = 0; l < spec->nlayers; l++) {
         const dml_layer_t *L = &spec->layer[l];
         dml__lstate_t *s = &m->ls[l];
         const int C = L->in[0];
-        s->isz = dml__elems(L->in);
-        s->osz = dml__elems(L->out);
         if (s->osz > m->max_elems)
             m->max_elems = s->osz;
-        s->np = dml_layer_nparams(L);
-        s->nb = dml_layer_nbuffers(L);
-        s->poff = poff;
-        s->boff = boff;
-        poff += s->np;
-        boff += s->nb;
-        s->pidx = -1;
-        s->need_dx = any_params;
-        if (s->np > 0) {
-            s->pidx = m->nplayers;
-            m->player[m->nplayers++] = l;
-            any_params = 1;
-        }
         /* In place where the input is the model's own buffer (never the
          * caller's input); flatten is a view of whatever it is given. */
         s->inplace = L->kind == DML_LAYER_FLATTEN ||
@@ -174,19 +110,13 @@ dml_status_t dml__model_alloc(const dml_model_spec_t *spec, int max_batch, dml_m
         if (!s->inplace && (s->out = dml__alloc(n, s->osz, sizeof(float))) == NULL)
             goto nomem;
         switch (L->kind) {
-        case DML_LAYER_DENSE:
-            m->flops += 2.0 * (double)s->isz * (double)L->units;
-            break;
         case DML_LAYER_CONV2D:
-            m->flops += 2.0 * (double)s->osz * (double)C * L->kh * L->kw;
             /* a ReLU after the convolution is done by it (in place on its
              * output, which the ReLU's backward reads) */
-            if (dml__conv_create(L, max_batch, s->need_dx,
+            if (dml__conv_create(L, m->max_batch, s->need_dx,
                                  l + 1 < spec->nlayers && spec->layer[l + 1].kind == DML_LAYER_RELU,
-                                 &s->conv) != DML_OK) {
-                dml_model_free(m);
+                                 &s->conv) != DML_OK)
                 return DML_ERR_NO_MEMORY; /* the detail is conv.c's */
-            }
             break;
         case DML_LAYER_MAXPOOL:
             if ((s->argmax = dml__alloc(n, s->osz, sizeof(int32_t))) == NULL)
@@ -208,14 +138,9 @@ dml_status_t dml__model_alloc(const dml_model_spec_t *spec, int max_batch, dml_m
             break;
         }
     }
-    m->np = poff;
-    m->nb = boff;
-    m->params = malloc(poff * sizeof(float) + 1);
-    m->grads = calloc(poff + 1, sizeof(float));
-    m->bufs = calloc(boff + 1, sizeof(float));
     m->g0 = dml__alloc(n, m->max_elems, sizeof(float));
     m->g1 = dml__alloc(n, m->max_elems, sizeof(float));
-    if (m->params == NULL || m->grads == NULL || m->bufs == NULL || m->g0 == NULL || m->g1 == NULL)
+    if (m->g0 == NULL || m->g1 == NULL)
         goto nomem;
     /* Layers in place point at their input's buffer (the last one that owns
      * memory); flatten of the model's input is the input itself, set per
@@ -223,13 +148,13 @@ dml_status_t dml__model_alloc(const dml_model_spec_t *spec, int max_batch, dml_m
     for (l = 1; l < spec->nlayers; l++)
         if (m->ls[l].inplace)
             m->ls[l].out = m->ls[l - 1].out;
-    *model_out = m;
     return DML_OK;
 nomem:
-    dml_model_free(m);
     return dml_error_set(DML_ERR_NO_MEMORY, "no memory for the model's activations (batch %d)",
-                         max_batch);
+                         m->max_batch);
 }
+
+/* ---- create ----------------------------------------------------------------- */
 
 dml_status_t dml_model_create(const dml_model_spec_t *spec, uint64_t seed, int max_batch,
                               dml_model_t **model_out)
@@ -274,54 +199,6 @@ dml_status_t dml_model_create(const dml_model_spec_t *spec, uint64_t seed, int m
     }
     *model_out = m;
     return DML_OK;
-}
-
-const dml_model_spec_t *dml_model_spec(const dml_model_t *m)
-{
-    return &m->spec;
-}
-size_t dml_model_nparams(const dml_model_t *m)
-{
-    return m->np;
-}
-size_t dml_model_nbuffers(const dml_model_t *m)
-{
-    return m->nb;
-}
-int dml_model_max_batch(const dml_model_t *m)
-{
-    return m->max_batch;
-}
-float *dml_model_params(dml_model_t *m)
-{
-    return m->params;
-}
-float *dml_model_grads(dml_model_t *m)
-{
-    return m->grads;
-}
-float *dml_model_buffers(dml_model_t *m)
-{
-    return m->bufs;
-}
-int dml_model_classes(const dml_model_t *m)
-{
-    return m->spec.classes;
-}
-double dml_model_flops(const dml_model_t *m)
-{
-    return m->flops;
-}
-int dml_model_param_layers(const dml_model_t *m)
-{
-    return m->nplayers;
-}
-
-void dml_model_layer_range(const dml_model_t *m, int l, size_t *offset, size_t *count)
-{
-    const dml__lstate_t *s = &m->ls[m->player[l]];
-    *offset = s->poff;
-    *count = s->np;
 }
 
 void dml_model_set_reduce(dml_model_t *m, dml_model_reduce_cb_t reduce, void *arg)

@@ -18,6 +18,7 @@
 
 #include "dml_crc.h"
 #include "dml_h5.h"
+#include "dml_h5_stats.h"
 #include "nn_private.h"
 
 #include <errno.h>
@@ -38,7 +39,7 @@ void dml_model_info_free(dml_model_info_t *info)
     if (info == NULL)
         return;
     free(info->class_names);
-    dml_stats_free(&info->stats);
+    dml__stats_release(&info->stats);
     memset(info, 0, sizeof(*info));
 }
 
@@ -191,17 +192,182 @@ static dml_status_t dml__read_spec(hid_t loc, const char *file, dml_model_info_t
     return DML_OK;
 }
 
+/* The file at file opened read-only, and the group that holds the model in
+ * it: the root of a model file, "model" in a checkpoint (info->checkpoint
+ * says which). *f and *loc stay -1 where not opened; the caller closes what
+ * was. */
+static dml_status_t dml__open_model(const char *file, dml_model_info_t *info, hid_t *f, hid_t *loc)
+{
+    char fmt[64];
+
+    if (H5Fis_hdf5(file) <= 0 || (*f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
+        return dml_error_set(DML_ERR_FORMAT,
+                             "model %s: not a readable HDF5 file (truncated or "
+                             "corrupt?)",
+                             file);
+    if (dml__h5_attr_read_str(*f, "format", fmt, sizeof(fmt)) != 0)
+        fmt[0] = '\0';
+    if (strcmp(fmt, DML_CKPT_FORMAT) == 0) {
+        info->checkpoint = 1;
+        *loc = H5Gopen2(*f, DML_MODEL_GROUP, H5P_DEFAULT);
+    } else if (strcmp(fmt, DML_MODEL_FORMAT) == 0) {
+        *loc = H5Gopen2(*f, "/", H5P_DEFAULT);
+    } else {
+        return dml_error_set(DML_ERR_FORMAT,
+                             "model %s: neither a slurm-dml model file nor a "
+                             "checkpoint (format attribute \"%s\")",
+                             file, fmt);
+    }
+    return DML_OK;
+}
+
+/* The model's attributes (loc may be -1: a checkpoint without its "model"
+ * group), its version and normalisation ones checked; steps and epochs are
+ * optional. */
+static dml_status_t dml__read_attrs(hid_t loc, const char *file, dml_model_info_t *info)
+{
+    char fmt[64];
+    int32_t version = 0;
+
+    if (loc < 0 || dml__h5_attr_read_str(loc, "format", fmt, sizeof(fmt)) != 0 ||
+        strcmp(fmt, DML_MODEL_FORMAT) != 0 ||
+        dml__h5_attr_read(loc, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
+        dml__h5_attr_read_str(loc, "model", info->spec_text, sizeof(info->spec_text)) != 0 ||
+        dml__h5_attr_read_str(loc, "dataset", info->dataset, sizeof(info->dataset)) != 0 ||
+        dml__h5_attr_read_str(loc, "dataset_hash", info->dataset_hash,
+                              sizeof(info->dataset_hash)) != 0 ||
+        dml__h5_attr_read_str(loc, "normalisation", info->normalisation,
+                              sizeof(info->normalisation)) != 0 ||
+        dml__h5_attr_read(loc, "feature_rank", H5T_NATIVE_INT32, 1, &info->feature_rank) != 0)
+        return dml_error_set(DML_ERR_FORMAT,
+                             "model %s: attributes missing or malformed (format, "
+                             "version, model, dataset, dataset_hash, normalisation, feature_rank)",
+                             file);
+    if (version < 1 || version > DML_MODEL_VERSION)
+        return dml_error_set(DML_ERR_FORMAT,
+                             "model %s: format version %d, this build reads 1 to %d", file,
+                             (int)version, DML_MODEL_VERSION);
+    info->version = version;
+    if (strcmp(info->normalisation, "global") != 0)
+        return dml_error_set(DML_ERR_FORMAT,
+                             "model %s: normalisation \"%s\" (this build knows "
+                             "\"global\")",
+                             file, info->normalisation);
+    dml__h5_attr_read(loc, "steps", H5T_NATIVE_UINT64, 1, &info->steps);
+    dml__h5_attr_read(loc, "epochs", H5T_NATIVE_UINT64, 1, &info->epochs);
+    return DML_OK;
+}
+
+/* Class names: the training data's, as many as it had classes (at most
+ * the model's outputs); outputs beyond are named by number. */
+static dml_status_t dml__read_class_names(hid_t loc, const char *file, dml_model_info_t *info)
+{
+    hid_t d = H5Dopen2(loc, "class_names", H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
+    hid_t str = -1;
+    hsize_t cd[2] = {0, 0};
+    int nd = sp < 0 ? -1 : H5Sget_simple_extent_dims(sp, cd, NULL);
+    dml_status_t st = DML_OK;
+    uint32_t i;
+
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (d >= 0)
+        H5Dclose(d);
+    if (nd != 1 || cd[0] < 1 || cd[0] > info->num_classes)
+        return dml_error_set(DML_ERR_FORMAT,
+                             "model %s: class_names missing or not 1 to %u "
+                             "entries",
+                             file, info->num_classes);
+    info->data_classes = (uint32_t)cd[0];
+    info->class_names = calloc(info->num_classes, DML_DATASET_NAME_MAX);
+    str = H5Tcopy(H5T_C_S1);
+    if (info->class_names == NULL || str < 0 || H5Tset_size(str, DML_DATASET_NAME_MAX) < 0 ||
+        dml__h5_read(loc, "class_names", str, info->data_classes, 0, info->class_names) != 0) {
+        st = dml_error_set(DML_ERR_FORMAT, "model %s: class_names unreadable", file);
+        goto out;
+    }
+    for (i = 0; i < info->num_classes; i++) {
+        if (i >= info->data_classes)
+            snprintf(info->class_names[i], DML_DATASET_NAME_MAX, "class%u", i);
+        info->class_names[i][DML_DATASET_NAME_MAX - 1] = '\0';
+    }
+out:
+    if (str >= 0)
+        H5Tclose(str);
+    return st;
+}
+
+/* The training data's statistics (group stats). */
+static dml_status_t dml__read_stats(hid_t loc, const char *file, dml_model_info_t *info)
+{
+    hid_t g = H5Gopen2(loc, "stats", H5P_DEFAULT);
+    dml_status_t st = g < 0
+                          ? DML_ERR_FORMAT
+                          : dml__stats_read_h5(g, info->features, info->data_classes, &info->stats);
+
+    if (g >= 0)
+        H5Gclose(g);
+    if (st != DML_OK)
+        return dml_error_set(DML_ERR_FORMAT,
+                             "model %s: the training statistics (group stats) "
+                             "are missing or malformed",
+                             file);
+    return DML_OK;
+}
+
+/* The attribute checksum, where the file has one (files written before it
+ * load without): read last, when every value it covers is. hash is the
+ * model's identity (dml__model_hash). */
+static dml_status_t dml__check_checksum(hid_t loc, const char *file, const dml_model_info_t *info,
+                                        uint64_t hash)
+{
+    htri_t has_sum = H5Aexists(loc, "checksum");
+    char want[32], have[17];
+
+    if (has_sum < 0)
+        return dml_error_set(DML_ERR_FORMAT,
+                             "model %s: cannot tell whether it has a checksum "
+                             "(damaged attributes?)",
+                             file);
+    if (has_sum == 0)
+        return DML_OK;
+    snprintf(have, sizeof(have), "%016llx",
+             (unsigned long long)dml__model_checksum(hash, info, info->normalisation));
+    if (dml__h5_attr_read_str(loc, "checksum", want, sizeof(want)) != 0)
+        return dml_error_set(DML_ERR_FORMAT, "model %s: attribute checksum unreadable", file);
+    if (strcmp(want, have) != 0)
+        return dml_error_set(DML_ERR_CHECKSUM,
+                             "model %s: checksum %s over the spec \"%s\", the "
+                             "weights and the other attributes, the file recorded %s: the file "
+                             "was changed after it was written (or is damaged)",
+                             file, have, info->spec_text, want);
+    return DML_OK;
+}
+
+/* The model's arrays: weights, and buffers where it has them, each through
+ * dml__read_array as dml_model_read_h5's plain reader reads them (CRC-32,
+ * finite values). Not dml_model_read_h5 itself: it refuses a spec text that
+ * is not in the canonical form, which files load with here. */
+static dml_status_t dml__read_arrays(hid_t loc, const char *file, dml_model_t *m)
+{
+    dml_status_t st;
+
+    if ((st = dml__read_array(loc, file, "weights", dml_model_nparams(m), dml_model_params(m))) !=
+        DML_OK)
+        return st;
+    if (dml_model_nbuffers(m) > 0)
+        return dml__read_array(loc, file, "buffers", dml_model_nbuffers(m), dml_model_buffers(m));
+    return DML_OK;
+}
+
 dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out,
                             dml_model_info_t *info)
 {
-    char file[4096], fmt[64];
+    char file[4096];
     dml_model_t *m = NULL;
-    hid_t f = -1, loc = -1, str = -1;
+    hid_t f = -1, loc = -1;
     uint64_t h;
-    int32_t version = 0;
-    htri_t has_sum;
     struct stat sb;
-    uint32_t i;
     dml__h5_quiet_t q;
     dml_status_t st;
 
@@ -216,152 +382,30 @@ dml_status_t dml_model_load(const char *path, int max_batch, dml_model_t **m_out
                              path);
     snprintf(file, sizeof(file), "%s", path);
     dml__h5_quiet_begin(&q);
-    if (H5Fis_hdf5(file) <= 0 || (f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
-        st = dml_error_set(DML_ERR_FORMAT,
-                           "model %s: not a readable HDF5 file (truncated or "
-                           "corrupt?)",
-                           file);
+    if ((st = dml__open_model(file, info, &f, &loc)) != DML_OK)
         goto out;
-    }
-    if (dml__h5_attr_read_str(f, "format", fmt, sizeof(fmt)) != 0)
-        fmt[0] = '\0';
-    if (strcmp(fmt, DML_CKPT_FORMAT) == 0) {
-        info->checkpoint = 1;
-        loc = H5Gopen2(f, "model", H5P_DEFAULT);
-    } else if (strcmp(fmt, DML_MODEL_FORMAT) == 0) {
-        loc = H5Gopen2(f, "/", H5P_DEFAULT);
-    } else {
-        st = dml_error_set(DML_ERR_FORMAT,
-                           "model %s: neither a slurm-dml model file nor a "
-                           "checkpoint (format attribute \"%s\")",
-                           file, fmt);
-        goto out;
-    }
     snprintf(info->path, sizeof(info->path), "%s", file);
-    st = dml_error_set(DML_ERR_FORMAT,
-                       "model %s: attributes missing or malformed (format, "
-                       "version, model, dataset, dataset_hash, normalisation, feature_rank)",
-                       file);
-    if (loc < 0 || dml__h5_attr_read_str(loc, "format", fmt, sizeof(fmt)) != 0 ||
-        strcmp(fmt, DML_MODEL_FORMAT) != 0 ||
-        dml__h5_attr_read(loc, "version", H5T_NATIVE_INT32, 1, &version) != 0 ||
-        dml__h5_attr_read_str(loc, "model", info->spec_text, sizeof(info->spec_text)) != 0 ||
-        dml__h5_attr_read_str(loc, "dataset", info->dataset, sizeof(info->dataset)) != 0 ||
-        dml__h5_attr_read_str(loc, "dataset_hash", info->dataset_hash,
-                              sizeof(info->dataset_hash)) != 0 ||
-        dml__h5_attr_read_str(loc, "normalisation", info->normalisation,
-                              sizeof(info->normalisation)) != 0 ||
-        dml__h5_attr_read(loc, "feature_rank", H5T_NATIVE_INT32, 1, &info->feature_rank) != 0)
+    if ((st = dml__read_attrs(loc, file, info)) != DML_OK)
         goto out;
-    if (version < 1 || version > DML_MODEL_VERSION) {
-        st = dml_error_set(DML_ERR_FORMAT, "model %s: format version %d, this build reads 1 to %d",
-                           file, (int)version, DML_MODEL_VERSION);
-        goto out;
-    }
-    info->version = version;
-    if (strcmp(info->normalisation, "global") != 0) {
-        st = dml_error_set(DML_ERR_FORMAT,
-                           "model %s: normalisation \"%s\" (this build knows "
-                           "\"global\")",
-                           file, info->normalisation);
-        goto out;
-    }
-    dml__h5_attr_read(loc, "steps", H5T_NATIVE_UINT64, 1, &info->steps);
-    dml__h5_attr_read(loc, "epochs", H5T_NATIVE_UINT64, 1, &info->epochs);
     if ((st = dml__read_spec(loc, file, info)) != DML_OK)
         goto out;
     /* no initialisation: the file's weights replace all of them */
     if ((st = dml__model_alloc(&info->spec, max_batch, &m)) != DML_OK)
         goto out;
-    if ((st = dml__read_array(loc, file, "weights", dml_model_nparams(m), dml_model_params(m))) !=
-        DML_OK)
-        goto out;
-    if (dml_model_nbuffers(m) > 0 &&
-        (st = dml__read_array(loc, file, "buffers", dml_model_nbuffers(m), dml_model_buffers(m))) !=
-            DML_OK)
+    if ((st = dml__read_arrays(loc, file, m)) != DML_OK)
         goto out;
     /* The model's identity in inference records: spec and weights (and
      * buffers), the same for a checkpoint and the model file exported from
      * it. */
     h = dml__model_hash(info->spec_text, m);
     snprintf(info->hash, sizeof(info->hash), "%016llx", (unsigned long long)h);
-
-    /* Class names: the training data's, as many as it had classes (at most
-     * the model's outputs); outputs beyond are named by number. */
-    {
-        hid_t d = H5Dopen2(loc, "class_names", H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
-        hsize_t cd[2] = {0, 0};
-        int nd = sp < 0 ? -1 : H5Sget_simple_extent_dims(sp, cd, NULL);
-        if (sp >= 0)
-            H5Sclose(sp);
-        if (d >= 0)
-            H5Dclose(d);
-        if (nd != 1 || cd[0] < 1 || cd[0] > info->num_classes) {
-            st = dml_error_set(DML_ERR_FORMAT,
-                               "model %s: class_names missing or not 1 to %u "
-                               "entries",
-                               file, info->num_classes);
-            goto out;
-        }
-        info->data_classes = (uint32_t)cd[0];
-    }
-    info->class_names = calloc(info->num_classes, DML_DATASET_NAME_MAX);
-    str = H5Tcopy(H5T_C_S1);
-    if (info->class_names == NULL || str < 0 || H5Tset_size(str, DML_DATASET_NAME_MAX) < 0 ||
-        dml__h5_read(loc, "class_names", str, info->data_classes, 0, info->class_names) != 0) {
-        st = dml_error_set(DML_ERR_FORMAT, "model %s: class_names unreadable", file);
+    if ((st = dml__read_class_names(loc, file, info)) != DML_OK ||
+        (st = dml__read_stats(loc, file, info)) != DML_OK ||
+        (st = dml__check_checksum(loc, file, info, h)) != DML_OK)
         goto out;
-    }
-    for (i = 0; i < info->num_classes; i++) {
-        if (i >= info->data_classes)
-            snprintf(info->class_names[i], DML_DATASET_NAME_MAX, "class%u", i);
-        info->class_names[i][DML_DATASET_NAME_MAX - 1] = '\0';
-    }
-    {
-        hid_t g = H5Gopen2(loc, "stats", H5P_DEFAULT);
-        st = g < 0 ? DML_ERR_FORMAT
-                   : dml_stats_read_h5(g, info->features, info->data_classes, &info->stats);
-        if (g >= 0)
-            H5Gclose(g);
-        if (st != DML_OK) {
-            st = dml_error_set(DML_ERR_FORMAT,
-                               "model %s: the training statistics (group stats) "
-                               "are missing or malformed",
-                               file);
-            goto out;
-        }
-    }
-    /* Last, when every value it covers is read. */
-    has_sum = H5Aexists(loc, "checksum");
-    if (has_sum < 0) {
-        st = dml_error_set(DML_ERR_FORMAT,
-                           "model %s: cannot tell whether it has a checksum "
-                           "(damaged attributes?)",
-                           file);
-        goto out;
-    }
-    if (has_sum > 0) {
-        char want[32], have[17];
-        snprintf(have, sizeof(have), "%016llx",
-                 (unsigned long long)dml__model_checksum(h, info, info->normalisation));
-        if (dml__h5_attr_read_str(loc, "checksum", want, sizeof(want)) != 0) {
-            st = dml_error_set(DML_ERR_FORMAT, "model %s: attribute checksum unreadable", file);
-            goto out;
-        }
-        if (strcmp(want, have) != 0) {
-            st = dml_error_set(DML_ERR_CHECKSUM,
-                               "model %s: checksum %s over the spec \"%s\", the "
-                               "weights and the other attributes, the file recorded %s: the file "
-                               "was changed after it was written (or is damaged)",
-                               file, have, info->spec_text, want);
-            goto out;
-        }
-    }
     st = DML_OK;
     dml_error_clear();
 out:
-    if (str >= 0)
-        H5Tclose(str);
     if (loc >= 0)
         H5Gclose(loc);
     if (f >= 0)
@@ -408,7 +452,7 @@ dml_status_t dml_model_write_h5(int64_t loc, dml_model_t *m, const dml_model_inf
         dml__h5_attr_write_str(loc, "checksum", checksum) != 0)
         return dml_error_set(DML_ERR_IO, "cannot write the model's attributes (disk full?)");
     g = H5Gcreate2(loc, "stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0 || dml_stats_write_h5(g, &info->stats, info->data_classes) != DML_OK) {
+    if (g < 0 || dml__stats_write_h5(g, &info->stats, info->data_classes) != DML_OK) {
         st = dml_error_set(DML_ERR_IO, "cannot write the model's training statistics (disk full?)");
         goto out;
     }
@@ -431,6 +475,61 @@ out:
         H5Tclose(str);
     if (g >= 0)
         H5Gclose(g);
+    return st;
+}
+
+/* The mirror of dml__put_plain: a float array read whole, its CRC-32 checked
+ * where recorded and every value finite (dml__read_array). */
+static dml_status_t dml__get_plain(void *arg, int64_t loc, const char *name, int64_t type,
+                                   uint64_t n, void *data)
+{
+    dml__h5_quiet_t q;
+    dml_status_t st;
+
+    if (H5Tequal(type, H5T_NATIVE_FLOAT) <= 0)
+        return dml_error_set(DML_ERR_INVALID_ARG, "model %s: %s: only float arrays are read here",
+                             (const char *)arg, name);
+    dml__h5_quiet_begin(&q);
+    st = dml__read_array(loc, arg, name, n, data);
+    dml__h5_quiet_end(&q);
+    return st;
+}
+
+dml_status_t dml_model_read_h5(int64_t loc, const dml_model_t *m, dml_model_get_cb_t get,
+                               void *get_arg, float *weights, float *buffers)
+{
+    char spec[DML_MODEL_SPEC_MAX], have[DML_MODEL_SPEC_MAX], fmt[64], file[4096] = "?";
+    int32_t version = 0;
+    dml__h5_quiet_t q;
+    dml_status_t st = DML_OK;
+
+    /* messages name the file, as the writer's checkpoint or model file */
+    H5Fget_name(loc, file, sizeof(file));
+    if (get == NULL) {
+        get = dml__get_plain;
+        get_arg = file;
+    }
+    dml_model_spec_format(dml_model_spec(m), spec, sizeof(spec));
+    dml__h5_quiet_begin(&q);
+    if (dml__h5_attr_read_str(loc, "format", fmt, sizeof(fmt)) != 0 ||
+        strcmp(fmt, DML_MODEL_FORMAT) != 0 ||
+        dml__h5_attr_read(loc, "version", H5T_NATIVE_INT32, 1, &version) != 0 || version < 1 ||
+        version > DML_MODEL_VERSION || dml__h5_attr_read_str(loc, "model", have, sizeof(have)) != 0)
+        st = dml_error_set(DML_ERR_FORMAT,
+                           "model %s: not a model of format versions 1 to %d (format, version "
+                           "or model attribute missing)",
+                           file, DML_MODEL_VERSION);
+    dml__h5_quiet_end(&q);
+    if (st != DML_OK)
+        return st;
+    if (strcmp(have, spec) != 0)
+        return dml_error_set(DML_ERR_MISMATCH, "model %s: saved for model %s, this one is %s", file,
+                             have, spec);
+    if ((st = get(get_arg, loc, "weights", H5T_NATIVE_FLOAT, dml_model_nparams(m), weights)) !=
+        DML_OK)
+        return st;
+    if (dml_model_nbuffers(m) > 0)
+        st = get(get_arg, loc, "buffers", H5T_NATIVE_FLOAT, dml_model_nbuffers(m), buffers);
     return st;
 }
 

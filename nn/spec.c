@@ -125,39 +125,156 @@ static int dml__float(const char *v, float *out)
 
 #define DML__ARGS_MAX 8
 
+/* Cuts a layer's text, NAME or NAME(ARG, ...), in place into its name (name
+ * keeps it) and its arguments (argv, *argc). NULL, or what is wrong. */
+static const char *dml__split_args(char *name, char *argv[DML__ARGS_MAX], int *argc)
+{
+    char *args = strchr(name, '(');
+    size_t len;
+
+    *argc = 0;
+    if (args == NULL)
+        return NULL;
+    len = strlen(args);
+    if (len < 2 || args[len - 1] != ')')
+        return "unbalanced parentheses";
+    *args++ = '\0';
+    args[len - 2] = '\0';
+    if (*args == '\0')
+        return NULL;
+    for (char *a = args;; a++) {
+        if (*argc == DML__ARGS_MAX)
+            return "too many arguments";
+        argv[(*argc)++] = a;
+        a = strchr(a, ',');
+        if (a == NULL)
+            return NULL;
+        *a = '\0';
+    }
+}
+
+/* The argument is the one named name: given by that key, or without a key
+ * in position at. */
+static int dml__arg_is(const char *key, int i, int at, const char *name)
+{
+    return key != NULL ? strcmp(key, name) == 0 : i == at;
+}
+
+/* Argument i of layer l (key: its name, NULL where positional; a: its
+ * value) into l. NULL, or what is wrong. */
+static const char *dml__layer_arg(dml_layer_t *l, const char *key, int i, const char *a)
+{
+    switch (l->kind) {
+    case DML_LAYER_DENSE:
+        if (!dml__arg_is(key, i, 0, "units"))
+            return "expected dense(UNITS)";
+        if (dml__int(a, 1, DML__DIM_MAX, &l->units) != 0)
+            return "units must be a whole number from 1 to 1048576";
+        return NULL;
+    case DML_LAYER_CONV2D:
+        if (dml__arg_is(key, i, 0, "filters")) {
+            if (dml__int(a, 1, DML__DIM_MAX, &l->units) != 0)
+                return "filters must be a whole number from 1 to 1048576";
+        } else if (dml__arg_is(key, i, 1, "kernel")) {
+            if (dml__pair(a, 1, DML__KERNEL_MAX, &l->kh, &l->kw) != 0)
+                return "kernel must be K or KHxKW, from 1 to 64";
+        } else if (dml__arg_is(key, i, 2, "stride")) {
+            if (dml__pair(a, 1, DML__KERNEL_MAX, &l->sh, &l->sw) != 0)
+                return "stride must be S or SHxSW, from 1 to 64";
+        } else if (dml__arg_is(key, i, 3, "padding")) {
+            if (strcmp(a, "same") == 0)
+                l->same = 1;
+            else if (dml__pair(a, 0, DML__KERNEL_MAX, &l->ph, &l->pw) != 0)
+                return "padding must be P, PHxPW (0 to 64) or same";
+        } else {
+            return "expected conv2d(FILTERS, KERNEL[, stride=S][, padding=P])";
+        }
+        return NULL;
+    case DML_LAYER_MAXPOOL:
+    case DML_LAYER_AVGPOOL:
+        if (dml__arg_is(key, i, 0, "kernel")) {
+            if (dml__pair(a, 1, DML__KERNEL_MAX, &l->kh, &l->kw) != 0)
+                return "kernel must be K or KHxKW, from 1 to 64";
+        } else if (dml__arg_is(key, i, 1, "stride")) {
+            if (dml__pair(a, 1, DML__KERNEL_MAX, &l->sh, &l->sw) != 0)
+                return "stride must be S or SHxSW, from 1 to 64";
+            l->units = 1; /* stride given (dml__layer_complete) */
+        } else {
+            return "expected maxpool(K[, stride=S]) or avgpool(K[, stride=S])";
+        }
+        return NULL;
+    case DML_LAYER_BATCHNORM:
+        if (key != NULL && strcmp(key, "eps") == 0) {
+            if (dml__float(a, &l->eps) != 0 || !(l->eps > 0) || l->eps > 1)
+                return "eps must be in (0, 1]";
+        } else if (key != NULL && strcmp(key, "momentum") == 0) {
+            if (dml__float(a, &l->momentum) != 0 || !(l->momentum >= 0 && l->momentum <= 1))
+                return "momentum must be in [0, 1]";
+        } else {
+            return "expected batchnorm or batchnorm(eps=E, momentum=M)";
+        }
+        return NULL;
+    case DML_LAYER_DROPOUT:
+        if (!dml__arg_is(key, i, 0, "p"))
+            return "expected dropout(P)";
+        if (dml__float(a, &l->p) != 0 || !(l->p >= 0 && l->p < 1))
+            return "the dropout probability must be in [0, 1)";
+        return NULL;
+    case DML_LAYER_FLATTEN:
+    case DML_LAYER_RELU:
+        return "takes no arguments";
+    }
+    return NULL;
+}
+
+/* After its argc arguments: what layer l cannot do without, and the
+ * defaults that depend on what was given. NULL, or what is missing. */
+static const char *dml__layer_complete(dml_layer_t *l, int argc)
+{
+    switch (l->kind) {
+    case DML_LAYER_DENSE:
+        if (l->units == 0)
+            return "expected dense(UNITS)";
+        break;
+    case DML_LAYER_CONV2D:
+        if (l->units == 0 || l->kh == 0)
+            return "expected conv2d(FILTERS, KERNEL[, stride=S][, padding=P])";
+        if (l->same && (l->sh != 1 || l->sw != 1))
+            return "padding=same needs stride 1";
+        break;
+    case DML_LAYER_MAXPOOL:
+    case DML_LAYER_AVGPOOL:
+        if (l->kh == 0)
+            return "expected a window size, as in maxpool(2)";
+        if (l->units == 0) { /* no stride given: the window's size */
+            l->sh = l->kh;
+            l->sw = l->kw;
+        }
+        l->units = 0;
+        break;
+    case DML_LAYER_DROPOUT:
+        if (argc == 0)
+            return "expected dropout(P)";
+        break;
+    default:
+        break;
+    }
+    return NULL;
+}
+
 /* One layer's text: NAME or NAME(ARG, ...), spaces removed. */
 static dml_status_t dml__parse_layer(const char *spec, int pos, char *name, dml_layer_t *l)
 {
-    char t[DML_MODEL_SPEC_MAX], *args = strchr(name, '('), *argv[DML__ARGS_MAX];
+    char t[DML_MODEL_SPEC_MAX], *argv[DML__ARGS_MAX];
+    const char *bad;
     int argc = 0, i, npos = 0;
     size_t k;
 
     /* the layer as written, for messages; name and args are cut up below */
     snprintf(t, sizeof(t), "%s", name);
     memset(l, 0, sizeof(*l));
-    if (args != NULL) {
-        size_t len = strlen(args);
-        if (len < 2 || args[len - 1] != ')')
-            return dml_error_set(DML_ERR_INVALID_ARG,
-                                 "model \"%s\": layer %d (%s): unbalanced "
-                                 "parentheses",
-                                 spec, pos, t);
-        *args++ = '\0';
-        args[len - 2] = '\0';
-        if (*args != '\0')
-            for (char *a = args;; a++) {
-                if (argc == DML__ARGS_MAX)
-                    return dml_error_set(DML_ERR_INVALID_ARG,
-                                         "model \"%s\": layer %d (%s): "
-                                         "too many arguments",
-                                         spec, pos, t);
-                argv[argc++] = a;
-                a = strchr(a, ',');
-                if (a == NULL)
-                    break;
-                *a = '\0';
-            }
-    }
+    if ((bad = dml__split_args(name, argv, &argc)) != NULL)
+        goto bad;
     for (k = 0; k < sizeof(dml__names) / sizeof(dml__names[0]); k++)
         if (strcmp(name, dml__names[k].name) == 0)
             break;
@@ -171,9 +288,6 @@ static dml_status_t dml__parse_layer(const char *spec, int pos, char *name, dml_
     l->sh = l->sw = 1;
     l->eps = 1e-5f;
     l->momentum = 0.1f;
-
-#define DML__BAD(what)                                                                             \
-    dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": layer %d (%s): %s", spec, pos, t, what)
     for (i = 0; i < argc; i++) {
         char *a = argv[i], *eq = strchr(a, '=');
         const char *key = NULL;
@@ -182,103 +296,17 @@ static dml_status_t dml__parse_layer(const char *spec, int pos, char *name, dml_
             key = a;
             a = eq + 1;
         } else if (npos++ != i) {
-            return DML__BAD("a positional argument after a named one");
+            bad = "a positional argument after a named one";
+            goto bad;
         }
-        switch (l->kind) {
-        case DML_LAYER_DENSE:
-            if ((key == NULL && i == 0) || (key != NULL && strcmp(key, "units") == 0)) {
-                if (dml__int(a, 1, DML__DIM_MAX, &l->units) != 0)
-                    return DML__BAD("units must be a whole number from 1 to 1048576");
-            } else {
-                return DML__BAD("expected dense(UNITS)");
-            }
-            break;
-        case DML_LAYER_CONV2D:
-            if ((key == NULL && i == 0) || (key != NULL && strcmp(key, "filters") == 0)) {
-                if (dml__int(a, 1, DML__DIM_MAX, &l->units) != 0)
-                    return DML__BAD("filters must be a whole number from 1 to 1048576");
-            } else if ((key == NULL && i == 1) || (key != NULL && strcmp(key, "kernel") == 0)) {
-                if (dml__pair(a, 1, DML__KERNEL_MAX, &l->kh, &l->kw) != 0)
-                    return DML__BAD("kernel must be K or KHxKW, from 1 to 64");
-            } else if ((key == NULL && i == 2) || (key != NULL && strcmp(key, "stride") == 0)) {
-                if (dml__pair(a, 1, DML__KERNEL_MAX, &l->sh, &l->sw) != 0)
-                    return DML__BAD("stride must be S or SHxSW, from 1 to 64");
-            } else if ((key == NULL && i == 3) || (key != NULL && strcmp(key, "padding") == 0)) {
-                if (strcmp(a, "same") == 0)
-                    l->same = 1;
-                else if (dml__pair(a, 0, DML__KERNEL_MAX, &l->ph, &l->pw) != 0)
-                    return DML__BAD("padding must be P, PHxPW (0 to 64) or same");
-            } else {
-                return DML__BAD("expected conv2d(FILTERS, KERNEL[, stride=S][, padding=P])");
-            }
-            break;
-        case DML_LAYER_MAXPOOL:
-        case DML_LAYER_AVGPOOL:
-            if ((key == NULL && i == 0) || (key != NULL && strcmp(key, "kernel") == 0)) {
-                if (dml__pair(a, 1, DML__KERNEL_MAX, &l->kh, &l->kw) != 0)
-                    return DML__BAD("kernel must be K or KHxKW, from 1 to 64");
-            } else if ((key == NULL && i == 1) || (key != NULL && strcmp(key, "stride") == 0)) {
-                if (dml__pair(a, 1, DML__KERNEL_MAX, &l->sh, &l->sw) != 0)
-                    return DML__BAD("stride must be S or SHxSW, from 1 to 64");
-                l->units = 1; /* stride given */
-            } else {
-                return DML__BAD("expected maxpool(K[, stride=S]) or avgpool(K[, stride=S])");
-            }
-            break;
-        case DML_LAYER_BATCHNORM:
-            if (key != NULL && strcmp(key, "eps") == 0) {
-                if (dml__float(a, &l->eps) != 0 || !(l->eps > 0) || l->eps > 1)
-                    return DML__BAD("eps must be in (0, 1]");
-            } else if (key != NULL && strcmp(key, "momentum") == 0) {
-                if (dml__float(a, &l->momentum) != 0 || !(l->momentum >= 0 && l->momentum <= 1))
-                    return DML__BAD("momentum must be in [0, 1]");
-            } else {
-                return DML__BAD("expected batchnorm or batchnorm(eps=E, momentum=M)");
-            }
-            break;
-        case DML_LAYER_DROPOUT:
-            if ((key == NULL && i == 0) || (key != NULL && strcmp(key, "p") == 0)) {
-                if (dml__float(a, &l->p) != 0 || !(l->p >= 0 && l->p < 1))
-                    return DML__BAD("the dropout probability must be in [0, 1)");
-            } else {
-                return DML__BAD("expected dropout(P)");
-            }
-            break;
-        case DML_LAYER_FLATTEN:
-        case DML_LAYER_RELU:
-            return DML__BAD("takes no arguments");
-        }
+        if ((bad = dml__layer_arg(l, key, i, a)) != NULL)
+            goto bad;
     }
-    switch (l->kind) {
-    case DML_LAYER_DENSE:
-        if (l->units == 0)
-            return DML__BAD("expected dense(UNITS)");
-        break;
-    case DML_LAYER_CONV2D:
-        if (l->units == 0 || l->kh == 0)
-            return DML__BAD("expected conv2d(FILTERS, KERNEL[, stride=S][, padding=P])");
-        if (l->same && (l->sh != 1 || l->sw != 1))
-            return DML__BAD("padding=same needs stride 1");
-        break;
-    case DML_LAYER_MAXPOOL:
-    case DML_LAYER_AVGPOOL:
-        if (l->kh == 0)
-            return DML__BAD("expected a window size, as in maxpool(2)");
-        if (l->units == 0) { /* no stride given: the window's size */
-            l->sh = l->kh;
-            l->sw = l->kw;
-        }
-        l->units = 0;
-        break;
-    case DML_LAYER_DROPOUT:
-        if (argc == 0)
-            return DML__BAD("expected dropout(P)");
-        break;
-    default:
-        break;
-    }
-#undef DML__BAD
+    if ((bad = dml__layer_complete(l, argc)) != NULL)
+        goto bad;
     return DML_OK;
+bad:
+    return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": layer %d (%s): %s", spec, pos, t, bad);
 }
 
 static dml_status_t dml__parse_mlp(const char *text, dml_model_spec_t *s)
@@ -467,14 +495,27 @@ size_t dml_layer_nbuffers(const dml_layer_t *l)
     return l->kind == DML_LAYER_BATCHNORM ? 2 * (size_t)l->in[0] : 0;
 }
 
-dml_status_t dml_model_spec_bind(dml_model_spec_t *spec, int rank, const uint64_t *shape,
-                                 uint32_t classes)
+/* Why a layer does not fit, into why: returns -1 so that callers can
+ * return it. */
+static int dml__nofit(char *why, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int dml__nofit(char *why, size_t len, const char *fmt, ...)
 {
-    char text[DML_MODEL_SPEC_MAX], lt[96];
-    int cur[3], i, flat;
-    long total = 0;
+    va_list ap;
 
-    dml_model_spec_format(spec, text, sizeof(text));
+    va_start(ap, fmt);
+    vsnprintf(why, len, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* The sample's shape as the first layer's input (channels x height x
+ * width), checked against the limits and an mlp:'s input layer. */
+static dml_status_t dml__bind_input(const dml_model_spec_t *spec, const char *text, int rank,
+                                    const uint64_t *shape, int cur[3])
+{
+    int i;
+
     if (rank < 1 || rank > 3)
         return dml_error_set(DML_ERR_INVALID_ARG,
                              "model \"%s\": samples of rank %d (1 to 3 "
@@ -508,6 +549,104 @@ dml_status_t dml_model_spec_bind(dml_model_spec_t *spec, int rank, const uint64_
                              "samples have %ld features, the model's input layer "
                              "has %d",
                              dml__elems(cur), spec->mlp_inputs);
+    return DML_OK;
+}
+
+/* Layer l on input cur: cur becomes its output, flat whether that is a
+ * vector; 0, or -1 with why it does not fit in why. */
+static int dml__bind_layer(dml_layer_t *l, int cur[3], int *flat, char *why, size_t len)
+{
+    int oh, ow;
+
+    switch (l->kind) {
+    case DML_LAYER_DENSE:
+        if (!*flat)
+            return dml__nofit(why, len,
+                              "its input is %dx%dx%d (channels x height x width); put flatten "
+                              "before it",
+                              cur[0], cur[1], cur[2]);
+        cur[0] = l->units;
+        break;
+    case DML_LAYER_CONV2D:
+        if (*flat)
+            return dml__nofit(
+                why, len, "its input is flat (%d values): a convolution needs an image", cur[0]);
+        if (l->same) {
+            /* PyTorch's padding="same": the total padding k - 1, the
+             * extra one (even kernels) at the end; here symmetric only. */
+            if (l->kh % 2 == 0 || l->kw % 2 == 0)
+                return dml__nofit(
+                    why, len, "padding=same needs an odd kernel (this build pads symmetrically)");
+            l->ph = (l->kh - 1) / 2;
+            l->pw = (l->kw - 1) / 2;
+        }
+        if (l->kh > cur[1] + 2 * l->ph || l->kw > cur[2] + 2 * l->pw)
+            return dml__nofit(why, len,
+                              "its %dx%d kernel is larger than its %dx%d input (padded %dx%d)",
+                              l->kh, l->kw, cur[1], cur[2], cur[1] + 2 * l->ph, cur[2] + 2 * l->pw);
+        if (l->ph >= l->kh || l->pw >= l->kw)
+            return dml__nofit(why, len, "padding %dx%d: must be smaller than the kernel", l->ph,
+                              l->pw);
+        oh = (cur[1] + 2 * l->ph - l->kh) / l->sh + 1;
+        ow = (cur[2] + 2 * l->pw - l->kw) / l->sw + 1;
+        cur[0] = l->units;
+        cur[1] = oh;
+        cur[2] = ow;
+        break;
+    case DML_LAYER_MAXPOOL:
+    case DML_LAYER_AVGPOOL:
+        if (*flat)
+            return dml__nofit(why, len, "its input is flat (%d values): pooling needs an image",
+                              cur[0]);
+        if (l->kh > cur[1] || l->kw > cur[2])
+            return dml__nofit(why, len, "its %dx%d window is larger than its %dx%d input", l->kh,
+                              l->kw, cur[1], cur[2]);
+        cur[1] = (cur[1] - l->kh) / l->sh + 1;
+        cur[2] = (cur[2] - l->kw) / l->sw + 1;
+        break;
+    case DML_LAYER_FLATTEN:
+        cur[0] = (int)dml__elems(cur);
+        cur[1] = cur[2] = 1;
+        *flat = 1;
+        break;
+    case DML_LAYER_BATCHNORM:
+    case DML_LAYER_DROPOUT:
+    case DML_LAYER_RELU:
+        break;
+    }
+    return 0;
+}
+
+/* The size limits on bound layer l (its output and its parameters) and on
+ * the model's parameters so far (total, l's added); 0, or -1 with why. */
+static int dml__layer_limits(const dml_layer_t *l, long *total, char *why, size_t len)
+{
+    size_t np;
+
+    if (dml__elems(l->out) > DML__ELEMS_MAX)
+        return dml__nofit(why, len, "%ld values per sample (at most %ld)", dml__elems(l->out),
+                          DML__ELEMS_MAX);
+    np = dml_layer_nparams(l);
+    if (np > (size_t)DML__LAYER_PARAMS_MAX)
+        return dml__nofit(why, len, "%zu parameters (at most %ld in one layer)", np,
+                          DML__LAYER_PARAMS_MAX);
+    *total += (long)np;
+    if (*total > DML__PARAMS_MAX)
+        return dml__nofit(why, len, "the model passes %ld parameters", DML__PARAMS_MAX);
+    return 0;
+}
+
+dml_status_t dml_model_spec_bind(dml_model_spec_t *spec, int rank, const uint64_t *shape,
+                                 uint32_t classes)
+{
+    char text[DML_MODEL_SPEC_MAX], lt[96], why[256];
+    int cur[3], i, flat;
+    long total = 0;
+    dml_status_t st;
+
+    dml_model_spec_format(spec, text, sizeof(text));
+    if ((st = dml__bind_input(spec, text, rank, shape, cur)) != DML_OK)
+        return st;
     memcpy(spec->in, cur, sizeof(cur));
     /* Flat: a vector of values (1-D data, after flatten or dense), which a
      * 1x1 image of channels is not. An mlp: is flat whatever the data's
@@ -520,79 +659,16 @@ dml_status_t dml_model_spec_bind(dml_model_spec_t *spec, int rank, const uint64_
     }
     for (i = 0; i < spec->nlayers; i++) {
         dml_layer_t *l = &spec->layer[i];
-        size_t np;
 
         dml_layer_format(l, lt, sizeof(lt));
-#define DML__NOFIT(...)                                                                            \
-    do {                                                                                           \
-        char why_[256];                                                                            \
-        snprintf(why_, sizeof(why_), __VA_ARGS__);                                                 \
-        return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": layer %d (%s): %s", text, i + 1,  \
-                             lt, why_);                                                            \
-    } while (0)
         memcpy(l->in, cur, sizeof(cur));
-        switch (l->kind) {
-        case DML_LAYER_DENSE:
-            if (!flat)
-                DML__NOFIT("its input is %dx%dx%d (channels x height x width); put flatten "
-                           "before it",
-                           cur[0], cur[1], cur[2]);
-            cur[0] = l->units;
-            break;
-        case DML_LAYER_CONV2D: {
-            int oh, ow;
-            if (flat)
-                DML__NOFIT("its input is flat (%d values): a convolution needs an image", cur[0]);
-            if (l->same) {
-                /* PyTorch's padding="same": the total padding k - 1, the
-                 * extra one (even kernels) at the end; here symmetric only. */
-                if (l->kh % 2 == 0 || l->kw % 2 == 0)
-                    DML__NOFIT("padding=same needs an odd kernel (this build pads symmetrically)");
-                l->ph = (l->kh - 1) / 2;
-                l->pw = (l->kw - 1) / 2;
-            }
-            if (l->kh > cur[1] + 2 * l->ph || l->kw > cur[2] + 2 * l->pw)
-                DML__NOFIT("its %dx%d kernel is larger than its %dx%d input (padded %dx%d)", l->kh,
-                           l->kw, cur[1], cur[2], cur[1] + 2 * l->ph, cur[2] + 2 * l->pw);
-            if (l->ph >= l->kh || l->pw >= l->kw)
-                DML__NOFIT("padding %dx%d: must be smaller than the kernel", l->ph, l->pw);
-            oh = (cur[1] + 2 * l->ph - l->kh) / l->sh + 1;
-            ow = (cur[2] + 2 * l->pw - l->kw) / l->sw + 1;
-            cur[0] = l->units;
-            cur[1] = oh;
-            cur[2] = ow;
-            break;
-        }
-        case DML_LAYER_MAXPOOL:
-        case DML_LAYER_AVGPOOL:
-            if (flat)
-                DML__NOFIT("its input is flat (%d values): pooling needs an image", cur[0]);
-            if (l->kh > cur[1] || l->kw > cur[2])
-                DML__NOFIT("its %dx%d window is larger than its %dx%d input", l->kh, l->kw, cur[1],
-                           cur[2]);
-            cur[1] = (cur[1] - l->kh) / l->sh + 1;
-            cur[2] = (cur[2] - l->kw) / l->sw + 1;
-            break;
-        case DML_LAYER_FLATTEN:
-            cur[0] = (int)dml__elems(cur);
-            cur[1] = cur[2] = 1;
-            flat = 1;
-            break;
-        case DML_LAYER_BATCHNORM:
-        case DML_LAYER_DROPOUT:
-        case DML_LAYER_RELU:
-            break;
-        }
+        if (dml__bind_layer(l, cur, &flat, why, sizeof(why)) != 0)
+            return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": layer %d (%s): %s", text,
+                                 i + 1, lt, why);
         memcpy(l->out, cur, sizeof(cur));
-        if (dml__elems(cur) > DML__ELEMS_MAX)
-            DML__NOFIT("%ld values per sample (at most %ld)", dml__elems(cur), DML__ELEMS_MAX);
-        np = dml_layer_nparams(l);
-        if (np > (size_t)DML__LAYER_PARAMS_MAX)
-            DML__NOFIT("%zu parameters (at most %ld in one layer)", np, DML__LAYER_PARAMS_MAX);
-        total += (long)np;
-        if (total > DML__PARAMS_MAX)
-            DML__NOFIT("the model passes %ld parameters", DML__PARAMS_MAX);
-#undef DML__NOFIT
+        if (dml__layer_limits(l, &total, why, sizeof(why)) != 0)
+            return dml_error_set(DML_ERR_INVALID_ARG, "model \"%s\": layer %d (%s): %s", text,
+                                 i + 1, lt, why);
     }
     if (spec->layer[spec->nlayers - 1].out[0] < 2)
         return dml_error_set(DML_ERR_INVALID_ARG,

@@ -9,6 +9,7 @@
 
 #include <hdf5.h>
 
+#include "dml_json.h"
 #include "dml_log.h"
 #include "dml_nn.h"
 #include "dml_registry.h"
@@ -30,19 +31,22 @@ static void usage(FILE *out)
             "Commands:\n"
             "  register MODEL        add a model file or checkpoint as a version (its hash);\n"
             "                        prints the version. Registering it again changes nothing\n"
+            "                        (--json: {\"version\", \"model\", \"existed\"})\n"
             "  list                  the versions, oldest first: version, time, name, spec,\n"
             "                        metrics, aliases (--json: the records)\n"
             "  show REF              a version's record with its lineage (JSON)\n"
             "  path REF              the model file of REF, for other tools (its hash\n"
-            "                        checked: a replaced or changed file is refused)\n"
-            "  alias NAME REF        point alias NAME at REF (a compare-and-set with --expect)\n"
+            "                        checked: a replaced or changed file is refused;\n"
+            "                        --json: {\"ref\", \"version\", \"path\"})\n"
+            "  alias NAME REF        point alias NAME at REF (a compare-and-set with --expect;\n"
+            "                        --json: {\"alias\", \"version\", \"previous\", \"changed\"})\n"
             "  alias NAME            the alias's version and history (JSON)\n"
             "  rollback NAME         the alias back to the version it named before\n"
             "                        (--to REF: to that one)\n"
             "  verify                check every version's record, model file and hash, and\n"
             "                        every alias; names what is damaged or foreign\n"
             "  hash MODEL            a model file's hash, the version it would be (no\n"
-            "                        registry needed)\n"
+            "                        registry needed; --json: {\"model\", \"hash\"})\n"
             "  gc                    remove versions no alias names, except the newest\n"
             "                        --keep, and a killed registration's leftovers\n\n"
             "REF: an alias, a version (16 hex digits) or a unique prefix of 4 or more.\n"
@@ -61,7 +65,9 @@ static void usage(FILE *out)
             "  --to REF              rollback: the version to go back to\n"
             "  --keep N              gc: newest versions kept even without an alias [3]\n"
             "  --dry-run             gc: say what would go\n"
-            "  --json                list: JSON\n\n"
+            "  --json                list, register, path, hash, alias NAME REF: one JSON\n"
+            "                        value on stdout, for scripts (show and alias NAME\n"
+            "                        always print JSON)\n\n"
             "Exit status: 0 done, 1 failed (verify: problems found), 2 usage, 4 --expect\n"
             "did not hold. Messages go to stderr.\n");
 }
@@ -232,7 +238,7 @@ static int parse_options(int argc, char **argv, options_t *o)
                 return 2;
             break;
         case O_CKPT:
-            json_object_set_new(o->lineage, "checkpoint", json_string(optarg));
+            json_object_set_new(o->lineage, "checkpoint", dml_json_str(optarg));
             break;
         case O_LINEAGE:
             o->lineage_file = optarg;
@@ -276,6 +282,24 @@ static int parse_options(int argc, char **argv, options_t *o)
     return -1;
 }
 
+/* A --json answer: one compact JSON value on a line of its own (obj is
+ * consumed). jansson does the quoting; a value it cannot build is a failure.
+ * Names from the command line or the file system go in through dml_json_str()
+ * (which always makes one), and a command that changes the registry builds
+ * its answer before the change, so that a done change is never reported as
+ * a failure. */
+static int print_json(json_t *obj)
+{
+    int rc = 0;
+
+    if (obj == NULL || json_dumpf(obj, stdout, JSON_COMPACT) != 0 || putchar('\n') == EOF) {
+        dml_error("writing the JSON answer failed");
+        rc = 1;
+    }
+    json_decref(obj);
+    return rc;
+}
+
 /* ---- the commands ----------------------------------------------------------
  *
  * Each takes its n arguments in args (their number already checked against
@@ -283,8 +307,10 @@ static int parse_options(int argc, char **argv, options_t *o)
  */
 
 /* hash needs no registry: a model file's hash is the version it would be. */
-static int cmd_hash(char **args, int n)
+static int cmd_hash(char **args, int n, int json)
 {
+    int rc = 0;
+
     dml_model_t *m = NULL;
     dml_model_info_t info;
 
@@ -296,10 +322,13 @@ static int cmd_hash(char **args, int n)
     memset(&info, 0, sizeof(info));
     if (dml_model_load(args[0], 1, &m, &info) != DML_OK)
         return failed();
-    printf("%s\n", info.hash);
+    if (json)
+        rc = print_json(json_pack("{s:o, s:s}", "model", dml_json_str(args[0]), "hash", info.hash));
+    else
+        printf("%s\n", info.hash);
     dml_model_free(m);
     dml_model_info_free(&info);
-    return 0;
+    return rc;
 }
 
 /* register's lineage gets what --lineage adds (the command line wins) and,
@@ -335,21 +364,36 @@ static int cmd_register(const options_t *o, char **args, int n)
 {
     char version[DML_REGISTRY_VERSION_LEN], *text;
     dml_registry_t *r = NULL;
+    json_t *answer = NULL;
     int existed, rc = 0;
 
     (void)n;
     if (lineage_complete(o) != 0)
         return 2;
     text = json_dumps(o->lineage, 0);
+    /* the answer's shape before the registration; its values after */
+    if (o->json && (answer = json_pack("{s:s, s:o, s:b}", "version", "", "model",
+                                       dml_json_str(args[0]), "existed", 0)) == NULL) {
+        dml_error("no memory for the JSON answer");
+        rc = 1;
+        goto out;
+    }
     if (dml_registry_open(o->dir, 1, &r) != DML_OK ||
         dml_registry_register(r, args[0], text, version, &existed) != DML_OK) {
         rc = failed();
         goto out;
     }
-    printf("%s\n", version);
+    if (answer != NULL) {
+        json_object_set_new(answer, "version", json_string(version));
+        json_object_set_new(answer, "existed", json_boolean(existed));
+        rc = print_json(answer);
+        answer = NULL;
+    } else
+        printf("%s\n", version);
     dml_info("%s: version %s %s", args[0], version,
              existed ? "was registered already: nothing changed" : "registered");
 out:
+    json_decref(answer);
     dml_registry_close(r);
     free(text);
     return rc;
@@ -407,7 +451,11 @@ static int cmd_path(const options_t *o, char **args, int n)
         rc = failed();
         goto out;
     }
-    printf("%s\n", path);
+    if (o->json)
+        rc = print_json(json_pack("{s:o, s:s, s:o}", "ref", dml_json_str(args[0]), "version",
+                                  version, "path", dml_json_str(path)));
+    else
+        printf("%s\n", path);
 out:
     dml_registry_close(r);
     return rc;
@@ -419,6 +467,7 @@ static int cmd_alias(const options_t *o, char **args, int n)
     char version[DML_REGISTRY_VERSION_LEN], prev[DML_REGISTRY_VERSION_LEN], note[1024];
     char *text = NULL;
     dml_registry_t *r = NULL;
+    json_t *answer = NULL;
     dml_status_t st;
     int rc = 0;
 
@@ -428,6 +477,13 @@ static int cmd_alias(const options_t *o, char **args, int n)
         if (dml_registry_alias_json(r, args[0], &text) != DML_OK)
             goto fail;
         printf("%s\n", text);
+        goto out;
+    }
+    /* the answer's shape before the alias moves; its values after */
+    if (o->json && (answer = json_pack("{s:o, s:s, s:n, s:b}", "alias", dml_json_str(args[0]),
+                                       "version", "", "previous", "changed", 0)) == NULL) {
+        dml_error("no memory for the JSON answer");
+        rc = 1;
         goto out;
     }
     who(note, sizeof(note), o->note);
@@ -441,7 +497,14 @@ static int cmd_alias(const options_t *o, char **args, int n)
     }
     if (st != DML_OK || dml_registry_resolve(r, args[0], version, NULL, 0) != DML_OK)
         goto fail;
-    printf("%s\n", version);
+    if (answer != NULL) {
+        json_object_set_new(answer, "version", json_string(version));
+        json_object_set_new(answer, "previous", *prev ? json_string(prev) : json_null());
+        json_object_set_new(answer, "changed", json_boolean(strcmp(prev, version) != 0));
+        rc = print_json(answer);
+        answer = NULL;
+    } else
+        printf("%s\n", version);
     if (strcmp(prev, version) == 0)
         dml_info("alias %s already names %s: unchanged", args[0], version);
     else
@@ -450,6 +513,7 @@ static int cmd_alias(const options_t *o, char **args, int n)
 fail:
     rc = failed();
 out:
+    json_decref(answer);
     free(text);
     dml_registry_close(r);
     return rc;
@@ -547,7 +611,7 @@ int main(int argc, char **argv)
     cmd = argv[optind++];
     n = argc - optind;
     if (strcmp(cmd, "hash") == 0) {
-        rc = cmd_hash(argv + optind, n);
+        rc = cmd_hash(argv + optind, n, o.json);
         goto out;
     }
     if (o.dir == NULL || *o.dir == '\0') {

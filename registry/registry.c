@@ -17,6 +17,7 @@
 #include "config.h"
 
 #include "dml_h5.h"
+#include "dml_json.h"
 #include "dml_nn.h"
 #include "dml_registry.h"
 
@@ -290,12 +291,14 @@ static json_t *lineage_of(const dml_model_info_t *info, const char *source, doub
 {
     char when[32];
     iso_time(t, when, sizeof(when));
-    return json_pack("{s:s, s:i, s:s, s:s, s:f, s:s, s:s, s:{s:s, s:s}, s:I, s:I, s:s}", "format",
+    /* the paths as dml_json_str() gives them: a name that is not UTF-8 must
+     * not make its model impossible to register */
+    return json_pack("{s:s, s:i, s:s, s:s, s:f, s:o, s:s, s:{s:o, s:s}, s:I, s:I, s:s}", "format",
                      VERSION_FORMAT, "format_version", DML_REGISTRY_VERSION, "version", info->hash,
-                     "registered", when, "registered_unix", t, "source", source, "spec",
-                     info->spec_text, "dataset", "path", info->dataset, "hash", info->dataset_hash,
-                     "steps", (json_int_t)info->steps, "epochs", (json_int_t)info->epochs, "model",
-                     "model.h5");
+                     "registered", when, "registered_unix", t, "source", dml_json_str(source),
+                     "spec", info->spec_text, "dataset", "path", dml_json_str(info->dataset),
+                     "hash", info->dataset_hash, "steps", (json_int_t)info->steps, "epochs",
+                     (json_int_t)info->epochs, "model", "model.h5");
 }
 
 dml_status_t dml_registry_register(dml_registry_t *r, const char *model, const char *lineage_json,
@@ -773,7 +776,7 @@ dml_status_t dml_registry_show_json(dml_registry_t *r, const char *ref, char **j
         return st;
     map = alias_map(r);
     json_object_set_new(rec, "aliases", aliases_of(map, version));
-    json_object_set_new(rec, "path", json_string(path));
+    json_object_set_new(rec, "path", dml_json_str(path));
     json_decref(map);
     return dump(rec, json);
 }

@@ -258,6 +258,64 @@ static dml_status_t dml__place(MPI_Comm comm, const dml_infer_config_t *cfg, dml
 
 /* ---- the forward passes ---------------------------------------------------- */
 
+/* Float inputs: normalise rows [0, m) of the batch exactly as the loader
+ * does (16 at a time so the compiler vectorises the bulk), and count every
+ * drift_every-th sample, by its index g0 + i in the input so that the counts
+ * do not depend on how the input is split, into the drift histograms. */
+static void dml__normalize_f32(const dml_stats_t *st, const float *raw, uint64_t m, uint64_t F,
+                               float scale, float bias, uint64_t g0, uint64_t every, float *x,
+                               uint64_t *hist)
+{
+    uint64_t i, f, k;
+
+    for (i = 0; i < m; i++) {
+        const float *r = raw + i * F;
+        float *xr = x + i * F;
+        for (f = 0; f + 16 <= F; f += 16)
+            for (k = 0; k < 16; k++)
+                xr[f + k] = r[f + k] * scale + bias;
+        for (; f < F; f++)
+            xr[f] = r[f] * scale + bias;
+        if ((g0 + i) % every == 0)
+            for (f = 0; f < F; f++)
+                hist[f * DML_DATASET_HIST_BINS + (uint64_t)dml_stats_bin(st, f, r[f])]++;
+    }
+}
+
+/* The batch's top-k classes and probabilities, and its predictions, at the
+ * batch's place pos in the part. */
+static void dml__batch_topk(const float *probs, uint64_t m, int C, int K, uint64_t pos,
+                            dml__part_t *o)
+{
+    uint64_t i;
+
+    for (i = 0; i < m; i++) {
+        int32_t *cls = o->tk_class + (pos + i) * (uint64_t)K;
+        dml__topk(probs + i * (uint64_t)C, C, K, cls, o->tk_prob + (pos + i) * (uint64_t)K);
+        o->pred[pos + i] = cls[0];
+    }
+}
+
+/* The batch's phase times to the caller's on_batch, where it set one:
+ * at[] are the ends of read, drift count, normalise, forward, top-k. */
+static void dml__batch_report(const dml_infer_config_t *cfg, uint64_t b, uint64_t m, uint64_t F,
+                              double t0, const double at[5])
+{
+    if (cfg->on_batch != NULL) {
+        dml_infer_batch_t bs = {b,
+                                m,
+                                cfg->batch,
+                                F,
+                                at[0] - t0,
+                                at[1] - at[0],
+                                at[2] - at[1],
+                                at[3] - at[2],
+                                at[4] - at[3],
+                                at[4] - t0};
+        cfg->on_batch(cfg->on_batch_arg, &bs);
+    }
+}
+
 /* This rank's samples [first, first + n): read, normalise as in training,
  * count into the drift histograms, forward, top-k. */
 static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
@@ -275,7 +333,7 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
     dml__drift_t *drift = NULL;
     dml_dataset_reader_t *rd = NULL;
     dml_status_t s;
-    uint64_t pos, f, i, k, b = 0;
+    uint64_t pos, f, i, b = 0;
 
     /* Normalisation exactly as the loader does it: x * (1/std) - mean/std,
      * in float. */
@@ -326,43 +384,17 @@ static dml_status_t dml__compute(const dml_dataset_t *ds, dml_model_t *model,
             at[1] = dml__now();
             dml_normalize_u8(raw, m * F, scale, bias, x);
         } else {
-            for (i = 0; i < m; i++) {
-                const float *r = (const float *)(const void *)raw + i * F;
-                float *xr = x + i * F;
-                for (f = 0; f + 16 <= F; f += 16)
-                    for (k = 0; k < 16; k++)
-                        xr[f + k] = r[f + k] * scale + bias;
-                for (; f < F; f++)
-                    xr[f] = r[f] * scale + bias;
-                if ((first + pos + i) % (uint64_t)cfg->drift_every == 0)
-                    for (f = 0; f < F; f++)
-                        o->hist[f * DML_DATASET_HIST_BINS + (uint64_t)dml_stats_bin(st, f, r[f])]++;
-            }
+            dml__normalize_f32(st, (const float *)(const void *)raw, m, F, scale, bias, first + pos,
+                               (uint64_t)cfg->drift_every, x, o->hist);
         }
         at[2] = dml__now();
         if ((s = dml_model_eval(model, x, NULL, (int)m, probs, NULL, NULL)) != DML_OK)
             goto out;
         at[3] = dml__now();
-        for (i = 0; i < m; i++) {
-            int32_t *cls = o->tk_class + (pos + i) * (uint64_t)K;
-            dml__topk(probs + i * (uint64_t)C, C, K, cls, o->tk_prob + (pos + i) * (uint64_t)K);
-            o->pred[pos + i] = cls[0];
-        }
+        dml__batch_topk(probs, m, C, K, pos, o);
         at[4] = dml__now();
         o->lat[b] = at[4] - t0;
-        if (cfg->on_batch != NULL) {
-            dml_infer_batch_t bs = {b,
-                                    m,
-                                    B,
-                                    F,
-                                    at[0] - t0,
-                                    at[1] - at[0],
-                                    at[2] - at[1],
-                                    at[3] - at[2],
-                                    at[4] - at[3],
-                                    at[4] - t0};
-            cfg->on_batch(cfg->on_batch_arg, &bs);
-        }
+        dml__batch_report(cfg, b, m, F, t0, at);
     }
     if (drift != NULL)
         dml__drift_hist(drift, o->hist);

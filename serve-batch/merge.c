@@ -169,53 +169,85 @@ static dml_status_t dml__concat(dml__part_t *parts, uint32_t np, dml__part_t *al
     return DML_OK;
 }
 
-static dml_status_t dml__report(const dml_infer_manifest_t *m, const dml_infer_merge_config_t *cfg,
-                                const dml__part_t *parts, const dml__part_t *all,
-                                const dml_model_info_t *mi, const dml_schema_t *sc, char **js,
-                                dml__buf_t *tx)
+/* What the report says, worked out once for both its forms. */
+typedef struct {
+    uint64_t *counts;    /* predictions per class */
+    uint64_t *conf;      /* confusion: label x prediction, labeled samples only */
+    double *psi;         /* drift per feature group */
+    double *lat;         /* batch latencies, sorted */
+    uint64_t groups;     /* feature groups */
+    uint64_t correct;    /* labeled samples predicted right */
+    uint64_t flagged;    /* groups over the drift threshold */
+    uint64_t gmax;       /* the group of the largest PSI */
+    double maxpsi;       /* and that PSI */
+    double rank_seconds; /* summed over every part's ranks */
+} dml__summary_t;
+
+static void dml__summary_free(dml__summary_t *s)
+{
+    free(s->counts), free(s->conf), free(s->psi), free(s->lat);
+}
+
+static dml_status_t dml__summarise(const dml_infer_manifest_t *m,
+                                   const dml_infer_merge_config_t *cfg, const dml__part_t *parts,
+                                   const dml__part_t *all, const dml_model_info_t *mi,
+                                   const dml_schema_t *sc, dml__summary_t *s)
 {
     const uint32_t C = mi->num_classes;
     const uint64_t n = all->count, F = all->features;
-    uint64_t *counts = calloc(C, sizeof(uint64_t)), *conf = calloc((size_t)C * C, sizeof(uint64_t));
-    uint64_t groups, per, g, f, i, correct = 0, flagged = 0, gmax = 0;
-    double *psi = NULL, *lat = NULL, rank_seconds = 0, maxpsi = 0;
-    json_t *r = NULL, *cc, *cm, *row, *ga;
-    uint32_t t, c, c2;
+    uint64_t per, g, f, i;
+    uint32_t t;
 
+    memset(s, 0, sizeof(*s));
+    s->counts = calloc(C, sizeof(uint64_t));
+    s->conf = calloc((size_t)C * C, sizeof(uint64_t));
     /* Feature groups: the rows of an image (first dimension of the feature
      * shape), or each feature of a vector. */
-    groups = sc->rank >= 2 ? sc->shape[0] : F;
-    per = F / groups;
-    psi = calloc(groups, sizeof(double));
-    lat = malloc(sizeof(double) * (all->nb + 1));
-    if (!counts || !conf || !psi || !lat) {
-        free(counts), free(conf), free(psi), free(lat);
+    s->groups = sc->rank >= 2 ? sc->shape[0] : F;
+    per = F / s->groups;
+    s->psi = calloc(s->groups, sizeof(double));
+    s->lat = malloc(sizeof(double) * (all->nb + 1));
+    if (!s->counts || !s->conf || !s->psi || !s->lat) {
+        dml__summary_free(s);
         return dml_error_set(DML_ERR_NO_MEMORY, "no memory for the report");
     }
     for (i = 0; i < n; i++) {
-        counts[all->pred[i]]++;
+        s->counts[all->pred[i]]++;
         if (all->label[i] >= 0 && (uint32_t)all->label[i] < C) {
-            conf[(size_t)all->label[i] * C + (size_t)all->pred[i]]++;
-            correct += all->label[i] == all->pred[i];
+            s->conf[(size_t)all->label[i] * C + (size_t)all->pred[i]]++;
+            s->correct += all->label[i] == all->pred[i];
         }
     }
-    for (g = 0; g < groups; g++) {
+    for (g = 0; g < s->groups; g++) {
         for (f = g * per; f < (g + 1) * per; f++)
-            psi[g] += dml_psi(mi->stats.hist + f * DML_DATASET_HIST_BINS,
-                              all->hist + f * DML_DATASET_HIST_BINS, DML_DATASET_HIST_BINS);
-        psi[g] /= (double)per;
-        flagged += psi[g] > cfg->drift_threshold;
-        if (psi[g] > maxpsi)
-            maxpsi = psi[g], gmax = g;
+            s->psi[g] += dml_psi(mi->stats.hist + f * DML_DATASET_HIST_BINS,
+                                 all->hist + f * DML_DATASET_HIST_BINS, DML_DATASET_HIST_BINS);
+        s->psi[g] /= (double)per;
+        s->flagged += s->psi[g] > cfg->drift_threshold;
+        if (s->psi[g] > s->maxpsi)
+            s->maxpsi = s->psi[g], s->gmax = g;
     }
     for (t = 0; t < m->tasks; t++)
-        rank_seconds += parts[t].seconds * parts[t].ranks;
-    memcpy(lat, all->lat, all->nb * sizeof(double));
-    qsort(lat, all->nb, sizeof(double), dml__cmp_double);
+        s->rank_seconds += parts[t].seconds * parts[t].ranks;
+    memcpy(s->lat, all->lat, all->nb * sizeof(double));
+    qsort(s->lat, all->nb, sizeof(double), dml__cmp_double);
+    return DML_OK;
+}
 
-    /* JSON, for programs: written by jansson (docs/formats/inference.md).
-     * Every number here is finite (counts, fractions, seconds, PSI of
-     * clamped frequencies). */
+/* JSON, for programs: written by jansson (docs/formats/inference.md).
+ * Every number here is finite (counts, fractions, seconds, PSI of
+ * clamped frequencies). */
+static dml_status_t dml__report_json(const dml_infer_manifest_t *m,
+                                     const dml_infer_merge_config_t *cfg, const dml__part_t *parts,
+                                     const dml__part_t *all, const dml_model_info_t *mi,
+                                     const dml_schema_t *sc, const dml__summary_t *s, char **js)
+{
+    const uint32_t C = mi->num_classes;
+    const uint64_t n = all->count;
+    json_t *r = NULL, *cc, *cm, *row, *ga;
+    uint64_t g;
+    uint32_t c, c2;
+
     r = json_pack("{s:s, s:i, s:{s:s, s:s, s:s}, s:{s:s, s:s}, s:I, s:I, s:i}", "format",
                   "slurm-dml inference report", "version", 1, "model", "path", m->model_path,
                   "hash", m->model_hash, "spec", mi->spec_text, "input", "path", m->input_path,
@@ -229,80 +261,112 @@ static dml_status_t dml__report(const dml_infer_manifest_t *m, const dml_infer_m
     if (json_object_set(r, "class_counts", cc) != 0)
         goto nomem;
     for (c = 0; c < C; c++)
-        if (json_object_set_new(cc, mi->class_names[c], json_integer((json_int_t)counts[c])) != 0)
+        if (json_object_set_new(cc, mi->class_names[c], json_integer((json_int_t)s->counts[c])) !=
+            0)
             goto nomem;
     if (json_object_set_new(r, "labeled", json_true()) != 0 ||
-        json_object_set_new(r, "accuracy", json_real(n ? (double)correct / (double)n : 0.0)) != 0 ||
-        json_object_set_new(r, "correct", json_integer((json_int_t)correct)) != 0)
+        json_object_set_new(r, "accuracy", json_real(n ? (double)s->correct / (double)n : 0.0)) !=
+            0 ||
+        json_object_set_new(r, "correct", json_integer((json_int_t)s->correct)) != 0)
         goto nomem;
     for (c = 0; c < C; c++) {
         if ((row = json_array()) == NULL || json_array_append_new(cm, row) != 0)
             goto nomem;
         for (c2 = 0; c2 < C; c2++)
-            if (json_array_append_new(row, json_integer((json_int_t)conf[(size_t)c * C + c2])) != 0)
+            if (json_array_append_new(row, json_integer((json_int_t)s->conf[(size_t)c * C + c2])) !=
+                0)
                 goto nomem;
     }
-    for (g = 0; g < groups; g++)
-        if (json_array_append_new(ga, json_real(psi[g])) != 0)
+    for (g = 0; g < s->groups; g++)
+        if (json_array_append_new(ga, json_real(s->psi[g])) != 0)
             goto nomem;
     if (json_object_set(r, "confusion", cm) != 0 ||
         json_object_set_new(r, "throughput",
                             json_pack("{s:f, s:f, s:f}", "task_seconds", all->seconds,
-                                      "rank_seconds", rank_seconds, "samples_per_rank_second",
-                                      rank_seconds > 0 ? (double)n / rank_seconds : 0.0)) != 0 ||
+                                      "rank_seconds", s->rank_seconds, "samples_per_rank_second",
+                                      s->rank_seconds > 0 ? (double)n / s->rank_seconds : 0.0)) !=
+            0 ||
         json_object_set_new(r, "latency_ms",
                             json_pack("{s:i, s:I, s:f, s:f, s:f}", "batch", parts[0].batch,
                                       "batches", (json_int_t)all->nb, "p50",
-                                      1e3 * dml__pct(lat, all->nb, 0.50), "p95",
-                                      1e3 * dml__pct(lat, all->nb, 0.95), "p99",
-                                      1e3 * dml__pct(lat, all->nb, 0.99))) != 0 ||
+                                      1e3 * dml__pct(s->lat, all->nb, 0.50), "p95",
+                                      1e3 * dml__pct(s->lat, all->nb, 0.95), "p99",
+                                      1e3 * dml__pct(s->lat, all->nb, 0.99))) != 0 ||
         json_object_set_new(r, "drift",
                             json_pack("{s:s, s:f, s:b, s:f, s:I, s:I, s:s, s:O}", "metric", "psi",
-                                      "threshold", cfg->drift_threshold, "drifted", flagged > 0,
-                                      "max", maxpsi, "max_group", (json_int_t)gmax,
-                                      "groups_flagged", (json_int_t)flagged, "group_of",
+                                      "threshold", cfg->drift_threshold, "drifted", s->flagged > 0,
+                                      "max", s->maxpsi, "max_group", (json_int_t)s->gmax,
+                                      "groups_flagged", (json_int_t)s->flagged, "group_of",
                                       sc->rank >= 2 ? "row" : "feature", "groups", ga)) != 0)
         goto nomem;
     /* nine significant digits: an accuracy of up to 1e9 samples exactly */
     if ((*js = json_dumps(r, JSON_INDENT(2) | JSON_REAL_PRECISION(9))) == NULL)
         goto nomem;
+    json_decref(r), json_decref(cc), json_decref(cm), json_decref(ga);
+    return DML_OK;
+nomem:
+    json_decref(r), json_decref(cc), json_decref(cm), json_decref(ga);
+    return dml_error_set(DML_ERR_FORMAT, "cannot make the JSON report: a path, spec or class "
+                                         "name that is not UTF-8, or no memory");
+}
 
-    /* Text, for people. */
+/* Text, for people. */
+static void dml__report_text(const dml_infer_manifest_t *m, const dml_infer_merge_config_t *cfg,
+                             const dml__part_t *parts, const dml__part_t *all,
+                             const dml_model_info_t *mi, const dml_schema_t *sc,
+                             const dml__summary_t *s, dml__buf_t *tx)
+{
+    const uint32_t C = mi->num_classes;
+    const uint64_t n = all->count;
+    uint32_t c, c2;
+
     dml__printf(tx, "inference report: %llu samples in %u parts, model %s (%s), input %s\n",
                 (unsigned long long)n, m->tasks, m->model_hash, mi->spec_text, m->input_path);
-    dml__printf(tx, "accuracy %.4f (%llu of %llu)\n", n ? (double)correct / (double)n : 0.0,
-                (unsigned long long)correct, (unsigned long long)n);
+    dml__printf(tx, "accuracy %.4f (%llu of %llu)\n", n ? (double)s->correct / (double)n : 0.0,
+                (unsigned long long)s->correct, (unsigned long long)n);
     dml__printf(tx, "%-16s %9s %9s %9s\n", "class", "predicted", "labeled", "recall");
     for (c = 0; c < C; c++) {
         uint64_t lab = 0;
         for (c2 = 0; c2 < C; c2++)
-            lab += conf[(size_t)c * C + c2];
+            lab += s->conf[(size_t)c * C + c2];
         dml__printf(tx, "%-16.16s %9llu %9llu %9.4f\n", mi->class_names[c],
-                    (unsigned long long)counts[c], (unsigned long long)lab,
-                    lab ? (double)conf[(size_t)c * C + c] / (double)lab : 0.0);
+                    (unsigned long long)s->counts[c], (unsigned long long)lab,
+                    lab ? (double)s->conf[(size_t)c * C + c] / (double)lab : 0.0);
     }
     dml__printf(tx,
                 "throughput %.0f samples/s per rank (%.2f rank-seconds); batch %d latency "
                 "p50 %.2f ms, p95 %.2f ms, p99 %.2f ms\n",
-                rank_seconds > 0 ? (double)n / rank_seconds : 0.0, rank_seconds, parts[0].batch,
-                1e3 * dml__pct(lat, all->nb, 0.50), 1e3 * dml__pct(lat, all->nb, 0.95),
-                1e3 * dml__pct(lat, all->nb, 0.99));
+                s->rank_seconds > 0 ? (double)n / s->rank_seconds : 0.0, s->rank_seconds,
+                parts[0].batch, 1e3 * dml__pct(s->lat, all->nb, 0.50),
+                1e3 * dml__pct(s->lat, all->nb, 0.95), 1e3 * dml__pct(s->lat, all->nb, 0.99));
     dml__printf(tx,
                 "drift (PSI per %s vs the training data, threshold %g): %s; max %.4f at %s "
                 "%llu, %llu of %llu groups flagged\n",
                 sc->rank >= 2 ? "row" : "feature", cfg->drift_threshold,
-                flagged ? "DRIFTED" : "none", maxpsi, sc->rank >= 2 ? "row" : "feature",
-                (unsigned long long)gmax, (unsigned long long)flagged, (unsigned long long)groups);
-    free(counts), free(conf), free(psi), free(lat);
-    json_decref(r), json_decref(cc), json_decref(cm), json_decref(ga);
+                s->flagged ? "DRIFTED" : "none", s->maxpsi, sc->rank >= 2 ? "row" : "feature",
+                (unsigned long long)s->gmax, (unsigned long long)s->flagged,
+                (unsigned long long)s->groups);
+}
+
+static dml_status_t dml__report(const dml_infer_manifest_t *m, const dml_infer_merge_config_t *cfg,
+                                const dml__part_t *parts, const dml__part_t *all,
+                                const dml_model_info_t *mi, const dml_schema_t *sc, char **js,
+                                dml__buf_t *tx)
+{
+    dml__summary_t s;
+    dml_status_t st;
+
+    if ((st = dml__summarise(m, cfg, parts, all, mi, sc, &s)) != DML_OK)
+        return st;
+    if ((st = dml__report_json(m, cfg, parts, all, mi, sc, &s, js)) != DML_OK) {
+        dml__summary_free(&s);
+        return st;
+    }
+    dml__report_text(m, cfg, parts, all, mi, sc, &s, tx);
+    dml__summary_free(&s);
     if (tx->failed)
         return dml_error_set(DML_ERR_NO_MEMORY, "no memory for the report");
     return DML_OK;
-nomem:
-    free(counts), free(conf), free(psi), free(lat);
-    json_decref(r), json_decref(cc), json_decref(cm), json_decref(ga);
-    return dml_error_set(DML_ERR_FORMAT, "cannot make the JSON report: a path, spec or class "
-                                         "name that is not UTF-8, or no memory");
 }
 
 dml_status_t dml_infer_merge(const char *out, const dml_infer_merge_config_t *cfg, dml_part_cb_t cb,

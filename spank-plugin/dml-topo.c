@@ -35,7 +35,27 @@ static void usage(FILE *out)
             "  --netdev NAME         socket/TCP device to use [nearest Ethernet]\n");
 }
 
-int main(int argc, char **argv)
+/* --net's value into *net; -1 (said) when it is none of them. */
+static int parse_net(const char *s, dml_net_t *net)
+{
+    if (strcmp(s, "auto") == 0)
+        *net = DML_NET_AUTO;
+    else if (strcmp(s, "ib") == 0)
+        *net = DML_NET_IB;
+    else if (strcmp(s, "tcp") == 0)
+        *net = DML_NET_TCP;
+    else if (strcmp(s, "shm") == 0)
+        *net = DML_NET_SHM;
+    else {
+        dml_error("--net '%s': expected auto, ib, tcp or shm", s);
+        return -1;
+    }
+    return 0;
+}
+
+/* The options into req and *xml. Returns -1 when they are sound and
+ * dml-topo goes on, else the exit code (0 after --help). */
+static int parse_args(int argc, char **argv, dml_topo_request_t *req, const char **xml)
 {
     static const struct option opts[] = {{"xml", required_argument, 0, 'x'},
                                          {"tasks", required_argument, 0, 'n'},
@@ -48,26 +68,14 @@ int main(int argc, char **argv)
                                          {"netdev", required_argument, 0, 'd'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    dml_topo_request_t req;
-    dml_task_map_t *maps;
-    char note[512] = "";
-    dml_topo_t *topo;
-    const char *xml = NULL;
     char *end;
     long v;
-    unsigned k;
     int c;
 
-    dml_log_init("dml-topo", -1);
-    dml_topo_limit_plugins();
-    memset(&req, 0, sizeof(req));
-    req.ntasks = 1;
-    req.note = note;
-    req.note_len = sizeof(note);
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'x':
-            xml = optarg;
+            *xml = optarg;
             break;
         case 'n':
             v = strtol(optarg, &end, 10);
@@ -75,20 +83,20 @@ int main(int argc, char **argv)
                 dml_error("--tasks '%s': expected a number from 1 to 4096", optarg);
                 return 2;
             }
-            req.ntasks = (unsigned)v;
+            req->ntasks = (unsigned)v;
             break;
         case 'g':
-            req.gpus = optarg;
+            req->gpus = optarg;
             break;
         case 'v':
-            req.visible = optarg;
+            req->visible = optarg;
             break;
         case 'c':
-            req.cpus = optarg;
+            req->cpus = optarg;
             break;
         case 'p':
             if (strcmp(optarg, "none") == 0) {
-                req.gpus_per_task = -1;
+                req->gpus_per_task = -1;
                 break;
             }
             v = strtol(optarg, &end, 10);
@@ -97,27 +105,17 @@ int main(int argc, char **argv)
                           DML_TOPO_MAX_GPUS);
                 return 2;
             }
-            req.gpus_per_task = (int)v;
+            req->gpus_per_task = (int)v;
             break;
         case 'N':
-            if (strcmp(optarg, "auto") == 0)
-                req.net = DML_NET_AUTO;
-            else if (strcmp(optarg, "ib") == 0)
-                req.net = DML_NET_IB;
-            else if (strcmp(optarg, "tcp") == 0)
-                req.net = DML_NET_TCP;
-            else if (strcmp(optarg, "shm") == 0)
-                req.net = DML_NET_SHM;
-            else {
-                dml_error("--net '%s': expected auto, ib, tcp or shm", optarg);
+            if (parse_net(optarg, &req->net) != 0)
                 return 2;
-            }
             break;
         case 'e':
-            req.hca_exclude = optarg;
+            req->hca_exclude = optarg;
             break;
         case 'd':
-            req.netdev = optarg;
+            req->netdev = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -131,6 +129,47 @@ int main(int argc, char **argv)
         dml_error("unexpected argument '%s' (see --help)", argv[optind]);
         return 2;
     }
+    return -1;
+}
+
+/* The node's summary line, the mapping's note, and one line per task. */
+static void print_mapping(const dml_topo_t *topo, const dml_topo_request_t *req,
+                          const dml_task_map_t *maps, const char *xml)
+{
+    unsigned k;
+
+    printf("# node: %d GPUs%s, %d active InfiniBand ports", dml_topo_gpus(topo),
+           dml_topo_gpu_kind(topo) == DML_GPU_AMD ? " (AMD)" : "", dml_topo_hcas(topo));
+    if (dml_topo_hcas_down(topo) > 0)
+        printf(", %d InfiniBand HCAs with no active port", dml_topo_hcas_down(topo));
+    printf("%s%s\n", xml ? "; topology " : "", xml ? xml : "");
+    if (req->note[0] != '\0')
+        printf("# note: %s\n", req->note);
+    for (k = 0; k < req->ntasks; k++) {
+        const dml_task_map_t *m = &maps[k];
+        printf("task %u: gpus=%s cpus=%s cores=%u numa=%d net=%s hca=%s netdev=%s\n", k,
+               m->ngpus ? m->visible : "-", m->cpus, m->ncores, m->numa, dml_net_name(m->net),
+               m->hcas[0] ? m->hcas : "-", m->netdev[0] ? m->netdev : "-");
+    }
+}
+
+int main(int argc, char **argv)
+{
+    dml_topo_request_t req;
+    dml_task_map_t *maps;
+    char note[512] = "";
+    dml_topo_t *topo;
+    const char *xml = NULL;
+    int rc;
+
+    dml_log_init("dml-topo", -1);
+    dml_topo_limit_plugins();
+    memset(&req, 0, sizeof(req));
+    req.ntasks = 1;
+    req.note = note;
+    req.note_len = sizeof(note);
+    if ((rc = parse_args(argc, argv, &req, &xml)) >= 0)
+        return rc;
     if (dml_topo_load(xml, &topo) != DML_OK) {
         dml_error("%s", dml_error_message());
         return 1;
@@ -142,19 +181,7 @@ int main(int argc, char **argv)
         dml_topo_free(topo);
         return 1;
     }
-    printf("# node: %d GPUs%s, %d active InfiniBand ports", dml_topo_gpus(topo),
-           dml_topo_gpu_kind(topo) == DML_GPU_AMD ? " (AMD)" : "", dml_topo_hcas(topo));
-    if (dml_topo_hcas_down(topo) > 0)
-        printf(", %d InfiniBand HCAs with no active port", dml_topo_hcas_down(topo));
-    printf("%s%s\n", xml ? "; topology " : "", xml ? xml : "");
-    if (note[0] != '\0')
-        printf("# note: %s\n", note);
-    for (k = 0; k < req.ntasks; k++) {
-        const dml_task_map_t *m = &maps[k];
-        printf("task %u: gpus=%s cpus=%s cores=%u numa=%d net=%s hca=%s netdev=%s\n", k,
-               m->ngpus ? m->visible : "-", m->cpus, m->ncores, m->numa, dml_net_name(m->net),
-               m->hcas[0] ? m->hcas : "-", m->netdev[0] ? m->netdev : "-");
-    }
+    print_mapping(topo, &req, maps, xml);
     free(maps);
     dml_topo_free(topo);
     return 0;

@@ -340,14 +340,126 @@ static void rendezvous(spank_t sp, uint32_t job, uint32_t step)
     free(first);
 }
 
+/* The step's tasks on all nodes: a heterogeneous step (srun A : B) is one
+ * world: Slurm numbers its tasks across the components (SLURM_PROCID) and
+ * counts them all in SLURM_STEP_NUM_TASKS, while each component's own count
+ * is smaller. */
+static void step_world(spank_t sp)
+{
+    uint32_t total = 0, step_tasks = 0;
+
+    spank_get_item(sp, S_JOB_TOTAL_TASK_COUNT, &total);
+    ctx.world = total;
+    ctx.het = env_u32(sp, "SLURM_STEP_NUM_TASKS", &step_tasks) && step_tasks > total;
+    if (ctx.het)
+        ctx.world = step_tasks;
+}
+
+/* The site's topology file, else slurmd's cache, else discovery. Returns
+ * -1 with ctx.error set when there is none. */
+static int step_topology(dml_topo_t **topo)
+{
+    const char *why = NULL;
+
+    if (ctx.cfg.topology[0] != '\0') {
+        if (dml_topo_load(ctx.cfg.topology, topo) != DML_OK)
+            why = dml_error_message();
+    } else if (strcmp(ctx.cfg.cache, "none") == 0 ||
+               dml_topo_cache_load(ctx.cfg.cache, topo) != DML_OK) {
+        if (strcmp(ctx.cfg.cache, "none") != 0)
+            snprintf(ctx.note, sizeof(ctx.note), "topology cache not used (%s)",
+                     dml_error_message());
+        if (dml_topo_load(NULL, topo) != DML_OK)
+            why = dml_error_message();
+    }
+    if (why != NULL) {
+        snprintf(ctx.error, sizeof(ctx.error), "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* The step's GPUs as Slurm names them: the request points into it. */
+typedef struct {
+    char gpus[DML_TOPO_GPULIST], visible[DML_TOPO_GPULIST];
+    int have_gpus, have_visible;
+} step_gpus_t;
+
+/* Fills req's GPU lists from the step's environment. SLURM_STEP_GPUS names
+ * the node's GPUs (locality); the GPU kind's visibility variable names them
+ * as the tasks must (renumbered under ConstrainDevices). Returns -1 with
+ * ctx.error set when a list is too long to take whole. */
+static int step_gpus(spank_t sp, const dml_topo_t *topo, step_gpus_t *sg, dml_topo_request_t *req)
+{
+    const char *gpus_var = "SLURM_STEP_GPUS";
+
+    ctx.gpu_kind = dml_topo_gpu_kind(topo);
+    ctx.gpu_var = dml_gpu_visible_var(ctx.gpu_kind);
+    sg->have_gpus = get_env(sp, "SLURM_STEP_GPUS", sg->gpus, sizeof(sg->gpus));
+    if (sg->have_gpus == 0)
+        sg->have_gpus = get_env(sp, gpus_var = "SLURM_JOB_GPUS", sg->gpus, sizeof(sg->gpus));
+    sg->have_visible =
+        ctx.gpu_var != NULL ? get_env(sp, ctx.gpu_var, sg->visible, sizeof(sg->visible)) : 0;
+    if (sg->have_gpus < 0 || sg->have_visible < 0) {
+        snprintf(ctx.error, sizeof(ctx.error),
+                 "%s is longer than the %zu characters of %d GPU "
+                 "identifiers the plugin takes",
+                 sg->have_gpus < 0 ? gpus_var : ctx.gpu_var, sizeof(sg->gpus) - 1,
+                 DML_TOPO_MAX_GPUS);
+        return -1;
+    }
+    if (sg->have_gpus) {
+        req->gpus = sg->gpus;
+        req->visible = sg->have_visible ? sg->visible : NULL;
+    } else if (sg->have_visible) {
+        req->gpus = sg->visible;
+    } else if (ctx.gpu_var == NULL &&
+               get_env(sp, "CUDA_VISIBLE_DEVICES", sg->visible, sizeof(sg->visible)) > 0) {
+        req->gpus = sg->visible; /* a node without GPUs: passed over, and said so */
+    }
+    return 0;
+}
+
+/* Maps the node's tasks and keeps, for task_init, what they share: the
+ * step's GPUs, the node's ports and the rendezvous. A failure is kept in
+ * ctx.error. */
+static void step_map(spank_t sp, const dml_topo_t *topo, const dml_topo_request_t *req,
+                     const step_gpus_t *sg, uint32_t jobid, uint32_t stepid)
+{
+    ctx.maps = calloc(req->ntasks, sizeof(*ctx.maps));
+    if (ctx.maps == NULL) {
+        snprintf(ctx.error, sizeof(ctx.error), "no memory for %u task mappings", req->ntasks);
+        return;
+    }
+    if (dml_topo_map(topo, req, ctx.maps) != DML_OK) {
+        snprintf(ctx.error, sizeof(ctx.error), "%s", dml_error_message());
+        return;
+    }
+    ctx.ntasks = req->ntasks;
+    snprintf(ctx.step_visible, sizeof(ctx.step_visible), "%s",
+             sg->have_visible ? sg->visible
+             : sg->have_gpus  ? sg->gpus
+                              : "");
+    /* No GPU list (no GRES): the step has all of the node's GPUs. */
+    if (req->gpus == NULL) {
+        int g;
+        size_t used = 0;
+        for (g = 0; g < dml_topo_gpus(topo); g++)
+            used += (size_t)snprintf(ctx.step_visible + used, sizeof(ctx.step_visible) - used,
+                                     "%s%d", g ? "," : "", g);
+    }
+    dml_topo_usable_hcas(topo, req->hca_exclude, ctx.node_hcas, sizeof(ctx.node_hcas));
+    ctx.hcas_down = dml_topo_hcas_down(topo);
+    rendezvous(sp, jobid, stepid);
+}
+
 int slurm_spank_user_init(spank_t sp, int ac, char **av)
 {
-    char gpus[DML_TOPO_GPULIST], visible[DML_TOPO_GPULIST], cpus[DML_TOPO_STR], mapnote[256] = "";
+    char cpus[DML_TOPO_STR], mapnote[256] = "";
     dml_topo_request_t req;
     dml_topo_t *topo = NULL;
-    uint32_t jobid = 0, stepid = 0, ntasks = 0, total = 0, step_tasks = 0;
-    const char *gpus_var = "SLURM_STEP_GPUS";
-    int have_gpus, have_visible;
+    step_gpus_t sg;
+    uint32_t jobid = 0, stepid = 0, ntasks = 0;
 
     (void)ac;
     (void)av;
@@ -362,34 +474,9 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
         return 0;
     }
     spank_get_item(sp, S_JOB_ID, &jobid);
-    /* A heterogeneous step (srun A : B) is one world: Slurm numbers its
-     * tasks across the components (SLURM_PROCID) and counts them all in
-     * SLURM_STEP_NUM_TASKS, while each component's own count is smaller. */
-    spank_get_item(sp, S_JOB_TOTAL_TASK_COUNT, &total);
-    ctx.world = total;
-    ctx.het = env_u32(sp, "SLURM_STEP_NUM_TASKS", &step_tasks) && step_tasks > total;
-    if (ctx.het)
-        ctx.world = step_tasks;
-
-    {
-        /* The site's topology file, else slurmd's cache, else discovery. */
-        const char *why = NULL;
-        if (ctx.cfg.topology[0] != '\0') {
-            if (dml_topo_load(ctx.cfg.topology, &topo) != DML_OK)
-                why = dml_error_message();
-        } else if (strcmp(ctx.cfg.cache, "none") == 0 ||
-                   dml_topo_cache_load(ctx.cfg.cache, &topo) != DML_OK) {
-            if (strcmp(ctx.cfg.cache, "none") != 0)
-                snprintf(ctx.note, sizeof(ctx.note), "topology cache not used (%s)",
-                         dml_error_message());
-            if (dml_topo_load(NULL, &topo) != DML_OK)
-                why = dml_error_message();
-        }
-        if (why != NULL) {
-            snprintf(ctx.error, sizeof(ctx.error), "%s", why);
-            return 0;
-        }
-    }
+    step_world(sp);
+    if (step_topology(&topo) != 0)
+        return 0;
 
     memset(&req, 0, sizeof(req));
     req.ntasks = ntasks;
@@ -399,59 +486,14 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
     req.netdev = ctx.cfg.netdev[0] ? ctx.cfg.netdev : NULL;
     req.note = mapnote;
     req.note_len = sizeof(mapnote);
-    /* SLURM_STEP_GPUS names the node's GPUs (locality); the GPU kind's
-     * visibility variable names them as the tasks must (renumbered under
-     * ConstrainDevices). */
-    ctx.gpu_kind = dml_topo_gpu_kind(topo);
-    ctx.gpu_var = dml_gpu_visible_var(ctx.gpu_kind);
-    have_gpus = get_env(sp, "SLURM_STEP_GPUS", gpus, sizeof(gpus));
-    if (have_gpus == 0)
-        have_gpus = get_env(sp, gpus_var = "SLURM_JOB_GPUS", gpus, sizeof(gpus));
-    have_visible = ctx.gpu_var != NULL ? get_env(sp, ctx.gpu_var, visible, sizeof(visible)) : 0;
-    if (have_gpus < 0 || have_visible < 0) {
-        snprintf(ctx.error, sizeof(ctx.error),
-                 "%s is longer than the %zu characters of %d GPU "
-                 "identifiers the plugin takes",
-                 have_gpus < 0 ? gpus_var : ctx.gpu_var, sizeof(gpus) - 1, DML_TOPO_MAX_GPUS);
+    if (step_gpus(sp, topo, &sg, &req) != 0) {
         dml_topo_free(topo);
         return 0;
-    }
-    if (have_gpus) {
-        req.gpus = gpus;
-        req.visible = have_visible ? visible : NULL;
-    } else if (have_visible) {
-        req.gpus = visible;
-    } else if (ctx.gpu_var == NULL &&
-               get_env(sp, "CUDA_VISIBLE_DEVICES", visible, sizeof(visible)) > 0) {
-        req.gpus = visible; /* a node without GPUs: passed over, and said so */
     }
     /* A recorded topology is another machine's: its CPUs are not ours. */
     if (ctx.cfg.topology[0] == '\0' && allowed_cpus(cpus, sizeof(cpus)) == 0)
         req.cpus = cpus;
-
-    ctx.maps = calloc(ntasks, sizeof(*ctx.maps));
-    if (ctx.maps == NULL) {
-        snprintf(ctx.error, sizeof(ctx.error), "no memory for %u task mappings", ntasks);
-    } else if (dml_topo_map(topo, &req, ctx.maps) != DML_OK) {
-        snprintf(ctx.error, sizeof(ctx.error), "%s", dml_error_message());
-    } else {
-        ctx.ntasks = ntasks;
-        snprintf(ctx.step_visible, sizeof(ctx.step_visible), "%s",
-                 have_visible ? visible
-                 : have_gpus  ? gpus
-                              : "");
-        /* No GPU list (no GRES): the step has all of the node's GPUs. */
-        if (req.gpus == NULL) {
-            int g;
-            size_t used = 0;
-            for (g = 0; g < dml_topo_gpus(topo); g++)
-                used += (size_t)snprintf(ctx.step_visible + used, sizeof(ctx.step_visible) - used,
-                                         "%s%d", g ? "," : "", g);
-        }
-        dml_topo_usable_hcas(topo, req.hca_exclude, ctx.node_hcas, sizeof(ctx.node_hcas));
-        ctx.hcas_down = dml_topo_hcas_down(topo);
-        rendezvous(sp, jobid, stepid);
-    }
+    step_map(sp, topo, &req, &sg, jobid, stepid);
     if (mapnote[0] != '\0') {
         size_t used = strlen(ctx.note);
         snprintf(ctx.note + used, sizeof(ctx.note) - used, "%s%s", used ? "; " : "", mapnote);
@@ -535,14 +577,132 @@ static void gpu_list(const dml_task_map_t *m, int ipc, char *out, size_t len)
     }
 }
 
+/* The task's GPUs are what --dml-gpus is for: always set. Where the node
+ * runs more than one GPU task, each sees the others' GPUs after its own
+ * (unless --dml-gpu-isolate): with one GPU each, NCCL cannot find the
+ * NVLink between local ranks and CUDA IPC between them fails. */
+static void task_set_gpus(spank_t sp, const dml_task_map_t *m, char *log, size_t loglen)
+{
+    char visible[DML_TOPO_GPULIST];
+    unsigned k, gpu_tasks = 0;
+    int ipc;
+
+    for (k = 0; k < ctx.ntasks; k++)
+        gpu_tasks += ctx.maps[k].ngpus > 0;
+    ipc = ctx.ipc_given ? ctx.ipc : ctx.cfg.gpu_ipc >= 0 ? ctx.cfg.gpu_ipc : gpu_tasks > 1;
+    if (m->ngpus > 0 && ctx.gpu_var != NULL) {
+        gpu_list(m, ipc, visible, sizeof(visible));
+        set_var(sp, ctx.gpu_var, visible, 1, log, loglen);
+    }
+}
+
+/* The network variables of UCX, NCCL, Gloo and Open MPI for the task's
+ * network. NCCL: every usable port of the node, the same on every rank
+ * (NCCL picks each GPU's nearest NIC itself, and lists that differ between
+ * ranks break its rings); "=": these names exactly, not as prefixes. UCX:
+ * this task's own port. */
+static void task_set_net(spank_t sp, const dml_task_map_t *m, char *log, size_t loglen)
+{
+    char hcas[DML_TOPO_STR + 1], ifname[72];
+
+    snprintf(ifname, sizeof(ifname), "=%s", m->netdev);
+    switch (m->net) {
+    case DML_NET_IB: {
+        char first[64];
+        snprintf(first, sizeof(first), "%.*s", (int)strcspn(m->hcas, ","), m->hcas);
+        snprintf(hcas, sizeof(hcas), "=%s", ctx.node_hcas);
+        set_var(sp, "OMPI_MCA_pml", "ucx", 0, log, loglen);
+        set_var(sp, "UCX_NET_DEVICES", first, 0, log, loglen);
+        set_var(sp, "UCX_TLS", dml_topo_ucx_tls(ctx.gpu_kind, m->net, m->ngpus > 0, 0), 0, log,
+                loglen);
+        set_var(sp, "NCCL_IB_HCA", hcas, 0, log, loglen);
+        if (m->netdev[0]) {
+            set_var(sp, "NCCL_SOCKET_IFNAME", ifname, 0, log, loglen);
+            set_var(sp, "GLOO_SOCKET_IFNAME", m->netdev, 0, log, loglen);
+        }
+        break;
+    }
+    case DML_NET_TCP:
+    case DML_NET_SHM:
+        /* Open MPI's UCX layer refuses to start without RDMA devices unless
+         * told that any transport will do. */
+        set_var(sp, "OMPI_MCA_pml", "ucx", 0, log, loglen);
+        set_var(sp, "OMPI_MCA_pml_ucx_tls", "any", 0, log, loglen);
+        set_var(sp, "OMPI_MCA_pml_ucx_devices", "any", 0, log, loglen);
+        /* Asked for TCP: TCP only; chosen for want of InfiniBand: TCP
+         * between nodes, shared memory within one. A GPU task gets its
+         * vendor's GPU transports either way (dml_topo_ucx_tls). */
+        set_var(sp, "UCX_TLS",
+                dml_topo_ucx_tls(ctx.gpu_kind, m->net, m->ngpus > 0,
+                                 m->net == DML_NET_TCP && ctx.net_explicit),
+                0, log, loglen);
+        if (m->net == DML_NET_TCP && m->netdev[0])
+            set_var(sp, "UCX_NET_DEVICES", m->netdev, 0, log, loglen);
+        set_var(sp, "NCCL_IB_DISABLE", "1", 0, log, loglen);
+        if (m->netdev[0]) {
+            set_var(sp, "NCCL_SOCKET_IFNAME", ifname, 0, log, loglen);
+            set_var(sp, "GLOO_SOCKET_IFNAME", m->netdev, 0, log, loglen);
+        }
+        break;
+    case DML_NET_AUTO:
+        break;
+    }
+}
+
+/* Threads per task, and the ranks, sizes and rendezvous of the
+ * frameworks' env:// (PyTorch's torchrun variables). */
+static void task_set_ranks(spank_t sp, const dml_task_map_t *m, int taskid, uint32_t global,
+                           char *log, size_t loglen)
+{
+    char num[32];
+
+    snprintf(num, sizeof(num), "%u", m->ncores ? m->ncores : 1);
+    set_var(sp, "OMP_NUM_THREADS", num, 0, log, loglen);
+    set_var(sp, "OPENBLAS_NUM_THREADS", num, 0, log, loglen);
+    snprintf(num, sizeof(num), "%u", global);
+    set_var(sp, "RANK", num, 0, log, loglen);
+    snprintf(num, sizeof(num), "%d", taskid);
+    set_var(sp, "LOCAL_RANK", num, 0, log, loglen);
+    snprintf(num, sizeof(num), "%u", ctx.world);
+    set_var(sp, "WORLD_SIZE", num, 0, log, loglen);
+    snprintf(num, sizeof(num), "%u", ctx.ntasks);
+    set_var(sp, "LOCAL_WORLD_SIZE", num, 0, log, loglen);
+    if (ctx.master_addr[0] != '\0') {
+        set_var(sp, "MASTER_ADDR", ctx.master_addr, 0, log, loglen);
+        set_var(sp, "MASTER_PORT", ctx.master_port, 0, log, loglen);
+    }
+}
+
+/* --dml-verbose: the task's mapping, what UCX itself finds within what the
+ * task's variables allow, and the variables set (log). host is the node's
+ * name where known. */
+static void task_print_verbose(spank_t sp, const dml_task_map_t *m, int taskid, uint32_t global,
+                               int bound, char *host, size_t hostlen, const char *log)
+{
+    char node[256], tls[256] = "", devs[256] = "", ucx[1024] = "";
+
+    if (spank_getenv(sp, "SLURMD_NODENAME", node, sizeof(node)) == ESPANK_SUCCESS)
+        snprintf(host, hostlen, "%s", node);
+    spank_getenv(sp, "UCX_TLS", tls, sizeof(tls));
+    spank_getenv(sp, "UCX_NET_DEVICES", devs, sizeof(devs));
+    if (dml_ucx_probe(tls[0] ? tls : NULL, devs[0] ? devs : NULL, ucx, sizeof(ucx)) != 0)
+        snprintf(ucx, sizeof(ucx), "(UCX not found)");
+    fprintf(stderr,
+            "dml: rank %u (local %d) on %s: gpu %s, cpus %s%s, numa %d, net %s, hca %s; "
+            "ucx finds %s;%s%s%s\n",
+            global, taskid, host, m->ngpus ? m->visible : "-", m->cpus,
+            bound ? " (bound)" : " (not bound)", m->numa, dml_net_name(m->net),
+            m->hcas[0] ? m->hcas : "-", ucx[0] ? ucx : "nothing", log,
+            ctx.note[0] ? "; note: " : "", ctx.note);
+    fflush(stderr);
+}
+
 int slurm_spank_task_init(spank_t sp, int ac, char **av)
 {
-    char log[16384] = "", num[32], host[256] = "?", visible[DML_TOPO_GPULIST], ucx[1024] = "";
-    char hcas[DML_TOPO_STR + 1], ifname[72];
+    char log[16384] = "", host[256] = "?";
     const dml_task_map_t *m;
-    uint32_t global = 0, total = 0;
-    unsigned k, gpu_tasks = 0;
-    int taskid = -1, bound = 0, ipc;
+    uint32_t global = 0;
+    int taskid = -1, bound = 0;
 
     (void)ac;
     (void)av;
@@ -559,7 +719,6 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
     }
     m = &ctx.maps[taskid];
     spank_get_item(sp, S_TASK_GLOBAL_ID, &global);
-    total = ctx.world;
     /* In a heterogeneous step the rank is Slurm's over all components. */
     if (ctx.het && !env_u32(sp, "SLURM_PROCID", &global)) {
         slurm_error("dml: heterogeneous step: no SLURM_PROCID to number task %d by", taskid);
@@ -576,81 +735,9 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
         }
         bound = 1;
     }
-
-    /* The GPUs are what --dml-gpus is for: always set. Where the node runs
-     * more than one GPU task, each sees the others' GPUs after its own
-     * (unless --dml-gpu-isolate): with one GPU each, NCCL cannot find the
-     * NVLink between local ranks and CUDA IPC between them fails. */
-    for (k = 0; k < ctx.ntasks; k++)
-        gpu_tasks += ctx.maps[k].ngpus > 0;
-    ipc = ctx.ipc_given ? ctx.ipc : ctx.cfg.gpu_ipc >= 0 ? ctx.cfg.gpu_ipc : gpu_tasks > 1;
-    if (m->ngpus > 0 && ctx.gpu_var != NULL) {
-        gpu_list(m, ipc, visible, sizeof(visible));
-        set_var(sp, ctx.gpu_var, visible, 1, log, sizeof(log));
-    }
-
-    /* NCCL: every usable port of the node, the same on every rank (NCCL
-     * picks each GPU's nearest NIC itself, and lists that differ between
-     * ranks break its rings); "=": these names exactly, not as prefixes.
-     * UCX: this task's own port. */
-    snprintf(ifname, sizeof(ifname), "=%s", m->netdev);
-    switch (m->net) {
-    case DML_NET_IB: {
-        char first[64];
-        snprintf(first, sizeof(first), "%.*s", (int)strcspn(m->hcas, ","), m->hcas);
-        snprintf(hcas, sizeof(hcas), "=%s", ctx.node_hcas);
-        set_var(sp, "OMPI_MCA_pml", "ucx", 0, log, sizeof(log));
-        set_var(sp, "UCX_NET_DEVICES", first, 0, log, sizeof(log));
-        set_var(sp, "UCX_TLS", dml_topo_ucx_tls(ctx.gpu_kind, m->net, m->ngpus > 0, 0), 0, log,
-                sizeof(log));
-        set_var(sp, "NCCL_IB_HCA", hcas, 0, log, sizeof(log));
-        if (m->netdev[0]) {
-            set_var(sp, "NCCL_SOCKET_IFNAME", ifname, 0, log, sizeof(log));
-            set_var(sp, "GLOO_SOCKET_IFNAME", m->netdev, 0, log, sizeof(log));
-        }
-        break;
-    }
-    case DML_NET_TCP:
-    case DML_NET_SHM:
-        /* Open MPI's UCX layer refuses to start without RDMA devices unless
-         * told that any transport will do. */
-        set_var(sp, "OMPI_MCA_pml", "ucx", 0, log, sizeof(log));
-        set_var(sp, "OMPI_MCA_pml_ucx_tls", "any", 0, log, sizeof(log));
-        set_var(sp, "OMPI_MCA_pml_ucx_devices", "any", 0, log, sizeof(log));
-        /* Asked for TCP: TCP only; chosen for want of InfiniBand: TCP
-         * between nodes, shared memory within one. A GPU task gets its
-         * vendor's GPU transports either way (dml_topo_ucx_tls). */
-        set_var(sp, "UCX_TLS",
-                dml_topo_ucx_tls(ctx.gpu_kind, m->net, m->ngpus > 0,
-                                 m->net == DML_NET_TCP && ctx.net_explicit),
-                0, log, sizeof(log));
-        if (m->net == DML_NET_TCP && m->netdev[0])
-            set_var(sp, "UCX_NET_DEVICES", m->netdev, 0, log, sizeof(log));
-        set_var(sp, "NCCL_IB_DISABLE", "1", 0, log, sizeof(log));
-        if (m->netdev[0]) {
-            set_var(sp, "NCCL_SOCKET_IFNAME", ifname, 0, log, sizeof(log));
-            set_var(sp, "GLOO_SOCKET_IFNAME", m->netdev, 0, log, sizeof(log));
-        }
-        break;
-    case DML_NET_AUTO:
-        break;
-    }
-
-    snprintf(num, sizeof(num), "%u", m->ncores ? m->ncores : 1);
-    set_var(sp, "OMP_NUM_THREADS", num, 0, log, sizeof(log));
-    set_var(sp, "OPENBLAS_NUM_THREADS", num, 0, log, sizeof(log));
-    snprintf(num, sizeof(num), "%u", global);
-    set_var(sp, "RANK", num, 0, log, sizeof(log));
-    snprintf(num, sizeof(num), "%d", taskid);
-    set_var(sp, "LOCAL_RANK", num, 0, log, sizeof(log));
-    snprintf(num, sizeof(num), "%u", total);
-    set_var(sp, "WORLD_SIZE", num, 0, log, sizeof(log));
-    snprintf(num, sizeof(num), "%u", ctx.ntasks);
-    set_var(sp, "LOCAL_WORLD_SIZE", num, 0, log, sizeof(log));
-    if (ctx.master_addr[0] != '\0') {
-        set_var(sp, "MASTER_ADDR", ctx.master_addr, 0, log, sizeof(log));
-        set_var(sp, "MASTER_PORT", ctx.master_port, 0, log, sizeof(log));
-    }
+    task_set_gpus(sp, m, log, sizeof(log));
+    task_set_net(sp, m, log, sizeof(log));
+    task_set_ranks(sp, m, taskid, global, log, sizeof(log));
     /* What this step set, for a step started from inside this task. */
     spank_setenv(sp, DML_SPANK_MARKER, ctx.set, 1);
     if (taskid == 0 && ctx.port_warning[0] != '\0') {
@@ -668,24 +755,8 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
                     ? host
                     : "this node",
                 ctx.hcas_down);
-    if (ctx.verbose) {
-        char node[256], tls[256] = "", devs[256] = "";
-        if (spank_getenv(sp, "SLURMD_NODENAME", node, sizeof(node)) == ESPANK_SUCCESS)
-            snprintf(host, sizeof(host), "%s", node);
-        /* What UCX itself finds, within what the task's variables allow. */
-        spank_getenv(sp, "UCX_TLS", tls, sizeof(tls));
-        spank_getenv(sp, "UCX_NET_DEVICES", devs, sizeof(devs));
-        if (dml_ucx_probe(tls[0] ? tls : NULL, devs[0] ? devs : NULL, ucx, sizeof(ucx)) != 0)
-            snprintf(ucx, sizeof(ucx), "(UCX not found)");
-        fprintf(stderr,
-                "dml: rank %u (local %d) on %s: gpu %s, cpus %s%s, numa %d, net %s, hca %s; "
-                "ucx finds %s;%s%s%s\n",
-                global, taskid, host, m->ngpus ? m->visible : "-", m->cpus,
-                bound ? " (bound)" : " (not bound)", m->numa, dml_net_name(m->net),
-                m->hcas[0] ? m->hcas : "-", ucx[0] ? ucx : "nothing", log,
-                ctx.note[0] ? "; note: " : "", ctx.note);
-        fflush(stderr);
-    }
+    if (ctx.verbose)
+        task_print_verbose(sp, m, taskid, global, bound, host, sizeof(host), log);
     return 0;
 }
 

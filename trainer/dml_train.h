@@ -64,10 +64,12 @@ void dml_opt_next(dml_opt_t *o, float lr);
 void dml_opt_apply(dml_opt_t *o, float *params, const float *g, float lr, size_t off, size_t n);
 
 /* The optimiser's state (momentum, or Adam's moments and step count), for
- * checkpoints: nbufs float arrays of nparams each, and the step count. */
+ * checkpoints: nbufs float arrays of nparams each, and the step count (set
+ * when a checkpoint is resumed; Adam's bias correction follows it). */
 int dml_opt_nbufs(const dml_opt_t *o);
 float *dml_opt_buf(dml_opt_t *o, int i);
-uint64_t *dml_opt_steps(dml_opt_t *o);
+uint64_t dml_opt_steps(const dml_opt_t *o);
+void dml_opt_set_steps(dml_opt_t *o, uint64_t steps);
 
 /* ---- learning rate and clipping ---------------------------------------- */
 

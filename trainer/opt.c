@@ -92,9 +92,13 @@ float *dml_opt_buf(dml_opt_t *o, int i)
 {
     return i >= 0 && i < 2 ? o->buf[i] : NULL;
 }
-uint64_t *dml_opt_steps(dml_opt_t *o)
+uint64_t dml_opt_steps(const dml_opt_t *o)
 {
-    return &o->steps;
+    return o->steps;
+}
+void dml_opt_set_steps(dml_opt_t *o, uint64_t steps)
+{
+    o->steps = steps;
 }
 
 /* The update rules of PyTorch's SGD (dampening 0) and AdamW, so that users

@@ -4,20 +4,20 @@
  * over the loader's batches, gradient accumulation, clipping after the
  * reduction, the learning-rate schedule, a per-step agreement on metrics
  * (which also stops every rank together when the loss stops being finite),
- * evaluation after each epoch, and the model file.
+ * evaluation after each epoch, and the model file. What a checkpoint holds
+ * of a run is train_state.c's to save and load (train_private.h); this file
+ * fills a state from the trainer and adopts one loaded, and has no HDF5.
  */
 #include "config.h"
 
 #include "dml_ckpt.h"
-#include "dml_crc.h"
-#include "dml_h5.h"
 #include "dml_mpi.h"
 #include "dml_train.h"
+#include "train_config.h"
 #include "train_private.h"
 #include "dml_clock.h"
 
 #include <errno.h>
-#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +26,21 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Sums of a stretch of training (an epoch, a report's window, a pass over
+ * the test set): reduced over the ranks as three doubles. */
+typedef struct {
+    double loss;    /* the sum of per-sample losses */
+    double correct; /* samples classified right */
+    double samples;
+} dml__sums_t;
+
+static void dml__sums_add(dml__sums_t *to, const dml__sums_t *s)
+{
+    to->loss += s->loss;
+    to->correct += s->correct;
+    to->samples += s->samples;
+}
 
 struct dml_trainer {
     MPI_Comm comm;
@@ -38,7 +53,7 @@ struct dml_trainer {
     dml_dp_t *dp;
     char device_note[512]; /* auto stayed on the CPU: why */
     uint64_t step, epoch;
-    double ep[3];    /* this epoch so far: loss sum, correct, samples */
+    dml__sums_t ep;  /* this epoch so far */
     double *history; /* per finished epoch: DML__HIST_COLS values */
     uint64_t nhistory;
     double sync_seconds;                 /* in the per-step metrics allreduce */
@@ -52,10 +67,6 @@ static inline void dml__beat(dml_trainer_t *tr)
 {
     dml__watchdog_beat(tr->wd, tr->step, DML__WD_STEP);
 }
-
-/* A row of the metrics history: epoch, step, loss, accuracy, test loss, test
- * accuracy (NaN without a test set), samples per second. */
-#define DML__HIST_COLS 7
 
 void dml_trainer_config_init(dml_trainer_config_t *c)
 {
@@ -253,7 +264,7 @@ err:
 static dml_status_t dml__evaluate(dml_trainer_t *tr, double *loss, double *acc)
 {
     const dml_batch_t *b;
-    double sums[3] = {0, 0, 0};
+    dml__sums_t sums = {0, 0, 0};
     dml_status_t st;
 
     for (;;) {
@@ -266,15 +277,15 @@ static dml_status_t dml__evaluate(dml_trainer_t *tr, double *loss, double *acc)
         st = dml_mpi_agree(tr->comm, st, NULL);
         if (st != DML_OK)
             return st;
-        sums[0] += l;
-        sums[1] += c;
-        sums[2] += (double)b->n;
+        sums.loss += l;
+        sums.correct += c;
+        sums.samples += (double)b->n;
         if (b->epoch_end)
             break;
     }
-    MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, tr->comm);
-    *loss = sums[0] / sums[2];
-    *acc = sums[1] / sums[2];
+    MPI_Allreduce(MPI_IN_PLACE, &sums, 3, MPI_DOUBLE, MPI_SUM, tr->comm);
+    *loss = sums.loss / sums.samples;
+    *acc = sums.correct / sums.samples;
     return DML_OK;
 }
 
@@ -322,45 +333,203 @@ static dml_status_t dml__checkpoint_now(dml_trainer_t *tr, const char *reason, d
     return st;
 }
 
+/* What one step's agreement sums over the ranks, in one MPI_Allreduce of
+ * doubles: the step's sums, then the requests to stop: a signal seen on any
+ * rank, a checkpoint due by time, the deadline near (the last two by rank
+ * 0's clock, so that every rank decides alike). */
+typedef struct {
+    dml__sums_t step;
+    double stop, ckpt_due, deadline_near;
+} dml__step_agreement_t;
+#define DML__AGREEMENT_DOUBLES (sizeof(dml__step_agreement_t) / sizeof(double))
+_Static_assert(sizeof(dml__step_agreement_t) == 6 * sizeof(double),
+               "the agreement is reduced as an array of doubles");
+
+/* The loop's own bookkeeping across steps (not saved: a resumed run starts
+ * a new report window). */
+typedef struct {
+    dml__sums_t win; /* since the last report */
+    double t_win, t_ep;
+    /* the last step whose loss was finite, for the message when one is not */
+    uint64_t good_step;
+    double good_loss, good_acc;
+} dml__loop_t;
+
+/* One optimiser step's forward and backward passes: accum micro-batches (fewer
+ * at the end of an epoch), gradients accumulated; this rank's sums into s.
+ * b_out: the last batch; micro_out: how many. */
+static dml_status_t dml__micro_batches(dml_trainer_t *tr, dml__sums_t *s, const dml_batch_t **b_out,
+                                       int *micro_out)
+{
+    const dml_trainer_config_t *c = &tr->cfg;
+    const dml_batch_t *b = NULL;
+    int micro = 0, last = 0;
+    dml_status_t st;
+
+    dml_model_zero_grads(tr->m);
+    while (!last) {
+        double l = 0;
+        int corr = 0;
+        dml__beat(tr);
+        st = dml_mpi_agree(tr->comm, dml_loader_next(tr->ld, &b), NULL);
+        if (st != DML_OK)
+            return st;
+        last = micro + 1 == c->accum || b->epoch_end;
+        dml__beat(tr);
+        st = dml_dp_step(tr->dp, b->x, b->y, (int)b->n, b->global_n,
+                         c->seed * 0x9e3779b97f4a7c15ULL + tr->step * (uint64_t)c->accum +
+                             (uint64_t)micro,
+                         last, &l, &corr);
+        if (st != DML_OK)
+            return st;
+        s->loss += l;
+        s->correct += corr;
+        s->samples += (double)b->n;
+        micro++;
+    }
+    *b_out = b;
+    *micro_out = micro;
+    return DML_OK;
+}
+
+/* Every rank learns the step's loss (metrics, and a common stop on NaN) and
+ * whether anyone asked to stop; the sums go to the epoch and the window. */
+static dml_status_t dml__step_agree(dml_trainer_t *tr, dml__loop_t *lp,
+                                    dml__step_agreement_t *local, dml__step_agreement_t *global)
+{
+    const dml_trainer_config_t *c = &tr->cfg;
+    const double t0 = dml__now();
+
+    if (c->stop != NULL && *c->stop != 0)
+        local->stop = 1;
+    if (tr->rank == 0 && c->ckpt_dir != NULL && c->ckpt_seconds > 0 &&
+        t0 - tr->last_ckpt >= c->ckpt_seconds)
+        local->ckpt_due = 1;
+    if (tr->rank == 0 && c->ckpt_dir != NULL && c->deadline > 0 &&
+        (double)time(NULL) + c->deadline_margin >= c->deadline)
+        local->deadline_near = 1;
+    dml__beat(tr);
+    MPI_Allreduce(local, global, (int)DML__AGREEMENT_DOUBLES, MPI_DOUBLE, MPI_SUM, tr->comm);
+    dml__beat(tr);
+    tr->sync_seconds += dml__now() - t0;
+    if (!isfinite(global->step.loss))
+        return dml_error_set(DML_ERR_NUMERIC,
+                             "the training loss became %g at step %llu (epoch "
+                             "%llu); last good: step %llu, loss %.4f, accuracy %.4f",
+                             global->step.loss, (unsigned long long)tr->step,
+                             (unsigned long long)tr->epoch + 1, (unsigned long long)lp->good_step,
+                             lp->good_loss, lp->good_acc);
+    lp->good_step = tr->step;
+    lp->good_loss = global->step.loss / global->step.samples;
+    lp->good_acc = global->step.correct / global->step.samples;
+    dml__sums_add(&lp->win, &global->step);
+    dml__sums_add(&tr->ep, &global->step);
+    return DML_OK;
+}
+
+/* The progress report, through cb: at the end of each epoch (with the
+ * evaluation, and a row of the metrics history) and every log_every steps. */
+static dml_status_t dml__report(dml_trainer_t *tr, dml__loop_t *lp, const dml_batch_t *b, float lr,
+                                dml_progress_cb_t cb, void *arg)
+{
+    const dml_trainer_config_t *c = &tr->cfg;
+    dml_progress_t p;
+    double now, dt, data, comm;
+    dml_status_t st;
+
+    if (!b->epoch_end && !(c->log_every > 0 && tr->step % (uint64_t)c->log_every == 0))
+        return DML_OK;
+    now = dml__now();
+    dt = now - lp->t_win;
+    data = dml_loader_wait_seconds(tr->ld);
+    comm = dml_dp_wait_seconds(tr->dp) + tr->sync_seconds;
+    memset(&p, 0, sizeof(p));
+    p.epoch = tr->epoch + 1;
+    p.step = tr->step;
+    p.lr = lr;
+    if (b->epoch_end) {
+        tr->epoch++;
+        p.is_epoch = 1;
+        p.loss = tr->ep.loss / tr->ep.samples;
+        p.accuracy = tr->ep.correct / tr->ep.samples;
+        p.samples_per_s = tr->ep.samples / (now - lp->t_ep);
+        if (tr->eval_ld != NULL) {
+            st = dml__evaluate(tr, &p.test_loss, &p.test_accuracy);
+            if (st != DML_OK)
+                return st;
+            p.has_test = 1;
+        }
+        if ((st = dml__history_add(tr, &p)) != DML_OK)
+            return st;
+    } else {
+        p.loss = lp->win.loss / lp->win.samples;
+        p.accuracy = lp->win.correct / lp->win.samples;
+        p.samples_per_s = lp->win.samples / dt;
+    }
+    p.data = dt > 0 ? (data - tr->data_reported) / dt : 0;
+    p.comm = dt > 0 ? (comm - tr->comm_reported) / dt : 0;
+    p.compute = 1 - p.data - p.comm;
+    tr->data_reported = data;
+    tr->comm_reported = comm;
+    if (cb != NULL && (st = dml_mpi_agree(tr->comm, cb(arg, &p), NULL)) != DML_OK)
+        return st;
+    memset(&lp->win, 0, sizeof(lp->win));
+    lp->t_win = dml__now();
+    if (b->epoch_end) {
+        memset(&tr->ep, 0, sizeof(tr->ep));
+        lp->t_ep = lp->t_win;
+    }
+    return DML_OK;
+}
+
+/* The checkpoints the loop takes, by what every rank agreed on (g): on a
+ * request to stop (and then it stops: DML_ERR_INTERRUPTED), at the end of
+ * training, every N steps, every T seconds. */
+static dml_status_t dml__checkpoint_due(dml_trainer_t *tr, const dml__step_agreement_t *g,
+                                        dml_progress_cb_t cb, void *arg)
+{
+    const dml_trainer_config_t *c = &tr->cfg;
+    dml_status_t st = DML_OK;
+
+    if (c->ckpt_dir == NULL)
+        return DML_OK;
+    if (g->stop > 0 || g->deadline_near > 0) {
+        const char *why = g->stop > 0 ? "stop requested (signal)" : "time limit near";
+        st = dml__checkpoint_now(tr, why, cb, arg);
+        if (st != DML_OK)
+            return st;
+        return dml_error_set(DML_ERR_INTERRUPTED,
+                             "%s: stopped at step %llu (epoch %llu) after "
+                             "a checkpoint in %s",
+                             why, (unsigned long long)tr->step, (unsigned long long)tr->epoch + 1,
+                             c->ckpt_dir);
+    }
+    if (tr->epoch == (uint64_t)c->epochs)
+        st = dml__checkpoint_now(tr, "end of training", cb, arg);
+    else if (c->ckpt_every > 0 && tr->step % c->ckpt_every == 0)
+        st = dml__checkpoint_now(tr, "every N steps", cb, arg);
+    else if (g->ckpt_due > 0)
+        st = dml__checkpoint_now(tr, "every T seconds", cb, arg);
+    return st;
+}
+
 static dml_status_t dml__run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
 {
     const dml_trainer_config_t *c = &tr->cfg;
-    double win[3] = {0, 0, 0}; /* loss sum, correct, samples since the last report */
-    double t_win = dml__now(), t_ep = t_win, good_loss = 0, good_acc = 0;
-    uint64_t good_step = 0;
-    dml_status_t st = DML_OK;
+    dml__loop_t lp;
+    dml_status_t st;
 
-    tr->last_ckpt = t_win;
+    memset(&lp, 0, sizeof(lp));
+    lp.t_win = lp.t_ep = tr->last_ckpt = dml__now();
     while (tr->epoch < (uint64_t)c->epochs) {
+        dml__step_agreement_t local, global;
         const dml_batch_t *b = NULL;
-        /* loss sum, correct, samples, then the requests to stop: a signal
-         * seen on any rank, a checkpoint due by time, the deadline near (the
-         * last two by rank 0's clock, so that every rank decides alike) */
-        double local[6] = {0, 0, 0, 0, 0, 0}, global[6], t0;
-        int micro = 0, last = 0;
+        int micro = 0;
         float lr;
 
-        dml_model_zero_grads(tr->m);
-        while (!last) {
-            double l = 0;
-            int corr = 0;
-            dml__beat(tr);
-            st = dml_mpi_agree(tr->comm, dml_loader_next(tr->ld, &b), NULL);
-            if (st != DML_OK)
-                return st;
-            last = micro + 1 == c->accum || b->epoch_end;
-            dml__beat(tr);
-            st = dml_dp_step(tr->dp, b->x, b->y, (int)b->n, b->global_n,
-                             c->seed * 0x9e3779b97f4a7c15ULL + tr->step * (uint64_t)c->accum +
-                                 (uint64_t)micro,
-                             last, &l, &corr);
-            if (st != DML_OK)
-                return st;
-            local[0] += l;
-            local[1] += corr;
-            local[2] += (double)b->n;
-            micro++;
-        }
+        memset(&local, 0, sizeof(local));
+        if ((st = dml__micro_batches(tr, &local.step, &b, &micro)) != DML_OK)
+            return st;
         lr = dml_lr_at(&c->lr, tr->step);
         dml__beat(tr);
         st = dml_dp_update(tr->dp, tr->opt, lr, micro, c->clip, NULL);
@@ -373,103 +542,9 @@ static dml_status_t dml__run(dml_trainer_t *tr, dml_progress_cb_t cb, void *arg)
             /* the caller's time (a test's hold), not a step's */
             dml__watchdog_beat(tr->wd, tr->step, DML__WD_CALLER);
         }
-
-        /* Every rank learns the step's loss (metrics, and a common stop on
-         * NaN) and whether anyone asked to stop. */
-        t0 = dml__now();
-        if (c->stop != NULL && *c->stop != 0)
-            local[3] = 1;
-        if (tr->rank == 0 && c->ckpt_dir != NULL && c->ckpt_seconds > 0 &&
-            t0 - tr->last_ckpt >= c->ckpt_seconds)
-            local[4] = 1;
-        if (tr->rank == 0 && c->ckpt_dir != NULL && c->deadline > 0 &&
-            (double)time(NULL) + c->deadline_margin >= c->deadline)
-            local[5] = 1;
-        dml__beat(tr);
-        MPI_Allreduce(local, global, 6, MPI_DOUBLE, MPI_SUM, tr->comm);
-        dml__beat(tr);
-        tr->sync_seconds += dml__now() - t0;
-        if (!isfinite(global[0]))
-            return dml_error_set(DML_ERR_NUMERIC,
-                                 "the training loss became %g at step %llu (epoch "
-                                 "%llu); last good: step %llu, loss %.4f, accuracy %.4f",
-                                 global[0], (unsigned long long)tr->step,
-                                 (unsigned long long)tr->epoch + 1, (unsigned long long)good_step,
-                                 good_loss, good_acc);
-        good_step = tr->step;
-        good_loss = global[0] / global[2];
-        good_acc = global[1] / global[2];
-        win[0] += global[0];
-        win[1] += global[1];
-        win[2] += global[2];
-        tr->ep[0] += global[0];
-        tr->ep[1] += global[1];
-        tr->ep[2] += global[2];
-
-        if (b->epoch_end || (c->log_every > 0 && tr->step % (uint64_t)c->log_every == 0)) {
-            dml_progress_t p;
-            double now = dml__now(), dt = now - t_win;
-            double data = dml_loader_wait_seconds(tr->ld);
-            double comm = dml_dp_wait_seconds(tr->dp) + tr->sync_seconds;
-            memset(&p, 0, sizeof(p));
-            p.epoch = tr->epoch + 1;
-            p.step = tr->step;
-            p.lr = lr;
-            if (b->epoch_end) {
-                tr->epoch++;
-                p.is_epoch = 1;
-                p.loss = tr->ep[0] / tr->ep[2];
-                p.accuracy = tr->ep[1] / tr->ep[2];
-                p.samples_per_s = tr->ep[2] / (now - t_ep);
-                if (tr->eval_ld != NULL) {
-                    st = dml__evaluate(tr, &p.test_loss, &p.test_accuracy);
-                    if (st != DML_OK)
-                        return st;
-                    p.has_test = 1;
-                }
-                if ((st = dml__history_add(tr, &p)) != DML_OK)
-                    return st;
-            } else {
-                p.loss = win[0] / win[2];
-                p.accuracy = win[1] / win[2];
-                p.samples_per_s = win[2] / dt;
-            }
-            p.data = dt > 0 ? (data - tr->data_reported) / dt : 0;
-            p.comm = dt > 0 ? (comm - tr->comm_reported) / dt : 0;
-            p.compute = 1 - p.data - p.comm;
-            tr->data_reported = data;
-            tr->comm_reported = comm;
-            if (cb != NULL && (st = dml_mpi_agree(tr->comm, cb(arg, &p), NULL)) != DML_OK)
-                return st;
-            memset(win, 0, sizeof(win));
-            t_win = dml__now();
-            if (b->epoch_end) {
-                memset(tr->ep, 0, sizeof(tr->ep));
-                t_ep = t_win;
-            }
-        }
-
-        if (c->ckpt_dir == NULL)
-            continue;
-        if (global[3] > 0 || global[5] > 0) {
-            const char *why = global[3] > 0 ? "stop requested (signal)" : "time limit near";
-            st = dml__checkpoint_now(tr, why, cb, arg);
-            if (st != DML_OK)
-                return st;
-            return dml_error_set(DML_ERR_INTERRUPTED,
-                                 "%s: stopped at step %llu (epoch %llu) after "
-                                 "a checkpoint in %s",
-                                 why, (unsigned long long)tr->step,
-                                 (unsigned long long)tr->epoch + 1, c->ckpt_dir);
-        }
-        if (tr->epoch == (uint64_t)c->epochs) {
-            st = dml__checkpoint_now(tr, "end of training", cb, arg);
-        } else if (c->ckpt_every > 0 && tr->step % c->ckpt_every == 0) {
-            st = dml__checkpoint_now(tr, "every N steps", cb, arg);
-        } else if (global[4] > 0) {
-            st = dml__checkpoint_now(tr, "every T seconds", cb, arg);
-        }
-        if (st != DML_OK)
+        if ((st = dml__step_agree(tr, &lp, &local, &global)) != DML_OK ||
+            (st = dml__report(tr, &lp, b, lr, cb, arg)) != DML_OK ||
+            (st = dml__checkpoint_due(tr, &global, cb, arg)) != DML_OK)
             return st;
     }
     return DML_OK;
@@ -569,267 +644,119 @@ static const char *dml__opt_name(dml_opt_type_t t)
 /* The effective configuration as text, for people reading a checkpoint. */
 static void dml__config_text(const dml_trainer_t *tr, char *buf, size_t len)
 {
-    const dml_trainer_config_t *c = &tr->cfg;
-    char spec[DML_MODEL_SPEC_MAX];
+    dml_trainer_config_t c = tr->cfg;
 
-    dml_model_spec_format(&c->spec, spec, sizeof(spec));
-    snprintf(
-        buf, len,
-        "model=%s\ntrain=%s\ntest=%s\nepochs=%d\nbatch=%d\naccum=%d\nranks=%d\n"
-        "optimizer=%s\nlr=%g\nmomentum=%g\nnesterov=%d\nweight_decay=%g\nbeta1=%g\n"
-        "beta2=%g\neps=%g\nschedule=%s\nwarmup=%llu\nstep_every=%llu\ngamma=%g\n"
-        "cosine_total=%llu\nclip=%g\nseed=%llu\nshuffle=%s\ngrad_reduce=%s\n",
-        spec, c->train_dir, c->test_dir ? c->test_dir : "", c->epochs, c->batch, c->accum, tr->size,
-        dml__opt_name(c->opt.type), (double)c->lr.base, (double)c->opt.momentum, c->opt.nesterov,
-        (double)c->opt.weight_decay, (double)c->opt.beta1, (double)c->opt.beta2, (double)c->opt.eps,
-        c->lr.kind == DML_LR_CONSTANT ? "constant"
-        : c->lr.kind == DML_LR_STEP   ? "step"
-                                      : "cosine",
-        (unsigned long long)c->lr.warmup, (unsigned long long)c->lr.step_every, (double)c->lr.gamma,
-        (unsigned long long)c->lr.total, c->clip, (unsigned long long)c->seed,
-        c->shuffle == DML_SHUFFLE_FULL     ? "full"
-        : c->shuffle == DML_SHUFFLE_WINDOW ? "window"
-                                           : "none",
-        dml_dp_mode(tr->dp) == DML_DP_SHARED ? "shared" : "allreduce");
+    c.grad_reduce = dml_dp_mode(tr->dp); /* the way chosen, not auto */
+    dml__trainer_config_text(&c, tr->size, buf, len);
 }
 
-/* The model's arrays in a checkpoint: every rank's collective put. */
-static dml_status_t dml__put_ckpt(void *arg, int64_t loc, const char *name, int64_t type,
-                                  const uint64_t dims[2], const void *data)
+/* The trainer's state as a checkpoint holds it (train_private.h): its
+ * arrays borrowed, valid while the trainer does not step. */
+static void dml__state_of(dml_trainer_t *tr, dml_train_state_t *s)
 {
-    return dml_ckpt_put(arg, loc, name, type, dims, data);
-}
+    int i;
 
-/* Every rank's part of writing the state into an open checkpoint. */
-static dml_status_t dml__ckpt_fill(dml_trainer_t *tr, dml_ckpt_writer_t *w)
-{
-    hid_t f = dml_ckpt_file(w), g = -1;
-    dml_loader_state_t ls;
-    dml_model_info_t info;
-    char spec[DML_MODEL_SPEC_MAX], text[4096], name[32];
-    uint64_t dims[2] = {dml_model_nparams(tr->m), 0}, seed = tr->cfg.seed;
-    int32_t batch = tr->cfg.batch, accum = tr->cfg.accum;
-    dml_status_t st = DML_OK;
-    int i, meta = 0;
-
-    dml_loader_get_state(tr->ld, &ls);
-    dml_model_spec_format(&tr->cfg.spec, spec, sizeof(spec));
-    dml__config_text(tr, text, sizeof(text));
-    /* Attributes and groups are collective: every rank, same values. */
-    if (dml__h5_attr_write_str(f, "model", spec) != 0 ||
-        dml__h5_attr_write_str(f, "dataset", tr->cfg.train_dir) != 0 ||
-        dml__h5_attr_write_str(f, "dataset_hash", dml_dataset_content_hash(tr->train)) != 0 ||
-        dml__h5_attr_write_str(f, "config", text) != 0 ||
-        dml__h5_attr_write(f, "seed", H5T_NATIVE_UINT64, 1, &seed) != 0 ||
-        dml__h5_attr_write(f, "epoch", H5T_NATIVE_UINT64, 1, &tr->epoch) != 0 ||
-        dml__h5_attr_write(f, "batch", H5T_NATIVE_INT32, 1, &batch) != 0 ||
-        dml__h5_attr_write(f, "accum", H5T_NATIVE_INT32, 1, &accum) != 0 ||
-        dml__h5_attr_write(f, "loader_epoch", H5T_NATIVE_UINT64, 1, &ls.epoch) != 0 ||
-        dml__h5_attr_write(f, "loader_cursor", H5T_NATIVE_UINT64, 1, &ls.cursor) != 0 ||
-        dml__h5_attr_write(f, "epoch_sums", H5T_NATIVE_DOUBLE, 3, tr->ep) != 0 ||
-        dml__h5_attr_write_str(f, "optimizer", dml__opt_name(tr->cfg.opt.type)) != 0 ||
-        dml__h5_attr_write(f, "optimizer_steps", H5T_NATIVE_UINT64, 1, dml_opt_steps(tr->opt)) != 0)
-        meta = -1;
-    if (meta == 0) {
-        g = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        meta = g < 0 ? -1 : 0;
-    }
-    st = dml_mpi_agree(tr->comm,
-                       meta == 0 ? DML_OK
-                                 : dml_error_set(DML_ERR_IO,
-                                                 "%s: cannot write "
-                                                 "the checkpoint's attributes",
-                                                 tr->cfg.ckpt_dir),
-                       NULL);
-    /* The "model" group is a model file's root (nn/model_file.c writes it). */
-    if (st == DML_OK) {
-        dml__model_info(tr, &info);
-        st = dml_mpi_agree(tr->comm, dml_model_write_h5(g, tr->m, &info, dml__put_ckpt, w), NULL);
-    }
-    if (g >= 0)
-        H5Gclose(g);
-    g = -1;
-    if (st == DML_OK) {
-        g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        st = dml_mpi_agree(tr->comm,
-                           g < 0 ? dml_error_set(DML_ERR_IO,
-                                                 "%s: cannot write the "
-                                                 "checkpoint",
-                                                 tr->cfg.ckpt_dir)
-                                 : DML_OK,
-                           NULL);
-    }
-    if (st == DML_OK)
-        st = dml_dp_gather_state(tr->dp, tr->opt);
-    for (i = 0; st == DML_OK && i < dml_opt_nbufs(tr->opt); i++) {
-        snprintf(name, sizeof(name), "state%d", i);
-        st = dml_ckpt_put(w, g, name, H5T_NATIVE_FLOAT, dims, dml_opt_buf(tr->opt, i));
-    }
-    if (st == DML_OK) {
-        uint64_t hd[2] = {tr->nhistory, DML__HIST_COLS};
-        st = dml_ckpt_put(w, f, "metrics", H5T_NATIVE_DOUBLE, hd, tr->history);
-    }
-    if (g >= 0)
-        H5Gclose(g);
-    return st;
+    memset(s, 0, sizeof(*s));
+    dml_model_spec_format(&tr->cfg.spec, s->model, sizeof(s->model));
+    snprintf(s->dataset, sizeof(s->dataset), "%s", tr->cfg.train_dir);
+    snprintf(s->dataset_hash, sizeof(s->dataset_hash), "%s", dml_dataset_content_hash(tr->train));
+    snprintf(s->optimizer, sizeof(s->optimizer), "%s", dml__opt_name(tr->cfg.opt.type));
+    dml__config_text(tr, s->config, sizeof(s->config));
+    s->seed = tr->cfg.seed;
+    s->batch = tr->cfg.batch;
+    s->accum = tr->cfg.accum;
+    s->step = tr->step;
+    s->epoch = tr->epoch;
+    dml_loader_get_state(tr->ld, &s->loader);
+    s->epoch_sums[0] = tr->ep.loss;
+    s->epoch_sums[1] = tr->ep.correct;
+    s->epoch_sums[2] = tr->ep.samples;
+    s->opt_steps = dml_opt_steps(tr->opt);
+    s->world_size = tr->size;
+    s->m = tr->m;
+    dml__model_info(tr, &s->info);
+    s->params = dml_model_params(tr->m);
+    s->buffers = dml_model_buffers(tr->m);
+    s->nopt = dml_opt_nbufs(tr->opt);
+    for (i = 0; i < s->nopt; i++)
+        s->opt[i] = dml_opt_buf(tr->opt, i);
+    s->history = tr->history;
+    s->nhistory = tr->nhistory;
 }
 
 dml_status_t dml_trainer_checkpoint(dml_trainer_t *tr, char *path_out, size_t len)
 {
-    dml_ckpt_writer_t *w = NULL;
+    dml_train_state_t *s;
     dml_status_t st;
 
     if (tr->cfg.ckpt_dir == NULL)
         return dml_error_set(DML_ERR_INVALID_ARG, "no checkpoint directory configured");
+    /* the state holds the configuration's text and the model's info: kept
+     * off the stack of a loop that may run on a small one */
+    s = malloc(sizeof(*s));
+    st = dml_mpi_agree(
+        tr->comm, s == NULL ? dml_error_set(DML_ERR_NO_MEMORY, "no memory to checkpoint") : DML_OK,
+        NULL);
+    if (st != DML_OK) {
+        free(s);
+        return st;
+    }
     /* The loader's prefetch thread reads HDF5 too. Its reads are
      * independent (no other rank waits on them), so holding the lock over
      * the checkpoint's collectives cannot deadlock across ranks. */
     dml_io_hdf5_lock();
-    st = dml_ckpt_begin(tr->comm, tr->cfg.ckpt_dir, tr->step,
-                        dml_model_nparams(tr->m) * sizeof(float) *
-                                (1 + (uint64_t)dml_opt_nbufs(tr->opt)) +
-                            dml_model_nbuffers(tr->m) * sizeof(float) +
-                            tr->nhistory * DML__HIST_COLS * sizeof(double),
-                        &tr->cfg.ckpt, &w);
+    /* each rank's slice of the optimiser's state made whole first */
+    st = dml_dp_gather_state(tr->dp, tr->opt);
     if (st == DML_OK) {
-        st = dml__ckpt_fill(tr, w);
-        if (st == DML_OK)
-            st = dml_ckpt_commit(w, tr->cfg.ckpt_keep, path_out, len);
-        else
-            dml_ckpt_abort(w);
+        dml__state_of(tr, s);
+        st = dml__train_state_save(tr->comm, s, tr->cfg.ckpt_dir, tr->cfg.ckpt_keep, &tr->cfg.ckpt,
+                                   path_out, len);
     }
     dml_io_hdf5_unlock();
+    free(s);
     return st;
 }
 
-/* One rank's attempt at one checkpoint; nothing of tr changes unless it all
- * loads and fits. */
-typedef struct {
-    float *params, *bufs, **opt;
-    double *history;
-    uint64_t nhistory, step, epoch, opt_steps, seed;
-    dml_loader_state_t ls;
-    double ep[3];
-    int world;
-} dml__loaded_t;
-
-static void dml__loaded_free(dml__loaded_t *l, int nbufs)
+/* Makes a loaded state the trainer's; collective (the parameters may be one
+ * array that the node's ranks share). */
+static dml_status_t dml__adopt(dml_trainer_t *tr, dml_train_state_t *s)
 {
-    int i;
-    free(l->params);
-    free(l->bufs);
-    for (i = 0; l->opt && i < nbufs; i++)
-        free(l->opt[i]);
-    free(l->opt);
-    free(l->history);
-    memset(l, 0, sizeof(*l));
-}
+    dml_status_t st = dml_dp_set_params(tr->dp, s->params);
+    int b;
 
-static dml_status_t dml__load_one(dml_trainer_t *tr, const char *path, dml__loaded_t *l)
-{
-    const size_t n = dml_model_nparams(tr->m), nbuf = dml_model_nbuffers(tr->m);
-    const int nb = dml_opt_nbufs(tr->opt);
-    char spec[DML_MODEL_SPEC_MAX], want[DML_MODEL_SPEC_MAX], hash[128] = "", opt[16] = "", name[32];
-    hid_t f = -1, space, d;
-    hsize_t hd[2] = {0, 0};
-    dml_status_t st;
-    int i;
-
-    memset(l, 0, sizeof(*l));
-    dml_model_spec_format(&tr->cfg.spec, want, sizeof(want));
-    if ((st = dml_ckpt_open(path, &f)) != DML_OK)
-        return st;
-    if (dml__h5_attr_read_str(f, "model", spec, sizeof(spec)) != 0 ||
-        dml__h5_attr_read_str(f, "dataset_hash", hash, sizeof(hash)) != 0 ||
-        dml__h5_attr_read_str(f, "optimizer", opt, sizeof(opt)) != 0 ||
-        dml__h5_attr_read(f, "step", H5T_NATIVE_UINT64, 1, &l->step) != 0 ||
-        dml__h5_attr_read(f, "epoch", H5T_NATIVE_UINT64, 1, &l->epoch) != 0 ||
-        dml__h5_attr_read(f, "seed", H5T_NATIVE_UINT64, 1, &l->seed) != 0 ||
-        dml__h5_attr_read(f, "world_size", H5T_NATIVE_INT32, 1, &l->world) != 0 ||
-        dml__h5_attr_read(f, "loader_epoch", H5T_NATIVE_UINT64, 1, &l->ls.epoch) != 0 ||
-        dml__h5_attr_read(f, "loader_cursor", H5T_NATIVE_UINT64, 1, &l->ls.cursor) != 0 ||
-        dml__h5_attr_read(f, "epoch_sums", H5T_NATIVE_DOUBLE, 3, l->ep) != 0 ||
-        dml__h5_attr_read(f, "optimizer_steps", H5T_NATIVE_UINT64, 1, &l->opt_steps) != 0) {
-        st = dml_error_set(DML_ERR_FORMAT, "%s: a training state attribute is missing", path);
-        goto out;
-    }
-    if (strcmp(spec, want) != 0) {
-        st = dml_error_set(DML_ERR_MISMATCH, "%s: saved for model %s, this run trains %s", path,
-                           spec, want);
-        goto out;
-    }
-    if (strcmp(hash, dml_dataset_content_hash(tr->train)) != 0) {
-        st = dml_error_set(DML_ERR_MISMATCH,
-                           "%s: saved for another training dataset (content "
-                           "hash %.16s..., %s has %.16s...)",
-                           path, hash, tr->cfg.train_dir, dml_dataset_content_hash(tr->train));
-        goto out;
-    }
-    if (l->seed != tr->cfg.seed || strcmp(opt, dml__opt_name(tr->cfg.opt.type)) != 0) {
-        st = dml_error_set(DML_ERR_MISMATCH,
-                           "%s: saved with seed %llu and optimizer %s, this run "
-                           "uses seed %llu and %s",
-                           path, (unsigned long long)l->seed, opt, (unsigned long long)tr->cfg.seed,
-                           dml__opt_name(tr->cfg.opt.type));
-        goto out;
-    }
-    l->ls.seed = l->seed;
-    l->params = malloc(n * sizeof(float));
-    l->opt = calloc((size_t)nb + 1, sizeof(float *));
-    if (l->params == NULL || l->opt == NULL) {
-        st = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory to load it", path);
-        goto out;
-    }
-    if ((st = dml_ckpt_get(f, "model/weights", H5T_NATIVE_FLOAT, n, l->params)) != DML_OK)
-        goto out;
-    if (nbuf > 0) {
-        if ((l->bufs = malloc(nbuf * sizeof(float))) == NULL) {
-            st = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory to load it", path);
-            goto out;
-        }
-        if ((st = dml_ckpt_get(f, "model/buffers", H5T_NATIVE_FLOAT, nbuf, l->bufs)) != DML_OK)
-            goto out;
-    }
-    for (i = 0; i < nb; i++) {
-        snprintf(name, sizeof(name), "optimizer/state%d", i);
-        if ((l->opt[i] = malloc(n * sizeof(float))) == NULL) {
-            st = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory to load it", path);
-            goto out;
-        }
-        if ((st = dml_ckpt_get(f, name, H5T_NATIVE_FLOAT, n, l->opt[i])) != DML_OK)
-            goto out;
-    }
-    {
-        dml__h5_quiet_t q;
-        dml__h5_quiet_begin(&q);
-        d = H5Dopen2(f, "metrics", H5P_DEFAULT);
-        space = d >= 0 ? H5Dget_space(d) : -1;
-        if (space < 0 || H5Sget_simple_extent_ndims(space) != 2 ||
-            H5Sget_simple_extent_dims(space, hd, NULL) < 0 || hd[1] != DML__HIST_COLS)
-            st = dml_error_set(DML_ERR_FORMAT, "%s: no metrics history of %d columns", path,
-                               DML__HIST_COLS);
-        if (space >= 0)
-            H5Sclose(space);
-        if (d >= 0)
-            H5Dclose(d);
-        dml__h5_quiet_end(&q);
-        if (st != DML_OK)
-            goto out;
-    }
-    l->nhistory = hd[0];
-    if ((l->history = malloc(sizeof(double) * DML__HIST_COLS * (hd[0] + 1))) == NULL) {
-        st = dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory to load it", path);
-        goto out;
-    }
-    st = dml_ckpt_get(f, "metrics", H5T_NATIVE_DOUBLE, hd[0] * DML__HIST_COLS, l->history);
-out : {
-    dml__h5_quiet_t q;
-    dml__h5_quiet_begin(&q);
-    H5Fclose(f);
-    dml__h5_quiet_end(&q);
-}
     if (st != DML_OK)
-        dml__loaded_free(l, nb);
+        return st;
+    for (b = 0; b < s->nopt; b++)
+        memcpy(dml_opt_buf(tr->opt, b), s->opt[b], dml_model_nparams(tr->m) * sizeof(float));
+    if (s->buffers != NULL)
+        memcpy(dml_model_buffers(tr->m), s->buffers, dml_model_nbuffers(tr->m) * sizeof(float));
+    dml_opt_set_steps(tr->opt, s->opt_steps);
+    tr->step = s->step;
+    tr->epoch = s->epoch;
+    tr->ep.loss = s->epoch_sums[0];
+    tr->ep.correct = s->epoch_sums[1];
+    tr->ep.samples = s->epoch_sums[2];
+    free(tr->history);
+    tr->history = s->history;
+    tr->nhistory = s->nhistory;
+    s->history = NULL;
+    return dml_loader_set_state(tr->ld, &s->loader);
+}
+
+/* One rank's attempt at the checkpoint at path: loaded whole, and checked
+ * against this run, before anything of tr changes. */
+static dml_status_t dml__load_one(dml_trainer_t *tr, const char *path, dml_train_state_t *out)
+{
+    dml_train_state_t *run = malloc(sizeof(*run));
+    dml_status_t st;
+
+    if (run == NULL)
+        return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory to load it", path);
+    dml__state_of(tr, run);
+    dml_io_hdf5_lock();
+    st = dml__train_state_load(path, run, out);
+    dml_io_hdf5_unlock();
+    free(run);
     return st;
 }
 
@@ -844,7 +771,6 @@ dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb
     struct stat sb;
     char skipped[2048] = "";
     dml_status_t st = DML_OK;
-    const int nb = dml_opt_nbufs(tr->opt);
 
     memset(info, 0, sizeof(*info));
     /* A file names one checkpoint; a directory holds many. Every rank looks
@@ -873,7 +799,7 @@ dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb
             goto out;
     }
     for (i = 0; i < n; i++) {
-        dml__loaded_t l;
+        dml_train_state_t l;
         /* Everything a resume reads is checked before it is used: every
          * array's checksum (those the resume does not read too) and the
          * attributes'. A committed checkpoint never changes, so rank 0's
@@ -883,10 +809,11 @@ dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb
         dml_io_hdf5_unlock();
         st = dml_mpi_agree(tr->comm, st, NULL);
         if (st == DML_OK) {
-            dml_io_hdf5_lock();
-            st = dml__load_one(tr, e[i].path, &l);
-            dml_io_hdf5_unlock();
-            st = dml_mpi_agree(tr->comm, st, NULL);
+            dml_status_t mine = dml__load_one(tr, e[i].path, &l);
+            st = dml_mpi_agree(tr->comm, mine, NULL);
+            /* loaded here, but not on another rank */
+            if (mine == DML_OK && st != DML_OK)
+                dml__train_state_free(&l);
         }
         if (st != DML_OK) {
             size_t used = strlen(skipped);
@@ -897,26 +824,9 @@ dml_status_t dml_trainer_resume(dml_trainer_t *tr, const char *from, dml_skip_cb
             continue;
         }
         /* Loaded and fitting on every rank: make it the state. */
-        st = dml_dp_set_params(tr->dp, l.params);
-        if (st != DML_OK) {
-            dml__loaded_free(&l, nb);
-            goto out;
-        }
-        for (int b = 0; b < nb; b++)
-            memcpy(dml_opt_buf(tr->opt, b), l.opt[b], dml_model_nparams(tr->m) * sizeof(float));
-        if (l.bufs != NULL)
-            memcpy(dml_model_buffers(tr->m), l.bufs, dml_model_nbuffers(tr->m) * sizeof(float));
-        *dml_opt_steps(tr->opt) = l.opt_steps;
-        tr->step = l.step;
-        tr->epoch = l.epoch;
-        memcpy(tr->ep, l.ep, sizeof(tr->ep));
-        free(tr->history);
-        tr->history = l.history;
-        tr->nhistory = l.nhistory;
-        l.history = NULL;
-        st = dml_loader_set_state(tr->ld, &l.ls);
-        info->world_size = l.world;
-        dml__loaded_free(&l, nb);
+        st = dml__adopt(tr, &l);
+        info->world_size = l.world_size;
+        dml__train_state_free(&l);
         if (st != DML_OK)
             goto out;
         info->resumed = 1;

@@ -23,17 +23,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-static int failures;
+#include "mpi_check.h"
 
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "FAIL (rank %d, line %d): ", rank, __LINE__);                          \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+static int failures;
 
 /* One checkpoint at step of one array of n floats; every rank's status. */
 static dml_status_t save(const char *dir, uint64_t step, const float *buf, uint64_t n)

@@ -11,7 +11,9 @@
 #      inference of production over the test set completes; the report's
 #      plots are valid PNG and SVG, each plot's data file equals the metrics,
 #      the confusion matrix equals the inference report's, and index.html
-#      shows them;
+#      shows them; each variant's effective configuration (dml-train
+#      --print-config=json) is in the run record and the training record,
+#      and the report shows its lr, batch, epochs, optimizer and seed;
 #  (b) without the failing variant: no training job (every variant
 #      memoized), selection runs again (its inputs changed);
 #  (c) the same again: every step memoized, nothing submitted;
@@ -78,7 +80,7 @@ grep -q "ingest: job" a.out && grep -q "train: array job" a.out || fail_logs "ru
 sel=$rd/selection.json
 json "$sel" >/dev/null
 [ "$(json "$sel" '[f["variant"] for f in d["outputs"]["failed"]]')" = "['diverges']" ] ||
-    fail "the failed variants are $(json "$sel" 'd["outputs"]["failed"]'), not diverges alone"
+    fail_logs "the failed variants are $(json "$sel" 'd["outputs"]["failed"]'), not diverges alone" "$rd/fanin.out" "$sel"
 json "$sel" 'd["outputs"]["failed"][0]["reason"]' | grep -q "loss became nan" ||
     fail "the failure is not named by dml-train's error: $(json "$sel" 'd["outputs"]["failed"][0]["reason"]')"
 # each figure against dml-train's own evaluation of the validation split (its
@@ -140,6 +142,26 @@ assert cells == [(i, j, cm[i][j]) for i in range(len(cm)) for j in range(len(cm)
 assert "diverges" in html and "loss became nan" in html, "the page does not name the failed variant"
 print("report: %d plots as PNG and SVG, their data equal to the metrics and the inference report" % len(plots))
 PY
+# the effective configuration of each variant: dml-train's own account,
+# recorded for the run and with the model, shown on the report
+/usr/bin/python3 - "$rd" "$pipe" "$rep" <<'PY' || fail "the variants' effective configurations are not recorded or shown (above)"
+import glob, json, os, sys
+rd, pipe, rep = sys.argv[1:4]
+want = {"small": (0.05, 64, 1, 1), "wide": (0.05, 64, 1, 1), "deep": (0.05, 64, 1, 1), "diverges": (1e6, 64, 3, 1)}
+summary = open(os.path.join(rep, "summary.txt")).read()
+for v, (lr, batch, epochs, seed) in want.items():
+    c = json.load(open(os.path.join(rd, "variants", v + ".config.json")))
+    assert (c["lr"], c["batch"], c["epochs"], c["seed"]) == (lr, batch, epochs, seed), (v, c)
+    assert c["train"].endswith("/train") and c["test"].endswith("/val"), (v, c)
+    line = [l.split() for l in summary.splitlines() if l.split()[:1] == [v]][-1]
+    shown = "%g" % c["lr"] if isinstance(c["lr"], float) else str(c["lr"])
+    assert line[1:] == [c["optimizer"], shown, str(batch), str(epochs), str(seed)], (v, line)
+for v in ("small", "wide", "deep"):
+    recs = [json.load(open(f)) for f in glob.glob(pipe + "/memo/train/*.json")]
+    (r,) = [r for r in recs if r["variant"] == v]
+    assert r["config"] == json.load(open(os.path.join(rd, "variants", v + ".config.json"))), (v, r)
+print("configurations recorded and shown:", {v: w[0] for v, w in want.items()})
+PY
 echo "ok: (a) ingest, 4 variants as an array (1 failed, named), selection on validation, registration, promotion, inference, report"
 
 # ---- (b) the failing variant left out: training memoized ---------------------------
@@ -155,7 +177,7 @@ run_pipeline c b.ini
 tc=$((SECONDS - t0))
 grep -q "every step memoized: nothing submitted" c.out || fail_logs "run c submitted work" c.out
 [ ! -e "$rd/jobs" ] || fail "run c submitted jobs: $(cat "$rd/jobs")"
-for s in ingest "train small" "train wide" "train deep" select register infer report; do
+for s in ingest "train small" "train wide" "train deep" select register promote infer report; do
     grep -q "$s: memoized, skipped" c.out || fail_logs "run c does not say $s was skipped" c.out
 done
 echo "ok: (c) an unchanged pipeline skips every step and submits nothing ($tc s)"
@@ -201,7 +223,7 @@ printf '[variant x]\nmodel = cnn\nlr = -1\n' >bad2.ini
 printf '[variant x]\nmodel = cnn\noutput = /tmp/elsewhere.h5\n' >bad3.ini
 printf '[variant x]\nmodel = cnn\nepochs = 1\n[variant x]\nmodel = cnn\n' >bad4.ini
 printf '[defaults]\nlr = 0.1\nbatch = 64\nlr = 0.2\n[variant x]\nmodel = cnn\n' >bad5.ini
-for b in bad1:'unknown layer "cnnx"' bad2:"--lr '-1'" bad3:'set by the pipeline' bad4:'given twice' \
+for b in bad1:'unknown layer "cnnx"' bad2:'variant x: lr = -1' bad3:'set by the pipeline' bad4:'given twice' \
     bad5:'bad5.ini:4: key "lr" given twice in [defaults] (first at line 2)'; do
     rc=0
     "$pipeline" --dir "$pipe" --registry "$reg" --config "${b%%:*}.ini" --fashion-mnist "$fm" >"${b%%:*}.out" 2>&1 || rc=$?

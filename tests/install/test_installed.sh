@@ -20,7 +20,7 @@ trap 'rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export PKG_CONFIG_PATH=$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
 
-headers="dml_status.h dml_log.h dml_mpi.h dml_crc.h dml_io.h dml_nn.h dml_ckpt.h dml_train.h dml_infer.h dml_topo.h"
+headers="dml_status.h dml_log.h dml_mpi.h dml_crc.h dml_stats.h dml_io.h dml_nn.h dml_ckpt.h dml_train.h dml_infer.h dml_topo.h"
 for h in $headers; do
     [ -f "$includedir/slurm-dml/$h" ] || fail "$h is not installed in $includedir/slurm-dml"
     [ ! -e "$includedir/$h" ] || fail "$h is installed loose in $includedir"

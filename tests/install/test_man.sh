@@ -5,7 +5,11 @@
 #    formats without a groff warning (check_man.sh);
 #  - dml_spank(8) names every user option the plugin registers with Slurm and
 #    every plugstack.conf key it accepts (read from the plugin's source, so a
-#    new option without its documentation fails here).
+#    new option without its documentation fails here);
+#  - dml-train.1 names every key of the effective configuration that
+#    dml-train --print-config=json writes (its settings table: a setting
+#    added there without its documentation fails here, as an option does
+#    through --help).
 . "$(dirname "$0")/../lib.sh"
 src=$abs_top_srcdir
 bash "$src/tests/install/check_man.sh" "$src/man" "$data" "$train" "$ckpt" "$infer" \
@@ -19,4 +23,12 @@ keys=$(grep -o 'strcmp(key, "[a-z_]*")' "$src/spank-plugin/args.c" | sed 's/.*"\
     fail "could not read the plugin's options ($opts) and keys ($keys) from its source"
 for o in $opts; do grep -qF -- "--$o" <<<"$page" || fail "dml_spank.8 lacks the user option --$o"; done
 for k in $keys; do grep -qF -- "$k=" <<<"$page" || fail "dml_spank.8 lacks the plugstack key $k="; done
-echo "ok: 8 tool pages cover their --help; dml_spank.8 covers $(wc -w <<<"$opts") options and $(wc -w <<<"$keys") keys"
+# the keys are looked for in the section that documents them
+train_page=$(awk '/^\.SH /{on = /EFFECTIVE CONFIGURATION/} on' "$src/man/dml-train.1" |
+    sed -e 's/\\f[BIRP]//g' -e 's/\\-/-/g')
+cfg_keys=$("$train" --print-config=json | sed -n 's/^  "\([a-z0-9_]*\)": .*/\1/p')
+[ "$(wc -w <<<"$cfg_keys")" -ge 30 ] || fail "could not read dml-train --print-config=json's keys ($cfg_keys)"
+for k in $cfg_keys; do
+    grep -qw -- "$k" <<<"$train_page" || fail "dml-train.1 (EFFECTIVE CONFIGURATION) lacks the key $k of --print-config=json"
+done
+echo "ok: 8 tool pages cover their --help; dml_spank.8 covers $(wc -w <<<"$opts") options and $(wc -w <<<"$keys") keys; dml-train.1 covers $(wc -w <<<"$cfg_keys") configuration keys"

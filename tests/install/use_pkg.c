@@ -14,6 +14,7 @@
 #include <dml_mpi.h>
 #include <dml_nn.h>
 #include <dml_registry.h>
+#include <dml_stats.h>
 #include <dml_status.h>
 #include <dml_topo.h>
 #include <dml_train.h>

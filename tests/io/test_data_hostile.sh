@@ -176,10 +176,11 @@ echo "ok: a header of 400,000 columns checked in linear time; 100,000 columns co
 # A write under way holds a lock on its marker (here held by flock(1), as a
 # running dml-data would): a second write is refused and touches nothing.
 mkdir lk.partial && echo marker >lk.partial/.slurm-dml-partial && echo mine >lk.partial/shard-00000.h5
+# (lk.hold before the holder starts: it lets go as soon as lk.hold is gone)
+touch lk.hold
 (flock -x 9; touch lk.held; while [ -e lk.hold ]; do sleep 0.05; done) 9<lk.partial/.slurm-dml-partial &
 lkpid=$!
 at_exit "kill_started $lkpid"
-touch lk.hold
 for i in $(seq 1 600); do [ -e lk.held ] && break; sleep 0.05; done
 [ -e lk.held ] || fail "the lock holder did not start"
 refused "lk.partial: another write of this dataset is under way" synth --samples 100 --out lk

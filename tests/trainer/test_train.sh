@@ -8,7 +8,14 @@
 #  - bad input is refused before training, on every rank, naming the cause
 #    (--device cuda where no GPU is seen too; auto trains on the CPU);
 #  - a loss that becomes NaN stops training with the step number and leaves
-#    an earlier model file untouched.
+#    an earlier model file untouched;
+#  - --print-config prints the effective configuration without MPI: the same
+#    settings given as options or in a config file (either key spelling)
+#    print the same, its ini form read back as a config file prints itself
+#    again, the command line wins over the file, and the JSON has the keys
+#    the pipeline records; the ini form means what the settings mean (SGD's
+#    printed file read with --optimizer adamw has AdamW's weight decay), and
+#    an empty "model =" is unset, not an empty spec.
 . "$(dirname "$0")/../lib.sh"
 : "${MPIRUN:?run this test through make check}"
 make_work train-test
@@ -108,6 +115,70 @@ for bad in "--model cnnx:unknown layer" "--lr -1:--lr '-1'" "--optimizer adam:sg
     out=$("$train" --check --train "$work/nodata" --model cnn ${bad%%:*} 2>&1) || rc=$?
     [ $rc -eq 2 ] && grep -qF -- "${bad#*:}" <<<"$out" || fail "--check with ${bad%%:*}: exit $rc, $out"
 done
+
+# --print-config: the effective configuration, without MPI or data.
+pc() { "$train" --print-config "$@"; }
+out=$(pc) || fail "--print-config without --train and --model: $out"
+# momentum and weight decay, not given, are the optimiser's: written empty
+grep -qx 'epochs=10' <<<"$out" && grep -qx 'stall_timeout=auto' <<<"$out" && grep -qx 'momentum=' <<<"$out" &&
+    grep -qx 'weight_decay=' <<<"$out" || fail "--print-config: not the defaults: $out"
+opts=(--train "$work/ds" --model mlp:20-32-4 --optimizer adamw --lr 0.002 --weight-decay 0.05 --nesterov
+      --schedule step --step-every 100 --gamma 0.5 --seed 7 --bucket-kb 256 --stall-timeout 90
+      --checkpoint-dir "$work/eqck" --requeue --device auto)
+printf '[train]\ntrain = %s\nmodel = mlp:20-32-4\noptimizer = adamw\nlr = 0.002\nweight_decay = 0.05\nnesterov = true\nschedule = step\nstep-every = 100\ngamma = 0.5\nseed = 7\nbucket_kb = 256\nstall-timeout = 90\ncheckpoint_dir = %s\nrequeue = yes\ndevice = auto\n' \
+    "$work/ds" "$work/eqck" >"$work/eq.ini"
+for form in ini json; do
+    a=$("$train" --print-config=$form "${opts[@]}") || fail "--print-config=$form with options: $a"
+    b=$("$train" --print-config=$form --config "$work/eq.ini") || fail "--print-config=$form with the file: $b"
+    [ "$a" = "$b" ] || fail "the same settings as options and in a config file print differently ($form): $(diff <(echo "$a") <(echo "$b"))"
+done
+a=$(pc "${opts[@]}")
+grep -qx 'weight_decay=0.05' <<<"$a" && grep -qx 'lr=0.002' <<<"$a" && grep -qx 'momentum=' <<<"$a" &&
+    grep -qx 'step_every=100' <<<"$a" && grep -qx 'nesterov=1' <<<"$a" || fail "--print-config: $a"
+pc "${opts[@]}" >"$work/printed.ini"
+b=$(pc --config "$work/printed.ini") || fail "--print-config's own output as --config: $b"
+[ "$a" = "$b" ] || fail "--print-config's output read back prints otherwise: $(diff <(echo "$a") <(echo "$b"))"
+# the ini form means what the settings mean: SGD's defaults are not written
+# as values, so the file read with --optimizer adamw has AdamW's (the JSON
+# record shows them settled)
+pc --optimizer sgd >"$work/sgd.ini" || fail "--print-config --optimizer sgd failed"
+grep -qx 'weight_decay=' "$work/sgd.ini" && grep -qx 'momentum=' "$work/sgd.ini" && grep -qx 'model=' "$work/sgd.ini" ||
+    fail "--print-config --optimizer sgd: the optimiser's defaults written as values: $(cat "$work/sgd.ini")"
+"$train" --print-config=json --config "$work/sgd.ini" --optimizer adamw >"$work/adamw.json" ||
+    fail "SGD's printed ini read back with --optimizer adamw failed"
+[ "$(json "$work/adamw.json" 'd["weight_decay"]')" = 0.01 ] && [ "$(json "$work/adamw.json" 'd["momentum"]')" = 0.0 ] &&
+    [ "$(json "$work/adamw.json" 'd["model"]')" = None ] ||
+    fail "SGD's printed ini read back with --optimizer adamw: not AdamW's defaults: $(cat "$work/adamw.json")"
+"$train" --print-config=json --config "$work/sgd.ini" >"$work/sgd.json" &&
+    [ "$(json "$work/sgd.json" 'd["momentum"]')" = 0.9 ] && [ "$(json "$work/sgd.json" 'd["weight_decay"]')" = 0.0 ] ||
+    fail "SGD's printed ini read back: not SGD's defaults: $(cat "$work/sgd.json")"
+# "model =" is unset, not an empty spec: the command line's model is used
+printf '[train]\nmodel =\nlr = 0.05\n' >"$work/nomodel.ini"
+out=$("$train" --check --config "$work/nomodel.ini" --train "$work/nodata" --model mlp:20-8-4 2>&1) ||
+    fail "model = (empty) in a config file with --model: $out"
+grep -q "options and model mlp:20-8-4 are valid" <<<"$out" || fail "model = (empty) with --model: $out"
+rc=0; out=$("$train" --check --config "$work/nomodel.ini" --train "$work/nodata" 2>&1) || rc=$?
+[ $rc -eq 2 ] && grep -q -- "--train and --model are required" <<<"$out" ||
+    fail "model = (empty) without --model: exit $rc, $out"
+b=$(pc --config "$work/eq.ini" --lr 0.1 --seed 9)
+grep -qx 'lr=0.1' <<<"$b" && grep -qx 'seed=9' <<<"$b" && grep -qx 'gamma=0.5' <<<"$b" ||
+    fail "--print-config: the command line did not win over the file: $b"
+pc --train "$work/ds" --model mlp:20-32-4 --lr 0.02 --print-config=json >"$work/eff.json" ||
+    fail "--print-config=json failed"
+[ "$(json "$work/eff.json" 'd["lr"]')" = 0.02 ] && [ "$(json "$work/eff.json" 'd["stall_timeout"]')" = auto ] &&
+    [ "$(json "$work/eff.json" 'd["test"]')" = None ] && [ "$(json "$work/eff.json" 'd["nesterov"]')" = False ] &&
+    [ "$(json "$work/eff.json" 'd["model"]')" = mlp:20-32-4 ] && [ "$(json "$work/eff.json" 'd["beta2"]')" = 0.999 ] ||
+    fail "--print-config=json: $(cat "$work/eff.json")"
+rc=0; out=$("$train" --print-config=yaml 2>&1) || rc=$?
+[ $rc -eq 2 ] && grep -q -- "--print-config 'yaml': expected ini or json" <<<"$out" || fail "--print-config=yaml: exit $rc, $out"
+printf 'model = mlp:20-32-4\nlr = fast\n' >"$work/badlr.ini"
+rc=0; out=$("$train" --check --config "$work/badlr.ini" --train "$work/ds" 2>&1) || rc=$?
+[ $rc -eq 2 ] && grep -q "badlr.ini:2: lr = fast: expected a number from 1e-30 to 1e+30" <<<"$out" ||
+    fail "a bad value in a config file: exit $rc, $out"
+printf 'lr = 0.1\nweight-decay = 0.1\nweight_decay = 0.2\n' >"$work/twice.ini"
+rc=0; out=$("$train" --check --config "$work/twice.ini" --train "$work/ds" --model cnn 2>&1) || rc=$?
+[ $rc -eq 2 ] && grep -q "twice.ini:3: 'weight_decay' is given twice (first on line 2)" <<<"$out" ||
+    fail "a key given twice under its two spellings: exit $rc, $out"
 
 # --device: auto trains on the CPU where no GPU is seen, and says where;
 # cuda without a GPU is refused on every rank before anything is written.

@@ -15,7 +15,9 @@
 #    rank ends, none hangs;
 #  - a metrics file that cannot be written (a full disk) stops training with
 #    the file and the cause, exit 1;
-#  - the stop line and the resume line name the same epoch.
+#  - the stop line and the resume line name the same epoch;
+#  - a checkpoint records the effective configuration as --print-config
+#    writes it, with the world size and the reduction chosen.
 . "$(dirname "$0")/../lib.sh"
 need_test_hooks
 : "${MPIRUN:?run this test through make check}"
@@ -40,6 +42,15 @@ refused() {
 m=(--train "$work/ds" --model mlp:20-16-4 --batch 32 --log-every 0)
 run 2 "${m[@]}" --epochs 1 --checkpoint-dir "$work/ck" --output "$work/good.h5" >/dev/null 2>&1 ||
     fail "the setup run failed"
+# the checkpoint records the effective configuration in --print-config's
+# form (dml-ckpt inspect shows it): the trainer's settings, the way gradients
+# were summed (never auto) and the world size
+ck=$work/ck/$(ls "$work/ck" | grep -E '^ckpt-' | head -n 1)
+cfg=$(h5dump -a /config "$ck" | tr -s ' \n"' '\n')
+for kv in model=mlp:20-16-4 batch=32 weight_decay=0 step_every= grad_reduce=shared ranks=2 beta2=0.999 \
+    stall_timeout=auto; do
+    grep -qx -- "$kv" <<<"$cfg" || fail "the checkpoint's config lacks $kv: $cfg"
+done
 
 # ---- outputs ---------------------------------------------------------------------
 cp "$work/ds/index.h5" "$work/index.before"
