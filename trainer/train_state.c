@@ -138,10 +138,9 @@ static dml_status_t dml__get_model(void *arg, int64_t loc, const char *name, int
 
 static dml_status_t dml__attrs_get(dml_ckpt_reader_t *r, dml_train_state_t *s)
 {
-    dml_status_t st = DML_OK;
+    /* rank-local reads: the first failure ends the series */
+    dml_status_t st = dml_ckpt_get_str(r, "model", s->model, sizeof(s->model));
 
-    if (st == DML_OK)
-        st = dml_ckpt_get_str(r, "model", s->model, sizeof(s->model));
     if (st == DML_OK)
         st = dml_ckpt_get_str(r, "dataset", s->dataset, sizeof(s->dataset));
     if (st == DML_OK)
@@ -208,11 +207,11 @@ static dml_status_t dml__arrays_get(const char *path, dml_ckpt_reader_t *r,
     s->owned = 1;
     s->params = malloc(n * sizeof(float));
     s->buffers = nbuf > 0 ? malloc(nbuf * sizeof(float)) : NULL;
-    for (i = 0; i < s->nopt; i++)
-        s->opt[i] = malloc(n * sizeof(float));
-    if (s->params == NULL || (nbuf > 0 && s->buffers == NULL) ||
-        (s->nopt > 0 && s->opt[0] == NULL) || (s->nopt > 1 && s->opt[1] == NULL))
+    if (s->params == NULL || (nbuf > 0 && s->buffers == NULL))
         return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory to load it", path);
+    for (i = 0; i < s->nopt; i++)
+        if ((s->opt[i] = malloc(n * sizeof(float))) == NULL)
+            return dml_error_set(DML_ERR_NO_MEMORY, "%s: no memory to load it", path);
 
     if ((st = dml_ckpt_group_open(r, DML_MODEL_GROUP, &g)) != DML_OK)
         return st;
